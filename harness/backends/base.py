@@ -1,0 +1,177 @@
+"""The backend interface every ASR engine implements, and the registry that finds them.
+
+A backend receives a batch of :class:`AudioRequest` and returns one :class:`Transcript` per
+request, in order. A failure is a value (``status="error"`` with the message), never an empty
+transcript: an empty transcript would count as deletions and, if hard accents fail more often,
+manufacture disparity.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import json
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from harness.errors import BackendUnavailable, format_validation_error
+from harness.manifest import Utterance
+
+ENTRY_POINT_GROUP = "asrfair.backends"
+log = logging.getLogger(__name__)
+
+
+class BackendOptions(BaseModel):
+    """Base for each backend's options; unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the runner must know about a backend without branching on its name."""
+
+    sample_rate: int = 16_000
+    needs_audio: bool = True
+    max_batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class AudioRequest:
+    utterance: Utterance
+    samples: np.ndarray | None  # mono float32 at Capabilities.sample_rate; None if not needed
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class Transcript:
+    id: str
+    text: str | None
+    status: Literal["ok", "error"]
+    error: str | None = None
+    latency_s: float = 0.0
+
+    @classmethod
+    def ok(cls, utt_id: str, text: str, latency_s: float = 0.0) -> Transcript:
+        return cls(utt_id, text, "ok", None, latency_s)
+
+    @classmethod
+    def failed(cls, utt_id: str, error: str, latency_s: float = 0.0) -> Transcript:
+        return cls(utt_id, None, "error", error, latency_s)
+
+
+class Backend(ABC):
+    """Subclass, set ``name``, ``Options`` and ``capabilities``, implement one transcribe method."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, options: BackendOptions) -> None:
+        self.options = options
+
+    def transcribe(self, batch: Sequence[AudioRequest]) -> list[Transcript]:
+        """Default: one request at a time; a failure is recorded and the batch goes on."""
+        results = []
+        for request in batch:
+            start = time.perf_counter()
+            try:
+                text = self.transcribe_one(request)
+            except Exception as exc:  # any engine error is data about this utterance
+                results.append(Transcript.failed(request.utterance.id, _describe(exc), time.perf_counter() - start))
+            else:
+                results.append(Transcript.ok(request.utterance.id, text, time.perf_counter() - start))
+        return results
+
+    def transcribe_one(self, request: AudioRequest) -> str:
+        raise NotImplementedError(f"{type(self).__name__} implements neither transcribe nor transcribe_one")
+
+    @abstractmethod
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that determines the output: engine, model revision, decoding options."""
+
+    def fingerprint_id(self) -> str:
+        blob = json.dumps(self.fingerprint(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def request_key(self, utt: Utterance, audio_key: str | None) -> str:
+        """What, besides the fingerprint, the output depends on; default: the audio heard."""
+        return f"{audio_key}|{utt.language}"
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release models or connections; called once when the run ends."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+BUILTIN_BACKENDS: dict[str, str] = {
+    "stub": "harness.backends.stub:StubBackend",
+    "faster-whisper": "harness.backends.faster_whisper:FasterWhisperBackend",
+}
+
+
+class Registry:
+    """Backend names to lazily imported ``module:Class`` targets (listing imports no engine)."""
+
+    def __init__(self, targets: dict[str, str] | None = None) -> None:
+        self._targets: dict[str, str] = {}
+        for name, target in (targets or {}).items():
+            self.register(name, target)
+
+    @classmethod
+    def default(cls) -> Registry:
+        """Built-ins plus third-party backends from the ``asrfair.backends`` entry points."""
+        registry = cls(BUILTIN_BACKENDS)
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            registry.register(ep.name, ep.value)
+        return registry
+
+    def register(self, name: str, target: str | type[Backend]) -> None:
+        if name in self._targets:
+            raise BackendUnavailable(
+                f"backend '{name}' is registered twice ({self._targets[name]} and {_target_str(target)}); "
+                "rename one of them"
+            )
+        self._targets[name] = _target_str(target)
+
+    def names(self) -> list[str]:
+        return sorted(self._targets)
+
+    def load(self, name: str) -> type[Backend]:
+        if name not in self._targets:
+            close = difflib.get_close_matches(name, self._targets, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise BackendUnavailable(f"unknown backend '{name}'; {hint}available: {', '.join(self.names())}")
+        module_name, _, class_name = self._targets[name].partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise BackendUnavailable(f"backend '{name}' cannot be loaded from {self._targets[name]}: {exc}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise BackendUnavailable(f"backend '{name}' ({self._targets[name]}) is not a harness Backend subclass")
+        return cls
+
+    def create(self, name: str, options: dict[str, Any] | None = None) -> Backend:
+        cls = self.load(name)
+        try:
+            parsed = cls.Options.model_validate(options or {})
+        except ValidationError as exc:
+            raise BackendUnavailable(f"backend '{name}': {format_validation_error(exc)}") from None
+        return cls(parsed)
+
+
+def _target_str(target: str | type[Backend]) -> str:
+    return target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"

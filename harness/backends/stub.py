@@ -1,0 +1,119 @@
+"""A deterministic backend for pipeline tests, demos and CI dry runs.
+
+It returns the reference text, or injects word errors at configured rates per tag value, so
+that a test can plant a known disparity and check the scorer recovers it. Each reference word
+independently becomes an error with probability ``p``: a substitution, a deletion, or an
+inserted extra word, in the proportions of ``mix``. ``p`` combines every matching tag rate as
+independent causes: ``p = 1 - (1 - default_rate) * prod(1 - rate)``. The random stream is
+seeded per utterance from ``seed`` and the utterance id, so output does not depend on order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from harness.backends.base import AudioRequest, Backend, BackendOptions, Capabilities, Transcript
+from harness.manifest import Utterance
+
+# Words no English sentence in a test set is likely to hold, and no normaliser rewrites.
+_FILLERS = ("quokka", "zephyr", "fjord", "xylem", "quasar", "kumquat", "vortex", "sphinx")
+
+
+class StubOptions(BackendOptions):
+    error_rates: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="per tag, per value: probability that each reference word becomes an error",
+    )
+    default_rate: float = Field(0.0, ge=0.0, le=1.0, description="error probability for every word")
+    mix: dict[str, float] = Field(
+        default_factory=lambda: {"substitution": 0.6, "deletion": 0.2, "insertion": 0.2},
+        description="relative weights of substitution / deletion / insertion",
+    )
+    failure_rates: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="per tag, per value: probability an utterance fails"
+    )
+    seed: int = Field(0, description="seed of the per-utterance random streams")
+
+    @field_validator("error_rates", "failure_rates")
+    @classmethod
+    def _rates_in_range(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for tag, rates in value.items():
+            for tag_value, rate in rates.items():
+                if not 0.0 <= rate <= 1.0:
+                    raise ValueError(f"rate for {tag}={tag_value} must be in [0, 1], got {rate}")
+        return value
+
+    @field_validator("mix")
+    @classmethod
+    def _mix_known(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - {"substitution", "deletion", "insertion"}
+        if unknown:
+            raise ValueError(f"unknown error kinds {sorted(unknown)}; use substitution, deletion, insertion")
+        if any(w < 0 for w in value.values()) or sum(value.values()) <= 0:
+            raise ValueError("mix weights must be >= 0 and not all zero")
+        return value
+
+
+class StubBackend(Backend):
+    name: ClassVar[str] = "stub"
+    description: ClassVar[str] = "Deterministic: echoes the reference, optionally with seeded errors per tag"
+    Options = StubOptions
+    capabilities: ClassVar[Capabilities] = Capabilities(needs_audio=False, max_batch_size=256)
+    options: StubOptions
+
+    def transcribe(self, batch: list[AudioRequest]) -> list[Transcript]:
+        out = []
+        for request in batch:
+            utt = request.utterance
+            rng = self._rng(utt)
+            if rng.random() < _combined(self.options.failure_rates, 0.0, utt):
+                out.append(Transcript.failed(utt.id, "StubFailure: injected failure"))
+            else:
+                out.append(Transcript.ok(utt.id, self._corrupt(utt, rng)))
+        return out
+
+    def _rng(self, utt: Utterance) -> np.random.Generator:
+        digest = hashlib.sha256(f"{self.options.seed}|{utt.id}".encode()).digest()
+        return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+    def _corrupt(self, utt: Utterance, rng: np.random.Generator) -> str:
+        rate = _combined(self.options.error_rates, self.options.default_rate, utt)
+        words = utt.text.split()
+        if rate == 0.0:
+            return " ".join(words)
+        kinds = list(self.options.mix)
+        weights = np.array([self.options.mix[k] for k in kinds], dtype=float)
+        weights /= weights.sum()
+        hit = rng.random(len(words)) < rate
+        choice = rng.choice(len(kinds), size=len(words), p=weights)
+        fillers = rng.integers(len(_FILLERS), size=len(words))
+        out: list[str] = []
+        for word, is_error, kind, filler in zip(words, hit, choice, fillers, strict=True):
+            if not is_error:
+                out.append(word)
+            elif kinds[kind] == "substitution":
+                out.append(_FILLERS[filler])
+            elif kinds[kind] == "insertion":
+                out.extend((word, _FILLERS[filler]))
+            # a deletion emits nothing
+        return " ".join(out)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"backend": self.name, "options": self.options.model_dump()}
+
+    def request_key(self, utt: Utterance, audio_key: str | None) -> str:
+        # The stub's output depends on what it reads from the manifest, not on the audio.
+        return f"{utt.id}|{utt.text}|{sorted(utt.tags.items())}"
+
+
+def _combined(rates: dict[str, dict[str, float]], base: float, utt: Utterance) -> float:
+    keep = 1.0 - base
+    for tag, by_value in rates.items():
+        value = utt.tags.get(tag)
+        if value is not None and value in by_value:
+            keep *= 1.0 - by_value[value]
+    return 1.0 - keep

@@ -1,0 +1,230 @@
+"""``asrfair`` command line: thin commands over the library.
+
+Results go to stdout (a table, or JSON with ``--json``); progress and logs go to stderr.
+Exit codes: 0 ok · 1 regression (gate) · 2 bad input or config · 3 backend failures beyond
+``max_failure_rate`` · 130 interrupted (transcripts so far are cached; rerun resumes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from harness.errors import EXIT_INTERRUPTED, HarnessError
+
+app = typer.Typer(
+    name="asrfair",
+    help="Speech-recognition fairness benchmark: WER per accent, dialect, device and noise slice.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # a traceback must never print an API key
+    add_completion=False,
+)
+F = TypeVar("F", bound=Callable[..., Any])
+err_console = Console(stderr=True)
+
+
+def _handle_errors(command: F) -> F:
+    """User errors become one line on stderr and a documented exit code, never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except HarnessError as exc:
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: transcripts finished so far are cached; rerun the same command to resume")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging on stderr")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+        force=True,
+    )
+
+
+@app.command("run")
+@_handle_errors
+def run_command(
+    config: Annotated[Path, typer.Argument(help="run config YAML")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="parent of the run directory (default: runs/)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print metrics.json to stdout instead of the table")] = False,
+) -> None:
+    """Transcribe the dataset with the configured backend, score it per slice, write a run directory.
+
+    A rerun reuses cached transcripts, so an interrupted run resumes where it stopped.
+    """
+    from harness.config import load_config
+    from harness.pipeline import prepare, run
+
+    overrides = {"output": str(output)} if output else None
+    prepared = prepare(load_config(config, overrides))
+    with _LiveProgress(prepared.normalizer, len(prepared.manifest.utterances)) as progress:
+        outcome = run(prepared, on_batch=progress.update)
+    _emit(outcome.metrics, as_json)
+    err_console.print(
+        f"run directory: {outcome.paths.root} ({outcome.transcribed} transcribed, {outcome.from_cache} from cache)"
+    )
+    outcome.raise_for_failures()
+
+
+@app.command("validate")
+@_handle_errors
+def validate_command(
+    manifest: Annotated[Path, typer.Argument(help="manifest (.jsonl or .csv)")],
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="skip opening the audio files")] = False,
+) -> None:
+    """Check a manifest: every problem reported with file and line. Exit 2 on errors."""
+    from harness.errors import EXIT_BAD_INPUT
+    from harness.manifest import read_manifest
+
+    result = read_manifest(manifest, check_audio=not no_audio)
+    for problem in result.problems:
+        style = "red" if problem.level == "error" else "yellow"
+        err_console.print(f"[{style}]{escape(str(problem))}[/]", soft_wrap=True, highlight=False)
+    speakers = {u.speaker for u in result.utterances if u.speaker}
+    typer.echo(
+        f"{manifest}: {len(result.utterances)} utterances, {len(speakers)} speakers, "
+        f"tags: {', '.join(result.tag_names) or 'none'}; "
+        f"{len(result.errors)} errors, {len(result.warnings)} warnings"
+    )
+    if result.errors:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command("score")
+@_handle_errors
+def score_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by 'asrfair run'")],
+    slices: Annotated[Path | None, typer.Option("--slices", help="slice YAML (default: the run's own)")] = None,
+    normalizer: Annotated[str | None, typer.Option("--normalizer", help="whisper-english, basic or none")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print metrics.json to stdout")] = False,
+) -> None:
+    """Re-score a finished run (new slices or normaliser) without transcribing again."""
+    from harness.pipeline import rescore
+    from harness.slices import load_slices
+
+    metrics = rescore(run_dir, slices=load_slices(slices) if slices else None, normalizer=normalizer)
+    _emit(metrics, as_json)
+    err_console.print(f"rewrote {run_dir / 'metrics.json'} and {run_dir / 'report.md'}")
+
+
+@app.command("backends")
+@_handle_errors
+def backends_command(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable list")] = False,
+) -> None:
+    """List registered backends (built-in and from the 'asrfair.backends' entry points) and their options."""
+    from harness.backends.base import Registry
+
+    registry = Registry.default()
+    listing = []
+    for name in registry.names():
+        try:
+            cls = registry.load(name)
+        except HarnessError as exc:
+            listing.append({"name": name, "error": str(exc), "options": {}})
+            continue
+        options = {
+            key: {
+                "type": _type_name(f.annotation),
+                "default": None if f.is_required() else f.get_default(call_default_factory=True),
+                "description": f.description or "",
+            }
+            for key, f in cls.Options.model_fields.items()
+        }
+        listing.append({"name": name, "description": cls.description, "options": options})
+    if as_json:
+        typer.echo(json.dumps(listing, indent=2, default=str))
+        return
+    console = Console()
+    for entry in listing:
+        table = Table(
+            title=f"{entry['name']}: {entry.get('description') or entry.get('error', '')}", title_justify="left"
+        )
+        for column in ("option", "type", "default", "description"):
+            table.add_column(column)
+        for key, opt in entry["options"].items():
+            table.add_row(
+                key, escape(opt["type"]), escape(json.dumps(opt["default"], default=str)), escape(opt["description"])
+            )
+        console.print(table)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _emit(metrics: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
+    else:
+        from harness.report.terminal import print_summary
+
+        console = Console()
+        if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+            console = Console(width=160)
+        print_summary(metrics, console)
+
+
+class _LiveProgress:
+    """Progress bar with ETA and the pooled WER of what is done so far (on stderr)."""
+
+    def __init__(self, normalizer: Any, total: int) -> None:
+        self._normalizer = normalizer
+        self._errors = self._words = self._failed = 0
+        self._progress = Progress(
+            TextColumn("transcribing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=err_console,
+            transient=False,
+            disable=not err_console.is_terminal,
+        )
+        self._task = self._progress.add_task("run", total=total, status="")
+
+    def __enter__(self) -> _LiveProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, batch: Sequence[Any], transcripts: Sequence[Any]) -> None:
+        from harness.align import align
+
+        ok = [(u.text, t.text) for u, t in zip(batch, transcripts, strict=True) if t.status == "ok"]
+        self._failed += len(batch) - len(ok)
+        if ok:
+            counts = align([self._normalizer(r) for r, _ in ok], [self._normalizer(h) for _, h in ok])
+            self._errors += int(counts.errors.sum())
+            self._words += int(counts.ref_words.sum())
+        wer = f"WER {self._errors / self._words:.1%}" if self._words else ""
+        self._progress.update(self._task, advance=len(batch), status=f"{wer} failed {self._failed}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    app(args=list(argv) if argv is not None else sys.argv[1:], prog_name="asrfair")

@@ -1,0 +1,98 @@
+"""Run configuration: YAML in, a validated pydantic model out, every error naming file and key.
+
+Input paths (``dataset``, ``slices``) are resolved relative to the config file, so a config and
+its manifest reproduce the same run from any working directory. ``output`` and ``cache`` are
+relative to the working directory, where the user wants results to land.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.errors import InputError, format_validation_error
+from harness.slices import SliceSpec, load_slices
+
+CONFIG_VERSION = 1
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackendSpec(BaseModel):
+    """``{name: faster-whisper, model: tiny.en, ...}``: the name plus that backend's options."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class StatsConfig(Strict):
+    min_speakers: int = Field(5, ge=1, description="slices with fewer speakers are flagged, not ranked")
+    min_words: int = Field(200, ge=1, description="slices with fewer reference words are flagged, not ranked")
+
+
+class RunConfig(Strict):
+    version: int = CONFIG_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    dataset: Path
+    backend: BackendSpec
+    normalizer: str = "whisper-english"
+    slices: Path | list[SliceSpec] | None = None
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+    max_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    output: Path = Path("runs")
+    cache: Path | None = None
+
+    @model_validator(mode="after")
+    def _known_version(self) -> RunConfig:
+        if self.version != CONFIG_VERSION:
+            raise ValueError(f"version {self.version} is not supported; this harness reads version {CONFIG_VERSION}")
+        return self
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache or self.output / ".cache" / "transcripts.sqlite"
+
+    def slice_specs(self) -> list[SliceSpec] | None:
+        if isinstance(self.slices, Path):
+            return load_slices(self.slices)
+        return self.slices
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as it ran: absolute input paths, every default filled in."""
+        data = self.model_dump(mode="json")
+        data["backend"] = {"name": self.backend.name, **self.backend.options}
+        return data
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: config not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InputError(f"{where}: bad YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a run config must be a YAML mapping (name:, dataset:, backend:, ...)")
+    data.update(overrides or {})
+    base = path.parent
+    for key in ("dataset", "slices"):
+        if isinstance(data.get(key), str):
+            data[key] = str((base / data[key]).resolve())
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{path}: {format_validation_error(exc)}") from None
+    except InputError as exc:  # raised by an included slice file
+        raise InputError(f"{path}: {exc}") from None

@@ -1,0 +1,49 @@
+"""Exceptions that map to the CLI's documented exit codes.
+
+Every user-facing error carries one line that names where the problem is and how to fix it;
+the CLI prints that line and exits with ``exit_code`` instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+EXIT_OK = 0
+EXIT_REGRESSION = 1
+EXIT_BAD_INPUT = 2
+EXIT_BACKEND_FAILURES = 3
+EXIT_INTERRUPTED = 130
+
+
+class HarnessError(Exception):
+    """Base class for errors the CLI reports as one line."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class InputError(HarnessError):
+    """Bad manifest, config, slice definition or run directory (exit 2)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class BackendUnavailable(HarnessError):
+    """A backend cannot be created: unknown name, bad options, missing extra (exit 2)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class TooManyFailures(HarnessError):
+    """More utterances failed than the run allows; results are still written (exit 3)."""
+
+    exit_code = EXIT_BACKEND_FAILURES
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line per pydantic error: ``option 'a.b': message``, joined by '; '."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        message = "unknown key (check spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"'{loc}': {message}" if loc else message)
+    return "; ".join(parts)

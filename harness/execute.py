@@ -1,0 +1,124 @@
+"""Local executor: every utterance once through the backend, cache first, batches in order.
+
+Audio for the next batch is decoded on a helper thread while the backend works on the current
+one, so decoding and resampling stay off the model's critical path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.audio import AudioError, file_sha256, load_audio, segment_key
+from harness.backends.base import AudioRequest, Backend, Transcript
+from harness.manifest import Utterance
+from harness.store import TranscriptCache, cache_key
+
+log = logging.getLogger(__name__)
+
+BatchCallback = Callable[[Sequence[Utterance], Sequence[Transcript]], None]
+
+
+@dataclass(frozen=True)
+class TranscribeResult:
+    transcripts: dict[str, Transcript]
+    from_cache: frozenset[str]
+
+
+def transcribe_all(
+    utterances: Sequence[Utterance],
+    backend: Backend,
+    cache: TranscriptCache,
+    *,
+    on_batch: BatchCallback | None = None,
+) -> TranscribeResult:
+    """Transcribe what the cache lacks; return every utterance's transcript (ok or failed)."""
+    fingerprint = backend.fingerprint_id()
+    caps = backend.capabilities
+    keys = _request_keys(utterances, backend, fingerprint, caps.needs_audio)
+    hits = cache.get_many(list(keys.values()))
+    transcripts = {utt.id: Transcript.ok(utt.id, *hits[keys[utt.id]]) for utt in utterances if keys[utt.id] in hits}
+    if transcripts and on_batch:
+        done = [u for u in utterances if u.id in transcripts]
+        on_batch(done, [transcripts[u.id] for u in done])
+    from_cache = frozenset(transcripts)
+    pending = [utt for utt in utterances if utt.id not in transcripts]
+    log.info("%d cached, %d to transcribe with %s", len(from_cache), len(pending), backend.name)
+    batches = [pending[i : i + caps.max_batch_size] for i in range(0, len(pending), caps.max_batch_size)]
+    for batch, (requests, failed) in zip(batches, _prefetch(batches, caps.sample_rate, caps.needs_audio), strict=True):
+        results = list(failed)
+        if requests:
+            produced = backend.transcribe(requests)
+            _check_results(backend, requests, produced)
+            results.extend(produced)
+            cache.put_many((keys[t.id], fingerprint, t) for t in produced)
+        transcripts.update((t.id, t) for t in results)
+        if on_batch:
+            on_batch(batch, [transcripts[u.id] for u in batch])
+    return TranscribeResult(transcripts, from_cache)
+
+
+def _request_keys(
+    utterances: Sequence[Utterance], backend: Backend, fingerprint: str, needs_audio: bool
+) -> dict[str, str]:
+    digests: dict[Path, str | None] = {}
+    keys = {}
+    for utt in utterances:
+        audio_key = None
+        if needs_audio:
+            if utt.audio not in digests:
+                try:
+                    digests[utt.audio] = file_sha256(utt.audio)
+                except OSError:
+                    digests[utt.audio] = None  # reported as an audio failure when loaded
+            digest = digests[utt.audio]
+            audio_key = segment_key(digest, utt) if digest else None
+        keys[utt.id] = cache_key(fingerprint, backend.request_key(utt, audio_key))
+    return keys
+
+
+def _prefetch(
+    batches: Sequence[Sequence[Utterance]], sample_rate: int, needs_audio: bool
+) -> Iterator[tuple[list[AudioRequest], list[Transcript]]]:
+    """Yield each batch's requests (and audio failures), decoding one batch ahead."""
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as pool:
+        upcoming: Future = pool.submit(_prepare, batches[0], sample_rate, needs_audio)
+        for index in range(len(batches)):
+            current = upcoming.result()
+            if index + 1 < len(batches):
+                upcoming = pool.submit(_prepare, batches[index + 1], sample_rate, needs_audio)
+            yield current
+
+
+def _prepare(
+    batch: Sequence[Utterance], sample_rate: int, needs_audio: bool
+) -> tuple[list[AudioRequest], list[Transcript]]:
+    requests, failed = [], []
+    for utt in batch:
+        if not needs_audio:
+            requests.append(AudioRequest(utt, None, sample_rate))
+            continue
+        try:
+            samples = load_audio(utt, sample_rate)
+        except (AudioError, OSError, ValueError) as exc:
+            failed.append(Transcript.failed(utt.id, f"AudioError: {exc}"))
+            continue
+        if samples.size == 0:
+            failed.append(Transcript.failed(utt.id, "AudioError: segment holds no samples"))
+            continue
+        requests.append(AudioRequest(utt, samples, sample_rate))
+    return requests, failed
+
+
+def _check_results(backend: Backend, requests: Sequence[AudioRequest], produced: Sequence[Transcript]) -> None:
+    expected = [r.utterance.id for r in requests]
+    if [t.id for t in produced] != expected:
+        raise RuntimeError(
+            f"backend '{backend.name}' returned transcripts for {len(produced)} requests out of "
+            f"{len(expected)} or out of order; a backend must return one transcript per request, in order"
+        )

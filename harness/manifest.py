@@ -1,0 +1,357 @@
+"""Dataset manifests: one record per utterance, tagged with accent, dialect, device, noise.
+
+JSONL is canonical (one object per line); CSV with a header row is accepted. Paths in
+``audio`` are relative to the manifest file unless absolute. Every field that is not one of
+the reserved fields is a tag and must be a string. A ``dataset.yaml`` beside the manifest may
+declare each tag's vocabulary; a value outside it is an error, so a typo never becomes a
+new group.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import soundfile as sf
+import yaml
+
+from harness.errors import InputError
+
+RESERVED_FIELDS = ("id", "audio", "text", "speaker", "language", "offset", "duration")
+# Columns of the per-utterance results table; a tag may not take one of these names.
+RESULT_COLUMNS = (
+    "status",
+    "error",
+    "reference",
+    "hypothesis",
+    "ref_norm",
+    "hyp_norm",
+    "hits",
+    "substitutions",
+    "deletions",
+    "insertions",
+    "ref_words",
+    "errors",
+    "wer",
+)
+NAMED_TAGS = ("accent", "dialect", "device", "noise")
+DATASET_CARD = "dataset.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """One manifest record. ``audio`` is resolved to an absolute path."""
+
+    id: str
+    audio: Path
+    text: str
+    speaker: str | None = None
+    language: str = "en"
+    offset: float = 0.0
+    duration: float | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A validation finding, located by file, line and field."""
+
+    level: Literal["error", "warning"]
+    file: Path
+    line: int
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        fld = f" field '{self.field}'" if self.field else ""
+        return f"{where}:{fld} {self.level}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A loaded manifest and what validation found."""
+
+    path: Path
+    utterances: tuple[Utterance, ...]
+    problems: tuple[Problem, ...]
+    sha256: str
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "warning"]
+
+    @property
+    def tag_names(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for utt in self.utterances:
+            seen.update(dict.fromkeys(utt.tags))
+        return list(seen)
+
+
+def load_manifest(path: str | Path, *, check_audio: bool = True) -> Manifest:
+    """Load and validate a manifest; raise :class:`InputError` naming the first error."""
+    manifest = read_manifest(path, check_audio=check_audio)
+    if manifest.errors:
+        first = manifest.errors[0]
+        more = len(manifest.errors) - 1
+        suffix = f" (and {more} more; run 'asrfair validate {manifest.path}')" if more else ""
+        raise InputError(f"{first}{suffix}")
+    return manifest
+
+
+def read_manifest(path: str | Path, *, check_audio: bool = True) -> Manifest:
+    """Read a manifest, collecting every problem instead of stopping at the first."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found; pass the path to a .jsonl or .csv file")
+    raw = path.read_bytes()
+    problems: list[Problem] = []
+    vocabulary = _read_vocabulary(path.parent / DATASET_CARD)
+    seen_ids: dict[str, int] = {}
+    utterances: list[Utterance] = []
+    rows = _csv_rows(path, raw) if path.suffix.lower() == ".csv" else _jsonl_rows(path, raw)
+    for line, row in rows:
+        if isinstance(row, Problem):
+            problems.append(row)
+            continue
+        utt, found = _parse_record(path, line, row, vocabulary)
+        problems.extend(found)
+        row_id = row.get("id")
+        if isinstance(row_id, str):
+            if row_id in seen_ids:
+                problems.append(
+                    Problem(
+                        "error",
+                        path,
+                        line,
+                        "id",
+                        f"duplicate id '{row_id}' (first on line {seen_ids[row_id]}); ids must be unique",
+                    )
+                )
+                continue
+            seen_ids[row_id] = line
+        if utt is None:
+            continue
+        if check_audio:
+            problems.extend(_check_audio(path, line, utt))
+        utterances.append(utt)
+    if not utterances and not any(p.level == "error" for p in problems):
+        problems.append(Problem("error", path, 0, None, "manifest has no utterances"))
+    return Manifest(path, tuple(utterances), tuple(problems), hashlib.sha256(raw).hexdigest())
+
+
+def _jsonl_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        yield 0, Problem("error", path, 0, None, f"not UTF-8 ({exc.reason}); re-save as UTF-8")
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield (
+                number,
+                Problem(
+                    "error",
+                    path,
+                    number,
+                    None,
+                    f"bad JSON: {exc.msg} at column {exc.colno}; each line must be one JSON object",
+                ),
+            )
+            continue
+        if not isinstance(row, dict):
+            yield number, Problem("error", path, number, None, f"expected a JSON object, got {type(row).__name__}")
+            continue
+        yield number, row
+
+
+def _csv_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        yield 0, Problem("error", path, 0, None, f"not UTF-8 ({exc.reason}); re-save as UTF-8")
+        return
+    reader = csv.DictReader(text.splitlines(), strict=True)
+    start = 2  # the header is line 1
+    try:
+        for row in reader:
+            if None in row:
+                yield (
+                    start,
+                    Problem(
+                        "error", path, start, None, "more cells than header columns; quote cells that contain commas"
+                    ),
+                )
+            else:
+                # Empty cells mean "absent" in CSV; numbers arrive as text.
+                yield start, {k: v for k, v in row.items() if v not in ("", None)}
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        yield reader.line_num, Problem("error", path, reader.line_num, None, f"bad CSV: {exc}")
+
+
+def _parse_record(
+    path: Path, line: int, row: Mapping[str, Any], vocabulary: Mapping[str, frozenset[str]]
+) -> tuple[Utterance | None, list[Problem]]:
+    problems: list[Problem] = []
+
+    def error(fld: str | None, message: str) -> None:
+        problems.append(Problem("error", path, line, fld, message))
+
+    for required in ("id", "audio", "text"):
+        if required not in row:
+            error(required, f"missing required field '{required}'")
+    utt_id, audio, text = row.get("id"), row.get("audio"), row.get("text")
+    if "id" in row and (not isinstance(utt_id, str) or not utt_id.strip()):
+        error("id", "id must be a non-empty string")
+    if "audio" in row and (not isinstance(audio, str) or not audio.strip()):
+        error("audio", "audio must be a path string")
+    if "text" in row:
+        if not isinstance(text, str):
+            error("text", "reference text must be a string")
+        elif not text.strip():
+            error("text", "empty reference; give the transcript or drop the utterance")
+
+    speaker = row.get("speaker")
+    if speaker is None:
+        problems.append(
+            Problem(
+                "warning",
+                path,
+                line,
+                "speaker",
+                "no speaker; confidence intervals will treat this utterance as its own speaker",
+            )
+        )
+    elif not isinstance(speaker, str) or not speaker.strip():
+        error("speaker", "speaker must be a non-empty string")
+        speaker = None
+
+    language = row.get("language", "en")
+    if not isinstance(language, str) or not language.strip():
+        error("language", "language must be a code such as 'en'")
+
+    offset = _number(row, "offset", 0.0, error)
+    duration = _number(row, "duration", None, error)
+    if duration is not None and duration <= 0:
+        error("duration", "duration must be > 0 seconds")
+
+    tags: dict[str, str] = {}
+    for key, value in row.items():
+        if key in RESERVED_FIELDS:
+            continue
+        if key in RESULT_COLUMNS:
+            error(key, f"'{key}' is a results column and cannot be a tag name; rename the field")
+            continue
+        if not isinstance(value, str):
+            shown = json.dumps(value)
+            error(key, f'tag values must be strings, got {shown}; quote it ("{value}") or remove the field')
+            continue
+        allowed = vocabulary.get(key)
+        if allowed is not None and value not in allowed:
+            error(
+                key,
+                f"'{value}' is not in the vocabulary declared in {DATASET_CARD} "
+                f"({', '.join(sorted(allowed))}); fix the value or declare it",
+            )
+            continue
+        tags[key] = value
+
+    if any(p.level == "error" for p in problems):
+        return None, problems
+    audio_path = Path(str(audio))
+    if not audio_path.is_absolute():
+        audio_path = path.parent / audio_path
+    utt = Utterance(
+        id=str(utt_id),
+        audio=audio_path.resolve(),
+        text=str(text),
+        speaker=speaker,
+        language=str(language),
+        offset=float(offset or 0.0),
+        duration=duration,
+        tags=tags,
+    )
+    return utt, problems
+
+
+def _number(row: Mapping[str, Any], key: str, default: float | None, error: Any) -> float | None:
+    if key not in row:
+        return default
+    value = row[key]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        error(key, f"{key} must be a number of seconds, got {json.dumps(value)}")
+        return default
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+        error(key, f"{key} must be a finite number of seconds >= 0, got {json.dumps(value)}")
+        return default
+    return number
+
+
+def _check_audio(path: Path, line: int, utt: Utterance) -> list[Problem]:
+    shown = utt.audio
+    if not utt.audio.is_file():
+        return [
+            Problem("error", path, line, "audio", f"audio file not found: {shown}; paths are relative to the manifest")
+        ]
+    try:
+        info = sf.info(str(utt.audio))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        from harness.audio import probe_duration  # fallback decoder; imported only when needed
+
+        duration = probe_duration(utt.audio)
+        if duration is None:
+            return [Problem("error", path, line, "audio", f"cannot read {shown} ({exc}); convert it to WAV or FLAC")]
+    else:
+        duration = info.frames / info.samplerate if info.samplerate else 0.0
+    end = utt.offset + (utt.duration or 0.0)
+    if end > duration + 0.01 or utt.offset >= duration:
+        return [
+            Problem(
+                "error",
+                path,
+                line,
+                "offset",
+                f"segment {utt.offset:.2f}s+{utt.duration or 0:.2f}s lies outside {shown} ({duration:.2f}s long)",
+            )
+        ]
+    return []
+
+
+def _read_vocabulary(card: Path) -> dict[str, frozenset[str]]:
+    """Tag vocabularies from ``dataset.yaml``: ``tags: {accent: {values: [...]}}``."""
+    if not card.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(card.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{card}: bad YAML: {exc}") from None
+    tags = data.get("tags", {}) if isinstance(data, dict) else {}
+    if not isinstance(tags, dict):
+        raise InputError(f"{card}: field 'tags' must map tag names to {{values: [...]}}")
+    vocab: dict[str, frozenset[str]] = {}
+    for name, spec in tags.items():
+        values = spec.get("values") if isinstance(spec, dict) else spec
+        if values is None:
+            continue
+        if not isinstance(values, list):
+            raise InputError(f"{card}: tags.{name}.values must be a list of strings")
+        vocab[str(name)] = frozenset(str(v) for v in values)
+    return vocab

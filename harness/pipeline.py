@@ -1,0 +1,207 @@
+"""The main job, as a library: manifest → backend → transcripts → scores → run directory.
+
+``run`` transcribes (resuming from the cache) and scores; ``rescore`` re-slices or re-normalises
+a finished run from its own files, without the backend or the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from harness import __version__
+from harness.align import SCORER_VERSION
+from harness.backends.base import Backend, Registry, Transcript
+from harness.config import RunConfig
+from harness.errors import InputError, TooManyFailures
+from harness.execute import BatchCallback, transcribe_all
+from harness.manifest import Manifest, load_manifest
+from harness.report.markdown import render_markdown
+from harness.report.metrics import build_metrics
+from harness.scoring import score_frame, tag_columns, utterance_frame
+from harness.slices import SliceSpec, check_tags, default_slices
+from harness.stats import summarise
+from harness.store import (
+    RunPaths,
+    TranscriptCache,
+    new_run_dir,
+    open_run_dir,
+    write_json,
+    write_parquet,
+    write_yaml,
+)
+from harness.text import Normalizer, get_normalizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    paths: RunPaths
+    metrics: dict[str, Any]
+    transcribed: int
+    from_cache: int
+    max_failure_rate: float
+
+    def raise_for_failures(self) -> None:
+        """Raise TooManyFailures (exit 3) when more utterances failed than the config allows."""
+        failures = self.metrics["failures"]
+        if failures["rate"] > self.max_failure_rate:
+            raise TooManyFailures(
+                f"{failures['count']} utterances failed ({failures['rate']:.1%} > max_failure_rate "
+                f"{self.max_failure_rate:.1%}); results are in {self.paths.root}; rerun to retry the failures"
+            )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything checked before any model time is spent."""
+
+    config: RunConfig
+    manifest: Manifest
+    slices: list[SliceSpec]
+    normalizer: Normalizer
+    backend: Backend
+
+
+def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
+    manifest = load_manifest(config.dataset)
+    for warning in manifest.warnings[:10]:
+        log.warning("%s", warning)
+    if len(manifest.warnings) > 10:
+        log.warning("... and %d more warnings (asrfair validate %s)", len(manifest.warnings) - 10, manifest.path)
+    slices = config.slice_specs() or default_slices(manifest.tag_names)
+    check_tags(slices, [*manifest.tag_names, "language"], str(config.slices or config.dataset))
+    normalizer = get_normalizer(config.normalizer)
+    backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
+    return Prepared(config, manifest, slices, normalizer, backend)
+
+
+def run(prepared: Prepared, *, on_batch: BatchCallback | None = None) -> RunOutcome:
+    """Transcribe, score, write the run directory (see RunOutcome.raise_for_failures)."""
+    config, backend = prepared.config, prepared.backend
+    paths = new_run_dir(config.output, config.name)
+    write_yaml(paths.config, config.resolved())
+    cache = TranscriptCache(config.cache_path)
+    try:
+        result = transcribe_all(prepared.manifest.utterances, backend, cache, on_batch=on_batch)
+    finally:
+        cache.close()
+        backend.close()
+    write_parquet(paths.transcripts, _transcript_table(result.transcripts.values(), backend, result.from_cache))
+    frame = utterance_frame(prepared.manifest.utterances, result.transcripts)
+    provenance = _provenance(config, prepared.manifest, backend, prepared.normalizer)
+    metrics = _score_and_write(paths, frame, prepared.slices, prepared.normalizer, config, provenance)
+    return RunOutcome(
+        paths,
+        metrics,
+        len(result.transcripts) - len(result.from_cache),
+        len(result.from_cache),
+        config.max_failure_rate,
+    )
+
+
+def rescore(run_dir: Path, *, slices: list[SliceSpec] | None = None, normalizer: str | None = None) -> dict[str, Any]:
+    """Re-slice and/or re-normalise a finished run from its own files; rewrite its reports."""
+    paths = open_run_dir(run_dir)
+    if not paths.utterances.is_file():
+        raise InputError(f"{run_dir}: utterances.parquet missing; the run did not finish scoring")
+    config = RunConfig.model_validate(yaml.safe_load(paths.config.read_text(encoding="utf-8")))
+    frame = pd.read_parquet(paths.utterances)
+    specs = slices or config.slice_specs() or default_slices(tag_columns(frame))
+    check_tags(specs, [*tag_columns(frame), "language"], str(run_dir))
+    chosen = get_normalizer(normalizer or config.normalizer)
+    old = yaml.safe_load(paths.metrics.read_text(encoding="utf-8")) if paths.metrics.is_file() else {}
+    provenance = {
+        **old.get("provenance", {}),
+        "normalizer": chosen.stamp,
+        "rescored_utc": _now(),
+        "scorer_version": SCORER_VERSION,
+        "harness_version": __version__,
+    }
+    return _score_and_write(paths, frame, specs, chosen, config, provenance)
+
+
+def _score_and_write(
+    paths: RunPaths,
+    frame: pd.DataFrame,
+    slices: Sequence[SliceSpec],
+    normalizer: Normalizer,
+    config: RunConfig,
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    table = score_frame(frame, normalizer)
+    summary = summarise(table, slices, min_speakers=config.stats.min_speakers, min_words=config.stats.min_words)
+    provenance = {**provenance, "slices": [s.model_dump(mode="json", exclude_defaults=True) for s in slices]}
+    metrics = build_metrics(summary, table, provenance)
+    write_parquet(paths.utterances, table)
+    write_json(paths.metrics, metrics)
+    paths.report_md.write_text(render_markdown(metrics), encoding="utf-8")
+    return metrics
+
+
+def _transcript_table(
+    transcripts: Sequence[Transcript] | Any, backend: Backend, from_cache: frozenset[str]
+) -> pd.DataFrame:
+    fingerprint = backend.fingerprint_id()
+    return pd.DataFrame(
+        [
+            {
+                "id": t.id,
+                "backend": backend.name,
+                "backend_id": fingerprint,
+                "status": t.status,
+                "text": t.text,
+                "error": t.error,
+                "latency_s": t.latency_s,
+                "cached": t.id in from_cache,
+            }
+            for t in transcripts
+        ],
+        columns=["id", "backend", "backend_id", "status", "text", "error", "latency_s", "cached"],
+    )
+
+
+def _provenance(config: RunConfig, manifest: Manifest, backend: Backend, normalizer: Normalizer) -> dict[str, Any]:
+    return {
+        "run_name": config.name,
+        "created_utc": _now(),
+        "harness_version": __version__,
+        "git_sha": _git_sha(),
+        "scorer_version": SCORER_VERSION,
+        "normalizer": normalizer.stamp,
+        "manifest": {"path": str(manifest.path), "sha256": manifest.sha256, "utterances": len(manifest.utterances)},
+        "backend": {"name": backend.name, "id": backend.fingerprint_id(), "fingerprint": backend.fingerprint()},
+        "config": config.resolved(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _git_sha() -> str | None:
+    """The harness checkout's commit, when it runs from one."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -1,0 +1,50 @@
+"""``metrics.json``: the versioned, machine-readable result of a run.
+
+Schema ``asrfair.metrics/1`` (documented field by field in docs/metrics.md):
+``schema``, ``provenance`` (what produced the numbers), ``aggregate`` (``pooled``),
+``thresholds``, ``overall`` (one slice record), ``dimensions`` (each with ``slices`` and
+``disparity``), ``failures``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
+
+from harness.stats import Summary
+
+SCHEMA = "asrfair.metrics/1"
+FAILURE_EXAMPLES = 20
+
+
+def build_metrics(summary: Summary, table: pd.DataFrame, provenance: dict[str, Any]) -> dict[str, Any]:
+    failed = table[table["status"] != "ok"]
+    return _finite(
+        {
+            "schema": SCHEMA,
+            "provenance": provenance,
+            "aggregate": summary.aggregate,
+            "thresholds": {"min_speakers": summary.min_speakers, "min_words": summary.min_words},
+            "overall": asdict(summary.overall),
+            "dimensions": [asdict(d) for d in summary.dimensions],
+            "failures": {
+                "count": len(failed),
+                "rate": len(failed) / len(table) if len(table) else 0.0,
+                "examples": [{"id": row.id, "error": row.error} for row in failed.head(FAILURE_EXAMPLES).itertuples()],
+            },
+        }
+    )
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/inf: undefined numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

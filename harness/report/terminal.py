@@ -1,0 +1,42 @@
+"""The rich table printed at the end of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.report.format import by_wer, disparity_sentence, pct
+
+_COLUMNS = ("slice", "WER", "spk-mean", "utt-mean", "sub/del/ins", "utts", "spk", "words", "failed", "flags")
+
+
+def print_summary(metrics: dict[str, Any], console: Console) -> None:
+    overall = metrics["overall"]
+    console.print(
+        f"[bold]{escape(metrics['provenance']['run_name'])}[/]: pooled WER [bold]{pct(overall['wer'])}[/] "
+        f"over {overall['words']} words, {overall['utterances']} utterances, {overall['speakers']} speakers; "
+        f"failed {metrics['failures']['count']}"
+    )
+    for dim in metrics["dimensions"]:
+        table = Table(title=f"WER by {escape(dim['name'])}", title_justify="left", title_style="bold")
+        for column in _COLUMNS:
+            table.add_column(column, justify="left" if column in ("slice", "flags") else "right")
+        for s in by_wer(dim["slices"]):
+            table.add_row(
+                escape(s["label"]),
+                pct(s["wer"]),
+                pct(s["speaker_mean_wer"]),
+                pct(s["utterance_mean_wer"]),
+                f"{pct(s['sub_rate'])} / {pct(s['del_rate'])} / {pct(s['ins_rate'])}",
+                str(s["utterances"]),
+                str(s["speakers"]),
+                str(s["words"]),
+                str(s["failed"]),
+                ", ".join(s["flags"]),
+                style="dim" if s["flags"] else None,
+            )
+        console.print(table)
+        console.print(escape(disparity_sentence(dim["disparity"]).replace("**", "")))

@@ -1,0 +1,79 @@
+"""Transcripts + references → the per-utterance table every statistic is pooled from.
+
+The table (``utterances.parquet`` in a run directory) keeps raw and normalised text side by
+side, so anyone can recompute WER with jiwer from the run directory alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.align import align
+from harness.backends.base import Transcript
+from harness.manifest import RESULT_COLUMNS, Utterance
+from harness.text import Normalizer
+
+COUNT_COLUMNS = ("hits", "substitutions", "deletions", "insertions", "ref_words", "errors")
+BASE_COLUMNS = ("id", "speaker", "language")
+SCORE_COLUMNS = ("ref_norm", "hyp_norm", *COUNT_COLUMNS, "wer")
+
+
+def speaker_or_self(utt: Utterance) -> str:
+    """Clustering unit: the speaker, or the utterance itself when no speaker is given."""
+    return utt.speaker if utt.speaker is not None else f"utt:{utt.id}"
+
+
+def utterance_frame(utterances: Sequence[Utterance], transcripts: Mapping[str, Transcript]) -> pd.DataFrame:
+    """One row per utterance: speaker, tags, raw reference and hypothesis, status and error.
+
+    Utterances without an ``ok`` transcript keep their row with ``status`` and ``error`` set and
+    no hypothesis: they are reported as failures per slice, never scored as empty transcripts.
+    """
+    rows = []
+    for utt in utterances:
+        transcript = transcripts.get(utt.id)
+        ok = transcript is not None and transcript.status == "ok"
+        rows.append(
+            {
+                "id": utt.id,
+                "speaker": speaker_or_self(utt),
+                "language": utt.language,
+                **utt.tags,
+                "status": transcript.status if transcript else "missing",
+                "error": None if ok else (transcript.error if transcript else "no transcript"),
+                "reference": utt.text,
+                "hypothesis": transcript.text if ok else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def tag_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in BASE_COLUMNS and c not in RESULT_COLUMNS]
+
+
+def score_frame(frame: pd.DataFrame, normalizer: Normalizer) -> pd.DataFrame:
+    """Normalise both sides and add per-utterance counts and WER (null for failed utterances)."""
+    table = frame.drop(columns=[c for c in SCORE_COLUMNS if c in frame])
+    ok = (table["status"] == "ok").to_numpy()
+    table["ref_norm"] = table["reference"].map(normalizer)
+    table["hyp_norm"] = table["hypothesis"].map(normalizer, na_action="ignore")
+    counts = align(table.loc[ok, "ref_norm"].tolist(), table.loc[ok, "hyp_norm"].tolist())
+    values = {
+        "hits": counts.hits,
+        "substitutions": counts.substitutions,
+        "deletions": counts.deletions,
+        "insertions": counts.insertions,
+        "ref_words": counts.ref_words,
+        "errors": counts.errors,
+    }
+    for column in COUNT_COLUMNS:
+        full = pd.array([pd.NA] * len(table), dtype="Int64")
+        full[ok] = values[column]
+        table[column] = full
+    ref_words = table["ref_words"].astype("Float64")
+    table["wer"] = (table["errors"].astype("Float64") / ref_words).where(ref_words > 0, np.nan)
+    return table

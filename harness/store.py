@@ -1,0 +1,129 @@
+"""Where results live: the transcript cache (SQLite) and run directories.
+
+The cache is keyed by backend fingerprint + what the backend heard, so a rerun, or a run that
+was interrupted, resumes without transcribing anything twice. Each batch is committed as it
+finishes. Only successful transcripts are cached: a failure is retried on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from harness.backends.base import Transcript
+from harness.errors import InputError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS transcripts (
+    key TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    utterance_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    latency_s REAL NOT NULL,
+    created_utc TEXT NOT NULL
+)
+"""
+
+
+def cache_key(fingerprint_id: str, request_key: str) -> str:
+    return hashlib.sha256(f"{fingerprint_id}|{request_key}".encode()).hexdigest()
+
+
+class TranscriptCache:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{path}: transcript cache unusable ({exc}); delete it to start afresh") from None
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, float]]:
+        found: dict[str, tuple[str, float]] = {}
+        for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT key, text, latency_s FROM transcripts WHERE key IN ({marks})"
+            found.update((k, (t, lat)) for k, t, lat in self._db.execute(query, chunk))
+        return found
+
+    def put_many(self, rows: Iterable[tuple[str, str, Transcript]]) -> None:
+        """Store ``(key, backend_fingerprint_id, transcript)`` for successful transcripts."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO transcripts VALUES (?, ?, ?, ?, ?, ?)",
+                [(k, fp, t.id, t.text, t.latency_s, now) for k, fp, t in rows if t.status == "ok"],
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def transcripts(self) -> Path:
+        return self.root / "transcripts.parquet"
+
+    @property
+    def utterances(self) -> Path:
+        return self.root / "utterances.parquet"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+
+def new_run_dir(parent: Path, name: str, now: datetime | None = None) -> RunPaths:
+    """``<parent>/<name>-<UTC timestamp>/``, never reusing an existing directory."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    root = parent / f"{name}-{stamp}"
+    suffix = 1
+    while root.exists():
+        suffix += 1
+        root = parent / f"{name}-{stamp}-{suffix}"
+    root.mkdir(parents=True)
+    return RunPaths(root)
+
+
+def open_run_dir(path: Path) -> RunPaths:
+    paths = RunPaths(path)
+    for needed in (paths.config, paths.transcripts):
+        if not needed.is_file():
+            raise InputError(
+                f"{path}: not a finished run directory ({needed.name} missing); pass a directory made by 'asrfair run'"
+            )
+    return paths
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    frame.to_parquet(path, index=False)

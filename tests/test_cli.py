@@ -1,0 +1,128 @@
+"""The CLI through a real subprocess: exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DEMO, REPO, write_config
+
+
+def asrfair(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        timeout=300,
+        check=False,
+    )
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_validate_demo_ok():
+    result = asrfair("validate", str(DEMO / "manifest.jsonl"))
+    assert result.returncode == 0, result.stderr
+    assert "240 utterances, 18 speakers" in result.stdout and "0 errors" in result.stdout
+
+
+def test_validate_bad_manifest_exit_2(make_manifest):
+    path = make_manifest([{"id": "a", "text": "x", "speaker": "s"}, {"id": "a", "text": "", "age": 3}])
+    result = asrfair("validate", str(path))
+    assert_clean_error(result, 2, f"{path}:2: field 'id'", f"{path}:2: field 'text'", f"{path}:2: field 'age'")
+    assert "3 errors" in result.stdout
+
+
+def test_validate_missing_speaker_warns_exit_0(make_manifest):
+    result = asrfair("validate", str(make_manifest([{"id": "a", "text": "x"}])))
+    assert result.returncode == 0 and "warning" in result.stderr and "1 warnings" in result.stdout
+
+
+def test_run_stub_json_and_score(tmp_path, make_manifest):
+    manifest = make_manifest(
+        [
+            {"id": f"u{i}", "text": "the quick brown fox", "speaker": f"s{i % 3}", "accent": "a" if i % 2 else "b"}
+            for i in range(12)
+        ]
+    )
+    config = write_config(tmp_path / "run.yaml", manifest, {"name": "stub", "default_rate": 0.3})
+    result = asrfair("run", str(config), "--json", "--output", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["overall"]["utterances"] == 12
+    (run_dir,) = (p for p in (tmp_path / "out").iterdir() if p.name.startswith("test-"))
+    slices = tmp_path / "slices.yaml"
+    slices.write_text("slices:\n  - by: accent\n    name: just-accent\n")
+    rescored = asrfair("score", str(run_dir), "--slices", str(slices))
+    assert rescored.returncode == 0, rescored.stderr
+    assert "WER by just-accent" in rescored.stdout
+
+
+def test_run_stub_failures_exit_3(tmp_path, make_manifest):
+    manifest = make_manifest([{"id": f"u{i}", "text": "a b c", "speaker": "s", "accent": "x"} for i in range(10)])
+    config = write_config(tmp_path / "run.yaml", manifest, {"name": "stub", "failure_rates": {"accent": {"x": 1.0}}})
+    result = asrfair("run", str(config))
+    assert_clean_error(result, 3, "10 utterances failed", "max_failure_rate")
+    assert "WER by accent" in result.stdout  # what was computed is still shown and written
+
+
+@pytest.mark.parametrize(
+    ("backend", "extra", "fragments"),
+    [
+        ({"name": "stubb"}, {}, ["unknown backend 'stubb'", "did you mean 'stub'"]),
+        ({"name": "stub", "eror_rate": 1}, {}, ["'eror_rate': unknown key"]),
+        ({"name": "stub"}, {"normaliser": "basic"}, ["run.yaml: 'normaliser': unknown key"]),
+        ({"name": "stub"}, {"normalizer": "fancy"}, ["unknown normalizer 'fancy'"]),
+        ({"name": "stub"}, {"slices": [{"by": "acent"}]}, ["did you mean 'accent'"]),
+    ],
+)
+def test_run_bad_config_exit_2(tmp_path, make_manifest, backend, extra, fragments):
+    manifest = make_manifest([{"id": "a", "text": "x y", "speaker": "s", "accent": "q"}])
+    config = write_config(tmp_path / "run.yaml", manifest, backend, **extra)
+    assert_clean_error(asrfair("run", str(config)), 2, *fragments)
+
+
+def test_run_bad_yaml_and_missing_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nbackend: {name: stub\n")
+    assert_clean_error(asrfair("run", str(bad)), 2, "bad YAML")
+    assert_clean_error(asrfair("run", str(tmp_path / "none.yaml")), 2, "config not found")
+    assert_clean_error(asrfair("score", str(tmp_path)), 2, "not a finished run directory")
+
+
+def test_backends_lists_builtins_and_entry_points(tmp_path):
+    # A real third-party plugin: a module plus dist-info metadata declaring the entry point.
+    (tmp_path / "acme_asr.py").write_text(
+        "from harness.backends.base import Backend\n"
+        "class Acme(Backend):\n"
+        "    name = 'acme'\n    description = 'third-party test backend'\n"
+        "    def transcribe_one(self, request):\n        return 'acme'\n"
+        "    def fingerprint(self):\n        return {'backend': 'acme'}\n"
+    )
+    dist = tmp_path / "acme_asr-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-asr\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[asrfair.backends]\nacme = acme_asr:Acme\n")
+    result = asrfair("backends", "--json", env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    listing = {entry["name"]: entry for entry in json.loads(result.stdout)}
+    assert {"stub", "faster-whisper", "acme"} <= set(listing)
+    assert listing["acme"]["description"] == "third-party test backend"
+    assert "beam_size" in listing["faster-whisper"]["options"]
+    assert "faster_whisper" not in result.stderr  # listing imports no engine
+
+
+def test_python_dash_m_and_help():
+    result = asrfair("--help")
+    assert result.returncode == 0 and "validate" in result.stdout

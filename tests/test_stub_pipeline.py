@@ -1,0 +1,121 @@
+"""End-to-end through the library with the stub backend: planted disparity, cache, failures, rescoring."""
+
+from __future__ import annotations
+
+import json
+
+import jiwer
+import pandas as pd
+import pytest
+from conftest import write_config
+
+from harness.backends.base import Registry
+from harness.config import load_config
+from harness.pipeline import prepare, rescore, run
+from harness.slices import SliceSpec
+
+
+@pytest.fixture
+def big_manifest(make_manifest):
+    """600 utterances, 10 speakers per accent, 10 words each (no audio decoding needed by the stub)."""
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+    records = []
+    for accent in ("scottish", "welsh", "general"):
+        for speaker in range(10):
+            for n in range(20):
+                text = " ".join(words[(n + k) % 10] for k in range(10))
+                records.append(
+                    {
+                        "id": f"{accent}-{speaker}-{n}",
+                        "text": text,
+                        "speaker": f"{accent}{speaker}",
+                        "accent": accent,
+                        "noise": "clean",
+                    }
+                )
+    return make_manifest(records)
+
+
+def stub_config(tmp_path, manifest, **backend):
+    return load_config(write_config(tmp_path / "run.yaml", manifest, {"name": "stub", **backend}))
+
+
+def test_planted_disparity_is_recovered(tmp_path, big_manifest):
+    config = stub_config(tmp_path, big_manifest, error_rates={"accent": {"scottish": 0.2}})
+    outcome = run(prepare(config))
+    accent = next(d for d in outcome.metrics["dimensions"] if d["name"] == "accent")
+    wer = {s["label"]: s["wer"] for s in accent["slices"]}
+    assert wer["scottish"] == pytest.approx(0.2, abs=0.03)  # 2000 words: sd ≈ 0.009
+    assert wer["welsh"] == wer["general"] == 0.0
+    assert accent["disparity"]["worst"] == "scottish"
+    assert accent["disparity"]["gap"] == pytest.approx(wer["scottish"])
+
+
+def test_run_directory_contents_agree_with_jiwer(tmp_path, big_manifest):
+    config = stub_config(tmp_path, big_manifest, default_rate=0.1)
+    outcome = run(prepare(config))
+    root = outcome.paths.root
+    assert root.parent == tmp_path / "runs" and root.name.startswith("test-")
+    for name in ("config.yaml", "transcripts.parquet", "utterances.parquet", "metrics.json", "report.md"):
+        assert (root / name).is_file(), name
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert metrics["schema"] == "asrfair.metrics/1" and metrics["aggregate"] == "pooled"
+    assert metrics["provenance"]["normalizer"].startswith("whisper-english@")
+    assert metrics["provenance"]["manifest"]["sha256"]
+    table = pd.read_parquet(root / "utterances.parquet")
+    # Anyone can recompute the headline from the run directory alone.
+    assert metrics["overall"]["wer"] == pytest.approx(jiwer.wer(table["ref_norm"].tolist(), table["hyp_norm"].tolist()))
+    assert "| scottish |" in (root / "report.md").read_text()
+
+
+def test_rerun_resumes_from_cache(tmp_path, big_manifest):
+    config = stub_config(tmp_path, big_manifest, default_rate=0.1)
+    first = run(prepare(config))
+    second = run(prepare(config))
+    assert (first.transcribed, first.from_cache) == (600, 0)
+    assert (second.transcribed, second.from_cache) == (0, 600)
+    assert second.metrics["overall"] == first.metrics["overall"]
+    changed = stub_config(tmp_path, big_manifest, default_rate=0.2)  # new fingerprint, no stale reuse
+    assert run(prepare(changed)).from_cache == 0
+
+
+def test_stub_is_deterministic_and_order_free(tmp_path, big_manifest):
+    registry = Registry.default()
+    config = stub_config(tmp_path, big_manifest, default_rate=0.3, seed=7)
+    utterances = prepare(config).manifest.utterances
+    backend = registry.create("stub", {"default_rate": 0.3, "seed": 7})
+    from harness.backends.base import AudioRequest
+
+    forward = backend.transcribe([AudioRequest(u, None, 16000) for u in utterances])
+    backward = backend.transcribe([AudioRequest(u, None, 16000) for u in reversed(utterances)])
+    assert [t.text for t in forward] == [t.text for t in reversed(backward)]
+    other_seed = registry.create("stub", {"default_rate": 0.3, "seed": 8}).transcribe(
+        [AudioRequest(u, None, 16000) for u in utterances]
+    )
+    assert [t.text for t in forward] != [t.text for t in other_seed]
+
+
+def test_failures_reported_per_slice_and_exit_three(tmp_path, big_manifest):
+    config = stub_config(tmp_path, big_manifest, failure_rates={"accent": {"welsh": 0.5}})
+    outcome = run(prepare(config))
+    accent = next(d for d in outcome.metrics["dimensions"] if d["name"] == "accent")
+    welsh = next(s for s in accent["slices"] if s["label"] == "welsh")
+    assert 60 < welsh["failed"] < 140 and welsh["utterances"] + welsh["failed"] == 200
+    assert welsh["wer"] == 0.0  # failures are not scored as deletions
+    assert outcome.metrics["failures"]["count"] == welsh["failed"]
+    from harness.errors import TooManyFailures
+
+    with pytest.raises(TooManyFailures, match="rerun to retry"):
+        outcome.raise_for_failures()
+    # The failures are not cached, so a rerun retries exactly them.
+    again = run(prepare(config))
+    assert again.from_cache == 600 - welsh["failed"]
+
+
+def test_rescore_with_new_slices_and_normalizer(tmp_path, big_manifest):
+    config = stub_config(tmp_path, big_manifest, error_rates={"accent": {"scottish": 0.2}})
+    outcome = run(prepare(config))
+    metrics = rescore(outcome.paths.root, slices=[SliceSpec(by=["accent", "noise"])], normalizer="basic")
+    assert [d["name"] for d in metrics["dimensions"]] == ["accent × noise"]
+    assert metrics["provenance"]["normalizer"] == "basic@1"
+    assert json.loads((outcome.paths.root / "metrics.json").read_text()) == metrics
