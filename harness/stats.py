@@ -138,6 +138,8 @@ def _slice_table(table: pd.DataFrame, labels: pd.DataFrame, min_speakers: int, m
 
 def _disparity(slices: list[SliceStats], overall_wer: float | None) -> Disparity:
     ranked = [s for s in slices if s.supported and s.wer is not None and MISSING not in s.values.values()]
+    if len(slices) < 2:
+        return Disparity(ranked=len(ranked), note="only one slice; nothing to compare")
     if len(ranked) < 2:
         return Disparity(
             ranked=len(ranked),

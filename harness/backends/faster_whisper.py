@@ -98,7 +98,8 @@ class FasterWhisperBackend(Backend):
         return _join(segment.text for segment in segments)
 
     def transcribe(self, batch: Sequence[AudioRequest]) -> list[Transcript]:
-        if self._batched is None or len(batch) < 2:
+        pipeline = self._batched
+        if pipeline is None or len(batch) < 2:
             return super().transcribe(batch)
         short = [r for r in batch if r.samples is not None and len(r.samples) <= _WINDOW_S * r.sample_rate]
         by_language: dict[str, list[AudioRequest]] = {}
@@ -106,20 +107,19 @@ class FasterWhisperBackend(Backend):
             by_language.setdefault(request.utterance.language, []).append(request)
         done: dict[str, Transcript] = {}
         for language, group in by_language.items():
-            done.update((t.id, t) for t in self._transcribe_batched(group, language))
+            done.update((t.id, t) for t in self._transcribe_batched(pipeline, group, language))
         rest = [r for r in batch if r.utterance.id not in done]
         done.update((t.id, t) for t in super().transcribe(rest))
         return [done[r.utterance.id] for r in batch]
 
-    def _transcribe_batched(self, group: list[AudioRequest], language: str) -> list[Transcript]:
-        assert self._batched is not None
+    def _transcribe_batched(self, pipeline: Any, group: list[AudioRequest], language: str) -> list[Transcript]:
         rate = group[0].sample_rate
         starts = np.cumsum([0] + [len(r.samples) for r in group])  # type: ignore[arg-type]
         clips = [{"start": starts[i] / rate, "end": starts[i + 1] / rate} for i in range(len(group))]
         audio = np.concatenate([r.samples for r in group])  # type: ignore[misc]
         begin = time.perf_counter()
         try:
-            segments, _info = self._batched.transcribe(
+            segments, _info = pipeline.transcribe(
                 audio,
                 batch_size=self.options.batch_size,
                 vad_filter=False,
@@ -146,6 +146,7 @@ class FasterWhisperBackend(Backend):
             "engine": f"faster-whisper@{_package_version('faster-whisper')}",
             "model": self.options.model,
             "model_revision": self._revision,
+            "device": self._model.model.device,  # what "auto" resolved to; GPU and CPU kernels differ
             "options": opts,
         }
 

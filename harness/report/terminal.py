@@ -21,6 +21,10 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
         f"failed {metrics['failures']['count']}"
     )
     for dim in metrics["dimensions"]:
+        if len(dim["slices"]) == 1:  # nothing to compare: one line, not a table
+            (only,) = dim["slices"]
+            console.print(f"{escape(dim['name'])}: one slice ({escape(only['label'])}, WER {pct(only['wer'])})")
+            continue
         table = Table(title=f"WER by {escape(dim['name'])}", title_justify="left", title_style="bold")
         for column in _COLUMNS:
             table.add_column(column, justify="left" if column in ("slice", "flags") else "right")
