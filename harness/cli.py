@@ -32,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
 )
 F = TypeVar("F", bound=Callable[..., Any])
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one-line errors stay one line
 
 
 def _handle_errors(command: F) -> F:
@@ -43,7 +43,7 @@ def _handle_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except HarnessError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: transcripts finished so far are cached; rerun the same command to resume")

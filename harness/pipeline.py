@@ -80,7 +80,8 @@ def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
     if len(manifest.warnings) > 10:
         log.warning("... and %d more warnings (asrfair validate %s)", len(manifest.warnings) - 10, manifest.path)
     slices = config.slice_specs() or default_slices(manifest.tag_names)
-    check_tags(slices, [*manifest.tag_names, "language"], str(config.slices or config.dataset))
+    source = str(config.slices) if isinstance(config.slices, Path) else "config 'slices'"
+    check_tags(slices, [*manifest.tag_names, "language"], source)
     normalizer = get_normalizer(config.normalizer)
     backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
     return Prepared(config, manifest, slices, normalizer, backend)
