@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import InputError, format_validation_error
 from harness.slices import SliceSpec, load_slices
+from harness.yamlfile import read_yaml
 
 CONFIG_VERSION = 1
 
@@ -75,14 +75,7 @@ class RunConfig(Strict):
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: config not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InputError(f"{where}: bad YAML: {getattr(exc, 'problem', exc)}") from None
+    data = read_yaml(path, "config")
     if not isinstance(data, dict):
         raise InputError(f"{path}: a run config must be a YAML mapping (name:, dataset:, backend:, ...)")
     data.update(overrides or {})

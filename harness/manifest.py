@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import soundfile as sf
-import yaml
 
 from harness.errors import InputError
+from harness.yamlfile import read_yaml
 
 RESERVED_FIELDS = ("id", "audio", "text", "speaker", "language", "offset", "duration")
 # Columns of the per-utterance results table; a tag may not take one of these names.
@@ -151,11 +151,17 @@ def read_manifest(path: str | Path, *, check_audio: bool = True) -> Manifest:
     return Manifest(path, tuple(utterances), tuple(problems), hashlib.sha256(raw).hexdigest())
 
 
-def _jsonl_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+def _decode(path: Path, raw: bytes, encoding: str) -> str | Problem:
     try:
-        text = raw.decode("utf-8")
+        return raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        yield 0, Problem("error", path, 0, None, f"not UTF-8 ({exc.reason}); re-save as UTF-8")
+        return Problem("error", path, 0, None, f"not UTF-8 ({exc.reason}); re-save as UTF-8")
+
+
+def _jsonl_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    text = _decode(path, raw, "utf-8")
+    if isinstance(text, Problem):
+        yield 0, text
         return
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -181,10 +187,9 @@ def _jsonl_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | 
 
 
 def _csv_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        yield 0, Problem("error", path, 0, None, f"not UTF-8 ({exc.reason}); re-save as UTF-8")
+    text = _decode(path, raw, "utf-8-sig")  # Excel writes a byte-order mark
+    if isinstance(text, Problem):
+        yield 0, text
         return
     reader = csv.DictReader(text.splitlines(), strict=True)
     start = 2  # the header is line 1
@@ -339,10 +344,7 @@ def _read_vocabulary(card: Path) -> dict[str, frozenset[str]]:
     """Tag vocabularies from ``dataset.yaml``: ``tags: {accent: {values: [...]}}``."""
     if not card.is_file():
         return {}
-    try:
-        data = yaml.safe_load(card.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{card}: bad YAML: {exc}") from None
+    data = read_yaml(card, "dataset card") or {}
     tags = data.get("tags", {}) if isinstance(data, dict) else {}
     if not isinstance(tags, dict):
         raise InputError(f"{card}: field 'tags' must map tag names to {{values: [...]}}")

@@ -6,6 +6,7 @@ a finished run from its own files, without the backend or the manifest.
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import subprocess
@@ -16,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
+from pydantic import ValidationError
 
 from harness import __version__
 from harness.align import SCORER_VERSION
 from harness.backends.base import Backend, Registry, Transcript
 from harness.config import RunConfig
-from harness.errors import InputError, TooManyFailures
+from harness.errors import InputError, TooManyFailures, format_validation_error
 from harness.execute import BatchCallback, transcribe_all
 from harness.manifest import Manifest, load_manifest
 from harness.report.markdown import render_markdown
@@ -40,6 +41,7 @@ from harness.store import (
     write_yaml,
 )
 from harness.text import Normalizer, get_normalizer
+from harness.yamlfile import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +118,15 @@ def rescore(run_dir: Path, *, slices: list[SliceSpec] | None = None, normalizer:
     paths = open_run_dir(run_dir)
     if not paths.utterances.is_file():
         raise InputError(f"{run_dir}: utterances.parquet missing; the run did not finish scoring")
-    config = RunConfig.model_validate(yaml.safe_load(paths.config.read_text(encoding="utf-8")))
+    try:
+        config = RunConfig.model_validate(read_yaml(paths.config, "run config"))
+    except ValidationError as exc:
+        raise InputError(f"{paths.config}: {format_validation_error(exc)}") from None
     frame = pd.read_parquet(paths.utterances)
     specs = slices or config.slice_specs() or default_slices(tag_columns(frame))
     check_tags(specs, [*tag_columns(frame), "language"], str(run_dir))
     chosen = get_normalizer(normalizer or config.normalizer)
-    old = yaml.safe_load(paths.metrics.read_text(encoding="utf-8")) if paths.metrics.is_file() else {}
+    old = json.loads(paths.metrics.read_text(encoding="utf-8")) if paths.metrics.is_file() else {}
     provenance = {
         **old.get("provenance", {}),
         "normalizer": chosen.stamp,

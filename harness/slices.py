@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import InputError, format_validation_error
+from harness.yamlfile import read_yaml
 
 MISSING = "(missing)"
 JOIN = " × "
@@ -66,12 +66,7 @@ class SliceFile(BaseModel):
 
 def load_slices(path: str | Path) -> list[SliceSpec]:
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: slice file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: bad YAML: {exc}") from None
+    data = read_yaml(path, "slice file")
     try:
         return SliceFile.model_validate(data).slices
     except ValidationError as exc:

@@ -24,6 +24,19 @@ def asrfair(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     )
 
 
+def install_plugin(directory: Path, name: str, body: str) -> None:
+    """A real third-party backend package on PYTHONPATH: a module plus dist-info declaring the entry point."""
+    (directory / f"{name}_asr.py").write_text(
+        "from harness.backends.base import Backend\n"
+        f"class Plugin(Backend):\n    name = '{name}'\n{body}"
+        f"    def fingerprint(self):\n        return {{'backend': '{name}'}}\n"
+    )
+    dist = directory / f"{name}_asr-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}-asr\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[asrfair.backends]\n{name} = {name}_asr:Plugin\n")
+
+
 def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -102,18 +115,11 @@ def test_run_bad_yaml_and_missing_files(tmp_path):
 
 
 def test_backends_lists_builtins_and_entry_points(tmp_path):
-    # A real third-party plugin: a module plus dist-info metadata declaring the entry point.
-    (tmp_path / "acme_asr.py").write_text(
-        "from harness.backends.base import Backend\n"
-        "class Acme(Backend):\n"
-        "    name = 'acme'\n    description = 'third-party test backend'\n"
-        "    def transcribe_one(self, request):\n        return 'acme'\n"
-        "    def fingerprint(self):\n        return {'backend': 'acme'}\n"
+    install_plugin(
+        tmp_path,
+        "acme",
+        "    description = 'third-party test backend'\n    def transcribe_one(self, request):\n        return 'acme'\n",
     )
-    dist = tmp_path / "acme_asr-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-asr\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[asrfair.backends]\nacme = acme_asr:Acme\n")
     result = asrfair("backends", "--json", env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     listing = {entry["name"]: entry for entry in json.loads(result.stdout)}
@@ -133,19 +139,12 @@ def test_interrupt_exits_130_and_rerun_resumes(tmp_path, make_manifest):
     import sqlite3
     import time
 
-    (tmp_path / "slow_asr.py").write_text(
-        "import time\n"
-        "from harness.backends.base import Backend\n"
-        "class Slow(Backend):\n"
-        "    name = 'slow'\n"
+    install_plugin(
+        tmp_path,
+        "slow",
         "    def transcribe_one(self, request):\n"
-        "        time.sleep(0.05)\n        return request.utterance.text\n"
-        "    def fingerprint(self):\n        return {'backend': 'slow'}\n"
+        "        import time\n        time.sleep(0.05)\n        return request.utterance.text\n",
     )
-    dist = tmp_path / "slow_asr-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: slow-asr\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[asrfair.backends]\nslow = slow_asr:Slow\n")
     # distinct segments, so each utterance has its own cache key (the key is what the backend hears)
     manifest = make_manifest(
         [{"id": f"u{i}", "text": "a b", "speaker": "s", "offset": i / 1000, "duration": 0.1} for i in range(400)]
