@@ -2,7 +2,8 @@
 
 Results go to stdout (a table, or JSON with ``--json``); progress and logs go to stderr.
 Exit codes: 0 ok · 1 regression (gate) · 2 bad input or config · 3 backend failures beyond
-``max_failure_rate`` · 130 interrupted (transcripts so far are cached; rerun resumes).
+``max_failure_rate`` · 4 internal error (a bug) · 130 interrupted (transcripts so far are
+cached; rerun resumes).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness.errors import EXIT_INTERRUPTED, HarnessError
+from harness.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, HarnessError
 
 app = typer.Typer(
     name="asrfair",
@@ -48,6 +49,15 @@ def _handle_errors(command: F) -> F:
         except KeyboardInterrupt:
             err_console.print("interrupted: transcripts finished so far are cached; rerun the same command to resume")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # a bug, not a user error: own exit code, traceback only with -v
+            logging.getLogger("harness").debug("internal error", exc_info=True)
+            err_console.print(
+                f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))} "
+                "(rerun with -v for the traceback; please report it)"
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -38,7 +38,7 @@ def transcribe_all(
     """Transcribe what the cache lacks; return every utterance's transcript (ok or failed)."""
     fingerprint = backend.fingerprint_id()
     caps = backend.capabilities
-    keys = _request_keys(utterances, backend, fingerprint, caps.needs_audio)
+    keys = _request_keys(utterances, backend, fingerprint)
     hits = cache.get_many(list(keys.values()))
     transcripts = {utt.id: Transcript.ok(utt.id, *hits[keys[utt.id]]) for utt in utterances if keys[utt.id] in hits}
     if transcripts and on_batch:
@@ -61,21 +61,18 @@ def transcribe_all(
     return TranscribeResult(transcripts, from_cache)
 
 
-def _request_keys(
-    utterances: Sequence[Utterance], backend: Backend, fingerprint: str, needs_audio: bool
-) -> dict[str, str]:
-    digests: dict[Path, str | None] = {}
+def _request_keys(utterances: Sequence[Utterance], backend: Backend, fingerprint: str) -> dict[str, str]:
+    """Cache key per utterance. The audio is keyed by content even for backends that never decode
+    it (a cloud API uploads the file), so an edited file is never served a stale transcript."""
+    digests: dict[Path, str] = {}
     keys = {}
     for utt in utterances:
-        audio_key = None
-        if needs_audio:
-            if utt.audio not in digests:
-                try:
-                    digests[utt.audio] = file_sha256(utt.audio)
-                except OSError:
-                    digests[utt.audio] = None  # reported as an audio failure when loaded
-            digest = digests[utt.audio]
-            audio_key = segment_key(digest, utt) if digest else None
+        if utt.audio not in digests:
+            try:
+                digests[utt.audio] = file_sha256(utt.audio)
+            except OSError:  # unreadable: reported when loaded; the path keeps the key distinct
+                digests[utt.audio] = f"unreadable:{utt.audio}"
+        audio_key = segment_key(digests[utt.audio], utt)
         keys[utt.id] = cache_key(fingerprint, backend.request_key(utt, audio_key))
     return keys
 

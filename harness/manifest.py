@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 from collections.abc import Iterator, Mapping
@@ -159,11 +160,13 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str | Problem:
 
 
 def _jsonl_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
-    text = _decode(path, raw, "utf-8")
+    text = _decode(path, raw, "utf-8-sig")  # tolerate a byte-order mark
     if isinstance(text, Problem):
         yield 0, text
         return
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split on newlines only: str.splitlines() also breaks on U+2028 and other characters
+    # that are legal inside a JSON string.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -191,7 +194,12 @@ def _csv_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Pr
     if isinstance(text, Problem):
         yield 0, text
         return
-    reader = csv.DictReader(text.splitlines(), strict=True)
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # keeps newlines inside quoted cells
+    header = reader.fieldnames or []
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        yield 1, Problem("error", path, 1, None, f"duplicate column(s) {', '.join(duplicated)}; rename one")
+        return
     start = 2  # the header is line 1
     try:
         for row in reader:
@@ -240,7 +248,7 @@ def _parse_record(
                 path,
                 line,
                 "speaker",
-                "no speaker; confidence intervals will treat this utterance as its own speaker",
+                "no speaker; this utterance counts as its own speaker in speaker counts and clustering",
             )
         )
     elif not isinstance(speaker, str) or not speaker.strip():

@@ -29,7 +29,7 @@ from harness.manifest import Manifest, load_manifest
 from harness.report.markdown import render_markdown
 from harness.report.metrics import build_metrics
 from harness.scoring import score_frame, tag_columns, utterance_frame
-from harness.slices import SliceSpec, check_tags, default_slices
+from harness.slices import SliceSpec, check_slices, default_slices, tag_values
 from harness.stats import summarise
 from harness.store import (
     RunPaths,
@@ -38,6 +38,7 @@ from harness.store import (
     open_run_dir,
     write_json,
     write_parquet,
+    write_text,
     write_yaml,
 )
 from harness.text import Normalizer, get_normalizer
@@ -83,7 +84,8 @@ def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
         log.warning("... and %d more warnings (asrfair validate %s)", len(manifest.warnings) - 10, manifest.path)
     slices = config.slice_specs() or default_slices(manifest.tag_names)
     source = str(config.slices) if isinstance(config.slices, Path) else "config 'slices'"
-    check_tags(slices, [*manifest.tag_names, "language"], source)
+    rows = pd.DataFrame([{**u.tags, "language": u.language} for u in manifest.utterances])
+    check_slices(slices, tag_values(rows, [*manifest.tag_names, "language"]), source)
     normalizer = get_normalizer(config.normalizer)
     backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
     return Prepared(config, manifest, slices, normalizer, backend)
@@ -122,11 +124,18 @@ def rescore(run_dir: Path, *, slices: list[SliceSpec] | None = None, normalizer:
         config = RunConfig.model_validate(read_yaml(paths.config, "run config"))
     except ValidationError as exc:
         raise InputError(f"{paths.config}: {format_validation_error(exc)}") from None
-    frame = pd.read_parquet(paths.utterances)
+    try:
+        frame = pd.read_parquet(paths.utterances)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise InputError(f"{paths.utterances}: unreadable ({exc}); rerun 'asrfair run' to rebuild it") from None
     specs = slices or config.slice_specs() or default_slices(tag_columns(frame))
-    check_tags(specs, [*tag_columns(frame), "language"], str(run_dir))
+    check_slices(specs, tag_values(frame, [*tag_columns(frame), "language"]), str(run_dir))
     chosen = get_normalizer(normalizer or config.normalizer)
-    old = json.loads(paths.metrics.read_text(encoding="utf-8")) if paths.metrics.is_file() else {}
+    try:
+        old = json.loads(paths.metrics.read_text(encoding="utf-8")) if paths.metrics.is_file() else {}
+    except json.JSONDecodeError:
+        log.warning("%s is unreadable; its provenance is rebuilt from config.yaml only", paths.metrics)
+        old = {"provenance": {"run_name": config.name, "config": config.resolved()}}
     provenance = {
         **old.get("provenance", {}),
         "normalizer": chosen.stamp,
@@ -151,7 +160,7 @@ def _score_and_write(
     metrics = build_metrics(summary, table, provenance)
     write_parquet(paths.utterances, table)
     write_json(paths.metrics, metrics)
-    paths.report_md.write_text(render_markdown(metrics), encoding="utf-8")
+    write_text(paths.report_md, render_markdown(metrics))
     return metrics
 
 
@@ -198,16 +207,19 @@ def _now() -> str:
 
 
 def _git_sha() -> str | None:
-    """The harness checkout's commit, when it runs from one."""
+    """The harness checkout's commit, with ``+dirty`` when its files differ from it."""
+    here = Path(__file__).parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+            cwd=here,
             capture_output=True,
             text=True,
-            timeout=5,
-            check=False,
+            timeout=10,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

@@ -21,11 +21,6 @@ BASE_COLUMNS = ("id", "speaker", "language")
 SCORE_COLUMNS = ("ref_norm", "hyp_norm", *COUNT_COLUMNS, "wer")
 
 
-def speaker_or_self(utt: Utterance) -> str:
-    """Clustering unit: the speaker, or the utterance itself when no speaker is given."""
-    return utt.speaker if utt.speaker is not None else f"utt:{utt.id}"
-
-
 def utterance_frame(utterances: Sequence[Utterance], transcripts: Mapping[str, Transcript]) -> pd.DataFrame:
     """One row per utterance: speaker, tags, raw reference and hypothesis, status and error.
 
@@ -39,7 +34,7 @@ def utterance_frame(utterances: Sequence[Utterance], transcripts: Mapping[str, T
         rows.append(
             {
                 "id": utt.id,
-                "speaker": speaker_or_self(utt),
+                "speaker": utt.speaker,
                 "language": utt.language,
                 **utt.tags,
                 "status": transcript.status if transcript else "missing",

@@ -15,7 +15,7 @@ An utterance without a tag named in ``by`` is labelled ``(missing)``: counted, n
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -61,7 +61,7 @@ class SliceSpec(BaseModel):
 class SliceFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: int = 1
-    slices: list[SliceSpec]
+    slices: list[SliceSpec] = Field(min_length=1)
 
 
 def load_slices(path: str | Path) -> list[SliceSpec]:
@@ -78,18 +78,33 @@ def default_slices(tag_names: Sequence[str]) -> list[SliceSpec]:
     return [SliceSpec(by=(tag,)) for tag in tag_names]
 
 
-def check_tags(specs: Sequence[SliceSpec], tag_names: Sequence[str], source: str) -> None:
-    """Fail early, with a suggestion, when a slice names a tag no utterance carries."""
-    known = set(tag_names)
+def check_slices(specs: Sequence[SliceSpec], values: Mapping[str, set[str]], source: str) -> None:
+    """Fail early, with a suggestion, when a slice names a tag no utterance carries, or a
+    ``where``/``groups`` value no utterance has (a typo would otherwise silently match nothing)."""
     for spec in specs:
         for tag in (*spec.by, *spec.where, *spec.groups):
-            if tag not in known:
-                close = difflib.get_close_matches(tag, known, n=1)
-                hint = f"did you mean '{close[0]}'? " if close else ""
+            if tag not in values:
                 raise InputError(
                     f"{source}: slice '{spec.label}' uses tag '{tag}' that no utterance has; "
-                    f"{hint}tags in the manifest: {', '.join(sorted(known)) or 'none'}"
+                    f"{_suggest(tag, values)}tags in the data: {', '.join(sorted(values)) or 'none'}"
                 )
+        listed = [(tag, v, "where") for tag, vs in spec.where.items() for v in vs]
+        listed += [(tag, v, "groups") for tag, groups in spec.groups.items() for vs in groups.values() for v in vs]
+        for tag, value, key in listed:
+            if value not in values[tag]:
+                raise InputError(
+                    f"{source}: slice '{spec.label}' {key}: no utterance has {tag}='{value}'; "
+                    f"{_suggest(value, values[tag])}values of {tag}: {', '.join(sorted(values[tag]))}"
+                )
+
+
+def tag_values(rows: pd.DataFrame, tags: Sequence[str]) -> dict[str, set[str]]:
+    return {tag: set(rows[tag].dropna().astype(str)) for tag in tags if tag in rows}
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
 
 
 def slice_frame(tags: pd.DataFrame, spec: SliceSpec) -> pd.DataFrame:

@@ -8,7 +8,8 @@ with at least one reference word; short clips weigh as much as long ones).
 
 Failed utterances are excluded from the counts and reported per slice as ``failed``. Slices
 below ``min_speakers`` or ``min_words`` are reported but flagged, and never ranked as best or
-worst. A ``(missing)`` slice (utterances without the tag) is reported but not ranked either.
+worst. An utterance without a speaker id counts as its own speaker (and is flagged).
+A ``(missing)`` slice (utterances without the tag) is reported but not ranked either.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class Disparity:
     worst_wer: float | None = None
     ratio: float | None = None  # worst / best; None when the best WER is 0
     gap: float | None = None  # worst - best, in WER points (absolute)
-    worst_vs_overall: float | None = None  # worst - overall
+    worst_vs_overall: float | None = None  # worst - the pooled WER of the dimension's utterances
+    with_failures: list[str] = field(default_factory=list)  # slices where some utterances failed
     note: str | None = None
 
 
@@ -65,6 +67,7 @@ class Dimension:
     name: str
     by: list[str]
     slices: list[SliceStats]
+    overall_wer: float | None  # pooled over the utterances this dimension keeps (after `where`)
     disparity: Disparity
 
 
@@ -78,25 +81,38 @@ class Summary:
 
 
 def summarise(table: pd.DataFrame, specs: Sequence[SliceSpec], *, min_speakers: int, min_words: int) -> Summary:
+    table = table.assign(cluster=cluster_units(table))
     everyone = pd.DataFrame({LABEL: "overall"}, index=table.index)
     overall = _slice_table(table, everyone, min_speakers, min_words)[0]
     dimensions = []
     for spec in specs:
-        slices = _slice_table(table, slice_frame(table, spec), min_speakers, min_words)
-        dimensions.append(Dimension(spec.label, list(spec.by), slices, _disparity(slices, overall.wer)))
+        labels = slice_frame(table, spec)
+        slices = _slice_table(table, labels, min_speakers, min_words)
+        # "overall" for this dimension is what its `where` keeps, not the whole data set.
+        kept = _slice_table(table, labels[[LABEL]].where(labels[LABEL].isna(), "kept"), min_speakers, min_words)
+        dimension_wer = kept[0].wer if kept else None
+        dimensions.append(
+            Dimension(spec.label, list(spec.by), slices, dimension_wer, _disparity(slices, dimension_wer))
+        )
     return Summary(overall, dimensions, min_speakers, min_words)
+
+
+def cluster_units(table: pd.DataFrame) -> pd.Series:
+    """Speaker per utterance; an utterance without a speaker id is its own unit."""
+    return table["speaker"].astype("object").fillna("utt:" + table["id"].astype(str))
 
 
 def _slice_table(table: pd.DataFrame, labels: pd.DataFrame, min_speakers: int, min_words: int) -> list[SliceStats]:
     """``labels`` is :func:`slice_frame`'s output: the slice label and each tag's value."""
-    frame = table[["status", "speaker", "wer", *_SUMS]].join(labels).dropna(subset=[LABEL])
+    frame = table[["status", "speaker", "cluster", "wer", *_SUMS]].join(labels).dropna(subset=[LABEL])
     tag_values = frame.groupby(LABEL)[[c for c in labels.columns if c != LABEL]].first()
     ok = frame[frame["status"] == "ok"]
     sums = ok.groupby(LABEL)[_SUMS].sum().astype("int64")
     utterances = ok.groupby(LABEL).size()
     failed = frame[frame["status"] != "ok"].groupby(LABEL).size()
-    speakers = ok.groupby(LABEL)["speaker"].nunique()
-    per_speaker = ok.groupby([LABEL, "speaker"])[["errors", "ref_words"]].sum()
+    speakers = ok.groupby(LABEL)["cluster"].nunique()
+    unlabelled = ok[ok["speaker"].isna()].groupby(LABEL).size()
+    per_speaker = ok.groupby([LABEL, "cluster"])[["errors", "ref_words"]].sum()
     per_speaker = per_speaker[per_speaker["ref_words"] > 0]
     speaker_wer = (per_speaker["errors"] / per_speaker["ref_words"]).groupby(level=0).mean()
     utterance_wer = ok[ok["ref_words"] > 0].groupby(LABEL)["wer"].mean()
@@ -106,17 +122,23 @@ def _slice_table(table: pd.DataFrame, labels: pd.DataFrame, min_speakers: int, m
         row = sums.loc[label] if label in sums.index else pd.Series(0, index=_SUMS)
         words = int(row["ref_words"])
         n_speakers = int(speakers.get(label, 0))
-        flags = []
+        n_utterances, n_failed = int(utterances.get(label, 0)), int(failed.get(label, 0))
+        support = []
         if n_speakers < min_speakers:
-            flags.append(f"speakers<{min_speakers}")
+            support.append(f"speakers<{min_speakers}")
         if words < min_words:
-            flags.append(f"words<{min_words}")
+            support.append(f"words<{min_words}")
+        notes = []
+        if n_failed:
+            notes.append(f"failed {n_failed}/{n_failed + n_utterances}")
+        if unlabelled.get(label, 0):
+            notes.append(f"{int(unlabelled[label])} without speaker id")
         out.append(
             SliceStats(
                 label=str(label),
                 values={k: str(v) for k, v in tag_values.loc[label].items()},
-                utterances=int(utterances.get(label, 0)),
-                failed=int(failed.get(label, 0)),
+                utterances=n_utterances,
+                failed=n_failed,
                 speakers=n_speakers,
                 words=words,
                 errors=int(row["errors"]),
@@ -129,8 +151,8 @@ def _slice_table(table: pd.DataFrame, labels: pd.DataFrame, min_speakers: int, m
                 ins_rate=_rate(row["insertions"], words),
                 speaker_mean_wer=_opt(speaker_wer.get(label)),
                 utterance_mean_wer=_opt(utterance_wer.get(label)),
-                supported=not flags,
-                flags=flags,
+                supported=not support,
+                flags=support + notes,
             )
         )
     return out
@@ -138,25 +160,29 @@ def _slice_table(table: pd.DataFrame, labels: pd.DataFrame, min_speakers: int, m
 
 def _disparity(slices: list[SliceStats], overall_wer: float | None) -> Disparity:
     ranked = [s for s in slices if s.supported and s.wer is not None and MISSING not in s.values.values()]
+    with_failures = [s.label for s in slices if s.failed]
+    if not slices:
+        return Disparity(ranked=0, note="no utterance falls in this dimension (check its where:)")
     if len(slices) < 2:
-        return Disparity(ranked=len(ranked), note="only one slice; nothing to compare")
+        return Disparity(ranked=len(ranked), with_failures=with_failures, note="only one slice; nothing to compare")
     if len(ranked) < 2:
         return Disparity(
             ranked=len(ranked),
+            with_failures=with_failures,
             note="fewer than two slices meet min_speakers/min_words; no disparity is claimed",
         )
     best = min(ranked, key=lambda s: s.wer)  # type: ignore[arg-type,return-value]
     worst = max(ranked, key=lambda s: s.wer)  # type: ignore[arg-type,return-value]
-    assert best.wer is not None and worst.wer is not None
     return Disparity(
         ranked=len(ranked),
         best=best.label,
         best_wer=best.wer,
         worst=worst.label,
         worst_wer=worst.wer,
-        ratio=worst.wer / best.wer if best.wer > 0 else None,
-        gap=worst.wer - best.wer,
-        worst_vs_overall=worst.wer - overall_wer if overall_wer is not None else None,
+        ratio=worst.wer / best.wer if best.wer else None,  # type: ignore[operator]
+        gap=worst.wer - best.wer,  # type: ignore[operator]
+        worst_vs_overall=worst.wer - overall_wer if overall_wer is not None else None,  # type: ignore[operator]
+        with_failures=with_failures,
     )
 
 

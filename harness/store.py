@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,7 +104,12 @@ def new_run_dir(parent: Path, name: str, now: datetime | None = None) -> RunPath
     while root.exists():
         suffix += 1
         root = parent / f"{name}-{stamp}-{suffix}"
-    root.mkdir(parents=True)
+    try:
+        root.mkdir(parents=True)
+    except OSError as exc:
+        raise InputError(
+            f"{parent}: cannot create the run directory ({exc.strerror}); choose another --output"
+        ) from None
     return RunPaths(root)
 
 
@@ -118,12 +124,26 @@ def open_run_dir(path: Path) -> RunPaths:
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    frame.to_parquet(path, index=False)
+    _write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Write beside the target, then rename: an interrupted write never leaves a truncated file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

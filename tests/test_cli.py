@@ -129,6 +129,22 @@ def test_backends_lists_builtins_and_entry_points(tmp_path):
     assert "faster_whisper" not in result.stderr  # listing imports no engine
 
 
+def test_unwritable_output_is_exit_2(tmp_path, make_manifest):
+    manifest = make_manifest([{"id": "a", "text": "x y", "speaker": "s"}])
+    config = write_config(tmp_path / "run.yaml", manifest, {"name": "stub"})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert_clean_error(asrfair("run", str(config), "--output", str(blocker)), 2, "cannot create the run directory")
+
+
+def test_internal_error_is_exit_4_not_1(tmp_path, make_manifest):
+    install_plugin(tmp_path, "broken", "    def transcribe(self, batch):\n        return []\n")
+    manifest = make_manifest([{"id": "a", "text": "x y", "speaker": "s"}])
+    config = write_config(tmp_path / "run.yaml", manifest, {"name": "broken"})
+    result = asrfair("run", str(config), env={"PYTHONPATH": str(tmp_path)})
+    assert_clean_error(result, 4, "internal error", "one transcript per request")
+
+
 def test_python_dash_m_and_help():
     result = asrfair("--help")
     assert result.returncode == 0 and "validate" in result.stdout

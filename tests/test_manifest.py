@@ -143,3 +143,24 @@ def test_demo_manifest_is_valid():
     accents = {u.tags["accent"] for u in manifest.utterances}
     assert accents == {"american", "british", "scottish", "caribbean"}
     assert json.loads((DEMO / "manifest.jsonl").read_text().splitlines()[0])["device"] == "tts"
+
+
+def test_csv_keeps_newlines_inside_quoted_cells(tmp_path, tone):
+    path = tmp_path / "m.csv"
+    path.write_bytes(f'id,audio,text\r\na,{tone.name},"two\r\nlines here"\r\n'.encode())
+    (utt,) = load_manifest(path).utterances
+    assert utt.text.split() == ["two", "lines", "here"]
+
+
+def test_csv_duplicate_header(tmp_path, tone):
+    path = tmp_path / "m.csv"
+    path.write_text(f"id,audio,text,accent,accent\na,{tone.name},hi,x,y\n")
+    assert "duplicate column(s) accent" in only_problem(path).message
+
+
+def test_jsonl_line_separator_inside_string_and_bom(make_manifest, tmp_path, tone):
+    record = {"id": "a", "audio": tone.name, "text": "one\u2028two", "speaker": "s"}
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(record, ensure_ascii=False).encode() + b"\n")
+    (utt,) = load_manifest(path).utterances
+    assert utt.text == "one\u2028two"

@@ -9,7 +9,7 @@ import pytest
 
 from harness.errors import InputError
 from harness.scoring import score_frame
-from harness.slices import MISSING, SliceSpec, check_tags, load_slices, slice_frame
+from harness.slices import MISSING, SliceSpec, check_slices, load_slices, slice_frame
 from harness.stats import summarise
 from harness.text import get_normalizer
 
@@ -135,9 +135,31 @@ def test_empty_reference_counts_insertions():
     assert summary.overall.wer == pytest.approx(2 / 2)
 
 
-def test_check_tags_suggests():
-    with pytest.raises(InputError, match="did you mean 'accent'"):
-        check_tags([SliceSpec(by="acent")], ["accent", "noise"], "slices.yaml")
+def test_check_slices_suggests_tags_and_values():
+    values = {"accent": {"scottish", "welsh"}, "noise": {"clean"}}
+    with pytest.raises(InputError, match=r"slices.yaml: slice 'acent' uses tag 'acent'.*did you mean 'accent'"):
+        check_slices([SliceSpec(by="acent")], values, "slices.yaml")
+    with pytest.raises(InputError, match="where: no utterance has accent='scotish'; did you mean 'scottish'"):
+        check_slices([SliceSpec(by="noise", where={"accent": "scotish"})], values, "s.yaml")
+    with pytest.raises(InputError, match="groups: no utterance has accent='welch'"):
+        check_slices([SliceSpec(by="accent", groups={"accent": {"celtic": ["scottish", "welch"]}})], values, "s")
+    check_slices([SliceSpec(by=["accent", "noise"], where={"noise": "clean"})], values, "s")  # valid: no error
+
+
+def test_where_dimension_compares_to_its_own_overall(table):
+    summary = summarise(table, [SliceSpec(by="noise", where={"accent": "scottish"})], min_speakers=1, min_words=1)
+    dim = summary.dimensions[0]
+    assert dim.overall_wer == pytest.approx(3 / 9)  # scottish only, not the whole table
+    assert dim.disparity.worst_vs_overall == pytest.approx(dim.disparity.worst_wer - 3 / 9)
+
+
+def test_unlabelled_speakers_are_own_units_and_flagged(table):
+    unlabelled = table.assign(speaker=None)
+    summary = summarise(unlabelled, [SliceSpec(by="accent")], min_speakers=1, min_words=1)
+    scottish = next(s for s in summary.dimensions[0].slices if s.label == "scottish")
+    assert scottish.speakers == 3 and "3 without speaker id" in scottish.flags
+    welsh = next(s for s in summary.dimensions[0].slices if s.label == "welsh")
+    assert "failed 1/3" in welsh.flags and summary.dimensions[0].disparity.with_failures == ["welsh"]
 
 
 def test_load_slices_errors(tmp_path):

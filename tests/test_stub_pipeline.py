@@ -119,3 +119,34 @@ def test_rescore_with_new_slices_and_normalizer(tmp_path, big_manifest):
     assert [d["name"] for d in metrics["dimensions"]] == ["accent × noise"]
     assert metrics["provenance"]["normalizer"] == "basic@1"
     assert json.loads((outcome.paths.root / "metrics.json").read_text()) == metrics
+
+
+def test_backend_that_never_decodes_is_keyed_by_audio_content(tmp_path):
+    """A backend that sends the file itself (needs_audio=False) must not share one cache key."""
+    from conftest import write_tone
+
+    from harness.backends.base import Backend, Capabilities
+    from harness.execute import transcribe_all
+    from harness.manifest import Utterance
+    from harness.store import TranscriptCache
+
+    class ByFileSize(Backend):
+        name = "by-size"
+        capabilities = Capabilities(needs_audio=False)
+
+        def transcribe_one(self, request):
+            return str(request.utterance.audio.stat().st_size)
+
+        def fingerprint(self):
+            return {"backend": self.name}
+
+    backend = ByFileSize(ByFileSize.Options())
+    cache = TranscriptCache(tmp_path / "cache.sqlite")
+    files = [write_tone(tmp_path / f"{i}.wav", seconds=0.1 * (i + 1)) for i in range(3)]
+    utterances = [Utterance(id=f"u{i}", audio=f, text="x") for i, f in enumerate(files)]
+    first = transcribe_all(utterances, backend, cache)
+    assert len({t.text for t in first.transcripts.values()}) == 3
+    write_tone(files[0], seconds=0.9)  # the same path with new content is not served from the cache
+    second = transcribe_all(utterances, backend, cache)
+    assert second.from_cache == {"u1", "u2"}
+    assert second.transcripts["u0"].text != first.transcripts["u0"].text

@@ -104,7 +104,7 @@ class Backend(ABC):
         blob = json.dumps(self.fingerprint(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def request_key(self, utt: Utterance, audio_key: str | None) -> str:
+    def request_key(self, utt: Utterance, audio_key: str) -> str:
         """What, besides the fingerprint, the output depends on; default: the audio heard."""
         return f"{audio_key}|{utt.language}"
 

@@ -105,7 +105,7 @@ class StubBackend(Backend):
     def fingerprint(self) -> dict[str, Any]:
         return {"backend": self.name, "options": self.options.model_dump()}
 
-    def request_key(self, utt: Utterance, audio_key: str | None) -> str:
+    def request_key(self, utt: Utterance, audio_key: str) -> str:
         # The stub's output depends on what it reads from the manifest, not on the audio.
         return f"{utt.id}|{utt.text}|{sorted(utt.tags.items())}"
 

@@ -23,11 +23,13 @@ def by_wer(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def disparity_sentence(disparity: dict[str, Any]) -> str:
+    failures = disparity.get("with_failures") or []
+    failed = f" Some utterances failed in: {', '.join(failures)} (see the failed column)." if failures else ""
     if disparity["worst"] is None:
-        return disparity["note"] or "no disparity computed"
+        return (disparity["note"] or "no disparity computed") + failed
     return (
         f"Worst **{disparity['worst']}** ({pct(disparity['worst_wer'])}) vs best "
         f"**{disparity['best']}** ({pct(disparity['best_wer'])}): ratio {ratio(disparity['ratio'])}, "
         f"gap {points(disparity['gap'])}; worst vs overall {points(disparity['worst_vs_overall'])} "
-        f"({disparity['ranked']} slices ranked)."
+        f"({disparity['ranked']} slices ranked).{failed}"
     )
