@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_origin
 
 import typer
 from rich.console import Console
@@ -183,7 +183,9 @@ def backends_command(
 
 
 def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    if get_origin(annotation) is None and hasattr(annotation, "__name__"):
+        return annotation.__name__  # plain classes: "int", not "<class 'int'>"
+    return str(annotation).replace("typing.", "")  # Literal['cpu', 'cuda', 'auto'], dict[str, float]
 
 
 def _emit(metrics: dict[str, Any], as_json: bool) -> None:

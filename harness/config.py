@@ -52,7 +52,9 @@ class RunConfig(Strict):
     cache: Path | None = None
 
     @model_validator(mode="after")
-    def _known_version(self) -> RunConfig:
+    def _check(self) -> RunConfig:
+        if isinstance(self.slices, list) and not self.slices:
+            raise ValueError("slices: [] defines no dimension; omit the key for one dimension per tag")
         if self.version != CONFIG_VERSION:
             raise ValueError(f"version {self.version} is not supported; this harness reads version {CONFIG_VERSION}")
         return self

@@ -98,6 +98,7 @@ def test_run_stub_failures_exit_3(tmp_path, make_manifest):
         ({"name": "stub"}, {"normaliser": "basic"}, ["run.yaml: 'normaliser': unknown key"]),
         ({"name": "stub"}, {"normalizer": "fancy"}, ["unknown normalizer 'fancy'"]),
         ({"name": "stub"}, {"slices": [{"by": "acent"}]}, ["did you mean 'accent'"]),
+        ({"name": "stub"}, {"slices": []}, ["defines no dimension"]),
     ],
 )
 def test_run_bad_config_exit_2(tmp_path, make_manifest, backend, extra, fragments):
