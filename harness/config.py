@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from harness.errors import InputError, format_validation_error
 from harness.slices import SliceSpec, load_slices
+from harness.stats import StatsOptions
 from harness.yamlfile import read_yaml
 
 CONFIG_VERSION = 1
@@ -37,6 +38,13 @@ class BackendSpec(BaseModel):
 class StatsConfig(Strict):
     min_speakers: int = Field(5, ge=1, description="slices with fewer speakers are flagged, not ranked")
     min_words: int = Field(200, ge=1, description="slices with fewer reference words are flagged, not ranked")
+    bootstrap: int = Field(1000, ge=0, description="speaker-clustered bootstrap replicates (0: no intervals)")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="interval level; 1 - confidence is the test level")
+    seed: int = Field(0, description="seed of the bootstrap and permutation streams")
+    permutations: int = Field(1000, ge=0, description="permutations per dimension test (0: no tests)")
+
+    def options(self) -> StatsOptions:
+        return StatsOptions(**self.model_dump())
 
 
 class RunConfig(Strict):

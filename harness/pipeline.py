@@ -29,7 +29,7 @@ from harness.manifest import Manifest, load_manifest
 from harness.report.markdown import render_markdown
 from harness.report.metrics import build_metrics
 from harness.scoring import score_frame, tag_columns, utterance_frame
-from harness.slices import SliceSpec, check_slices, default_slices, tag_values
+from harness.slices import SliceSpec, check_slices, default_slices
 from harness.stats import summarise
 from harness.store import (
     RunPaths,
@@ -85,7 +85,7 @@ def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
     slices = config.slice_specs() or default_slices(manifest.tag_names)
     source = str(config.slices) if isinstance(config.slices, Path) else "config 'slices'"
     rows = pd.DataFrame([{**u.tags, "language": u.language} for u in manifest.utterances])
-    check_slices(slices, tag_values(rows, [*manifest.tag_names, "language"]), source)
+    check_slices(slices, rows, [*manifest.tag_names, "language"], source)
     normalizer = get_normalizer(config.normalizer)
     backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
     return Prepared(config, manifest, slices, normalizer, backend)
@@ -129,7 +129,7 @@ def rescore(run_dir: Path, *, slices: list[SliceSpec] | None = None, normalizer:
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise InputError(f"{paths.utterances}: unreadable ({exc}); rerun 'asrfair run' to rebuild it") from None
     specs = slices or config.slice_specs() or default_slices(tag_columns(frame))
-    check_slices(specs, tag_values(frame, [*tag_columns(frame), "language"]), str(run_dir))
+    check_slices(specs, frame, [*tag_columns(frame), "language"], str(run_dir))
     chosen = get_normalizer(normalizer or config.normalizer)
     try:
         old = json.loads(paths.metrics.read_text(encoding="utf-8")) if paths.metrics.is_file() else {}
@@ -155,7 +155,7 @@ def _score_and_write(
     provenance: dict[str, Any],
 ) -> dict[str, Any]:
     table = score_frame(frame, normalizer)
-    summary = summarise(table, slices, min_speakers=config.stats.min_speakers, min_words=config.stats.min_words)
+    summary = summarise(table, slices, config.stats.options())
     provenance = {**provenance, "slices": [s.model_dump(mode="json", exclude_defaults=True) for s in slices]}
     metrics = build_metrics(summary, table, provenance)
     write_parquet(paths.utterances, table)

@@ -15,16 +15,20 @@ An utterance without a tag named in ``by`` is labelled ``(missing)``: counted, n
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import InputError, format_validation_error
+from harness.where import evaluate, parse_where, referenced
 from harness.yamlfile import read_yaml
 
 MISSING = "(missing)"
+OUTSIDE = "(outside bins)"
+UNRANKED = frozenset({MISSING, OUTSIDE})
 JOIN = " × "
 LABEL = "__slice__"
 
@@ -34,8 +38,10 @@ class SliceSpec(BaseModel):
 
     by: tuple[str, ...]
     name: str | None = None
-    where: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    where: dict[str, tuple[str, ...]] | str = Field(default_factory=dict)
     groups: dict[str, dict[str, tuple[str, ...]]] = Field(default_factory=dict)
+    bins: dict[str, tuple[float, ...]] = Field(default_factory=dict)
+    reference: str | None = None
 
     @field_validator("by", mode="before")
     @classmethod
@@ -51,7 +57,30 @@ class SliceSpec(BaseModel):
     def _where_lists(cls, value: object) -> object:
         if isinstance(value, dict):
             return {k: (v,) if isinstance(v, str) else v for k, v in value.items()}
+        if isinstance(value, str):
+            parse_where(value)  # raises WhereError (a ValueError) with the reason
         return value
+
+    @field_validator("bins")
+    @classmethod
+    def _increasing(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+        for tag, edges in value.items():
+            if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
+                raise ValueError(f"bins for {tag} must be at least two increasing edges, e.g. [0, 10, 20]")
+        return value
+
+    def where_tags(self) -> list[str]:
+        if isinstance(self.where, str):
+            return [tag for tag, _ in referenced(parse_where(self.where))]
+        return list(self.where)
+
+    def where_mask(self, frame: pd.DataFrame) -> pd.Series:
+        if isinstance(self.where, str):
+            return evaluate(parse_where(self.where), frame)
+        keep = pd.Series(True, index=frame.index)
+        for tag, allowed in self.where.items():
+            keep &= frame[tag].isin(allowed) if tag in frame else False
+        return keep
 
     @property
     def label(self) -> str:
@@ -78,23 +107,43 @@ def default_slices(tag_names: Sequence[str]) -> list[SliceSpec]:
     return [SliceSpec(by=(tag,)) for tag in tag_names]
 
 
-def check_slices(specs: Sequence[SliceSpec], values: Mapping[str, set[str]], source: str) -> None:
-    """Fail early, with a suggestion, when a slice names a tag no utterance carries, or a
-    ``where``/``groups`` value no utterance has (a typo would otherwise silently match nothing)."""
+def check_slices(specs: Sequence[SliceSpec], rows: pd.DataFrame, tags: Sequence[str], source: str) -> None:
+    """Fail early, with a suggestion, on what would otherwise silently match nothing: a tag no
+    utterance carries, a ``where``/``groups`` value no utterance has, ``bins`` on a tag that is
+    not numeric, or a ``reference`` that is not one of the dimension's slices."""
+    values = tag_values(rows, tags)
     for spec in specs:
-        for tag in (*spec.by, *spec.where, *spec.groups):
+        where_pairs = (
+            list(referenced(parse_where(spec.where)))
+            if isinstance(spec.where, str)
+            else [(tag, v) for tag, vs in spec.where.items() for v in vs]
+        )
+        for tag in (*spec.by, *(t for t, _ in where_pairs), *spec.groups, *spec.bins):
             if tag not in values:
                 raise InputError(
                     f"{source}: slice '{spec.label}' uses tag '{tag}' that no utterance has; "
                     f"{_suggest(tag, values)}tags in the data: {', '.join(sorted(values)) or 'none'}"
                 )
-        listed = [(tag, v, "where") for tag, vs in spec.where.items() for v in vs]
+        listed = [(tag, v, "where") for tag, v in where_pairs if isinstance(v, str)]
         listed += [(tag, v, "groups") for tag, groups in spec.groups.items() for vs in groups.values() for v in vs]
         for tag, value, key in listed:
             if value not in values[tag]:
                 raise InputError(
                     f"{source}: slice '{spec.label}' {key}: no utterance has {tag}='{value}'; "
                     f"{_suggest(value, values[tag])}values of {tag}: {', '.join(sorted(values[tag]))}"
+                )
+        for tag in spec.bins:
+            bad = sorted(v for v in values[tag] if pd.isna(pd.to_numeric(v, errors="coerce")))
+            if bad:
+                raise InputError(
+                    f"{source}: slice '{spec.label}' bins: tag {tag} has non-numeric values ({', '.join(bad[:5])})"
+                )
+        if spec.reference is not None:
+            labels = set(slice_frame(rows, spec)[LABEL].dropna())
+            if spec.reference not in labels:
+                raise InputError(
+                    f"{source}: slice '{spec.label}' reference '{spec.reference}' is not one of its slices; "
+                    f"{_suggest(spec.reference, labels)}slices: {', '.join(sorted(labels))}"
                 )
 
 
@@ -109,10 +158,12 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
 
 def slice_frame(tags: pd.DataFrame, spec: SliceSpec) -> pd.DataFrame:
     """Per utterance (index aligned with ``tags``): one column per ``by`` tag holding the
-    (grouped) value, and ``LABEL`` joining them; it is NA where ``where`` excludes it."""
+    (binned, grouped) value, and ``LABEL`` joining them; it is NA where ``where`` excludes it."""
     frame = pd.DataFrame(index=tags.index)
     for tag in spec.by:
         column = tags[tag] if tag in tags else pd.Series(pd.NA, index=tags.index, dtype="object")
+        if tag in spec.bins:
+            column = _bin(column, spec.bins[tag])
         column = column.astype("object").where(column.notna(), MISSING)
         mapping = {value: group for group, values in spec.groups.get(tag, {}).items() for value in values}
         frame[tag] = column.map(lambda v, m=mapping: m.get(v, v))
@@ -121,8 +172,15 @@ def slice_frame(tags: pd.DataFrame, spec: SliceSpec) -> pd.DataFrame:
         if len(spec.by) == 1
         else frame[spec.by[0]].str.cat([frame[tag] for tag in spec.by[1:]], sep=JOIN)
     )
-    keep = pd.Series(True, index=tags.index)
-    for tag, allowed in spec.where.items():
-        keep &= tags[tag].isin(allowed) if tag in tags else False
-    frame[LABEL] = label.where(keep, pd.NA)
+    frame[LABEL] = label.where(spec.where_mask(tags), pd.NA)
     return frame
+
+
+def _bin(column: pd.Series, edges: Sequence[float]) -> pd.Series:
+    """``[lo, hi)`` labels; the last bin is closed. Values outside every bin get OUTSIDE."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    labels = [f"[{lo:g}, {hi:g})" for lo, hi in itertools.pairwise(edges)]
+    labels[-1] = labels[-1][:-1] + "]"
+    binned = pd.cut(numbers, bins=list(edges), labels=labels, right=False, include_lowest=True).astype("object")
+    binned = binned.where(~(numbers == edges[-1]), labels[-1])  # include the top edge
+    return binned.where(numbers.isna() | binned.notna(), OUTSIDE).where(column.notna(), pd.NA)

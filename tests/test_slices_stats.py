@@ -10,8 +10,12 @@ import pytest
 from harness.errors import InputError
 from harness.scoring import score_frame
 from harness.slices import MISSING, SliceSpec, check_slices, load_slices, slice_frame
-from harness.stats import summarise
+from harness.stats import StatsOptions, summarise
 from harness.text import get_normalizer
+
+
+def opts(min_speakers: int = 1, min_words: int = 1, **kw) -> StatsOptions:
+    return StatsOptions(min_speakers=min_speakers, min_words=min_words, bootstrap=200, permutations=200, **kw)
 
 
 def frame(rows):
@@ -69,7 +73,7 @@ def test_slice_frame_labels_intersections_groups_and_where(table):
 
 
 def test_pooled_slice_wer_equals_jiwer_on_the_subset(table):
-    summary = summarise(table, [SliceSpec(by="accent"), SliceSpec(by=["accent", "noise"])], min_speakers=1, min_words=1)
+    summary = summarise(table, [SliceSpec(by="accent"), SliceSpec(by=["accent", "noise"])], opts(1, 1))
     ok = table[table["status"] == "ok"]
     assert summary.overall.wer == pytest.approx(jiwer.wer(ok["reference"].tolist(), ok["hypothesis"].tolist()))
     for dim in summary.dimensions:
@@ -83,14 +87,14 @@ def test_pooled_slice_wer_equals_jiwer_on_the_subset(table):
 
 
 def test_failures_counted_per_slice_never_scored(table):
-    summary = summarise(table, [SliceSpec(by="accent")], min_speakers=1, min_words=1)
+    summary = summarise(table, [SliceSpec(by="accent")], opts(1, 1))
     welsh = next(s for s in summary.dimensions[0].slices if s.label == "welsh")
     assert (welsh.utterances, welsh.failed, welsh.words) == (2, 1, 6)
     assert summary.overall.failed == 1
 
 
 def test_aggregates_beside_pooled(table):
-    summary = summarise(table, [SliceSpec(by="accent")], min_speakers=1, min_words=1)
+    summary = summarise(table, [SliceSpec(by="accent")], opts(1, 1))
     scottish = next(s for s in summary.dimensions[0].slices if s.label == "scottish")
     # s1: 1 error / 6 words, s2: 2 / 3  -> speaker mean (1/6 + 2/3) / 2 ; utterances 0, 1/2, 2/3
     assert scottish.wer == pytest.approx(3 / 9)
@@ -100,13 +104,13 @@ def test_aggregates_beside_pooled(table):
 
 
 def test_pooled_lies_between_best_and_worst(table):
-    summary = summarise(table, [SliceSpec(by="noise")], min_speakers=1, min_words=1)
+    summary = summarise(table, [SliceSpec(by="noise")], opts(1, 1))
     wers = [s.wer for s in summary.dimensions[0].slices]
     assert min(wers) <= summary.overall.wer <= max(wers)
 
 
 def test_disparity_ranks_only_supported_non_missing(table):
-    summary = summarise(table, [SliceSpec(by="accent")], min_speakers=2, min_words=1)
+    summary = summarise(table, [SliceSpec(by="accent")], opts(2, 1))
     dim = summary.dimensions[0]
     assert {s.label for s in dim.slices} == {"scottish", "welsh", MISSING}
     assert dim.disparity.ranked == 2
@@ -116,7 +120,7 @@ def test_disparity_ranks_only_supported_non_missing(table):
     missing = next(s for s in dim.slices if s.label == MISSING)
     assert missing.flags == ["speakers<2"] and not missing.supported
 
-    thin = summarise(table, [SliceSpec(by="accent")], min_speakers=5, min_words=1).dimensions[0]
+    thin = summarise(table, [SliceSpec(by="accent")], opts(5, 1)).dimensions[0]
     assert thin.disparity.worst is None and "no disparity" in thin.disparity.note
 
 
@@ -131,23 +135,27 @@ def test_empty_reference_counts_insertions():
         get_normalizer("whisper-english"),
     )  # whisper's normaliser drops "uh"
     assert t.loc[0, "ref_words"] == 0 and t.loc[0, "insertions"] == 2 and pd.isna(t.loc[0, "wer"])
-    summary = summarise(t, [], min_speakers=1, min_words=1)
+    summary = summarise(t, [], opts(1, 1))
     assert summary.overall.wer == pytest.approx(2 / 2)
 
 
 def test_check_slices_suggests_tags_and_values():
-    values = {"accent": {"scottish", "welsh"}, "noise": {"clean"}}
+    values = pd.DataFrame({"accent": ["scottish", "welsh"], "noise": ["clean", "clean"]})
     with pytest.raises(InputError, match=r"slices.yaml: slice 'acent' uses tag 'acent'.*did you mean 'accent'"):
-        check_slices([SliceSpec(by="acent")], values, "slices.yaml")
+        check_slices([SliceSpec(by="acent")], values, ["accent", "noise"], "slices.yaml")
     with pytest.raises(InputError, match="where: no utterance has accent='scotish'; did you mean 'scottish'"):
-        check_slices([SliceSpec(by="noise", where={"accent": "scotish"})], values, "s.yaml")
+        check_slices([SliceSpec(by="noise", where={"accent": "scotish"})], values, ["accent", "noise"], "s.yaml")
     with pytest.raises(InputError, match="groups: no utterance has accent='welch'"):
-        check_slices([SliceSpec(by="accent", groups={"accent": {"celtic": ["scottish", "welch"]}})], values, "s")
-    check_slices([SliceSpec(by=["accent", "noise"], where={"noise": "clean"})], values, "s")  # valid: no error
+        check_slices(
+            [SliceSpec(by="accent", groups={"accent": {"celtic": ["scottish", "welch"]}})], values, ["accent"], "s"
+        )
+    check_slices(
+        [SliceSpec(by=["accent", "noise"], where={"noise": "clean"})], values, ["accent", "noise"], "s"
+    )  # valid: no error
 
 
 def test_where_dimension_compares_to_its_own_overall(table):
-    summary = summarise(table, [SliceSpec(by="noise", where={"accent": "scottish"})], min_speakers=1, min_words=1)
+    summary = summarise(table, [SliceSpec(by="noise", where={"accent": "scottish"})], opts(1, 1))
     dim = summary.dimensions[0]
     assert dim.overall_wer == pytest.approx(3 / 9)  # scottish only, not the whole table
     assert dim.disparity.worst_vs_overall == pytest.approx(dim.disparity.worst_wer - 3 / 9)
@@ -155,7 +163,7 @@ def test_where_dimension_compares_to_its_own_overall(table):
 
 def test_unlabelled_speakers_are_own_units_and_flagged(table):
     unlabelled = table.assign(speaker=None)
-    summary = summarise(unlabelled, [SliceSpec(by="accent")], min_speakers=1, min_words=1)
+    summary = summarise(unlabelled, [SliceSpec(by="accent")], opts(1, 1))
     scottish = next(s for s in summary.dimensions[0].slices if s.label == "scottish")
     assert scottish.speakers == 3 and "3 without speaker id" in scottish.flags
     welsh = next(s for s in summary.dimensions[0].slices if s.label == "welsh")

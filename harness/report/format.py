@@ -17,6 +17,31 @@ def ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
+def interval(ci: list[float | None] | None, fmt=pct) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return ""
+    return f"[{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+def pct_ci(value: float | None, ci: list[float | None] | None) -> str:
+    text = interval(ci, lambda v: f"{100 * v:.1f}")
+    return f"{pct(value)} {text}" if text else pct(value)
+
+
+def star(slice_: dict[str, Any]) -> str:
+    return " ★" if slice_.get("significantly_worse") else ""
+
+
+def test_sentence(test: dict[str, Any] | None, confidence: float) -> str:
+    if not test:
+        return "No test (fewer than two ranked slices, or permutations: 0)."
+    verdict = "WER depends on this dimension" if test["significant"] else "no significant dependence on this dimension"
+    return (
+        f"Permutation test ({test['kind']}, {test['permutations']} permutations): p = {test['p_value']:.3g}, "
+        f"Holm-adjusted {test['p_holm']:.3g} — {verdict} at the {1 - confidence:.2g} level."
+    )
+
+
 def by_wer(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Worst first; slices without a WER (all failed, no words) last."""
     return sorted(slices, key=lambda s: (s["wer"] is None, -(s["wer"] or 0.0), s["label"]))
@@ -29,7 +54,8 @@ def disparity_sentence(disparity: dict[str, Any]) -> str:
         return (disparity["note"] or "no disparity computed") + failed
     return (
         f"Worst **{disparity['worst']}** ({pct(disparity['worst_wer'])}) vs best "
-        f"**{disparity['best']}** ({pct(disparity['best_wer'])}): ratio {ratio(disparity['ratio'])}, "
-        f"gap {points(disparity['gap'])}; worst vs overall {points(disparity['worst_vs_overall'])} "
-        f"({disparity['ranked']} slices ranked).{failed}"
-    )
+        f"**{disparity['best']}** ({pct(disparity['best_wer'])}): ratio {ratio(disparity['ratio'])} "
+        f"{interval(disparity.get('ratio_ci'), ratio)}, gap {points(disparity['gap'])} "
+        f"{interval(disparity.get('gap_ci'), points)}; worst vs overall {points(disparity['worst_vs_overall'])} "
+        f"{interval(disparity.get('worst_vs_overall_ci'), points)} ({disparity['ranked']} slices ranked).{failed}"
+    ).replace("  ", " ")

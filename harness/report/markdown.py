@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report.format import by_wer, disparity_sentence, pct
+from harness.report.format import by_wer, disparity_sentence, interval, pct, pct_ci, points, star, test_sentence
 
-_HEADER = "| slice | WER | speaker-mean | utterance-mean | sub | del | ins | utts | speakers | words | failed | flags |"
+_HEADER = (
+    "| slice | WER [CI] | vs overall [CI] | speaker-mean | utterance-mean | sub | del | ins | utts | speakers "
+    "| words | failed | flags |"
+)
+_HOW_TO_READ = (
+    "> **How to read this.** WER is pooled (errors / reference words). Brackets are {level:.0%} intervals from a "
+    "speaker-clustered bootstrap ({replicates} replicates, seed {seed}): speakers are resampled with all their "
+    "utterances. ★ marks a slice significantly worse than its dimension's overall: the dimension's permutation "
+    "test is significant after Holm correction *and* the interval of the difference excludes 0. Flagged "
+    "slices (too few speakers or words) are shown but never ranked or starred."
+)
 
 
 def render_markdown(metrics: dict[str, Any]) -> str:
-    prov, overall = metrics["provenance"], metrics["overall"]
+    prov, overall, stats = metrics["provenance"], metrics["overall"], metrics["stats"]
     backend = prov["backend"]
     lines = [
         f"# asrfair report: {prov['run_name']}",
@@ -22,12 +32,19 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         f"- **Created**: {prov['created_utc']}",
         f"- **Aggregate**: {metrics['aggregate']} WER = Σ(S+D+I) / Σ reference words; speaker-mean "
         "and utterance-mean shown beside it.",
-        f"- Slices with fewer than {metrics['thresholds']['min_speakers']} speakers or "
-        f"{metrics['thresholds']['min_words']} words are flagged and not ranked.",
+        f"- Slices with fewer than {metrics['stats']['min_speakers']} speakers or "
+        f"{metrics['stats']['min_words']} words are flagged and not ranked.",
+        "",
+        _HOW_TO_READ.format(
+            level=metrics["stats"]["confidence"],
+            replicates=metrics["stats"]["bootstrap"],
+            seed=metrics["stats"]["seed"],
+        ),
         "",
         "## Overall",
         "",
-        f"WER **{pct(overall['wer'])}** over {overall['words']} words, {overall['utterances']} utterances, "
+        f"WER **{pct(overall['wer'])}** {interval(overall.get('wer_ci'))} over {overall['words']} words, "
+        f"{overall['utterances']} utterances, "
         f"{overall['speakers']} speakers (substitutions {pct(overall['sub_rate'])}, deletions "
         f"{pct(overall['del_rate'])}, insertions {pct(overall['ins_rate'])}); speaker-mean "
         f"{pct(overall['speaker_mean_wer'])}, utterance-mean {pct(overall['utterance_mean_wer'])}.",
@@ -42,15 +59,37 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         ]
         lines += [f"- `{_cell(f['id'])}`: {_cell(f['error'] or '')}" for f in failures["examples"]]
     for dim in metrics["dimensions"]:
-        lines += ["", f"## {dim['name']}", "", disparity_sentence(dim["disparity"]), "", _HEADER, "|" + "---|" * 12]
+        lines += [
+            "",
+            f"## {dim['name']}",
+            "",
+            disparity_sentence(dim["disparity"]),
+            "",
+            test_sentence(dim.get("test"), metrics["stats"]["confidence"]),
+            "",
+            _HEADER,
+            "|" + "---|" * 13,
+        ]
         lines += [_row(s) for s in by_wer(dim["slices"])]
+        reference = dim["disparity"].get("reference")
+        if reference:
+            lines += [
+                "",
+                f"Against the reference **{_cell(reference)}**:",
+                "",
+                "| slice | difference [CI] | ratio [CI] |",
+                "|---|---|---|",
+            ]
+            lines += [_reference_row(s) for s in by_wer(dim["slices"]) if s["vs_reference"]]
     return "\n".join(lines) + "\n"
 
 
 def _row(s: dict[str, Any]) -> str:
+    overall = s.get("vs_overall") or {}
     cells = [
-        _cell(s["label"]),
-        pct(s["wer"]),
+        _cell(s["label"]) + star(s),
+        pct_ci(s["wer"], s.get("wer_ci")),
+        f"{points(overall.get('difference'))} {interval(overall.get('difference_ci'), points)}".strip(),
         pct(s["speaker_mean_wer"]),
         pct(s["utterance_mean_wer"]),
         pct(s["sub_rate"]),
@@ -63,6 +102,15 @@ def _row(s: dict[str, Any]) -> str:
         ", ".join(s["flags"]) or "",
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def _reference_row(s: dict[str, Any]) -> str:
+    ref = s["vs_reference"]
+    difference = f"{points(ref['difference'])} {interval(ref['difference_ci'], points)}".strip()
+    ratio_text = (
+        "–" if ref["ratio"] is None else f"{ref['ratio']:.2f}× {interval(ref['ratio_ci'], lambda v: f'{v:.2f}')}"
+    )
+    return f"| {_cell(s['label'])} | {difference} | {ratio_text.strip()} |"
 
 
 def _cell(text: str) -> str:

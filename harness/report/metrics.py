@@ -1,9 +1,9 @@
 """``metrics.json``: the versioned, machine-readable result of a run.
 
-Schema ``asrfair.metrics/1`` (documented field by field in docs/metrics.md):
-``schema``, ``provenance`` (what produced the numbers), ``aggregate`` (``pooled``),
-``thresholds``, ``overall`` (one slice record), ``dimensions`` (each with ``slices`` and
-``disparity``), ``failures``.
+Schema ``asrfair.metrics/2`` (documented field by field in docs/metrics.md):
+``schema``, ``provenance`` (what produced the numbers), ``aggregate`` (``pooled``), ``method``,
+``stats`` (thresholds, bootstrap and test settings), ``overall`` (one slice record),
+``dimensions`` (each with ``slices``, ``disparity`` and ``test``), ``model``, ``failures``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness.stats import Summary
 
-SCHEMA = "asrfair.metrics/1"
+SCHEMA = "asrfair.metrics/2"
 FAILURE_EXAMPLES = 20
 
 
@@ -27,7 +27,8 @@ def build_metrics(summary: Summary, table: pd.DataFrame, provenance: dict[str, A
             "schema": SCHEMA,
             "provenance": provenance,
             "aggregate": summary.aggregate,
-            "thresholds": {"min_speakers": summary.min_speakers, "min_words": summary.min_words},
+            "method": summary.method,
+            "stats": asdict(summary.options),
             "overall": asdict(summary.overall),
             "dimensions": [asdict(d) for d in summary.dimensions],
             "failures": {

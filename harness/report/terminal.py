@@ -8,15 +8,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.report.format import by_wer, disparity_sentence, pct
+from harness.report.format import by_wer, disparity_sentence, interval, pct, pct_ci, star, test_sentence
 
-_COLUMNS = ("slice", "WER", "spk-mean", "utt-mean", "sub/del/ins", "utts", "spk", "words", "failed", "flags")
+_COLUMNS = ("slice", "WER [CI]", "spk-mean", "utt-mean", "sub/del/ins", "utts", "spk", "words", "failed", "flags")
 
 
 def print_summary(metrics: dict[str, Any], console: Console) -> None:
     overall = metrics["overall"]
     console.print(
         f"[bold]{escape(metrics['provenance']['run_name'])}[/]: pooled WER [bold]{pct(overall['wer'])}[/] "
+        f"{interval(overall.get('wer_ci'))} "
         f"over {overall['words']} words, {overall['utterances']} utterances, {overall['speakers']} speakers; "
         f"failed {metrics['failures']['count']}"
     )
@@ -26,12 +27,15 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
             console.print(f"{escape(dim['name'])}: one slice ({escape(only['label'])}, WER {pct(only['wer'])})")
             continue
         table = Table(title=f"WER by {escape(dim['name'])}", title_justify="left", title_style="bold")
+        level = f"WER [{metrics['stats']['confidence']:.0%} CI]"
         for column in _COLUMNS:
-            table.add_column(column, justify="left" if column in ("slice", "flags") else "right")
+            table.add_column(
+                level if column == "WER [CI]" else column, justify="left" if column in ("slice", "flags") else "right"
+            )
         for s in by_wer(dim["slices"]):
             table.add_row(
-                escape(s["label"]),
-                pct(s["wer"]),
+                escape(s["label"]) + star(s),
+                pct_ci(s["wer"], s.get("wer_ci")),
                 pct(s["speaker_mean_wer"]),
                 pct(s["utterance_mean_wer"]),
                 f"{pct(s['sub_rate'])} / {pct(s['del_rate'])} / {pct(s['ins_rate'])}",
@@ -44,3 +48,4 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
             )
         console.print(table)
         console.print(escape(disparity_sentence(dim["disparity"]).replace("**", "")))
+        console.print(escape(test_sentence(dim.get("test"), metrics["stats"]["confidence"])))
