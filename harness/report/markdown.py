@@ -32,14 +32,10 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         f"- **Created**: {prov['created_utc']}",
         f"- **Aggregate**: {metrics['aggregate']} WER = Σ(S+D+I) / Σ reference words; speaker-mean "
         "and utterance-mean shown beside it.",
-        f"- Slices with fewer than {metrics['stats']['min_speakers']} speakers or "
-        f"{metrics['stats']['min_words']} words are flagged and not ranked.",
+        f"- Slices with fewer than {stats['min_speakers']} speakers or "
+        f"{stats['min_words']} words are flagged and not ranked.",
         "",
-        _HOW_TO_READ.format(
-            level=metrics["stats"]["confidence"],
-            replicates=metrics["stats"]["bootstrap"],
-            seed=metrics["stats"]["seed"],
-        ),
+        _HOW_TO_READ.format(level=stats["confidence"], replicates=stats["bootstrap"], seed=stats["seed"]),
         "",
         "## Overall",
         "",
