@@ -140,6 +140,33 @@ def score_command(
     err_console.print(f"rewrote {run_dir / 'metrics.json'} and {run_dir / 'report.md'}")
 
 
+@app.command("model")
+@_handle_errors
+def model_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by 'asrfair run'")],
+    factors: Annotated[
+        str | None, typer.Option("--factors", help="comma-separated tags (default: single-tag slices)")
+    ] = None,
+    slices: Annotated[
+        Path | None, typer.Option("--slices", help="slice YAML for default factors and references")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the model as JSON")] = False,
+) -> None:
+    """Each tag's error-rate ratio controlled for the others (Poisson GEE, speaker clusters)."""
+    from dataclasses import asdict
+
+    from harness.pipeline import fit_model
+    from harness.report.terminal import print_model
+    from harness.slices import load_slices
+
+    chosen = [f.strip() for f in factors.split(",") if f.strip()] if factors else None
+    result = asdict(fit_model(run_dir, factors=chosen, slices=load_slices(slices) if slices else None))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        print_model(result, _stdout_console())
+
+
 @app.command("backends")
 @_handle_errors
 def backends_command(
@@ -194,10 +221,12 @@ def _emit(metrics: dict[str, Any], as_json: bool) -> None:
     else:
         from harness.report.terminal import print_summary
 
-        console = Console()
-        if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
-            console = Console(width=160)
-        print_summary(metrics, console)
+        print_summary(metrics, _stdout_console())
+
+
+def _stdout_console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=160)  # piped: do not squeeze tables into 80 columns
 
 
 class _LiveProgress:

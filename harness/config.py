@@ -8,7 +8,7 @@ relative to the working directory, where the user wants results to land.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -42,9 +42,11 @@ class StatsConfig(Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="interval level; 1 - confidence is the test level")
     seed: int = Field(0, description="seed of the bootstrap and permutation streams")
     permutations: int = Field(1000, ge=0, description="permutations per dimension test (0: no tests)")
+    model: Literal["poisson-gee", "none"] = Field("poisson-gee", description="model-based view of tag effects")
+    model_factors: list[str] | None = Field(None, description="factors of the model (default: single-tag slices)")
 
     def options(self) -> StatsOptions:
-        return StatsOptions(**self.model_dump())
+        return StatsOptions(**self.model_dump(exclude={"model", "model_factors"}))
 
 
 class RunConfig(Strict):

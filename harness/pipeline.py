@@ -26,6 +26,7 @@ from harness.config import RunConfig
 from harness.errors import InputError, TooManyFailures, format_validation_error
 from harness.execute import BatchCallback, transcribe_all
 from harness.manifest import Manifest, load_manifest
+from harness.model import ModelResult, model_for_slices
 from harness.report.markdown import render_markdown
 from harness.report.metrics import build_metrics
 from harness.scoring import score_frame, tag_columns, utterance_frame
@@ -117,17 +118,7 @@ def run(prepared: Prepared, *, on_batch: BatchCallback | None = None) -> RunOutc
 
 def rescore(run_dir: Path, *, slices: list[SliceSpec] | None = None, normalizer: str | None = None) -> dict[str, Any]:
     """Re-slice and/or re-normalise a finished run from its own files; rewrite its reports."""
-    paths = open_run_dir(run_dir)
-    if not paths.utterances.is_file():
-        raise InputError(f"{run_dir}: utterances.parquet missing; the run did not finish scoring")
-    try:
-        config = RunConfig.model_validate(read_yaml(paths.config, "run config"))
-    except ValidationError as exc:
-        raise InputError(f"{paths.config}: {format_validation_error(exc)}") from None
-    try:
-        frame = pd.read_parquet(paths.utterances)
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise InputError(f"{paths.utterances}: unreadable ({exc}); rerun 'asrfair run' to rebuild it") from None
+    paths, config, frame = _open_finished(run_dir)
     specs = slices or config.slice_specs() or default_slices(tag_columns(frame))
     check_slices(specs, frame, [*tag_columns(frame), "language"], str(run_dir))
     chosen = get_normalizer(normalizer or config.normalizer)
@@ -146,6 +137,33 @@ def rescore(run_dir: Path, *, slices: list[SliceSpec] | None = None, normalizer:
     return _score_and_write(paths, frame, specs, chosen, config, provenance)
 
 
+def fit_model(run_dir: Path, *, factors: list[str] | None = None, slices: list[SliceSpec] | None = None) -> ModelResult:
+    """The rate model on a finished run's scored utterances (as written by its last scoring)."""
+    _paths, config, table = _open_finished(run_dir)
+    specs = slices or config.slice_specs() or default_slices(tag_columns(table))
+    unknown = sorted(set(factors or []) - set(tag_columns(table)))
+    if unknown:
+        raise InputError(
+            f"{run_dir}: --factors {', '.join(unknown)} not tags of this run: {', '.join(tag_columns(table))}"
+        )
+    return model_for_slices(table, specs, factors or config.stats.model_factors, config.stats.confidence)
+
+
+def _open_finished(run_dir: Path) -> tuple[RunPaths, RunConfig, pd.DataFrame]:
+    paths = open_run_dir(run_dir)
+    if not paths.utterances.is_file():
+        raise InputError(f"{run_dir}: utterances.parquet missing; the run did not finish scoring")
+    try:
+        config = RunConfig.model_validate(read_yaml(paths.config, "run config"))
+    except ValidationError as exc:
+        raise InputError(f"{paths.config}: {format_validation_error(exc)}") from None
+    try:
+        frame = pd.read_parquet(paths.utterances)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise InputError(f"{paths.utterances}: unreadable ({exc}); rerun 'asrfair run' to rebuild it") from None
+    return paths, config, frame
+
+
 def _score_and_write(
     paths: RunPaths,
     frame: pd.DataFrame,
@@ -157,7 +175,12 @@ def _score_and_write(
     table = score_frame(frame, normalizer)
     summary = summarise(table, slices, config.stats.options())
     provenance = {**provenance, "slices": [s.model_dump(mode="json", exclude_defaults=True) for s in slices]}
-    metrics = build_metrics(summary, table, provenance)
+    model = (
+        model_for_slices(table, slices, config.stats.model_factors, config.stats.confidence)
+        if config.stats.model == "poisson-gee"
+        else None
+    )
+    metrics = build_metrics(summary, table, provenance, model)
     write_parquet(paths.utterances, table)
     write_json(paths.metrics, metrics)
     write_text(paths.report_md, render_markdown(metrics))

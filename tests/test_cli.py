@@ -183,7 +183,7 @@ def test_interrupt_exits_130_and_rerun_resumes(tmp_path, make_manifest):
     while done < 10 and time.monotonic() < deadline:
         time.sleep(0.2)
         if cache.exists():
-            with sqlite3.connect(cache) as db:
+            with contextlib.suppress(sqlite3.OperationalError), sqlite3.connect(cache) as db:  # table not made yet
                 done = db.execute("SELECT count(*) FROM transcripts").fetchone()[0]
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=60)

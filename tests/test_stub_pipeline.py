@@ -150,3 +150,27 @@ def test_backend_that_never_decodes_is_keyed_by_audio_content(tmp_path):
     second = transcribe_all(utterances, backend, cache)
     assert second.from_cache == {"u1", "u2"}
     assert second.transcripts["u0"].text != first.transcripts["u0"].text
+
+
+def test_run_reports_intervals_tests_and_model(tmp_path, big_manifest):
+    config = stub_config(tmp_path, big_manifest, default_rate=0.05, error_rates={"accent": {"scottish": 0.2}})
+    metrics = run(prepare(config)).metrics
+    accent = next(d for d in metrics["dimensions"] if d["name"] == "accent")
+    scottish = next(s for s in accent["slices"] if s["label"] == "scottish")
+    assert scottish["significantly_worse"] and accent["test"]["significant"]
+    assert scottish["wer_ci"][0] < scottish["wer"] < scottish["wer_ci"][1]
+    assert accent["disparity"]["gap_ci"][0] > 0.1
+    effects = {(e["factor"], e["level"]): e for e in metrics["model"]["effects"]}
+    # p = 1 - 0.95 * 0.8 = 0.24 against 0.05: a rate ratio near 4.8
+    assert metrics["model"]["references"]["accent"] == "general"
+    assert effects[("accent", "scottish")]["rate_ratio"] == pytest.approx(4.8, rel=0.25)
+    assert effects[("accent", "welsh")]["ci"][0] < 1 < effects[("accent", "welsh")]["ci"][1]
+    report = (next(tmp_path.joinpath("runs").glob("test-*")) / "report.md").read_text()
+    assert "scottish ★" in report and "How to read this" in report and "rate model" in report
+
+
+def test_no_injection_flags_nothing(tmp_path, big_manifest):
+    metrics = run(prepare(stub_config(tmp_path, big_manifest, default_rate=0.1))).metrics
+    accent = next(d for d in metrics["dimensions"] if d["name"] == "accent")
+    assert not any(s["significantly_worse"] for s in accent["slices"])
+    assert not accent["test"]["significant"]

@@ -59,3 +59,29 @@ def disparity_sentence(disparity: dict[str, Any]) -> str:
         f"{interval(disparity.get('gap_ci'), points)}; worst vs overall {points(disparity['worst_vs_overall'])} "
         f"{interval(disparity.get('worst_vs_overall_ci'), points)} ({disparity['ranked']} slices ranked).{failed}"
     ).replace("  ", " ")
+
+
+def model_lines(model: dict[str, Any] | None) -> list[str]:
+    """The model-based view as plain sentences and rows: factor, level, rate ratio [CI], p."""
+    if not model:
+        return []
+    if model.get("error"):
+        return [f"Rate model not fitted: {model['error']}."]
+    lines = [
+        f"{model['method']}; {model['utterances']} utterances, {model['speakers']} speakers; factors "
+        f"{', '.join(model['factors'])} (references: "
+        + ", ".join(f"{k}={v}" for k, v in model["references"].items())
+        + ")."
+    ]
+    lines += [f"Not in the model: {k} ({why})." for k, why in model["dropped"].items()]
+    return lines
+
+
+def effect_cells(effect: dict[str, Any]) -> list[str]:
+    return [
+        effect["factor"],
+        effect["level"],
+        f"{effect['rate_ratio']:.2f}×",
+        f"[{effect['ci'][0]:.2f}, {effect['ci'][1]:.2f}]",
+        f"{effect['p_value']:.3g}",
+    ]

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report.format import by_wer, disparity_sentence, interval, pct, pct_ci, points, star, test_sentence
+from harness.report.format import (
+    by_wer,
+    disparity_sentence,
+    effect_cells,
+    interval,
+    model_lines,
+    pct,
+    pct_ci,
+    points,
+    star,
+    test_sentence,
+)
 
 _HEADER = (
     "| slice | WER [CI] | vs overall [CI] | speaker-mean | utterance-mean | sub | del | ins | utts | speakers "
@@ -77,7 +88,24 @@ def render_markdown(metrics: dict[str, Any]) -> str:
                 "|---|---|---|",
             ]
             lines += [_reference_row(s) for s in by_wer(dim["slices"]) if s["vs_reference"]]
+    lines += _model_section(metrics.get("model"))
     return "\n".join(lines) + "\n"
+
+
+def _model_section(model: dict[str, Any] | None) -> list[str]:
+    if not model:
+        return []
+    lines = ["", "## Tag effects controlled for each other (rate model)", "", *model_lines(model)]
+    if model.get("effects"):
+        lines += [
+            "",
+            "Error-rate ratio of each level against its factor's reference, the other factors held fixed:",
+            "",
+            "| factor | level | rate ratio | CI | p |",
+            "|---|---|---|---|---|",
+        ]
+        lines += ["| " + " | ".join(_cell(c) for c in effect_cells(e)) + " |" for e in model["effects"]]
+    return lines
 
 
 def _row(s: dict[str, Any]) -> str:

@@ -14,13 +14,16 @@ from typing import Any
 
 import pandas as pd
 
+from harness.model import ModelResult
 from harness.stats import Summary
 
 SCHEMA = "asrfair.metrics/2"
 FAILURE_EXAMPLES = 20
 
 
-def build_metrics(summary: Summary, table: pd.DataFrame, provenance: dict[str, Any]) -> dict[str, Any]:
+def build_metrics(
+    summary: Summary, table: pd.DataFrame, provenance: dict[str, Any], model: ModelResult | None = None
+) -> dict[str, Any]:
     failed = table[table["status"] != "ok"]
     return _finite(
         {
@@ -31,6 +34,7 @@ def build_metrics(summary: Summary, table: pd.DataFrame, provenance: dict[str, A
             "stats": asdict(summary.options),
             "overall": asdict(summary.overall),
             "dimensions": [asdict(d) for d in summary.dimensions],
+            "model": asdict(model) if model else None,
             "failures": {
                 "count": len(failed),
                 "rate": len(failed) / len(table) if len(table) else 0.0,

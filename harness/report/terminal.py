@@ -8,7 +8,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.report.format import by_wer, disparity_sentence, interval, pct, pct_ci, star, test_sentence
+from harness.report.format import (
+    by_wer,
+    disparity_sentence,
+    effect_cells,
+    interval,
+    model_lines,
+    pct,
+    pct_ci,
+    star,
+    test_sentence,
+)
 
 _COLUMNS = ("slice", "WER [CI]", "spk-mean", "utt-mean", "sub/del/ins", "utts", "spk", "words", "failed", "flags")
 
@@ -49,3 +59,18 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
         console.print(table)
         console.print(escape(disparity_sentence(dim["disparity"]).replace("**", "")))
         console.print(escape(test_sentence(dim.get("test"), metrics["stats"]["confidence"])))
+    print_model(metrics.get("model"), console)
+
+
+def print_model(model: dict[str, Any] | None, console: Console) -> None:
+    if not model:
+        return
+    table = Table(title="Tag effects controlled for each other (rate model)", title_justify="left", title_style="bold")
+    for column in ("factor", "level", "rate ratio", "CI", "p"):
+        table.add_column(column, justify="left" if column in ("factor", "level") else "right")
+    for effect in model.get("effects", []):
+        table.add_row(*(escape(c) for c in effect_cells(effect)))
+    if model.get("effects"):
+        console.print(table)
+    for line in model_lines(model):
+        console.print(escape(line))

@@ -1,0 +1,207 @@
+"""The numbers an auditor will try to knock down: intervals, tests, flags, reference comparisons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.multitest import multipletests
+
+from harness.bootstrap import Resampler, percentile_interval
+from harness.errors import InputError
+from harness.significance import holm, permutation_test
+from harness.slices import OUTSIDE, SliceSpec, check_slices, slice_frame
+from harness.stats import StatsOptions, summarise
+from harness.where import WhereError, evaluate, parse_where
+
+
+def synthetic_table(seed: int, speakers_per_group: int = 12, groups=("a", "b", "c"), effect=None, sd=0.5):
+    """Speakers with logit-normal random effects; ``effect`` adds to a group's logit error rate."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group in groups:
+        for s in range(speakers_per_group):
+            logit = np.log(0.15 / 0.85) + rng.normal(0, sd) + (effect or {}).get(group, 0.0)
+            p = 1 / (1 + np.exp(-logit))
+            for u in range(int(rng.integers(5, 15))):
+                words = int(rng.integers(5, 20))
+                errors = int(rng.binomial(words, p))
+                rows.append(
+                    {
+                        "id": f"{group}{s}-{u}",
+                        "speaker": f"{group}{s}",
+                        "accent": group,
+                        "status": "ok",
+                        "noise": ("clean", "cafe")[u % 2],
+                        "ref_words": words,
+                        "errors": errors,
+                    }
+                )
+    table = pd.DataFrame(rows)
+    table["substitutions"], table["deletions"], table["insertions"] = table["errors"], 0, 0
+    table["hits"] = table["ref_words"] - table["errors"]
+    table["wer"] = table["errors"] / table["ref_words"]
+    return table
+
+
+def options(**kw) -> StatsOptions:
+    return StatsOptions(**{"min_speakers": 5, "min_words": 100, "bootstrap": 500, "permutations": 500, **kw})
+
+
+def test_planted_gap_is_flagged_worst_and_significant():
+    table = synthetic_table(1, effect={"c": 1.0})
+    dim = summarise(table, [SliceSpec(by="accent")], options()).dimensions[0]
+    assert dim.disparity.worst == "c"
+    assert dim.test.significant and dim.test.kind == "between-speaker"
+    starred = {s.label for s in dim.slices if s.significantly_worse}
+    assert starred == {"c"}
+    low, high = dim.disparity.gap_ci
+    assert low > 0 and low <= dim.disparity.gap <= high
+
+
+def test_intervals_are_seeded_and_contain_the_estimate():
+    table = synthetic_table(2)
+    first = summarise(table, [SliceSpec(by="accent")], options(seed=3))
+    again = summarise(table, [SliceSpec(by="accent")], options(seed=3))
+    other = summarise(table, [SliceSpec(by="accent")], options(seed=4))
+    assert first == again
+    assert first.overall.wer_ci != other.overall.wer_ci
+    for s in first.dimensions[0].slices:
+        assert s.wer_ci[0] <= s.wer <= s.wer_ci[1]
+
+
+def test_reference_comparisons():
+    table = synthetic_table(3, effect={"b": 0.7})
+    dim = summarise(table, [SliceSpec(by="accent", reference="a")], options()).dimensions[0]
+    by_label = {s.label: s for s in dim.slices}
+    ref = by_label["a"].vs_reference
+    assert ref.difference == 0 and ref.difference_ci == [0.0, 0.0] and ref.ratio == pytest.approx(1.0)
+    b = by_label["b"].vs_reference
+    assert b.difference == pytest.approx(by_label["b"].wer - by_label["a"].wer)
+    assert b.ratio == pytest.approx(by_label["b"].wer / by_label["a"].wer)
+    assert b.difference_ci[0] > 0 and b.ratio_ci[0] > 1
+    assert dim.disparity.reference == "a"
+
+
+def test_flagged_slices_are_never_ranked_or_starred():
+    table = synthetic_table(4, effect={"c": 1.5})
+    thin = table[(table["accent"] != "c") | table["speaker"].isin(["c0", "c1"])]  # only 2 speakers left in c
+    dim = summarise(thin, [SliceSpec(by="accent")], options()).dimensions[0]
+    c = next(s for s in dim.slices if s.label == "c")
+    assert not c.supported and not c.significantly_worse and dim.disparity.worst != "c"
+
+
+def test_null_permutation_p_values_are_uniform():
+    p_values = []
+    for seed in range(200):
+        table = synthetic_table(100 + seed, speakers_per_group=8)
+        codes = pd.Categorical(table["accent"]).codes
+        result = permutation_test(
+            pd.factorize(table["speaker"])[0],
+            codes,
+            table["errors"].to_numpy(float),
+            table["ref_words"].to_numpy(float),
+            permutations=199,
+            seed=seed,
+        )
+        p_values.append(result.p_value)
+    p = np.array(p_values)
+    assert 0.02 <= np.mean(p < 0.05) <= 0.09  # false-positive rate ≈ alpha
+    assert abs(np.mean(p) - 0.5) < 0.06 and abs(np.mean(p < 0.5) - 0.5) < 0.1
+
+
+def test_within_speaker_dimension_uses_stratified_permutation():
+    table = synthetic_table(5)
+    dim = summarise(table, [SliceSpec(by="noise")], options()).dimensions[0]
+    assert dim.test.kind == "within-speaker"
+    assert dim.test.p_value > 0.05  # noise has no effect in this simulation
+
+
+def test_speaker_clustered_interval_covers_and_row_bootstrap_does_not():
+    """Fast version of benchmarks/coverage_sim.py: 95 % intervals on data with speaker effects."""
+    rng = np.random.default_rng(0)
+    true_p = np.mean(1 / (1 + np.exp(-(np.log(0.15 / 0.85) + rng.normal(0, 0.8, 2_000_000)))))
+    covered_cluster = covered_row = 0
+    datasets = 300
+    for d in range(datasets):
+        n_speakers = 30
+        p = 1 / (1 + np.exp(-(np.log(0.15 / 0.85) + rng.normal(0, 0.8, n_speakers))))
+        n_utts = rng.integers(5, 30, n_speakers)
+        speaker = np.repeat(np.arange(n_speakers), n_utts)
+        words = rng.integers(5, 20, speaker.size).astype(float)
+        errors = rng.binomial(words.astype(int), p[speaker]).astype(float)
+        e_s, n_s = np.bincount(speaker, errors), np.bincount(speaker, words)
+        reps = Resampler.draw(n_speakers, 400, d).rates(e_s[:, None], n_s[:, None])
+        low, high = percentile_interval(reps, 0.95)
+        covered_cluster += low[0] <= true_p <= high[0]
+        rows = Resampler.draw(speaker.size, 400, d).rates(errors[:, None], words[:, None])
+        low, high = percentile_interval(rows, 0.95)
+        covered_row += low[0] <= true_p <= high[0]
+    assert 0.91 <= covered_cluster / datasets <= 0.98
+    assert covered_row / datasets < covered_cluster / datasets - 0.1
+
+
+def test_holm_matches_statsmodels():
+    p = [0.01, 0.04, 0.03, 0.2, 0.001]
+    assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+
+
+def test_bins_and_where_expressions():
+    tags = pd.DataFrame({"snr_db": ["0", "5", "10", "19.5", "20", "35", None], "accent": list("aabbccd")})
+    spec = SliceSpec(by="snr_db", bins={"snr_db": [0, 10, 20]}, where="accent != 'd'")
+    labels = slice_frame(tags, spec)["__slice__"].tolist()
+    assert labels[:6] == ["[0, 10)", "[0, 10)", "[10, 20]", "[10, 20]", "[10, 20]", OUTSIDE]
+    assert pd.isna(labels[6])  # excluded by where
+    mask = evaluate(parse_where("snr_db >= 10 and accent in ['b', 'c'] or not accent == 'a'"), tags)
+    assert mask.tolist() == [False, False, True, True, True, True, True]
+
+
+@pytest.mark.parametrize("expression", ["__import__('os')", "accent.upper() == 'A'", "1 + 1", "accent == other"])
+def test_where_rejects_anything_but_comparisons(expression):
+    with pytest.raises(WhereError):
+        parse_where(expression)
+
+
+def test_check_slices_reference_and_bins():
+    rows = pd.DataFrame({"accent": ["a", "b"], "snr_db": ["3", "loud"]})
+    with pytest.raises(InputError, match="reference 'x' is not one of its slices"):
+        check_slices([SliceSpec(by="accent", reference="x")], rows, ["accent", "snr_db"], "s.yaml")
+    with pytest.raises(InputError, match="non-numeric values \\(loud\\)"):
+        check_slices([SliceSpec(by="snr_db", bins={"snr_db": [0, 10]})], rows, ["accent", "snr_db"], "s.yaml")
+    with pytest.raises(InputError, match="no utterance has accent='c'"):
+        check_slices([SliceSpec(by="accent", where="accent == 'c'")], rows, ["accent", "snr_db"], "s.yaml")
+
+
+def test_rate_model_separates_confounded_tags():
+    """Accent b is recorded mostly on a bad device: slices blame the accent, the model the device."""
+    from harness.model import fit_rate_model
+
+    rng = np.random.default_rng(7)
+    rows = []
+    for s in range(120):
+        accent = ("a", "b")[s % 2]
+        device = "bad" if (accent == "b") == (rng.random() < 0.85) else "good"
+        rate = 0.1 * (2.5 if device == "bad" else 1.0) * np.exp(rng.normal(0, 0.2))
+        for u in range(10):
+            words = int(rng.integers(8, 20))
+            rows.append(
+                {
+                    "id": f"{s}-{u}",
+                    "speaker": f"s{s}",
+                    "status": "ok",
+                    "accent": accent,
+                    "device": device,
+                    "dialect": accent + "-x",
+                    "ref_words": words,
+                    "errors": int(rng.poisson(rate * words)),
+                }
+            )
+    table = pd.DataFrame(rows)
+    slice_ratio = table.groupby("accent")["errors"].sum() / table.groupby("accent")["ref_words"].sum()
+    assert slice_ratio["b"] / slice_ratio["a"] > 1.5  # the naive slice view
+    result = fit_rate_model(table, ["accent", "dialect", "device"], {"accent": "a", "device": "good"})
+    effects = {(e.factor, e.level): e for e in result.effects}
+    assert result.factors == ["accent", "device"] and "dialect" in result.dropped
+    assert effects[("accent", "b")].ci[0] < 1 < effects[("accent", "b")].ci[1]  # no accent effect once device is in
+    assert effects[("device", "bad")].rate_ratio == pytest.approx(2.5, rel=0.2)
+    assert effects[("device", "bad")].p_value < 1e-6
