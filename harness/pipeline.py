@@ -143,9 +143,8 @@ def fit_model(run_dir: Path, *, factors: list[str] | None = None, slices: list[S
     specs = slices or config.slice_specs() or default_slices(tag_columns(table))
     unknown = sorted(set(factors or []) - set(tag_columns(table)))
     if unknown:
-        raise InputError(
-            f"{run_dir}: --factors {', '.join(unknown)} not tags of this run: {', '.join(tag_columns(table))}"
-        )
+        tags = ", ".join(tag_columns(table))
+        raise InputError(f"{run_dir}: --factors {', '.join(unknown)} are not tags of this run ({tags})")
     return model_for_slices(table, specs, factors or config.stats.model_factors, config.stats.confidence)
 
 

@@ -81,6 +81,10 @@ def test_run_stub_json_and_score(tmp_path, make_manifest):
     rescored = asrfair("score", str(run_dir), "--slices", str(slices))
     assert rescored.returncode == 0, rescored.stderr
     assert "WER by just-accent" in rescored.stdout
+    model = asrfair("model", str(run_dir), "--json")
+    assert model.returncode == 0, model.stderr
+    assert json.loads(model.stdout)["factors"] == ["accent"]
+    assert_clean_error(asrfair("model", str(run_dir), "--factors", "acent"), 2, "acent are not tags of this run")
 
 
 def test_run_stub_failures_exit_3(tmp_path, make_manifest):

@@ -205,3 +205,11 @@ def test_rate_model_separates_confounded_tags():
     assert effects[("accent", "b")].ci[0] < 1 < effects[("accent", "b")].ci[1]  # no accent effect once device is in
     assert effects[("device", "bad")].rate_ratio == pytest.approx(2.5, rel=0.2)
     assert effects[("device", "bad")].p_value < 1e-6
+
+
+def test_intervals_and_tests_can_be_switched_off():
+    summary = summarise(synthetic_table(6), [SliceSpec(by="accent")], options(bootstrap=0, permutations=0))
+    dim = summary.dimensions[0]
+    assert summary.overall.wer_ci is None and dim.test is None
+    assert all(s.wer_ci is None and not s.significantly_worse for s in dim.slices)
+    assert dim.disparity.gap is not None and dim.disparity.gap_ci is None
