@@ -68,7 +68,7 @@ def clustered_interval(data: Dataset, seed: int) -> tuple[float, float]:
     """The harness's interval: resample speakers (all their utterances), percentile interval."""
     e = np.bincount(data.speaker, data.errors, data.n_speakers)
     n = np.bincount(data.speaker, data.words, data.n_speakers)
-    reps = Resampler.draw(data.n_speakers, REPLICATES, seed).rates(e[:, None], n[:, None])
+    reps = Resampler(data.n_speakers, REPLICATES, seed).rates(e[:, None], n[:, None])
     low, high = percentile_interval(reps, CONFIDENCE)
     return float(low[0]), float(high[0])
 

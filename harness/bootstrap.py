@@ -2,53 +2,65 @@
 
 Utterances of one speaker are correlated (same voice, same microphone), so resampling
 utterances gives intervals that are too narrow. We resample *speakers* with all their
-utterances: one multinomial weight matrix ``W`` (replicates × speakers) is drawn once per run
-and shared by every slice and dimension, so the uncertainty of both ends of a disparity is
-counted together. Per-speaker × per-slice sums ``E`` and ``N`` turn every replicate of every
-slice into one matrix product: ``WER* = (W @ E) / (W @ N)``.
+utterances: one multinomial weight matrix ``W`` (replicates × speakers) is drawn per run and
+shared by every slice and dimension, so the uncertainty of both ends of a disparity is counted
+together. Sparse per-speaker × per-slice sums ``E`` and ``N`` of *all* slices of all dimensions
+turn every replicate into one matrix product: ``WER* = (W @ E) / (W @ N)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 
 @dataclass(frozen=True)
 class Resampler:
-    """Speaker weights for ``replicates`` bootstrap samples (row b: how often each speaker is drawn)."""
+    """Multinomial speaker weights for ``replicates`` bootstrap samples, drawn in fixed chunks.
 
-    weights: np.ndarray  # (replicates, speakers) float64
+    The weights are regenerated chunk by chunk from the seed on every call, so memory stays at
+    one chunk (``chunk_cells`` weights) however many speakers there are, and every call sees the
+    same replicates. Call :meth:`rates` once with all columns to draw the weights only once.
+    """
 
-    @classmethod
-    def draw(cls, n_speakers: int, replicates: int, seed: int) -> Resampler:
-        rng = np.random.default_rng(seed)
-        if n_speakers == 0 or replicates == 0:
-            return cls(np.zeros((replicates, n_speakers)))
-        counts = rng.multinomial(n_speakers, np.full(n_speakers, 1.0 / n_speakers), size=replicates)
-        return cls(counts.astype(np.float64))
+    n_speakers: int
+    replicates: int
+    seed: int
+    chunk_cells: int = 20_000_000
 
-    @property
-    def replicates(self) -> int:
-        return self.weights.shape[0]
+    def chunks(self) -> Iterator[np.ndarray]:
+        rows = max(1, self.chunk_cells // max(self.n_speakers, 1))
+        streams = np.random.SeedSequence(self.seed).spawn(-(-self.replicates // rows) if self.replicates else 0)
+        for index, stream in enumerate(streams):
+            count = min(rows, self.replicates - index * rows)
+            rng = np.random.default_rng(stream)
+            # Drawing n speakers with replacement = a multinomial count per speaker.
+            draws = rng.integers(0, self.n_speakers, size=(count, self.n_speakers))
+            offsets = (np.arange(count) * self.n_speakers)[:, None]
+            yield (
+                np.bincount((draws + offsets).ravel(), minlength=count * self.n_speakers)
+                .reshape(count, self.n_speakers)
+                .astype(np.float64)
+            )
 
-    def rates(self, errors: np.ndarray, words: np.ndarray) -> np.ndarray:
-        """Replicates of pooled rates: ``errors``/``words`` are (speakers × slices) sums.
+    def rates(self, errors: sparse.spmatrix | np.ndarray, words: sparse.spmatrix | np.ndarray) -> np.ndarray:
+        """Replicates of pooled rates: ``errors``/``words`` are (speakers × columns) sums.
 
-        Returns (replicates × slices); NaN where a replicate drew no word of that slice.
+        Returns (replicates × columns); NaN where a replicate drew no word of that column.
         """
-        num = self.weights @ errors
-        den = self.weights @ words
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-
-
-def cell_sums(cluster: np.ndarray, label: np.ndarray, values: np.ndarray, n_clusters: int, n_labels: int) -> np.ndarray:
-    """(clusters × labels) sums of ``values``; ``label`` < 0 marks rows outside every slice."""
-    keep = label >= 0
-    flat = cluster[keep] * n_labels + label[keep]
-    return np.bincount(flat, weights=values[keep], minlength=n_clusters * n_labels).reshape(n_clusters, n_labels)
+        errors_t, words_t = sparse.csr_matrix(errors).T.tocsr(), sparse.csr_matrix(words).T.tocsr()
+        out = np.empty((self.replicates, errors_t.shape[0]))
+        start = 0
+        for weights in self.chunks():
+            num = np.asarray(errors_t @ weights.T).T
+            den = np.asarray(words_t @ weights.T).T
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[start : start + len(weights)] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+            start += len(weights)
+        return out
 
 
 def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:

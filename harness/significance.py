@@ -7,8 +7,11 @@ pooled WER of those slices) — a word-weighted dispersion of slice WERs, zero w
   labels are permuted across speakers: the null is "the speaker's group does not matter", and
   the speaker, not the utterance, is the unit — as for the bootstrap.
 * When a tag varies within speakers (noise, a per-utterance condition), labels are permuted
-  *within* each speaker (a stratified test), so speaker effects cannot pose as tag effects. It
-  costs one shuffle of all rows per permutation, so the count is capped by ``row_budget``.
+  *within* each speaker (a stratified test), so speaker effects cannot pose as tag effects.
+
+Each permutation shuffles every speaker (or every row), so the count is capped at
+``row_budget`` shuffled units in all; the count used is reported, and with it the smallest
+p-value the test can return, 1 / (1 + permutations).
 
 p = (1 + #{T* >= T}) / (1 + permutations).
 """
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from harness.arrays import unique_inverse
 
 
 @dataclass(frozen=True)
@@ -54,15 +59,17 @@ def permutation_test(
         return None
     rng = np.random.default_rng(seed)
     observed = float(dispersion(_sums(label, errors, n_labels), _sums(label, words, n_labels))[0])
-    _, cluster = np.unique(cluster, return_inverse=True)
+    _, cluster = unique_inverse(cluster)
     cluster_label = np.full(int(cluster.max()) + 1, -1)
     cluster_label[cluster] = label  # one of each speaker's labels; all of them when nested
     nested = bool(np.all(cluster_label[cluster] == label))
+    # Each permutation shuffles every speaker (between) or every row (within): cap the total work.
+    units = cluster_label.size if nested else label.size
+    permutations = max(1, min(permutations, row_budget // max(units, 1)))
     if nested:
         stats = _between(cluster, cluster_label, errors, words, n_labels, permutations, rng)
         kind: Literal["between-speaker", "within-speaker"] = "between-speaker"
     else:
-        permutations = max(1, min(permutations, row_budget // max(label.size, 1)))
         stats = _within(cluster, label, errors, words, n_labels, permutations, rng)
         kind = "within-speaker"
     p_value = (1 + int(np.sum(stats >= observed - 1e-12 * max(observed, 1.0)))) / (1 + permutations)
@@ -111,8 +118,8 @@ def _within(
     cluster, label, errors, words = cluster[order], label[order], errors[order], words[order]
     out = np.empty(permutations)
     for i in range(permutations):
-        # Sorting by (cluster, random key) shuffles rows inside each speaker's block only.
-        shuffle = np.lexsort((rng.random(label.size), cluster))
+        # Rows are sorted by speaker; sorting by speaker + a random fraction shuffles inside each block only.
+        shuffle = np.argsort(cluster + rng.random(label.size))
         permuted = label[shuffle]
         out[i] = dispersion(_sums(permuted, errors, n_labels), _sums(permuted, words, n_labels))[0]
     return out

@@ -17,11 +17,14 @@ from __future__ import annotations
 import difflib
 import itertools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from harness.arrays import unique_inverse
 from harness.errors import InputError, format_validation_error
 from harness.where import evaluate, parse_where, referenced
 from harness.yamlfile import read_yaml
@@ -156,23 +159,89 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
     return f"did you mean '{close[0]}'? " if close else ""
 
 
+@dataclass(frozen=True)
+class SliceCodes:
+    """Each row's slice as an integer (-1: excluded by ``where``), slices sorted by label."""
+
+    codes: np.ndarray
+    labels: list[str]
+    values: list[dict[str, str]]  # per slice: tag -> (binned, grouped) value
+
+
+class TagCodes:
+    """Factorises each tag column once, so every dimension works on integers, not strings."""
+
+    def __init__(self, tags: pd.DataFrame) -> None:
+        self._tags = tags
+        self._cache: dict[str, tuple[np.ndarray, list[str]]] = {}
+
+    def __call__(self, tag: str) -> tuple[np.ndarray, list[str]]:
+        """Codes (-1 where the tag is missing) and the distinct values."""
+        if tag not in self._cache:
+            if tag in self._tags:
+                codes, uniques = pd.factorize(self._tags[tag].astype("object"), use_na_sentinel=True)
+                self._cache[tag] = (np.asarray(codes, dtype=np.int64), [str(u) for u in uniques])
+            else:
+                self._cache[tag] = (np.full(len(self._tags), -1, dtype=np.int64), [])
+        return self._cache[tag]
+
+
+def slice_codes(tags: pd.DataFrame, spec: SliceSpec, coder: TagCodes | None = None) -> SliceCodes:
+    """Vectorised: bins and groups are applied to each tag's distinct values, never per row."""
+    coder = coder or TagCodes(tags)
+    combined = np.zeros(len(tags), dtype=np.int64)
+    shown_per_tag: list[list[str]] = []
+    for tag in spec.by:
+        codes, uniques = coder(tag)
+        shown = _display_values(uniques, spec.bins.get(tag), spec.groups.get(tag, {}))
+        distinct = sorted(set(shown) | {MISSING})
+        position = {value: k for k, value in enumerate(distinct)}
+        lookup = np.array([position[v] for v in shown] + [position[MISSING]], dtype=np.int64)
+        combined = combined * len(distinct) + lookup[codes]  # code -1 picks the MISSING entry
+        shown_per_tag.append(distinct)
+    keep = spec.where_mask(tags).to_numpy(dtype=bool)
+    present, inverse = unique_inverse(combined[keep])
+    parts = [_unravel(int(c), [len(d) for d in shown_per_tag]) for c in present]
+    values = [
+        {tag: shown_per_tag[t][k] for t, (tag, k) in enumerate(zip(spec.by, part, strict=True))} for part in parts
+    ]
+    labels = [JOIN.join(v.values()) for v in values]
+    order = np.argsort(labels, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    codes = np.full(len(tags), -1, dtype=np.int64)
+    codes[keep] = rank[inverse] if len(order) else -1
+    return SliceCodes(codes, [labels[i] for i in order], [values[i] for i in order])
+
+
+def _display_values(uniques: list[str], edges: Sequence[float] | None, groups: dict[str, tuple[str, ...]]) -> list[str]:
+    shown = _bin(pd.Series(uniques, dtype="object"), edges).tolist() if edges else list(uniques)
+    mapping = {value: group for group, members in groups.items() for value in members}
+    return [mapping.get(v, v) for v in shown]
+
+
+def _unravel(code: int, sizes: list[int]) -> list[int]:
+    out = []
+    for size in reversed(sizes):
+        code, rest = divmod(code, size)
+        out.append(rest)
+    return out[::-1]
+
+
 def slice_frame(tags: pd.DataFrame, spec: SliceSpec) -> pd.DataFrame:
     """Per utterance (index aligned with ``tags``): one column per ``by`` tag holding the
     (binned, grouped) value, and ``LABEL`` joining them; it is NA where ``where`` excludes it."""
+    coded = slice_codes(tags, spec)
     frame = pd.DataFrame(index=tags.index)
+    inside = coded.codes >= 0
     for tag in spec.by:
-        column = tags[tag] if tag in tags else pd.Series(pd.NA, index=tags.index, dtype="object")
-        if tag in spec.bins:
-            column = _bin(column, spec.bins[tag])
-        column = column.astype("object").where(column.notna(), MISSING)
-        mapping = {value: group for group, values in spec.groups.get(tag, {}).items() for value in values}
-        frame[tag] = column.map(lambda v, m=mapping: m.get(v, v))
-    label = (
-        frame[spec.by[0]]
-        if len(spec.by) == 1
-        else frame[spec.by[0]].str.cat([frame[tag] for tag in spec.by[1:]], sep=JOIN)
+        column = np.array([v[tag] for v in coded.values] + [None], dtype=object)
+        frame[tag] = column[np.where(inside, coded.codes, len(coded.values))]
+    labels = np.array([*coded.labels, None], dtype=object)
+    frame[LABEL] = pd.Series(labels[np.where(inside, coded.codes, len(coded.labels))], index=tags.index).astype(
+        "object"
     )
-    frame[LABEL] = label.where(spec.where_mask(tags), pd.NA)
+    frame.loc[~inside, LABEL] = pd.NA
     return frame
 
 

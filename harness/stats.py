@@ -27,10 +27,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
-from harness.bootstrap import Resampler, cell_sums, percentile_interval
+from harness.arrays import unique_inverse
+from harness.bootstrap import Resampler, percentile_interval
 from harness.significance import holm, permutation_test
-from harness.slices import LABEL, UNRANKED, SliceSpec, slice_frame
+from harness.slices import UNRANKED, SliceCodes, SliceSpec, TagCodes, slice_codes
 
 _SUMS = ["hits", "substitutions", "deletions", "insertions", "ref_words", "errors"]
 Interval = list[float | None]  # [low, high]
@@ -108,8 +110,9 @@ class Test:
 
     kind: str  # between-speaker | within-speaker
     statistic: float
-    permutations: int
+    permutations: int  # as run: capped for very many speakers or rows (docs/statistics.md)
     p_value: float
+    min_p: float  # the smallest p-value this many permutations can give
     p_holm: float | None = None
     significant: bool = False
 
@@ -134,34 +137,71 @@ class Summary:
     aggregate: str = "pooled"
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """The utterance table as arrays (one element per row), built once per summarise."""
+
+    ok: np.ndarray
+    cluster: np.ndarray  # speaker code among scored rows; -1 for failed rows
+    n_clusters: int
+    no_speaker: np.ndarray
+    counts: dict[str, np.ndarray]
+    wer: np.ndarray
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> _Rows:
+        ok = (table["status"] == "ok").to_numpy()
+        units = cluster_units(table)
+        cluster = np.full(len(table), -1, dtype=np.int64)
+        codes, uniques = pd.factorize(units[ok])
+        cluster[ok] = codes
+        counts = {c: table[c].to_numpy(dtype=np.float64, na_value=0.0) for c in _SUMS}
+        wer = table["wer"].to_numpy(dtype=np.float64, na_value=np.nan)
+        return cls(ok, cluster, len(uniques), table["speaker"].isna().to_numpy(), counts, wer)
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """Sums per (speaker, slice) pair among scored rows: the bootstrap's sparse E and N."""
+
+    cluster: np.ndarray
+    slice: np.ndarray
+    errors: np.ndarray
+    words: np.ndarray
+
+
 def summarise(table: pd.DataFrame, specs: Sequence[SliceSpec], options: StatsOptions) -> Summary:
-    table = table.assign(cluster=cluster_units(table))
-    ok = table[table["status"] == "ok"]
-    cluster_ids, cluster = np.unique(ok["cluster"].to_numpy(dtype=object).astype(str), return_inverse=True)
-    errors = ok["errors"].to_numpy(dtype=np.float64)
-    words = ok["ref_words"].to_numpy(dtype=np.float64)
-    resampler = Resampler.draw(len(cluster_ids), options.bootstrap, options.seed)
+    rows = _Rows.of(table)
+    coder = TagCodes(table)
+    everyone = SliceCodes(np.zeros(len(table), dtype=np.int64), ["overall"], [{}])
+    coded = [everyone, *(slice_codes(table, spec, coder) for spec in specs)]
+    estimates = [_point_estimates(rows, c, options) for c in coded]
 
-    everyone = pd.DataFrame({LABEL: "overall"}, index=table.index)
-    overall = _slice_table(table, everyone, options)[0]
-    overall_reps = resampler.rates(
-        np.bincount(cluster, errors, len(cluster_ids))[:, None], np.bincount(cluster, words, len(cluster_ids))[:, None]
+    # One pass of bootstrap weights over every column: each group's slices, then (for dimensions)
+    # the pooled column of everything the dimension keeps.
+    columns, offset, layout = [], 0, []
+    for index, (_slices, pairs) in enumerate(estimates):
+        k = len(coded[index].labels)
+        columns.append((pairs.cluster, pairs.slice + offset, pairs.errors, pairs.words))
+        columns.append((pairs.cluster, np.full(pairs.cluster.size, offset + k), pairs.errors, pairs.words))
+        layout.append((offset, k))
+        offset += k + 1
+    shape = (rows.n_clusters, offset)
+    cl, col, e, n = (np.concatenate(parts) for parts in zip(*columns, strict=True))
+    reps_all = Resampler(rows.n_clusters, options.bootstrap, options.seed).rates(
+        sparse.coo_matrix((e, (cl, col)), shape=shape), sparse.coo_matrix((n, (cl, col)), shape=shape)
     )
-    overall = replace(overall, wer_ci=_interval(overall_reps, options.confidence)[0])
 
+    overall = replace(estimates[0][0][0], wer_ci=_interval(reps_all[:, :1], options.confidence)[0])
     dimensions = []
-    for index, spec in enumerate(specs):
-        labels = slice_frame(table, spec)
-        slices = _slice_table(table, labels, options)
-        codes = pd.Categorical(labels.loc[ok.index, LABEL], categories=[s.label for s in slices]).codes
-        e_sk = cell_sums(cluster, codes, errors, len(cluster_ids), len(slices))
-        n_sk = cell_sums(cluster, codes, words, len(cluster_ids), len(slices))
-        reps = resampler.rates(e_sk, n_sk)
-        dim_reps = resampler.rates(e_sk.sum(axis=1, keepdims=True), n_sk.sum(axis=1, keepdims=True))[:, 0]
-        dim_wer = _rate(e_sk.sum(), n_sk.sum())
+    for index, spec in enumerate(specs, start=1):
+        slices, pairs = estimates[index]
+        start, k = layout[index]
+        reps, dim_reps = reps_all[:, start : start + k], reps_all[:, start + k]
+        dim_wer = _rate(pairs.errors.sum(), int(pairs.words.sum()))
         slices = _with_intervals(slices, reps, dim_reps, dim_wer, spec.reference, options.confidence)
         ranked = [i for i, s in enumerate(slices) if _rankable(s)]
-        test = _test(cluster, codes, errors, words, ranked, options, seed_offset=index + 1)
+        test = _test(rows, coded[index].codes, ranked, options, seed_offset=index)
         dimensions.append(
             Dimension(
                 spec.label,
@@ -223,32 +263,24 @@ def _with_intervals(
     return out
 
 
-def _test(
-    cluster: np.ndarray,
-    codes: np.ndarray,
-    errors: np.ndarray,
-    words: np.ndarray,
-    ranked: list[int],
-    options: StatsOptions,
-    seed_offset: int,
-) -> Test | None:
+def _test(rows: _Rows, codes: np.ndarray, ranked: list[int], options: StatsOptions, seed_offset: int) -> Test | None:
     if len(ranked) < 2 or options.permutations < 1:
         return None
     remap = np.full(codes.max() + 2, -1)
     remap[ranked] = np.arange(len(ranked))
     new_codes = remap[codes]  # codes of -1 (outside the dimension) map through the last entry to -1
-    keep = new_codes >= 0
+    keep = (new_codes >= 0) & rows.ok
     result = permutation_test(
-        cluster[keep],
+        rows.cluster[keep],
         new_codes[keep],
-        errors[keep],
-        words[keep],
+        rows.counts["errors"][keep],
+        rows.counts["ref_words"][keep],
         permutations=options.permutations,
         seed=options.seed + seed_offset,
     )
     if result is None:
         return None
-    return Test(result.kind, result.statistic, result.permutations, result.p_value)
+    return Test(result.kind, result.statistic, result.permutations, result.p_value, 1 / (1 + result.permutations))
 
 
 def _holm_and_marks(dimensions: list[Dimension], alpha: float) -> list[Dimension]:
@@ -272,61 +304,77 @@ def _above_zero(comparison: Comparison | None) -> bool:
     return low is not None and low > 0
 
 
-def _slice_table(table: pd.DataFrame, labels: pd.DataFrame, options: StatsOptions) -> list[SliceStats]:
-    """Point estimates per slice; ``labels`` is :func:`slice_frame`'s output."""
-    min_speakers, min_words = options.min_speakers, options.min_words
-    frame = table[["status", "speaker", "cluster", "wer", *_SUMS]].join(labels).dropna(subset=[LABEL])
-    tag_values = frame.groupby(LABEL)[[c for c in labels.columns if c != LABEL]].first()
-    ok = frame[frame["status"] == "ok"]
-    sums = ok.groupby(LABEL)[_SUMS].sum().astype("int64")
-    utterances = ok.groupby(LABEL).size()
-    failed = frame[frame["status"] != "ok"].groupby(LABEL).size()
-    speakers = ok.groupby(LABEL)["cluster"].nunique()
-    unlabelled = ok[ok["speaker"].isna()].groupby(LABEL).size()
-    per_speaker = ok.groupby([LABEL, "cluster"])[["errors", "ref_words"]].sum()
-    per_speaker = per_speaker[per_speaker["ref_words"] > 0]
-    speaker_wer = (per_speaker["errors"] / per_speaker["ref_words"]).groupby(level=0).mean()
-    utterance_wer = ok[ok["ref_words"] > 0].groupby(LABEL)["wer"].mean()
+def _point_estimates(rows: _Rows, coded: SliceCodes, options: StatsOptions) -> tuple[list[SliceStats], _Pairs]:
+    """Point estimates per slice, all from integer codes and bincounts."""
+    k = len(coded.labels)
+    inside = coded.codes >= 0
+    scored, failed_rows = inside & rows.ok, inside & ~rows.ok
+    code = coded.codes[scored]
+
+    def per_slice(weights: np.ndarray | None = None, mask: np.ndarray = scored) -> np.ndarray:
+        return np.bincount(coded.codes[mask], weights=None if weights is None else weights[mask], minlength=k)
+
+    sums = {c: per_slice(rows.counts[c]) for c in _SUMS}
+    utterances, failed = per_slice(), per_slice(mask=failed_rows)
+    unlabelled = per_slice(mask=scored & rows.no_speaker)
+    has_words = scored & (rows.counts["ref_words"] > 0)
+    utterance_wer = _ratio_or_nan(per_slice(np.nan_to_num(rows.wer), has_words), per_slice(mask=has_words))
+
+    pair_ids, inverse = unique_inverse(rows.cluster[scored] * k + code)
+    pairs = _Pairs(
+        pair_ids // k,
+        pair_ids % k,
+        np.bincount(inverse, weights=rows.counts["errors"][scored]),
+        np.bincount(inverse, weights=rows.counts["ref_words"][scored]),
+    )
+    speakers = np.bincount(pairs.slice, minlength=k)
+    spoke = pairs.words > 0
+    speaker_wer = _ratio_or_nan(
+        np.bincount(pairs.slice[spoke], weights=pairs.errors[spoke] / pairs.words[spoke], minlength=k),
+        np.bincount(pairs.slice[spoke], minlength=k),
+    )
 
     out = []
-    for label in sorted(frame[LABEL].unique()):
-        row = sums.loc[label] if label in sums.index else pd.Series(0, index=_SUMS)
-        words = int(row["ref_words"])
-        n_speakers = int(speakers.get(label, 0))
-        n_utterances, n_failed = int(utterances.get(label, 0)), int(failed.get(label, 0))
+    for i in range(k):
+        words = int(sums["ref_words"][i])
         support = []
-        if n_speakers < min_speakers:
-            support.append(f"speakers<{min_speakers}")
-        if words < min_words:
-            support.append(f"words<{min_words}")
+        if speakers[i] < options.min_speakers:
+            support.append(f"speakers<{options.min_speakers}")
+        if words < options.min_words:
+            support.append(f"words<{options.min_words}")
         notes = []
-        if n_failed:
-            notes.append(f"failed {n_failed}/{n_failed + n_utterances}")
-        if unlabelled.get(label, 0):
-            notes.append(f"{int(unlabelled[label])} without speaker id")
+        if failed[i]:
+            notes.append(f"failed {int(failed[i])}/{int(failed[i] + utterances[i])}")
+        if unlabelled[i]:
+            notes.append(f"{int(unlabelled[i])} without speaker id")
         out.append(
             SliceStats(
-                label=str(label),
-                values={k: str(v) for k, v in tag_values.loc[label].items()},
-                utterances=n_utterances,
-                failed=n_failed,
-                speakers=n_speakers,
+                label=coded.labels[i],
+                values=coded.values[i],
+                utterances=int(utterances[i]),
+                failed=int(failed[i]),
+                speakers=int(speakers[i]),
                 words=words,
-                errors=int(row["errors"]),
-                substitutions=int(row["substitutions"]),
-                deletions=int(row["deletions"]),
-                insertions=int(row["insertions"]),
-                wer=_rate(row["errors"], words),
-                sub_rate=_rate(row["substitutions"], words),
-                del_rate=_rate(row["deletions"], words),
-                ins_rate=_rate(row["insertions"], words),
-                speaker_mean_wer=_opt(speaker_wer.get(label)),
-                utterance_mean_wer=_opt(utterance_wer.get(label)),
+                errors=int(sums["errors"][i]),
+                substitutions=int(sums["substitutions"][i]),
+                deletions=int(sums["deletions"][i]),
+                insertions=int(sums["insertions"][i]),
+                wer=_rate(sums["errors"][i], words),
+                sub_rate=_rate(sums["substitutions"][i], words),
+                del_rate=_rate(sums["deletions"][i], words),
+                ins_rate=_rate(sums["insertions"][i], words),
+                speaker_mean_wer=_opt(speaker_wer[i]),
+                utterance_mean_wer=_opt(utterance_wer[i]),
                 supported=not support,
                 flags=support + notes,
             )
         )
-    return out
+    return out, pairs
+
+
+def _ratio_or_nan(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
 
 
 def _disparity(

@@ -131,10 +131,10 @@ def test_speaker_clustered_interval_covers_and_row_bootstrap_does_not():
         words = rng.integers(5, 20, speaker.size).astype(float)
         errors = rng.binomial(words.astype(int), p[speaker]).astype(float)
         e_s, n_s = np.bincount(speaker, errors), np.bincount(speaker, words)
-        reps = Resampler.draw(n_speakers, 400, d).rates(e_s[:, None], n_s[:, None])
+        reps = Resampler(n_speakers, 400, d).rates(e_s[:, None], n_s[:, None])
         low, high = percentile_interval(reps, 0.95)
         covered_cluster += low[0] <= true_p <= high[0]
-        rows = Resampler.draw(speaker.size, 400, d).rates(errors[:, None], words[:, None])
+        rows = Resampler(speaker.size, 400, d).rates(errors[:, None], words[:, None])
         low, high = percentile_interval(rows, 0.95)
         covered_row += low[0] <= true_p <= high[0]
     assert 0.91 <= covered_cluster / datasets <= 0.98
@@ -213,3 +213,24 @@ def test_intervals_and_tests_can_be_switched_off():
     assert summary.overall.wer_ci is None and dim.test is None
     assert all(s.wer_ci is None and not s.significantly_worse for s in dim.slices)
     assert dim.disparity.gap is not None and dim.disparity.gap_ci is None
+
+
+def test_within_speaker_effect_is_detected_and_capped_runs_report_their_floor():
+    table = synthetic_table(8)
+    noisy = table["noise"] == "cafe"
+    table.loc[noisy, "errors"] = np.minimum(table.loc[noisy, "ref_words"], table.loc[noisy, "errors"] * 2 + 1)
+    table["wer"] = table["errors"] / table["ref_words"]
+    dim = summarise(table, [SliceSpec(by="noise")], options()).dimensions[0]
+    assert dim.test.kind == "within-speaker" and dim.test.p_value < 0.01 and dim.test.significant
+    cluster = pd.factorize(table["speaker"])[0]
+    codes = pd.factorize(table["noise"])[0]
+    capped = permutation_test(
+        cluster,
+        codes,
+        table["errors"].to_numpy(float),
+        table["ref_words"].to_numpy(float),
+        permutations=1000,
+        seed=0,
+        row_budget=10 * len(table),
+    )
+    assert capped.permutations == 10 and capped.p_value == pytest.approx(1 / 11)

@@ -36,9 +36,15 @@ def test_sentence(test: dict[str, Any] | None, confidence: float) -> str:
     if not test:
         return "No test (fewer than two ranked slices, or permutations: 0)."
     verdict = "WER depends on this dimension" if test["significant"] else "no significant dependence on this dimension"
+    floor = test.get("min_p", 0.0)
+    limited = (
+        f" (with {test['permutations']} permutations p cannot fall below {floor:.2g}; the test cannot decide)"
+        if floor >= 1 - confidence
+        else ""
+    )
     return (
         f"Permutation test ({test['kind']}, {test['permutations']} permutations): p = {test['p_value']:.3g}, "
-        f"Holm-adjusted {test['p_holm']:.3g} — {verdict} at the {1 - confidence:.2g} level."
+        f"Holm-adjusted {test['p_holm']:.3g} — {verdict} at the {1 - confidence:.2g} level{limited}."
     )
 
 
