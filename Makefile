@@ -34,6 +34,8 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_run_overhead.py
+	$(BIN)/python benchmarks/bench_stats.py --fairlearn-boot 100
+	$(BIN)/python benchmarks/coverage_sim.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -25,6 +25,7 @@ import pandas as pd
 from harness.slices import SliceSpec
 
 log = logging.getLogger(__name__)
+_FEW_CLUSTERS = 40
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ModelResult:
     speakers: int = 0
     dropped: dict[str, str] = field(default_factory=dict)  # factor -> why it is not in the model
     error: str | None = None
+    caution: str | None = None
 
 
 def model_for_slices(
@@ -102,8 +104,15 @@ def fit_rate_model(
         for i, (factor, level) in enumerate(design.columns)
         if factor  # column 0 is the intercept
     ]
+    speakers = int(clusters.max()) + 1
+    caution = (
+        f"only {speakers} speakers: robust (sandwich) standard errors are too small with fewer than ~{_FEW_CLUSTERS} "
+        "clusters, so these intervals and p-values are optimistic; trust the permutation tests"
+        if speakers < _FEW_CLUSTERS
+        else None
+    )
     return ModelResult(
-        method, factors, refs, effects, _finite(np.exp(params[0])), len(rows), int(clusters.max()) + 1, dropped
+        method, factors, refs, effects, _finite(np.exp(params[0])), len(rows), speakers, dropped, None, caution
     )
 
 

@@ -80,6 +80,8 @@ def model_lines(model: dict[str, Any] | None) -> list[str]:
         + ")."
     ]
     lines += [f"Not in the model: {k} ({why})." for k, why in model["dropped"].items()]
+    if model.get("caution"):
+        lines.append(f"Caution: {model['caution']}.")
     return lines
 
 
