@@ -64,7 +64,8 @@ class Resampler:
 
 
 def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval per column, ignoring undefined (NaN) replicates."""
+    """Percentile interval per column, ignoring undefined (NaN) replicates; an infinite
+    replicate (a ratio over a zero) can make the upper end +inf."""
     alpha = 1.0 - confidence
     if replicates.shape[0] == 0:
         nan = np.full(replicates.shape[1:], np.nan)
@@ -74,7 +75,13 @@ def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[np.n
         low = np.full(replicates.shape[1:], np.nan)
         high = np.full(replicates.shape[1:], np.nan)
         enough = valid.sum(axis=0) > 0
-        if enough.any():
-            quantiles = np.nanquantile(replicates[:, enough], [alpha / 2, 1 - alpha / 2], axis=0)
-            low[enough], high[enough] = quantiles[0], quantiles[1]
+        levels = [alpha / 2, 1 - alpha / 2]
+        for columns, method in (
+            (enough & ~np.isinf(replicates).any(axis=0), "linear"),
+            (enough & np.isinf(replicates).any(axis=0), "inverted_cdf"),
+        ):
+            # Interpolating next to an infinite replicate gives NaN; pick order statistics there.
+            if columns.any():
+                quantiles = np.nanquantile(replicates[:, columns], levels, axis=0, method=method)
+                low[columns], high[columns] = quantiles[0], quantiles[1]
     return low, high

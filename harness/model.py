@@ -71,11 +71,11 @@ def fit_rate_model(
     *,
     confidence: float = 0.95,
 ) -> ModelResult:
-    """Fit on scored utterances with at least one reference word and every factor present."""
+    """Fit on scored utterances with at least one reference word; factors missing on some of
+    them are left out (and reported) rather than narrowing the model to a subset."""
     method = "Poisson GEE, log(words) offset, speaker clusters, robust SE"
     rows = table[(table["status"] == "ok") & (table["ref_words"] > 0)]
     factors, dropped = _choose_factors(rows, candidates)
-    rows = rows.dropna(subset=factors)
     refs = {f: _reference(rows, f, references.get(f)) for f in factors}
     if not factors or rows.empty:
         return ModelResult(method, factors, refs, dropped=dropped, error="no factor with two or more levels to model")
@@ -99,8 +99,13 @@ def fit_rate_model(
     except Exception as exc:  # statsmodels raises many types on degenerate data; the run goes on
         log.warning("rate model could not be fitted: %s", exc)
         return ModelResult(method, factors, refs, dropped=dropped, error=f"{type(exc).__name__}: {exc}")
+    errors_by_level = {f: rows.groupby(f)["errors"].sum() for f in factors}
     effects = [
+        # A level without a single error has no finite log-rate: the fit's estimate for it is an
+        # artefact (a huge negative coefficient with a tiny error), so it is reported as unknown.
         Effect(factor, level, refs[factor], *_ratio(params[i], bounds[i], p_values[i]))
+        if errors_by_level[factor][level] > 0
+        else Effect(factor, level, refs[factor], None, [None, None], None)
         for i, (factor, level) in enumerate(design.columns)
         if factor  # column 0 is the intercept
     ]
@@ -123,13 +128,16 @@ def _choose_factors(rows: pd.DataFrame, candidates: Sequence[str]) -> tuple[list
         if factor not in rows:
             dropped[factor] = "not a tag of this run"
             continue
-        if rows[factor].nunique(dropna=True) < 2:
+        missing = int(rows[factor].isna().sum())
+        if missing:  # keeping it would silently narrow the model to the rows that have it
+            dropped[factor] = f"missing for {missing} of {len(rows)} utterances"
+            continue
+        if rows[factor].nunique() < 2:
             dropped[factor] = "one level only"
             continue
         trial = [*chosen, factor]
-        subset = rows.dropna(subset=trial)
         # The design's rank is the rank of its distinct rows: cheap even for millions of utterances.
-        distinct = subset[trial].drop_duplicates()
+        distinct = rows[trial].drop_duplicates()
         design = _design(distinct, trial, {f: distinct[f].iloc[0] for f in trial}).to_numpy(float)
         if np.linalg.matrix_rank(design) < design.shape[1]:
             dropped[factor] = f"nested in or collinear with {', '.join(chosen)}"
@@ -139,12 +147,14 @@ def _choose_factors(rows: pd.DataFrame, candidates: Sequence[str]) -> tuple[list
 
 
 def _reference(rows: pd.DataFrame, factor: str, wanted: str | None) -> str:
-    """The configured reference, else the level with the most reference words among levels with
-    at least one error (a zero-error reference would make every ratio infinite)."""
-    if wanted is not None and wanted in set(rows[factor]):
-        return wanted
+    """The configured reference if it has errors, else the level with the most reference words
+    among levels with at least one error (a zero-error reference makes every ratio infinite)."""
     totals = rows.groupby(factor)[["ref_words", "errors"]].sum()
     with_errors = totals[totals["errors"] > 0]
+    if wanted is not None and wanted in with_errors.index:
+        return wanted
+    if wanted is not None:
+        log.warning("rate model: reference %s=%s has no errors or no rows; using another level", factor, wanted)
     return str((with_errors if len(with_errors) else totals)["ref_words"].idxmax())
 
 

@@ -8,6 +8,9 @@ pooled WER of those slices) — a word-weighted dispersion of slice WERs, zero w
   the speaker, not the utterance, is the unit — as for the bootstrap.
 * When a tag varies within speakers (noise, a per-utterance condition), labels are permuted
   *within* each speaker (a stratified test), so speaker effects cannot pose as tag effects.
+* When only some speakers have several values (one mislabelled clip, or an intersection), the
+  single-valued speakers are permuted across speakers and the others within themselves
+  (``mixed``), so one odd speaker does not turn a between-speaker tag into a powerless test.
 
 Each permutation shuffles every speaker (or every row), so the count is capped at
 ``row_budget`` shuffled units in all; the count used is reported, and with it the smallest
@@ -26,13 +29,15 @@ import numpy as np
 
 from harness.arrays import unique_inverse
 
+Kind = Literal["between-speaker", "within-speaker", "mixed"]
+
 
 @dataclass(frozen=True)
 class PermutationResult:
     statistic: float
     p_value: float
     permutations: int
-    kind: Literal["between-speaker", "within-speaker"]
+    kind: Kind
 
 
 def dispersion(errors: np.ndarray, words: np.ndarray) -> np.ndarray:
@@ -60,18 +65,25 @@ def permutation_test(
     rng = np.random.default_rng(seed)
     observed = float(dispersion(_sums(label, errors, n_labels), _sums(label, words, n_labels))[0])
     _, cluster = unique_inverse(cluster)
-    cluster_label = np.full(int(cluster.max()) + 1, -1)
-    cluster_label[cluster] = label  # one of each speaker's labels; all of them when nested
-    nested = bool(np.all(cluster_label[cluster] == label))
-    # Each permutation shuffles every speaker (between) or every row (within): cap the total work.
-    units = cluster_label.size if nested else label.size
+    n_clusters = int(cluster.max()) + 1
+    cluster_label = np.full(n_clusters, -1)
+    cluster_label[cluster] = label  # one of each speaker's labels: the label, for single-valued speakers
+    labels_of = np.bincount(unique_inverse(cluster * n_labels + label)[0] // n_labels, minlength=n_clusters)
+    single = labels_of == 1
+    mixed_rows = ~single[cluster]
+    # Each permutation shuffles every single-valued speaker and every row of the others: cap the work.
+    units = int(single.sum()) + int(mixed_rows.sum())
     permutations = max(1, min(permutations, row_budget // max(units, 1)))
-    if nested:
+    kind: Kind
+    if single.all():
         stats = _between(cluster, cluster_label, errors, words, n_labels, permutations, rng)
-        kind: Literal["between-speaker", "within-speaker"] = "between-speaker"
-    else:
+        kind = "between-speaker"
+    elif not single.any():
         stats = _within(cluster, label, errors, words, n_labels, permutations, rng)
         kind = "within-speaker"
+    else:
+        stats = _mixed(cluster, label, cluster_label, single, errors, words, n_labels, permutations, rng)
+        kind = "mixed"
     p_value = (1 + int(np.sum(stats >= observed - 1e-12 * max(observed, 1.0)))) / (1 + permutations)
     return PermutationResult(observed, p_value, permutations, kind)
 
@@ -102,6 +114,37 @@ def _between(
         e_perm = np.bincount(flat, weights=np.tile(e, count), minlength=size).reshape(count, n_labels)
         n_perm = np.bincount(flat, weights=np.tile(n, count), minlength=size).reshape(count, n_labels)
         out[start : start + count] = dispersion(e_perm, n_perm)
+    return out
+
+
+def _mixed(
+    cluster: np.ndarray,
+    label: np.ndarray,
+    cluster_label: np.ndarray,
+    single: np.ndarray,
+    errors: np.ndarray,
+    words: np.ndarray,
+    n_labels: int,
+    permutations: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Single-valued speakers' labels are shuffled across those speakers; the rows of speakers
+    with several values are shuffled within each of them. Both parts keep their own margins."""
+    n_clusters = cluster_label.size
+    e_cluster = np.bincount(cluster, weights=errors, minlength=n_clusters)[single]
+    n_cluster = np.bincount(cluster, weights=words, minlength=n_clusters)[single]
+    single_labels = cluster_label[single]
+    rows = ~single[cluster]
+    order = np.argsort(cluster[rows], kind="stable")
+    m_cluster, m_label = cluster[rows][order], label[rows][order]
+    m_errors, m_words = errors[rows][order], words[rows][order]
+    out = np.empty(permutations)
+    for i in range(permutations):
+        shuffled = rng.permutation(single_labels)
+        within = m_label[np.argsort(m_cluster + rng.random(m_label.size))]
+        e = _sums(shuffled, e_cluster, n_labels) + _sums(within, m_errors, n_labels)
+        n = _sums(shuffled, n_cluster, n_labels) + _sums(within, m_words, n_labels)
+        out[i] = dispersion(e, n)[0]
     return out
 
 

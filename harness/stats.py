@@ -108,7 +108,7 @@ class Disparity:
 class Test:
     """Permutation test of "WER does not depend on this dimension" over its ranked slices."""
 
-    kind: str  # between-speaker | within-speaker
+    kind: str  # between-speaker | within-speaker | mixed
     statistic: float
     permutations: int  # as run: capped for very many speakers or rows (docs/statistics.md)
     p_value: float
@@ -251,8 +251,7 @@ def _with_intervals(
         if ref_index is not None:
             ref = slices[ref_index]
             ref_reps = reps[:, ref_index]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                ratio_reps = np.where(ref_reps > 0, reps[:, i] / np.where(ref_reps > 0, ref_reps, 1), np.nan)
+            ratio_reps = _ratio_replicates(reps[:, i], ref_reps)
             vs_reference = Comparison(
                 _diff(s.wer, ref.wer),
                 _interval((reps[:, i] - ref_reps)[:, None], confidence)[0] or [None, None],
@@ -403,10 +402,10 @@ def _disparity(
     best_wer, worst_wer = float(wers.min()), float(wers.max())
     # Each replicate recomputes the statistic over the same ranked slices, so both ends' noise counts.
     ranked_reps = reps[:, ranked]
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a replicate may draw no speaker of any slice
         high, low = np.nanmax(ranked_reps, axis=1), np.nanmin(ranked_reps, axis=1)
-        ratio_reps = np.where(low > 0, high / np.where(low > 0, low, 1), np.nan)
+    ratio_reps = _ratio_replicates(high, low)
     figures = np.column_stack([ratio_reps, high - low, reps[:, worst] - dim_reps]) if reps.shape[0] else reps[:, :0]
     cis = _interval(figures, confidence) if reps.shape[0] else [None, None, None]
     return Disparity(
@@ -426,6 +425,17 @@ def _disparity(
     )
 
 
+def _ratio_replicates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Replicates of a ratio: +inf where only the denominator is 0 (the interval then has no
+    upper end; JSON shows it as null), NaN where both are (no information)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(
+            denominator > 0,
+            numerator / np.where(denominator > 0, denominator, 1),
+            np.where(numerator > 0, np.inf, np.nan),
+        )
+
+
 def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
@@ -435,4 +445,7 @@ def _rate(numerator: float, denominator: int) -> float | None:
 
 
 def _opt(value: object) -> float | None:
-    return None if value is None or pd.isna(value) else float(value)  # type: ignore[arg-type]
+    """A finite float, or None (undefined, or an interval end that is unbounded)."""
+    if value is None or pd.isna(value) or not np.isfinite(value):  # type: ignore[arg-type]
+        return None
+    return float(value)  # type: ignore[arg-type]

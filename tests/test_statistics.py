@@ -234,3 +234,52 @@ def test_within_speaker_effect_is_detected_and_capped_runs_report_their_floor():
         row_budget=10 * len(table),
     )
     assert capped.permutations == 10 and capped.p_value == pytest.approx(1 / 11)
+
+
+def test_one_mixed_speaker_does_not_disable_the_between_speaker_test():
+    table = synthetic_table(9, effect={"c": 1.2})
+    first = table.index[table["speaker"] == "a0"][0]
+    table.loc[first, "accent"] = "b"  # one clip of one speaker carries another label
+    dim = summarise(table, [SliceSpec(by="accent")], options()).dimensions[0]
+    assert dim.test.kind == "mixed" and dim.test.p_value < 0.01
+    assert {s.label for s in dim.slices if s.significantly_worse} == {"c"}
+
+
+def test_mixed_permutation_null_is_calibrated():
+    p_values = []
+    for seed in range(150):
+        table = synthetic_table(500 + seed, speakers_per_group=8)
+        table.loc[table.index[table["speaker"] == "a0"][:2], "accent"] = "b"
+        result = permutation_test(
+            pd.factorize(table["speaker"])[0],
+            pd.factorize(table["accent"])[0],
+            table["errors"].to_numpy(float),
+            table["ref_words"].to_numpy(float),
+            permutations=199,
+            seed=seed,
+        )
+        assert result.kind == "mixed"
+        p_values.append(result.p_value)
+    assert 0.01 <= np.mean(np.array(p_values) < 0.05) <= 0.1
+
+
+def test_rate_model_reports_what_it_cannot_estimate():
+    from harness.model import fit_rate_model
+
+    table = synthetic_table(10, groups=("a", "b", "c", "d"), effect={"b": 0.7})
+    table.loc[table["accent"] == "d", "errors"] = 0
+    table["dialect"] = table["accent"].where(table["accent"] == "a")  # present on a's rows only
+    result = fit_rate_model(table, ["accent", "dialect"], {"accent": "d"})
+    assert result.references["accent"] != "d"  # a zero-error reference would make every ratio infinite
+    d = next(e for e in result.effects if e.level == "d")
+    assert d.rate_ratio is None and d.ci == [None, None] and d.p_value is None
+    assert result.dropped["dialect"].startswith("missing for") and result.utterances == len(table)
+
+
+def test_ratio_interval_is_unbounded_when_the_best_slice_can_resample_to_zero():
+    table = synthetic_table(13, speakers_per_group=6, groups=("a", "b"))
+    table.loc[table["accent"] == "a", "errors"] = 0
+    table.loc[table.index[table["accent"] == "a"][0], "errors"] = 1
+    table["wer"] = table["errors"] / table["ref_words"]
+    disparity = summarise(table, [SliceSpec(by="accent")], options(min_words=10)).dimensions[0].disparity
+    assert disparity.ratio_ci[0] > 1 and disparity.ratio_ci[1] is None

@@ -17,10 +17,12 @@ def ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
-def interval(ci: list[float | None] | None, fmt=pct) -> str:
-    if not ci or ci[0] is None or ci[1] is None:
+def interval(ci: list[float | None] | None, fmt=pct, unbounded: bool = False) -> str:
+    """``[low, high]``; with ``unbounded`` a missing upper end prints as ∞ (a ratio whose
+    denominator was 0 in some replicates), otherwise a missing end means no interval."""
+    if not ci or ci[0] is None or (ci[1] is None and not unbounded):
         return ""
-    return f"[{fmt(ci[0])}, {fmt(ci[1])}]"
+    return f"[{fmt(ci[0])}, {'∞' if ci[1] is None else fmt(ci[1])}]"
 
 
 def pct_ci(value: float | None, ci: list[float | None] | None) -> str:
@@ -61,7 +63,7 @@ def disparity_sentence(disparity: dict[str, Any]) -> str:
     return (
         f"Worst **{disparity['worst']}** ({pct(disparity['worst_wer'])}) vs best "
         f"**{disparity['best']}** ({pct(disparity['best_wer'])}): ratio {ratio(disparity['ratio'])} "
-        f"{interval(disparity.get('ratio_ci'), ratio)}, gap {points(disparity['gap'])} "
+        f"{interval(disparity.get('ratio_ci'), ratio, unbounded=True)}, gap {points(disparity['gap'])} "
         f"{interval(disparity.get('gap_ci'), points)}; worst vs overall {points(disparity['worst_vs_overall'])} "
         f"{interval(disparity.get('worst_vs_overall_ci'), points)} ({disparity['ranked']} slices ranked).{failed}"
     ).replace("  ", " ")
@@ -86,10 +88,16 @@ def model_lines(model: dict[str, Any] | None) -> list[str]:
 
 
 def effect_cells(effect: dict[str, Any]) -> list[str]:
+    """factor, level, ratio, [CI], p; "–" where the data cannot say (a level without errors)."""
+
+    def number(value: float | None, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
+    low, high = effect["ci"]
     return [
         effect["factor"],
         effect["level"],
-        f"{effect['rate_ratio']:.2f}×",
-        f"[{effect['ci'][0]:.2f}, {effect['ci'][1]:.2f}]",
-        f"{effect['p_value']:.3g}",
+        "–" if effect["rate_ratio"] is None else f"{effect['rate_ratio']:.2f}×",
+        f"[{number(low, '.2f')}, {number(high, '.2f')}]",
+        number(effect["p_value"], ".3g"),
     ]

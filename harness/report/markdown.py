@@ -131,9 +131,8 @@ def _row(s: dict[str, Any]) -> str:
 def _reference_row(s: dict[str, Any]) -> str:
     ref = s["vs_reference"]
     difference = f"{points(ref['difference'])} {interval(ref['difference_ci'], points)}".strip()
-    ratio_text = (
-        "–" if ref["ratio"] is None else f"{ref['ratio']:.2f}× {interval(ref['ratio_ci'], lambda v: f'{v:.2f}')}"
-    )
+    ratio_ci = interval(ref["ratio_ci"], lambda v: f"{v:.2f}", unbounded=True)
+    ratio_text = "–" if ref["ratio"] is None else f"{ref['ratio']:.2f}× {ratio_ci}"
     return f"| {_cell(s['label'])} | {difference} | {ratio_text.strip()} |"
 
 
