@@ -78,12 +78,9 @@ def permutation_test(
     if single.all():
         stats = _between(cluster, cluster_label, errors, words, n_labels, permutations, rng)
         kind = "between-speaker"
-    elif not single.any():
-        stats = _within(cluster, label, errors, words, n_labels, permutations, rng)
-        kind = "within-speaker"
-    else:
+    else:  # every speaker, or only some, carry several values
         stats = _mixed(cluster, label, cluster_label, single, errors, words, n_labels, permutations, rng)
-        kind = "mixed"
+        kind = "mixed" if single.any() else "within-speaker"
     p_value = (1 + int(np.sum(stats >= observed - 1e-12 * max(observed, 1.0)))) / (1 + permutations)
     return PermutationResult(observed, p_value, permutations, kind)
 
@@ -129,7 +126,8 @@ def _mixed(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Single-valued speakers' labels are shuffled across those speakers; the rows of speakers
-    with several values are shuffled within each of them. Both parts keep their own margins."""
+    with several values are shuffled within each of them (sorting by speaker + a random fraction
+    shuffles inside each speaker's block only). Both parts keep their own margins."""
     n_clusters = cluster_label.size
     e_cluster = np.bincount(cluster, weights=errors, minlength=n_clusters)[single]
     n_cluster = np.bincount(cluster, weights=words, minlength=n_clusters)[single]
@@ -145,26 +143,6 @@ def _mixed(
         e = _sums(shuffled, e_cluster, n_labels) + _sums(within, m_errors, n_labels)
         n = _sums(shuffled, n_cluster, n_labels) + _sums(within, m_words, n_labels)
         out[i] = dispersion(e, n)[0]
-    return out
-
-
-def _within(
-    cluster: np.ndarray,
-    label: np.ndarray,
-    errors: np.ndarray,
-    words: np.ndarray,
-    n_labels: int,
-    permutations: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    order = np.argsort(cluster, kind="stable")
-    cluster, label, errors, words = cluster[order], label[order], errors[order], words[order]
-    out = np.empty(permutations)
-    for i in range(permutations):
-        # Rows are sorted by speaker; sorting by speaker + a random fraction shuffles inside each block only.
-        shuffle = np.argsort(cluster + rng.random(label.size))
-        permuted = label[shuffle]
-        out[i] = dispersion(_sums(permuted, errors, n_labels), _sums(permuted, words, n_labels))[0]
     return out
 
 
