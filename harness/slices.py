@@ -72,11 +72,6 @@ class SliceSpec(BaseModel):
                 raise ValueError(f"bins for {tag} must be at least two increasing edges, e.g. [0, 10, 20]")
         return value
 
-    def where_tags(self) -> list[str]:
-        if isinstance(self.where, str):
-            return [tag for tag, _ in referenced(parse_where(self.where))]
-        return list(self.where)
-
     def where_mask(self, frame: pd.DataFrame) -> pd.Series:
         if isinstance(self.where, str):
             return evaluate(parse_where(self.where), frame)
