@@ -10,7 +10,7 @@ import json
 import logging
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,7 +187,7 @@ def _score_and_write(
 
 
 def _transcript_table(
-    transcripts: Sequence[Transcript] | Any, backend: Backend, from_cache: frozenset[str]
+    transcripts: Iterable[Transcript], backend: Backend, from_cache: frozenset[str]
 ) -> pd.DataFrame:
     fingerprint = backend.fingerprint_id()
     return pd.DataFrame(
