@@ -114,13 +114,7 @@ def _reset_peak_rss() -> bool:
 
 def _vm_hwm() -> int | None:
     """Peak RSS in bytes since the last reset (VmHWM), or None off Linux."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return _proc_status_bytes("VmHWM:")
 
 
 def _ru_maxrss() -> int:
@@ -129,9 +123,14 @@ def _ru_maxrss() -> int:
 
 
 def _rss() -> int | None:
+    return _proc_status_bytes("VmRSS:")
+
+
+def _proc_status_bytes(field: str) -> int | None:
+    """A kB field of /proc/self/status in bytes, or None off Linux."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass

@@ -23,3 +23,10 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     uniques = np.flatnonzero(present)
     lookup = np.cumsum(present) - 1
     return uniques, lookup[values]
+
+
+def ratio_or_nan(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Elementwise ``numerator / denominator``; NaN where the denominator is not positive."""
+    positive = denominator > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(positive, numerator / np.where(positive, denominator, 1.0), np.nan)

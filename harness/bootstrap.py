@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from harness.arrays import ratio_or_nan
+
 
 @dataclass(frozen=True)
 class Resampler:
@@ -57,8 +59,7 @@ class Resampler:
         for weights in self.chunks():
             num = np.asarray(errors_t @ weights.T).T
             den = np.asarray(words_t @ weights.T).T
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[start : start + len(weights)] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+            out[start : start + len(weights)] = ratio_or_nan(num, den)
             start += len(weights)
         return out
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from harness.slices import SliceSpec
+from harness.stats import cluster_units
 
 log = logging.getLogger(__name__)
 _FEW_CLUSTERS = 40
@@ -80,7 +81,7 @@ def fit_rate_model(
     if not factors or rows.empty:
         return ModelResult(method, factors, refs, dropped=dropped, error="no factor with two or more levels to model")
     design = _design(rows, factors, refs)
-    clusters = pd.factorize(rows["speaker"].astype("object").fillna("utt:" + rows["id"].astype(str)))[0]
+    clusters = pd.factorize(cluster_units(rows))[0]
     try:
         import statsmodels.api as sm
 

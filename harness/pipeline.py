@@ -186,9 +186,7 @@ def _score_and_write(
     return metrics
 
 
-def _transcript_table(
-    transcripts: Iterable[Transcript], backend: Backend, from_cache: frozenset[str]
-) -> pd.DataFrame:
+def _transcript_table(transcripts: Iterable[Transcript], backend: Backend, from_cache: frozenset[str]) -> pd.DataFrame:
     fingerprint = backend.fingerprint_id()
     return pd.DataFrame(
         [

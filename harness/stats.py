@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from harness.arrays import unique_inverse
+from harness.arrays import ratio_or_nan, unique_inverse
 from harness.bootstrap import Resampler, percentile_interval
+from harness.scoring import COUNT_COLUMNS
 from harness.significance import holm, permutation_test
 from harness.slices import UNRANKED, SliceCodes, SliceSpec, TagCodes, slice_codes
 
-_SUMS = ["hits", "substitutions", "deletions", "insertions", "ref_words", "errors"]
 Interval = list[float | None]  # [low, high]
 
 
@@ -155,7 +155,7 @@ class _Rows:
         cluster = np.full(len(table), -1, dtype=np.int64)
         codes, uniques = pd.factorize(units[ok])
         cluster[ok] = codes
-        counts = {c: table[c].to_numpy(dtype=np.float64, na_value=0.0) for c in _SUMS}
+        counts = {c: table[c].to_numpy(dtype=np.float64, na_value=0.0) for c in COUNT_COLUMNS}
         wer = table["wer"].to_numpy(dtype=np.float64, na_value=np.nan)
         return cls(ok, cluster, len(uniques), table["speaker"].isna().to_numpy(), counts, wer)
 
@@ -313,11 +313,11 @@ def _point_estimates(rows: _Rows, coded: SliceCodes, options: StatsOptions) -> t
     def per_slice(weights: np.ndarray | None = None, mask: np.ndarray = scored) -> np.ndarray:
         return np.bincount(coded.codes[mask], weights=None if weights is None else weights[mask], minlength=k)
 
-    sums = {c: per_slice(rows.counts[c]) for c in _SUMS}
+    sums = {c: per_slice(rows.counts[c]) for c in COUNT_COLUMNS}
     utterances, failed = per_slice(), per_slice(mask=failed_rows)
     unlabelled = per_slice(mask=scored & rows.no_speaker)
     has_words = scored & (rows.counts["ref_words"] > 0)
-    utterance_wer = _ratio_or_nan(per_slice(np.nan_to_num(rows.wer), has_words), per_slice(mask=has_words))
+    utterance_wer = ratio_or_nan(per_slice(np.nan_to_num(rows.wer), has_words), per_slice(mask=has_words))
 
     pair_ids, inverse = unique_inverse(rows.cluster[scored] * k + code)
     pairs = _Pairs(
@@ -328,7 +328,7 @@ def _point_estimates(rows: _Rows, coded: SliceCodes, options: StatsOptions) -> t
     )
     speakers = np.bincount(pairs.slice, minlength=k)
     spoke = pairs.words > 0
-    speaker_wer = _ratio_or_nan(
+    speaker_wer = ratio_or_nan(
         np.bincount(pairs.slice[spoke], weights=pairs.errors[spoke] / pairs.words[spoke], minlength=k),
         np.bincount(pairs.slice[spoke], minlength=k),
     )
@@ -369,11 +369,6 @@ def _point_estimates(rows: _Rows, coded: SliceCodes, options: StatsOptions) -> t
             )
         )
     return out, pairs
-
-
-def _ratio_or_nan(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
 
 
 def _disparity(
@@ -428,12 +423,8 @@ def _disparity(
 def _ratio_replicates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """Replicates of a ratio: +inf where only the denominator is 0 (the interval then has no
     upper end; JSON shows it as null), NaN where both are (no information)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(
-            denominator > 0,
-            numerator / np.where(denominator > 0, denominator, 1),
-            np.where(numerator > 0, np.inf, np.nan),
-        )
+    ratios = ratio_or_nan(numerator, denominator)
+    return np.where((denominator <= 0) & (numerator > 0), np.inf, ratios)
 
 
 def _diff(a: float | None, b: float | None) -> float | None:
