@@ -35,6 +35,11 @@ def load_audio(utt: Utterance, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
+def load_file(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A whole file (a noise recording, say) as mono float32 at ``sample_rate``."""
+    return load_audio(Utterance(id=path.name, audio=path, text=""), sample_rate)
+
+
 def _read_soundfile(utt: Utterance) -> tuple[np.ndarray, int]:
     with sf.SoundFile(str(utt.audio)) as handle:
         rate = handle.samplerate

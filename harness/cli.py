@@ -90,13 +90,39 @@ def run_command(
 
     overrides = {"output": str(output)} if output else None
     prepared = prepare(load_config(config, overrides))
-    with _LiveProgress(prepared.normalizer, len(prepared.manifest.utterances)) as progress:
+    with _LiveProgress(prepared.normalizer, prepared.requests) as progress:
         outcome = run(prepared, on_batch=progress.update)
     _emit(outcome.metrics, as_json)
     err_console.print(
         f"run directory: {outcome.paths.root} ({outcome.transcribed} transcribed, {outcome.from_cache} from cache)"
     )
     outcome.raise_for_failures()
+
+
+@app.command("audition")
+@_handle_errors
+def audition_command(
+    config: Annotated[Path, typer.Argument(help="run config YAML with conditions")],
+    condition: Annotated[str, typer.Option("--condition", "-c", help="condition name from the config")],
+    utterance: Annotated[str, typer.Option("--id", help="utterance id from the manifest")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="WAV to write (default: <id>.<condition>.wav)")
+    ] = None,
+) -> None:
+    """Write what the model hears: one utterance rendered under one condition, exactly as a run renders it."""
+    import soundfile as sf
+
+    from harness.config import load_config
+    from harness.pipeline import audition
+
+    heard = audition(load_config(config), condition, utterance)
+    target = output or Path(f"{utterance}.{condition}.wav")
+    peak = float(abs(heard.samples).max()) if heard.samples.size else 0.0
+    sf.write(str(target), heard.samples, heard.sample_rate, subtype="FLOAT" if peak > 1.0 else "PCM_16")
+    typer.echo(
+        f"wrote {target}: {heard.utterance.id} under {condition} ({heard.condition.describe()}), "
+        f"{heard.samples.size / heard.sample_rate:.1f} s at {heard.sample_rate} Hz"
+    )
 
 
 @app.command("validate")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harness.conditions import Condition, check_conditions
 from harness.errors import InputError, format_validation_error
 from harness.slices import SliceSpec, load_slices
 from harness.stats import StatsOptions
@@ -56,6 +57,10 @@ class RunConfig(Strict):
     backend: BackendSpec
     normalizer: str = "whisper-english"
     slices: Path | list[SliceSpec] | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list, description="listening conditions; every utterance is heard under each"
+    )
+    seed: int = Field(0, description="seed of simulated conditions (noise, babble talkers, rooms)")
     stats: StatsConfig = Field(default_factory=StatsConfig)
     max_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
     output: Path = Path("runs")
@@ -65,6 +70,7 @@ class RunConfig(Strict):
     def _check(self) -> RunConfig:
         if isinstance(self.slices, list) and not self.slices:
             raise ValueError("slices: [] defines no dimension; omit the key for one dimension per tag")
+        check_conditions(self.conditions)
         if self.version != CONFIG_VERSION:
             raise ValueError(f"version {self.version} is not supported; this harness reads version {CONFIG_VERSION}")
         return self
@@ -95,9 +101,27 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     for key in ("dataset", "slices"):
         if isinstance(data.get(key), str):
             data[key] = str((base / data[key]).resolve())
+    _resolve_noise_files(path, data.get("conditions"))
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         raise InputError(f"{path}: {format_validation_error(exc)}") from None
     except InputError as exc:  # raised by an included slice file
         raise InputError(f"{path}: {exc}") from None
+
+
+def _resolve_noise_files(path: Path, conditions: Any) -> None:
+    """Noise files are inputs: relative to the config file, and they must exist."""
+    if not isinstance(conditions, list):
+        return
+    for i, condition in enumerate(conditions):
+        transforms = condition.get("transforms") if isinstance(condition, dict) else None
+        for j, transform in enumerate(transforms if isinstance(transforms, list) else []):
+            if isinstance(transform, dict) and isinstance(transform.get("file"), str):
+                resolved = (path.parent / transform["file"]).resolve()
+                if not resolved.is_file():
+                    raise InputError(
+                        f"{path}: 'conditions[{i}].transforms[{j}].file': {transform['file']} not found "
+                        f"(looked for {resolved}); paths are relative to the config file"
+                    )
+                transform["file"] = str(resolved)

@@ -44,7 +44,20 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """One line per pydantic error: ``option 'a.b': message``, joined by '; '."""
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        loc = _yaml_path((prefix, *err["loc"]))
         message = "unknown key (check spelling)" if err["type"] == "extra_forbidden" else err["msg"]
         parts.append(f"'{loc}': {message}" if loc else message)
     return "; ".join(parts)
+
+
+def _yaml_path(parts: tuple[object, ...]) -> str:
+    """``conditions[1].transforms[0].snr_db``: list positions in brackets, as a reader counts them."""
+    path = ""
+    for part in parts:
+        if part == "":
+            continue
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path

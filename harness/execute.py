@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.audio import AudioError, file_sha256, load_audio, segment_key
 from harness.backends.base import AudioRequest, Backend, Transcript
+from harness.conditions import Rendering
 from harness.manifest import Utterance
 from harness.store import TranscriptCache, cache_key
 
@@ -33,12 +34,17 @@ def transcribe_all(
     backend: Backend,
     cache: TranscriptCache,
     *,
+    rendering: Rendering | None = None,
     on_batch: BatchCallback | None = None,
 ) -> TranscribeResult:
-    """Transcribe what the cache lacks; return every utterance's transcript (ok or failed)."""
+    """Transcribe what the cache lacks; return every utterance's transcript (ok or failed).
+
+    With ``rendering`` every clip is heard under that condition: the transform runs on the
+    decoded samples (on the prefetch thread) and its content key joins the cache key.
+    """
     fingerprint = backend.fingerprint_id()
     caps = backend.capabilities
-    keys = _request_keys(utterances, backend, fingerprint)
+    keys = _request_keys(utterances, backend, fingerprint, rendering)
     hits = cache.get_many(list(keys.values()))
     transcripts = {utt.id: Transcript.ok(utt.id, *hits[keys[utt.id]]) for utt in utterances if keys[utt.id] in hits}
     if transcripts and on_batch:
@@ -48,7 +54,8 @@ def transcribe_all(
     pending = [utt for utt in utterances if utt.id not in transcripts]
     log.info("%d cached, %d to transcribe with %s", len(from_cache), len(pending), backend.name)
     batches = [pending[i : i + caps.max_batch_size] for i in range(0, len(pending), caps.max_batch_size)]
-    for batch, (requests, failed) in zip(batches, _prefetch(batches, caps.sample_rate, caps.needs_audio), strict=True):
+    prefetched = _prefetch(batches, caps.sample_rate, caps.needs_audio, rendering)
+    for batch, (requests, failed) in zip(batches, prefetched, strict=True):
         results = list(failed)
         if requests:
             produced = backend.transcribe(requests)
@@ -61,39 +68,47 @@ def transcribe_all(
     return TranscribeResult(transcripts, from_cache)
 
 
-def _request_keys(utterances: Sequence[Utterance], backend: Backend, fingerprint: str) -> dict[str, str]:
+def _request_keys(
+    utterances: Sequence[Utterance], backend: Backend, fingerprint: str, rendering: Rendering | None
+) -> dict[str, str]:
     """Cache key per utterance. The audio is keyed by content even for backends that never decode
     it (a cloud API uploads the file), so an edited file is never served a stale transcript."""
     digests: dict[Path, str] = {}
-    keys = {}
-    for utt in utterances:
+
+    def audio_key_of(utt: Utterance) -> str:
         if utt.audio not in digests:
             try:
                 digests[utt.audio] = file_sha256(utt.audio)
             except OSError:  # unreadable: reported when loaded; the path keeps the key distinct
                 digests[utt.audio] = f"unreadable:{utt.audio}"
-        audio_key = segment_key(digests[utt.audio], utt)
+        return segment_key(digests[utt.audio], utt)
+
+    keys = {}
+    for utt in utterances:
+        audio_key = audio_key_of(utt)
+        if rendering is not None:
+            audio_key = rendering.key(utt, audio_key, audio_key_of)
         keys[utt.id] = cache_key(fingerprint, backend.request_key(utt, audio_key))
     return keys
 
 
 def _prefetch(
-    batches: Sequence[Sequence[Utterance]], sample_rate: int, needs_audio: bool
+    batches: Sequence[Sequence[Utterance]], sample_rate: int, needs_audio: bool, rendering: Rendering | None
 ) -> Iterator[tuple[list[AudioRequest], list[Transcript]]]:
     """Yield each batch's requests (and audio failures), decoding one batch ahead."""
     if not batches:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as pool:
-        upcoming: Future = pool.submit(_prepare, batches[0], sample_rate, needs_audio)
+        upcoming: Future = pool.submit(_prepare, batches[0], sample_rate, needs_audio, rendering)
         for index in range(len(batches)):
             current = upcoming.result()
             if index + 1 < len(batches):
-                upcoming = pool.submit(_prepare, batches[index + 1], sample_rate, needs_audio)
+                upcoming = pool.submit(_prepare, batches[index + 1], sample_rate, needs_audio, rendering)
             yield current
 
 
 def _prepare(
-    batch: Sequence[Utterance], sample_rate: int, needs_audio: bool
+    batch: Sequence[Utterance], sample_rate: int, needs_audio: bool, rendering: Rendering | None
 ) -> tuple[list[AudioRequest], list[Transcript]]:
     requests, failed = [], []
     for utt in batch:
@@ -108,6 +123,12 @@ def _prepare(
         if samples.size == 0:
             failed.append(Transcript.failed(utt.id, "AudioError: segment holds no samples"))
             continue
+        if rendering is not None and rendering.changes_audio:
+            try:
+                samples = rendering.apply(utt, samples, sample_rate)
+            except (AudioError, OSError, ValueError) as exc:  # e.g. a babble talker's file is unreadable
+                failed.append(Transcript.failed(utt.id, f"ConditionError ({rendering.condition.name}): {exc}"))
+                continue
         requests.append(AudioRequest(utt, samples, sample_rate))
     return requests, failed
 

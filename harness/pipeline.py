@@ -6,6 +6,7 @@ a finished run from its own files, without the backend or the manifest.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import platform
@@ -16,16 +17,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
 from harness import __version__
 from harness.align import SCORER_VERSION
+from harness.audio import load_audio
 from harness.backends.base import Backend, Registry, Transcript
+from harness.conditions import CONDITION_TAG, Condition, Rendering, Simulator, with_condition
+from harness.conditions.dsp import CodecUnavailable, codec
+from harness.conditions.spec import Codec
 from harness.config import RunConfig
+from harness.degradation import degradation
 from harness.errors import InputError, TooManyFailures, format_validation_error
 from harness.execute import BatchCallback, transcribe_all
-from harness.manifest import Manifest, load_manifest
+from harness.manifest import Manifest, Utterance, load_manifest
 from harness.model import ModelResult, model_for_slices
 from harness.report.markdown import render_markdown
 from harness.report.metrics import build_metrics
@@ -75,6 +82,12 @@ class Prepared:
     slices: list[SliceSpec]
     normalizer: Normalizer
     backend: Backend
+    conditions: list[Condition]  # usable ones, the reference first; empty: the audio as recorded
+    skipped: list[dict[str, str]]  # conditions this machine cannot render, with the reason
+
+    @property
+    def requests(self) -> int:
+        return len(self.manifest.utterances) * max(1, len(self.conditions))
 
 
 def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
@@ -83,13 +96,66 @@ def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
         log.warning("%s", warning)
     if len(manifest.warnings) > 10:
         log.warning("... and %d more warnings (asrfair validate %s)", len(manifest.warnings) - 10, manifest.path)
+    if config.conditions and CONDITION_TAG in manifest.tag_names:
+        raise InputError(
+            f"{manifest.path}: tag '{CONDITION_TAG}' clashes with the run's simulated conditions; rename the tag "
+            "in the manifest (for example to recording_condition)"
+        )
+    tags = [*manifest.tag_names, "language"]
     slices = config.slice_specs() or default_slices(manifest.tag_names)
-    source = str(config.slices) if isinstance(config.slices, Path) else "config 'slices'"
     rows = pd.DataFrame([{**u.tags, "language": u.language} for u in manifest.utterances])
-    check_slices(slices, rows, [*manifest.tag_names, "language"], source)
+    if config.conditions:
+        slices = with_condition_dimension(slices, config.conditions[0].name)
+        tags.append(CONDITION_TAG)
+        rows = pd.concat([rows.assign(**{CONDITION_TAG: c.name}) for c in config.conditions], ignore_index=True)
+    source = str(config.slices) if isinstance(config.slices, Path) else "config 'slices'"
+    check_slices(slices, rows, tags, source)
     normalizer = get_normalizer(config.normalizer)
     backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
-    return Prepared(config, manifest, slices, normalizer, backend)
+    conditions, skipped = _usable_conditions(config.conditions, backend)
+    return Prepared(config, manifest, slices, normalizer, backend, conditions, skipped)
+
+
+def with_condition_dimension(slices: list[SliceSpec], reference: str) -> list[SliceSpec]:
+    """Conditions are a slice dimension of their own, added when the slice file lacks it, with
+    the reference condition as its reference group (and the rate model's baseline level)."""
+    if any(tuple(s.by) == (CONDITION_TAG,) for s in slices):
+        return slices
+    return [*slices, SliceSpec(by=(CONDITION_TAG,), reference=reference)]
+
+
+def _usable_conditions(conditions: list[Condition], backend: Backend) -> tuple[list[Condition], list[dict[str, str]]]:
+    """Check each transform against the backend's sample rate; drop a codec this libsndfile lacks."""
+    rate = backend.capabilities.sample_rate
+    usable, skipped = [], []
+    for i, condition in enumerate(conditions):
+        reason = None
+        for j, transform in enumerate(condition.transforms):
+            top = transform.highest_hz()
+            if top is not None and top >= rate / 2:
+                raise InputError(
+                    f"config 'conditions[{i}].transforms[{j}]': {top:g} Hz is at or above the Nyquist frequency "
+                    f"({rate / 2:g} Hz) of the {rate} Hz audio backend '{backend.name}' receives; lower it"
+                )
+            if isinstance(transform, Codec):
+                try:
+                    codec(np.zeros(rate // 10, dtype=np.float32), rate, transform.format, transform.bitrate_kbps)
+                except CodecUnavailable as exc:
+                    reason = f"conditions[{i}].transforms[{j}]: {exc}"
+        if reason and i == 0:
+            raise InputError(f"config '{reason}'; the first condition is the reference and cannot be skipped")
+        if reason:
+            log.warning("skipping condition '%s': %s", condition.name, reason)
+            skipped.append({"name": condition.name, "reason": reason})
+        else:
+            usable.append(condition)
+    if usable and any(c.transforms for c in usable) and not backend.capabilities.needs_audio:
+        log.info(
+            "backend '%s' does not take decoded audio: transforms are not applied; conditions act only through "
+            "the backend's own options",
+            backend.name,
+        )
+    return usable, skipped
 
 
 def run(prepared: Prepared, *, on_batch: BatchCallback | None = None) -> RunOutcome:
@@ -98,28 +164,76 @@ def run(prepared: Prepared, *, on_batch: BatchCallback | None = None) -> RunOutc
     paths = new_run_dir(config.output, config.name)
     write_yaml(paths.config, config.resolved())
     cache = TranscriptCache(config.cache_path)
+    frames, tables, transcribed, cached = [], [], 0, 0
     try:
-        result = transcribe_all(prepared.manifest.utterances, backend, cache, on_batch=on_batch)
+        for rendering, utterances in _passes(prepared):
+            result = transcribe_all(utterances, backend, cache, rendering=rendering, on_batch=on_batch)
+            frames.append(utterance_frame(utterances, result.transcripts))
+            table = _transcript_table(result.transcripts.values(), backend, result.from_cache)
+            if rendering is not None:
+                table.insert(1, CONDITION_TAG, rendering.condition.name)
+            tables.append(table)
+            transcribed += len(result.transcripts) - len(result.from_cache)
+            cached += len(result.from_cache)
     finally:
         cache.close()
         backend.close()
-    write_parquet(paths.transcripts, _transcript_table(result.transcripts.values(), backend, result.from_cache))
-    frame = utterance_frame(prepared.manifest.utterances, result.transcripts)
+    write_parquet(paths.transcripts, pd.concat(tables, ignore_index=True))
+    frame = pd.concat(frames, ignore_index=True)
     provenance = _provenance(config, prepared.manifest, backend, prepared.normalizer)
+    provenance["conditions_skipped"] = prepared.skipped
     metrics = _score_and_write(paths, frame, prepared.slices, prepared.normalizer, config, provenance)
-    return RunOutcome(
-        paths,
-        metrics,
-        len(result.transcripts) - len(result.from_cache),
-        len(result.from_cache),
-        config.max_failure_rate,
-    )
+    return RunOutcome(paths, metrics, transcribed, cached, config.max_failure_rate)
+
+
+@dataclass(frozen=True)
+class Audition:
+    samples: np.ndarray
+    sample_rate: int
+    condition: Condition
+    utterance: Utterance
+
+
+def audition(config: RunConfig, condition_name: str, utterance_id: str, registry: Registry | None = None) -> Audition:
+    """The samples the backend hears for one utterance under one condition, as a run renders them."""
+    names = [c.name for c in config.conditions]
+    if condition_name not in names:
+        close = difflib.get_close_matches(condition_name, names, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise InputError(
+            f"no condition '{condition_name}' in the config; {hint}conditions: {', '.join(names) or 'none'}"
+        )
+    manifest = load_manifest(config.dataset)
+    by_id = {u.id: u for u in manifest.utterances}
+    if utterance_id not in by_id:
+        close = difflib.get_close_matches(utterance_id, list(by_id), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise InputError(f"{manifest.path}: no utterance with id '{utterance_id}'{hint}")
+    condition = config.conditions[names.index(condition_name)]
+    backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
+    rate = backend.capabilities.sample_rate  # what the run would feed it
+    backend.close()
+    utt = by_id[utterance_id]
+    samples = Simulator(manifest.utterances, config.seed, rate).render(condition, utt, load_audio(utt, rate), rate)
+    return Audition(samples, rate, condition, utt)
+
+
+def _passes(prepared: Prepared) -> list[tuple[Rendering | None, list[Utterance]]]:
+    """One pass over the manifest per condition (just one, as recorded, without conditions)."""
+    utterances = prepared.manifest.utterances
+    if not prepared.conditions:
+        return [(None, list(utterances))]
+    simulator = Simulator(utterances, prepared.config.seed, prepared.backend.capabilities.sample_rate)
+    return [
+        (simulator.bind(condition), with_condition(utterances, condition.name, CONDITION_TAG))
+        for condition in prepared.conditions
+    ]
 
 
 def rescore(run_dir: Path, *, slices: list[SliceSpec] | None = None, normalizer: str | None = None) -> dict[str, Any]:
     """Re-slice and/or re-normalise a finished run from its own files; rewrite its reports."""
     paths, config, frame = _open_finished(run_dir)
-    specs = slices or config.slice_specs() or default_slices(tag_columns(frame))
+    specs = _run_slices(config, frame, slices)
     check_slices(specs, frame, [*tag_columns(frame), "language"], str(run_dir))
     chosen = get_normalizer(normalizer or config.normalizer)
     try:
@@ -140,12 +254,20 @@ def rescore(run_dir: Path, *, slices: list[SliceSpec] | None = None, normalizer:
 def fit_model(run_dir: Path, *, factors: list[str] | None = None, slices: list[SliceSpec] | None = None) -> ModelResult:
     """The rate model on a finished run's scored utterances (as written by its last scoring)."""
     _paths, config, table = _open_finished(run_dir)
-    specs = slices or config.slice_specs() or default_slices(tag_columns(table))
+    specs = _run_slices(config, table, slices)
     unknown = sorted(set(factors or []) - set(tag_columns(table)))
     if unknown:
         tags = ", ".join(tag_columns(table))
         raise InputError(f"{run_dir}: --factors {', '.join(unknown)} are not tags of this run ({tags})")
     return model_for_slices(table, specs, factors or config.stats.model_factors, config.stats.confidence)
+
+
+def _run_slices(config: RunConfig, frame: pd.DataFrame, slices: list[SliceSpec] | None) -> list[SliceSpec]:
+    """The slices a finished run is (re)scored with: given ones, the config's, or one per tag."""
+    specs = slices or config.slice_specs() or default_slices([t for t in tag_columns(frame) if t != CONDITION_TAG])
+    if config.conditions and CONDITION_TAG in frame.columns:
+        specs = with_condition_dimension(specs, config.conditions[0].name)
+    return specs
 
 
 def _open_finished(run_dir: Path) -> tuple[RunPaths, RunConfig, pd.DataFrame]:
@@ -172,14 +294,25 @@ def _score_and_write(
     provenance: dict[str, Any],
 ) -> dict[str, Any]:
     table = score_frame(frame, normalizer)
-    summary = summarise(table, slices, config.stats.options())
+    options = config.stats.options()
+    summary = summarise(table, slices, options)
+    present = set(table[CONDITION_TAG].unique()) if CONDITION_TAG in table.columns else set()
+    conditions = [c for c in config.conditions if c.name in present]
+    changes = degradation(
+        table,
+        slices,
+        [c.name for c in conditions],
+        {c.name: c.describe() for c in conditions},
+        options,
+        provenance.get("conditions_skipped", []),
+    )
     provenance = {**provenance, "slices": [s.model_dump(mode="json", exclude_defaults=True) for s in slices]}
     model = (
         model_for_slices(table, slices, config.stats.model_factors, config.stats.confidence)
         if config.stats.model == "poisson-gee"
         else None
     )
-    metrics = build_metrics(summary, table, provenance, model)
+    metrics = build_metrics(summary, table, provenance, model, changes)
     write_parquet(paths.utterances, table)
     write_json(paths.metrics, metrics)
     write_text(paths.report_md, render_markdown(metrics))

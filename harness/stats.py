@@ -192,7 +192,7 @@ def summarise(table: pd.DataFrame, specs: Sequence[SliceSpec], options: StatsOpt
         sparse.coo_matrix((e, (cl, col)), shape=shape), sparse.coo_matrix((n, (cl, col)), shape=shape)
     )
 
-    overall = replace(estimates[0][0][0], wer_ci=_interval(reps_all[:, :1], options.confidence)[0])
+    overall = replace(estimates[0][0][0], wer_ci=intervals(reps_all[:, :1], options.confidence)[0])
     dimensions = []
     for index, spec in enumerate(specs, start=1):
         slices, pairs = estimates[index]
@@ -208,7 +208,7 @@ def summarise(table: pd.DataFrame, specs: Sequence[SliceSpec], options: StatsOpt
                 list(spec.by),
                 slices,
                 dim_wer,
-                _interval(dim_reps[:, None], options.confidence)[0],
+                intervals(dim_reps[:, None], options.confidence)[0],
                 _disparity(slices, ranked, reps, dim_reps, dim_wer, spec.reference, options.confidence),
                 test,
             )
@@ -225,12 +225,12 @@ def _rankable(s: SliceStats) -> bool:
     return s.supported and s.wer is not None and not UNRANKED.intersection(s.values.values())
 
 
-def _interval(replicates: np.ndarray, confidence: float) -> list[Interval | None]:
+def intervals(replicates: np.ndarray, confidence: float) -> list[Interval | None]:
     """One [low, high] per column; None when there are no replicates."""
     if replicates.shape[0] == 0:
         return [None] * replicates.shape[1]
     low, high = percentile_interval(replicates, confidence)
-    return [[_opt(lo), _opt(hi)] for lo, hi in zip(low, high, strict=True)]
+    return [[finite_or_none(lo), finite_or_none(hi)] for lo, hi in zip(low, high, strict=True)]
 
 
 def _with_intervals(
@@ -241,8 +241,8 @@ def _with_intervals(
     reference: str | None,
     confidence: float,
 ) -> list[SliceStats]:
-    wer_cis = _interval(reps, confidence)
-    diff_cis = _interval(reps - dim_reps[:, None], confidence)
+    wer_cis = intervals(reps, confidence)
+    diff_cis = intervals(reps - dim_reps[:, None], confidence)
     ref_index = next((i for i, s in enumerate(slices) if s.label == reference), None)
     out = []
     for i, s in enumerate(slices):
@@ -251,12 +251,12 @@ def _with_intervals(
         if ref_index is not None:
             ref = slices[ref_index]
             ref_reps = reps[:, ref_index]
-            ratio_reps = _ratio_replicates(reps[:, i], ref_reps)
+            ratio_reps = ratio_replicates(reps[:, i], ref_reps)
             vs_reference = Comparison(
                 _diff(s.wer, ref.wer),
-                _interval((reps[:, i] - ref_reps)[:, None], confidence)[0] or [None, None],
+                intervals((reps[:, i] - ref_reps)[:, None], confidence)[0] or [None, None],
                 s.wer / ref.wer if s.wer is not None and ref.wer else None,
-                _interval(ratio_reps[:, None], confidence)[0],
+                intervals(ratio_reps[:, None], confidence)[0],
             )
         out.append(replace(s, wer_ci=wer_cis[i], vs_overall=vs_overall, vs_reference=vs_reference))
     return out
@@ -362,8 +362,8 @@ def _point_estimates(rows: _Rows, coded: SliceCodes, options: StatsOptions) -> t
                 sub_rate=_rate(sums["substitutions"][i], words),
                 del_rate=_rate(sums["deletions"][i], words),
                 ins_rate=_rate(sums["insertions"][i], words),
-                speaker_mean_wer=_opt(speaker_wer[i]),
-                utterance_mean_wer=_opt(utterance_wer[i]),
+                speaker_mean_wer=finite_or_none(speaker_wer[i]),
+                utterance_mean_wer=finite_or_none(utterance_wer[i]),
                 supported=not support,
                 flags=support + notes,
             )
@@ -400,9 +400,9 @@ def _disparity(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a replicate may draw no speaker of any slice
         high, low = np.nanmax(ranked_reps, axis=1), np.nanmin(ranked_reps, axis=1)
-    ratio_reps = _ratio_replicates(high, low)
+    ratio_reps = ratio_replicates(high, low)
     figures = np.column_stack([ratio_reps, high - low, reps[:, worst] - dim_reps]) if reps.shape[0] else reps[:, :0]
-    cis = _interval(figures, confidence) if reps.shape[0] else [None, None, None]
+    cis = intervals(figures, confidence) if reps.shape[0] else [None, None, None]
     return Disparity(
         ranked=len(ranked),
         best=slices[best].label,
@@ -420,7 +420,7 @@ def _disparity(
     )
 
 
-def _ratio_replicates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def ratio_replicates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """Replicates of a ratio: +inf where only the denominator is 0 (the interval then has no
     upper end; JSON shows it as null), NaN where both are (no information)."""
     ratios = ratio_or_nan(numerator, denominator)
@@ -435,7 +435,7 @@ def _rate(numerator: float, denominator: int) -> float | None:
     return float(numerator) / denominator if denominator > 0 else None
 
 
-def _opt(value: object) -> float | None:
+def finite_or_none(value: object) -> float | None:
     """A finite float, or None (undefined, or an interval end that is unbounded)."""
     if value is None or pd.isna(value) or not np.isfinite(value):  # type: ignore[arg-type]
         return None

@@ -72,7 +72,7 @@ def test_rerun_is_served_from_cache(whisper_run):
 def test_batched_across_clips_matches_sequential(whisper_run):
     config, outcome = whisper_run
     utterances = prepare(config).manifest.utterances[:6]
-    requests, failed = _prepare(utterances, 16_000, needs_audio=True)
+    requests, failed = _prepare(utterances, 16_000, needs_audio=True, rendering=None)
     assert not failed
     batched = Registry.default().create(
         "faster-whisper", {**{k: v for k, v in WHISPER.items() if k != "name"}, "batch_size": 6}
@@ -90,6 +90,6 @@ def test_unknown_model_is_a_clear_error(monkeypatch):
 
 def test_audio_request_shape(whisper_run):
     config, _ = whisper_run
-    (request,), _ = _prepare(prepare(config).manifest.utterances[:1], 16_000, needs_audio=True)
+    (request,), _ = _prepare(prepare(config).manifest.utterances[:1], 16_000, needs_audio=True, rendering=None)
     assert isinstance(request, AudioRequest) and request.samples.dtype.name == "float32"
     assert request.samples.ndim == 1 and 1.0 < len(request.samples) / 16_000 < 10.0

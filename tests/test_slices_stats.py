@@ -173,7 +173,7 @@ def test_unlabelled_speakers_are_own_units_and_flagged(table):
 def test_load_slices_errors(tmp_path):
     bad = tmp_path / "s.yaml"
     bad.write_text("version: 1\nslices:\n  - by: accent\n    colour: red\n")
-    with pytest.raises(InputError, match=r"s.yaml: 'slices.0.colour': unknown key"):
+    with pytest.raises(InputError, match=r"s.yaml: 'slices\[0\].colour': unknown key"):
         load_slices(bad)
     good = tmp_path / "g.yaml"
     good.write_text("slices:\n  - by: [accent, noise]\n    name: a-by-n\n")

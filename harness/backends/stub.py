@@ -3,18 +3,22 @@
 It returns the reference text, or injects word errors at configured rates per tag value, so
 that a test can plant a known disparity and check the scorer recovers it. Each reference word
 independently becomes an error with probability ``p``: a substitution, a deletion, or an
-inserted extra word, in the proportions of ``mix``. ``p`` combines every matching tag rate as
-independent causes: ``p = 1 - (1 - default_rate) * prod(1 - rate)``. The random stream is
-seeded per utterance from ``seed`` and the utterance id, so output does not depend on order.
+inserted extra word, in the proportions of ``mix``. ``p`` combines every matching tag rate and
+every matching rule (a rate for a combination of tag values, e.g. one accent under one
+condition) as independent causes: ``p = 1 - (1 - default_rate) * prod(1 - rate)``. The random
+stream is seeded per utterance from ``seed`` and the utterance id, so output does not depend on
+order, and an utterance heard under several conditions draws the same numbers under each (its
+errors under a worse condition include those under a better one, as paired data should).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.backends.base import AudioRequest, Backend, BackendOptions, Capabilities, Transcript
 from harness.manifest import Utterance
@@ -23,10 +27,21 @@ from harness.manifest import Utterance
 _FILLERS = ("quokka", "zephyr", "fjord", "xylem", "quasar", "kumquat", "vortex", "sphinx")
 
 
+class StubRule(BaseModel):
+    """An extra error rate for utterances matching every ``tag: value`` in ``when``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    when: dict[str, str] = Field(min_length=1)
+    rate: float = Field(ge=0.0, le=1.0)
+
+
 class StubOptions(BackendOptions):
     error_rates: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description="per tag, per value: probability that each reference word becomes an error",
+    )
+    error_rules: list[StubRule] = Field(
+        default_factory=list, description="extra rates for tag combinations: [{when: {tag: value, ...}, rate: p}]"
     )
     default_rate: float = Field(0.0, ge=0.0, le=1.0, description="error probability for every word")
     mix: dict[str, float] = Field(
@@ -81,7 +96,7 @@ class StubBackend(Backend):
         return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
     def _corrupt(self, utt: Utterance, rng: np.random.Generator) -> str:
-        rate = _combined(self.options.error_rates, self.options.default_rate, utt)
+        rate = _combined(self.options.error_rates, self.options.default_rate, utt, self.options.error_rules)
         words = utt.text.split()
         if rate == 0.0:
             return " ".join(words)
@@ -110,10 +125,13 @@ class StubBackend(Backend):
         return f"{utt.id}|{utt.text}|{sorted(utt.tags.items())}"
 
 
-def _combined(rates: dict[str, dict[str, float]], base: float, utt: Utterance) -> float:
+def _combined(rates: dict[str, dict[str, float]], base: float, utt: Utterance, rules: Sequence[StubRule] = ()) -> float:
     keep = 1.0 - base
     for tag, by_value in rates.items():
         value = utt.tags.get(tag)
         if value is not None and value in by_value:
             keep *= 1.0 - by_value[value]
+    for rule in rules:
+        if all(utt.tags.get(tag) == value for tag, value in rule.when.items()):
+            keep *= 1.0 - rule.rate
     return 1.0 - keep

@@ -13,6 +13,10 @@ def points(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:+.1f} pp"
 
 
+def signed(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.2f}"
+
+
 def ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
@@ -100,4 +104,45 @@ def effect_cells(effect: dict[str, Any]) -> list[str]:
         "–" if effect["rate_ratio"] is None else f"{effect['rate_ratio']:.2f}×",
         f"[{number(low, '.2f')}, {number(high, '.2f')}]",
         number(effect["p_value"], ".3g"),
+    ]
+
+
+DEGRADES_MORE = " ▲"
+
+
+def pooled_over_conditions(conditions: dict[str, Any] | None) -> str:
+    if not conditions:
+        return ""
+    return (
+        f" Every utterance is counted once per condition ({len(conditions['conditions'])} conditions pooled); "
+        "each condition on its own, paired against the reference, is under Simulated conditions."
+    )
+
+
+def condition_cell(cell: dict[str, Any]) -> str:
+    """``50.2% (+12.1)``: WER under the condition and its paired change in points; ▲ when the
+    condition hurts this slice significantly more than the rest of its dimension."""
+    if cell["delta"] is None:
+        return pct(cell["wer"])
+    marker = DEGRADES_MORE if cell.get("degrades_more") else ""
+    return f"{pct(cell['wer'])} ({100 * cell['delta']:+.1f}){marker}"
+
+
+def interaction_text(test: dict[str, Any] | None) -> str:
+    if not test:
+        return "–"
+    verdict = "yes" if test["significant"] else "no"
+    return f"p = {test['p_value']:.3g} (Holm {test['p_holm']:.3g}): {verdict}"
+
+
+def shift_cells(shift: dict[str, Any]) -> list[str]:
+    """condition, ΔWER [CI], gap [CI], gap change [CI], ratio change [CI], most degraded, interaction."""
+    return [
+        shift["condition"],
+        f"{points(shift['delta'])} {interval(shift.get('delta_ci'), points)}".strip(),
+        f"{points(shift['gap'])} {interval(shift.get('gap_ci'), points)}".strip().replace("+", ""),
+        f"{points(shift['gap_change'])} {interval(shift.get('gap_change_ci'), points)}".strip(),
+        f"{signed(shift['ratio_change'])} {interval(shift.get('ratio_change_ci'), signed)}".strip(),
+        shift.get("most_degraded") or "–",
+        interaction_text(shift.get("interaction")),
     ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from harness.report.format import (
+    DEGRADES_MORE,
     by_wer,
+    condition_cell,
     disparity_sentence,
     effect_cells,
     interval,
@@ -13,6 +15,8 @@ from harness.report.format import (
     pct,
     pct_ci,
     points,
+    pooled_over_conditions,
+    shift_cells,
     star,
     test_sentence,
 )
@@ -54,7 +58,8 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         f"{overall['utterances']} utterances, "
         f"{overall['speakers']} speakers (substitutions {pct(overall['sub_rate'])}, deletions "
         f"{pct(overall['del_rate'])}, insertions {pct(overall['ins_rate'])}); speaker-mean "
-        f"{pct(overall['speaker_mean_wer'])}, utterance-mean {pct(overall['utterance_mean_wer'])}.",
+        f"{pct(overall['speaker_mean_wer'])}, utterance-mean {pct(overall['utterance_mean_wer'])}."
+        + pooled_over_conditions(metrics.get("conditions")),
     ]
     failures = metrics["failures"]
     if failures["count"]:
@@ -65,10 +70,12 @@ def render_markdown(metrics: dict[str, Any]) -> str:
             "",
         ]
         lines += [f"- `{_cell(f['id'])}`: {_cell(f['error'] or '')}" for f in failures["examples"]]
+    conditions = metrics.get("conditions")
     for dim in metrics["dimensions"]:
+        evidence = f" ({dim['evidence']})" if conditions else ""
         lines += [
             "",
-            f"## {dim['name']}",
+            f"## {dim['name']}{evidence}",
             "",
             disparity_sentence(dim["disparity"]),
             "",
@@ -88,8 +95,81 @@ def render_markdown(metrics: dict[str, Any]) -> str:
                 "|---|---|---|",
             ]
             lines += [_reference_row(s) for s in by_wer(dim["slices"]) if s["vs_reference"]]
+    lines += _conditions_section(conditions, stats)
     lines += _model_section(metrics.get("model"))
     return "\n".join(lines) + "\n"
+
+
+_CONDITIONS_HOW_TO_READ = (
+    "> **Simulated, not recorded.** Every utterance was also heard under each condition below, rendered by the "
+    "harness (seeded, reproducible; `asrfair audition` writes what the model heard). Dimensions above marked "
+    "*recorded* come from the manifest's own tags. Comparisons are paired: {paired} utterances were scored "
+    "under every condition{excluded}. Cells show WER under the condition and, in brackets, its change in points "
+    "against **{reference}** on the same utterances. {marker} marks a slice the condition hurts significantly "
+    "more than the rest of its dimension: the interaction test is significant after Holm correction across "
+    "dimensions × conditions *and* the interval of the slice's excess change lies above 0."
+)
+
+
+def _conditions_section(conditions: dict[str, Any] | None, stats: dict[str, Any]) -> list[str]:
+    if not conditions:
+        return []
+    excluded = conditions["excluded_utterances"]
+    reference = conditions["reference"]
+    lines = [
+        "",
+        f"## Simulated conditions (paired, against {_cell(reference)})",
+        "",
+        _CONDITIONS_HOW_TO_READ.format(
+            paired=conditions["paired_utterances"],
+            excluded=f"; {excluded} failed under at least one and are left out of these comparisons"
+            if excluded
+            else "",
+            reference=_cell(reference),
+            marker=DEGRADES_MORE.strip(),
+        ),
+        "",
+        "| condition | transforms | WER [CI] | ΔWER [CI] | utterances | failed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in conditions["conditions"]:
+        delta = "–" if c["name"] == reference else f"{points(c['delta'])} {interval(c['delta_ci'], points)}".strip()
+        lines.append(
+            f"| {_cell(c['name'])} | {_cell(c['description'])} | {pct_ci(c['wer'], c['wer_ci'])} | {delta} "
+            f"| {c['utterances']} | {c['failed']} |"
+        )
+    for skipped in conditions.get("skipped", []):
+        lines.append(f"\nSkipped **{_cell(skipped['name'])}**: {_cell(skipped['reason'])}.")
+    names = [c["name"] for c in conditions["conditions"]]
+    for dim in conditions["dimensions"]:
+        lines += ["", f"### {_cell(dim['name'])} under each condition", ""]
+        lines += ["| slice | " + " | ".join(_cell(n) for n in names) + " | speakers | words | flags |"]
+        lines += ["|" + "---|" * (len(names) + 4)]
+        for s in sorted(dim["slices"], key=lambda s: (s["cells"][0]["wer"] is None, -(s["cells"][0]["wer"] or 0))):
+            cells = [pct(s["cells"][0]["wer"]), *(condition_cell(c) for c in s["cells"][1:])]
+            lines.append(
+                f"| {_cell(s['label'])} | " + " | ".join(cells) + f" | {s['speakers']} | {s['words']} "
+                f"| {', '.join(s['flags'])} |"
+            )
+        lines += ["", "Paired ΔWER per slice, with its interval:", ""]
+        lines += ["| slice | " + " | ".join(_cell(n) for n in names[1:]) + " |"]
+        lines += ["|" + "---|" * len(names)]
+        for s in dim["slices"]:
+            deltas = [f"{points(c['delta'])} {interval(c['delta_ci'], points)}".strip() for c in s["cells"][1:]]
+            lines.append(f"| {_cell(s['label'])} | " + " | ".join(deltas) + " |")
+        if dim["note"]:
+            lines += ["", dim["note"] + "."]
+            continue
+        lines += [
+            "",
+            f"Differential degradation: the gap across {_cell(dim['name'])} is "
+            f"{points(dim['reference_gap']).replace('+', '')} under {_cell(reference)}.",
+            "",
+            "| condition | ΔWER [CI] | gap [CI] | gap change [CI] | ratio change [CI] | most degraded | interaction |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += ["| " + " | ".join(_cell(c) for c in shift_cells(shift)) + " |" for shift in dim["shifts"]]
+    return lines
 
 
 def _model_section(model: dict[str, Any] | None) -> list[str]:

@@ -1,9 +1,10 @@
 """``metrics.json``: the versioned, machine-readable result of a run.
 
-Schema ``asrfair.metrics/2`` (documented field by field in docs/metrics.md):
+Schema ``asrfair.metrics/3`` (documented field by field in docs/metrics.md):
 ``schema``, ``provenance`` (what produced the numbers), ``aggregate`` (``pooled``), ``method``,
 ``stats`` (thresholds, bootstrap and test settings), ``overall`` (one slice record),
-``dimensions`` (each with ``slices``, ``disparity`` and ``test``), ``model``, ``failures``.
+``dimensions`` (each with ``evidence``, ``slices``, ``disparity`` and ``test``), ``model``,
+``conditions`` (the paired comparison of simulated conditions, or null), ``failures``.
 """
 
 from __future__ import annotations
@@ -14,15 +15,21 @@ from typing import Any
 
 import pandas as pd
 
+from harness.conditions import CONDITION_TAG
+from harness.degradation import Degradation
 from harness.model import ModelResult
-from harness.stats import Summary
+from harness.stats import Dimension, Summary
 
-SCHEMA = "asrfair.metrics/2"
+SCHEMA = "asrfair.metrics/3"
 FAILURE_EXAMPLES = 20
 
 
 def build_metrics(
-    summary: Summary, table: pd.DataFrame, provenance: dict[str, Any], model: ModelResult | None = None
+    summary: Summary,
+    table: pd.DataFrame,
+    provenance: dict[str, Any],
+    model: ModelResult | None = None,
+    conditions: Degradation | None = None,
 ) -> dict[str, Any]:
     failed = table[table["status"] != "ok"]
     return _finite(
@@ -33,8 +40,9 @@ def build_metrics(
             "method": summary.method,
             "stats": asdict(summary.options),
             "overall": asdict(summary.overall),
-            "dimensions": [asdict(d) for d in summary.dimensions],
+            "dimensions": [{"name": d.name, "evidence": evidence(d), **asdict(d)} for d in summary.dimensions],
             "model": asdict(model) if model else None,
+            "conditions": asdict(conditions) if conditions else None,
             "failures": {
                 "count": len(failed),
                 "rate": len(failed) / len(table) if len(table) else 0.0,
@@ -42,6 +50,14 @@ def build_metrics(
             },
         }
     )
+
+
+def evidence(dimension: Dimension) -> str:
+    """Tags come from recordings (the manifest); ``condition`` is simulated by the harness."""
+    simulated = CONDITION_TAG in dimension.by
+    if simulated and len(dimension.by) > 1:
+        return "recorded × simulated"
+    return "simulated" if simulated else "recorded"
 
 
 def _finite(value: Any) -> Any:

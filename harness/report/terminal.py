@@ -10,12 +10,16 @@ from rich.table import Table
 
 from harness.report.format import (
     by_wer,
+    condition_cell,
     disparity_sentence,
     effect_cells,
     interval,
     model_lines,
     pct,
     pct_ci,
+    points,
+    pooled_over_conditions,
+    shift_cells,
     star,
     test_sentence,
 )
@@ -30,13 +34,16 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
         f"{interval(overall.get('wer_ci'))} "
         f"over {overall['words']} words, {overall['utterances']} utterances, {overall['speakers']} speakers; "
         f"failed {metrics['failures']['count']}"
+        + ("." + escape(pooled) if (pooled := pooled_over_conditions(metrics.get("conditions"))) else "")
     )
+    conditions = metrics.get("conditions")
     for dim in metrics["dimensions"]:
         if len(dim["slices"]) == 1:  # nothing to compare: one line, not a table
             (only,) = dim["slices"]
             console.print(f"{escape(dim['name'])}: one slice ({escape(only['label'])}, WER {pct(only['wer'])})")
             continue
-        table = Table(title=f"WER by {escape(dim['name'])}", title_justify="left", title_style="bold")
+        evidence = f" ({dim['evidence']})" if conditions else ""
+        table = Table(title=f"WER by {escape(dim['name'])}{evidence}", title_justify="left", title_style="bold")
         level = f"WER [{metrics['stats']['confidence']:.0%} CI]"
         for column in _COLUMNS:
             table.add_column(
@@ -59,7 +66,52 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
         console.print(table)
         console.print(escape(disparity_sentence(dim["disparity"]).replace("**", "")))
         console.print(escape(test_sentence(dim.get("test"), metrics["stats"]["confidence"])))
+    print_conditions(conditions, console)
     print_model(metrics.get("model"), console)
+
+
+def print_conditions(conditions: dict[str, Any] | None, console: Console) -> None:
+    """Rows = slices, columns = conditions, cells = WER (ΔWER in points); then each shift."""
+    if not conditions:
+        return
+    reference = conditions["reference"]
+    names = [c["name"] for c in conditions["conditions"]]
+    overview = Table(
+        title=f"Simulated conditions (paired over {conditions['paired_utterances']} utterances, against {reference})",
+        title_justify="left",
+        title_style="bold",
+    )
+    for column in ("condition", "transforms", "WER [CI]", "ΔWER [CI]", "failed"):
+        overview.add_column(column, justify="left" if column in ("condition", "transforms") else "right")
+    for c in conditions["conditions"]:
+        delta = "–" if c["name"] == reference else f"{points(c['delta'])} {interval(c['delta_ci'], points)}"
+        overview.add_row(
+            escape(c["name"]), escape(c["description"]), pct_ci(c["wer"], c["wer_ci"]), delta, str(c["failed"])
+        )
+    console.print(overview)
+    for skipped in conditions.get("skipped", []):
+        console.print(f"skipped {escape(skipped['name'])}: {escape(skipped['reason'])}")
+    for dim in conditions["dimensions"]:
+        table = Table(title=f"{escape(dim['name'])} under each condition", title_justify="left", title_style="bold")
+        table.add_column("slice")
+        for name in names:
+            table.add_column(escape(name), justify="right")
+        table.add_column("flags")
+        for s in dim["slices"]:
+            cells = [pct(s["cells"][0]["wer"]), *(condition_cell(c) for c in s["cells"][1:])]
+            table.add_row(escape(s["label"]), *cells, ", ".join(s["flags"]), style="dim" if s["flags"] else None)
+        console.print(table)
+        if dim["note"]:
+            console.print(escape(dim["note"]))
+            continue
+        for shift in dim["shifts"]:
+            condition, delta, gap, gap_change, _ratio, worst, interaction = shift_cells(shift)
+            console.print(
+                escape(
+                    f"{condition}: ΔWER {delta}; gap {gap} (change {gap_change}); most degraded {worst}; "
+                    f"interaction {interaction}"
+                )
+            )
 
 
 def print_model(model: dict[str, Any] | None, console: Console) -> None:

@@ -1,0 +1,447 @@
+"""Conditions compared on the same utterances: how much worse, and worse for whom.
+
+Every utterance is heard under every condition, so comparisons are *paired*: an utterance's
+errors under a condition are compared with its own errors under the reference condition (the
+first listed, usually ``clean``). Only utterances scored under every condition take part
+(complete cases); the others are counted and reported, never silently mixed in, so that in a
+table every cell of a row covers the same words and ΔWER is exactly the difference of cells.
+
+For each slice dimension (accent, dialect, ...) and each condition ``c``:
+
+* ``ΔWER_s(c) = WER_s(c) − WER_s(reference)`` per slice, with a speaker-clustered bootstrap
+  interval: one set of speaker weights per replicate is applied to both conditions, which is
+  what makes the interval paired;
+* the **excess** ``ΔWER_s(c) − ΔWER(c)`` against the dimension's pooled ΔWER: does the
+  condition hurt this slice more than the others;
+* the **disparity shift**: the max − min gap and worst/best ratio across ranked slices under
+  ``c`` against the same figures under the reference, each with an interval;
+* an **interaction test**: the speaker-level permutation test of :mod:`harness.significance`
+  applied to per-utterance error *differences* (the null: the condition's extra errors per word
+  do not depend on the slice), Holm-corrected across every dimension × condition.
+
+A slice is marked as degraded more (``degrades_more``) only when it is ranked, its dimension's
+Holm-adjusted interaction p-value is below ``1 − confidence`` and its excess interval lies
+above 0 — the same rule as the ★ of :mod:`harness.stats`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from harness.arrays import unique_inverse
+from harness.bootstrap import Resampler
+from harness.conditions import CONDITION_TAG
+from harness.significance import holm, permutation_test
+from harness.slices import UNRANKED, SliceCodes, SliceSpec, TagCodes, slice_codes
+from harness.stats import Interval, StatsOptions, Test, cluster_units, finite_or_none, intervals, ratio_replicates
+from harness.where import parse_where, referenced
+
+METHOD = (
+    "paired over utterances scored under every condition; speaker-clustered bootstrap with shared weights "
+    "across conditions; interaction: speaker-level permutation test of per-utterance error differences, "
+    "Holm-corrected across dimensions × conditions"
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One slice under one condition."""
+
+    condition: str
+    wer: float | None
+    wer_ci: Interval | None
+    delta: float | None  # WER(condition) − WER(reference), same utterances
+    delta_ci: Interval | None
+    excess: float | None  # delta − the dimension's pooled delta
+    excess_ci: Interval | None
+    degrades_more: bool = False
+
+
+@dataclass(frozen=True)
+class ConditionSlice:
+    label: str
+    values: dict[str, str]
+    utterances: int
+    speakers: int
+    words: int
+    supported: bool
+    flags: list[str]
+    cells: list[Cell]  # one per condition, the reference first
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A dimension's disparity under one condition against the reference condition."""
+
+    condition: str
+    delta: float | None  # the dimension's pooled ΔWER
+    delta_ci: Interval | None
+    gap: float | None  # worst − best ranked slice under this condition
+    gap_ci: Interval | None
+    gap_change: float | None  # gap here − gap under the reference
+    gap_change_ci: Interval | None
+    ratio: float | None
+    ratio_ci: Interval | None
+    ratio_change: float | None
+    ratio_change_ci: Interval | None
+    worst: str | None = None
+    most_degraded: str | None = None  # ranked slice with the largest ΔWER
+    interaction: Test | None = None
+
+
+@dataclass(frozen=True)
+class ConditionDimension:
+    name: str
+    by: list[str]
+    ranked: int
+    slices: list[ConditionSlice]
+    reference_gap: float | None
+    reference_ratio: float | None
+    shifts: list[Shift]  # one per non-reference condition
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ConditionOverall:
+    name: str
+    description: str
+    utterances: int  # transcribed under this condition
+    failed: int
+    wer: float | None  # pooled over the paired utterances
+    wer_ci: Interval | None
+    delta: float | None
+    delta_ci: Interval | None
+
+
+@dataclass(frozen=True)
+class Degradation:
+    reference: str
+    conditions: list[ConditionOverall]
+    paired_utterances: int
+    excluded_utterances: int  # not scored under every condition
+    dimensions: list[ConditionDimension]
+    evidence: str = "simulated"
+    method: str = METHOD
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Paired:
+    """Complete cases as arrays: one row per utterance, one error column per condition."""
+
+    reference_rows: pd.DataFrame
+    errors: np.ndarray  # (conditions × utterances)
+    words: np.ndarray
+    cluster: np.ndarray
+    n_clusters: int
+
+
+def degradation(
+    table: pd.DataFrame,
+    specs: Sequence[SliceSpec],
+    conditions: Sequence[str],
+    descriptions: Mapping[str, str],
+    options: StatsOptions,
+    skipped: Sequence[Mapping[str, str]] = (),
+) -> Degradation | None:
+    """Paired comparison of ``conditions`` (the first is the reference); None without two."""
+    if CONDITION_TAG not in table.columns or len(conditions) < 2:
+        return None
+    paired = _pair(table, conditions)
+    dims = [s for s in specs if CONDITION_TAG not in s.by and CONDITION_TAG not in _where_tags(s)]
+    coder = TagCodes(paired.reference_rows)
+    everyone = SliceCodes(np.zeros(len(paired.words), dtype=np.int64), ["overall"], [{}])
+    coded = [everyone, *(slice_codes(paired.reference_rows, spec, coder) for spec in dims)]
+
+    # Bootstrap columns: per group (overall, then each dimension), per condition, its slices
+    # and then the group's pooled column.
+    blocks, layout, offset = [], [], 0
+    for codes in coded:
+        k = len(codes.labels)
+        starts = []
+        inside = codes.codes >= 0
+        for c in range(len(conditions)):
+            for column, code in ((offset, codes.codes[inside]), (offset + k, np.zeros(int(inside.sum()), int))):
+                blocks.append((paired.cluster[inside], column + code, paired.errors[c, inside], paired.words[inside]))
+            starts.append(offset)
+            offset += k + 1
+        layout.append(starts)
+    cl, col, e, n = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
+    shape = (paired.n_clusters, offset)
+    reps = Resampler(paired.n_clusters, options.bootstrap, options.seed).rates(
+        sparse.coo_matrix((e, (cl, col)), shape=shape), sparse.coo_matrix((n, (cl, col)), shape=shape)
+    )
+
+    overall = _overall(table, paired, conditions, descriptions, reps, layout[0], options.confidence)
+    dimensions = [
+        _dimension(spec, codes, paired, conditions, reps, starts, options, seed_offset=index)
+        for index, (spec, codes, starts) in enumerate(zip(dims, coded[1:], layout[1:], strict=True), start=1)
+    ]
+    return Degradation(
+        reference=conditions[0],
+        conditions=overall,
+        paired_utterances=len(paired.words),
+        excluded_utterances=int(table.loc[table[CONDITION_TAG] == conditions[0], "id"].nunique()) - len(paired.words),
+        dimensions=_holm_and_marks(dimensions, 1.0 - options.confidence),
+        skipped=[dict(s) for s in skipped],
+    )
+
+
+def _where_tags(spec: SliceSpec) -> set[str]:
+    if isinstance(spec.where, str):
+        return {tag for tag, _ in referenced(parse_where(spec.where))}
+    return set(spec.where)
+
+
+def _pair(table: pd.DataFrame, conditions: Sequence[str]) -> _Paired:
+    scored = table[(table["status"] == "ok") & table[CONDITION_TAG].isin(conditions)]
+    per_id = scored.groupby("id")[CONDITION_TAG].nunique()
+    complete = per_id.index[per_id == len(conditions)]
+    rows = scored[scored["id"].isin(complete)]
+    reference = rows[rows[CONDITION_TAG] == conditions[0]].sort_values("id").reset_index(drop=True)
+    errors = (
+        rows.pivot(index="id", columns=CONDITION_TAG, values="errors")
+        .reindex(index=reference["id"], columns=list(conditions))
+        .to_numpy(dtype=np.float64)
+        .T
+    )
+    cluster, uniques = pd.factorize(cluster_units(reference))
+    return _Paired(
+        reference, errors, reference["ref_words"].to_numpy(dtype=np.float64), cluster.astype(np.int64), len(uniques)
+    )
+
+
+def _overall(
+    table: pd.DataFrame,
+    paired: _Paired,
+    conditions: Sequence[str],
+    descriptions: Mapping[str, str],
+    reps: np.ndarray,
+    starts: list[int],
+    confidence: float,
+) -> list[ConditionOverall]:
+    words = paired.words.sum()
+    reference_reps = reps[:, starts[0]]
+    out = []
+    for c, name in enumerate(conditions):
+        rows = table[table[CONDITION_TAG] == name]
+        wer = _rate(paired.errors[c].sum(), words)
+        base = _rate(paired.errors[0].sum(), words)
+        wer_ci, delta_ci = intervals(
+            np.column_stack([reps[:, starts[c]], reps[:, starts[c]] - reference_reps]), confidence
+        )
+        out.append(
+            ConditionOverall(
+                name=name,
+                description=descriptions.get(name, ""),
+                utterances=len(rows),
+                failed=int((rows["status"] != "ok").sum()),
+                wer=wer,
+                wer_ci=wer_ci,
+                delta=_diff(wer, base),
+                delta_ci=delta_ci if c else [0.0, 0.0],
+            )
+        )
+    return out
+
+
+def _dimension(
+    spec: SliceSpec,
+    codes: SliceCodes,
+    paired: _Paired,
+    conditions: Sequence[str],
+    reps: np.ndarray,
+    starts: list[int],
+    options: StatsOptions,
+    seed_offset: int,
+) -> ConditionDimension:
+    k = len(codes.labels)
+    inside = codes.codes >= 0
+    code = codes.codes[inside]
+    words = np.bincount(code, weights=paired.words[inside], minlength=k)
+    errors = np.stack(
+        [np.bincount(code, weights=paired.errors[c, inside], minlength=k) for c in range(len(conditions))]
+    )
+    utterances = np.bincount(code, minlength=k)
+    speakers = np.bincount(unique_inverse(paired.cluster[inside] * k + code)[0] % k, minlength=k)
+    wer = np.where(words > 0, errors / np.where(words > 0, words, 1), np.nan)  # (conditions × slices)
+    dim_words = words.sum()
+    dim_wer = errors.sum(axis=1) / dim_words if dim_words else np.full(len(conditions), np.nan)
+
+    slice_reps = [reps[:, s : s + k] for s in starts]
+    dim_reps = [reps[:, s + k] for s in starts]
+    ranked = []
+    slices = []
+    for i in range(k):
+        support = []
+        if speakers[i] < options.min_speakers:
+            support.append(f"speakers<{options.min_speakers}")
+        if words[i] < options.min_words:
+            support.append(f"words<{options.min_words}")
+        if not support and words[i] > 0 and not UNRANKED.intersection(codes.values[i].values()):
+            ranked.append(i)
+        slices.append((i, support))
+
+    cells_by_slice: list[list[Cell]] = [[] for _ in range(k)]
+    for c, name in enumerate(conditions):
+        delta_reps = slice_reps[c] - slice_reps[0]
+        excess_reps = delta_reps - (dim_reps[c] - dim_reps[0])[:, None]
+        wer_cis = intervals(slice_reps[c], options.confidence)
+        delta_cis = intervals(delta_reps, options.confidence) if c else [[0.0, 0.0]] * k
+        excess_cis = intervals(excess_reps, options.confidence) if c else [[0.0, 0.0]] * k
+        dim_delta = dim_wer[c] - dim_wer[0]
+        for i in range(k):
+            delta = wer[c, i] - wer[0, i]
+            cells_by_slice[i].append(
+                Cell(
+                    condition=name,
+                    wer=finite_or_none(wer[c, i]),
+                    wer_ci=wer_cis[i],
+                    delta=finite_or_none(delta),
+                    delta_ci=delta_cis[i],
+                    excess=finite_or_none(delta - dim_delta),
+                    excess_ci=excess_cis[i],
+                )
+            )
+
+    shifts = []
+    reference_gap = reference_ratio = None
+    note = None
+    if len(ranked) >= 2:
+        gaps = [_spread(wer[c, ranked], slice_reps[c][:, ranked]) for c in range(len(conditions))]
+        reference_gap, reference_ratio = gaps[0][0], gaps[0][2]
+        for c in range(1, len(conditions)):
+            gap, gap_reps, ratio, ratio_reps = gaps[c]
+            _, base_gap_reps, base_ratio, base_ratio_reps = gaps[0]
+            with np.errstate(invalid="ignore"):
+                figures = np.column_stack(
+                    [
+                        dim_reps[c] - dim_reps[0],
+                        gap_reps,
+                        gap_reps - base_gap_reps,
+                        ratio_reps,
+                        ratio_reps - base_ratio_reps,
+                    ]
+                )
+            cis = intervals(figures, options.confidence)
+            deltas = wer[c, ranked] - wer[0, ranked]
+            shifts.append(
+                Shift(
+                    condition=conditions[c],
+                    delta=finite_or_none(dim_wer[c] - dim_wer[0]),
+                    delta_ci=cis[0],
+                    gap=gap,
+                    gap_ci=cis[1],
+                    gap_change=_diff(gap, reference_gap),
+                    gap_change_ci=cis[2],
+                    ratio=ratio,
+                    ratio_ci=cis[3],
+                    ratio_change=_diff(ratio, base_ratio),
+                    ratio_change_ci=cis[4],
+                    worst=codes.labels[ranked[int(np.argmax(wer[c, ranked]))]],
+                    most_degraded=codes.labels[ranked[int(np.argmax(deltas))]],
+                    interaction=_interaction(paired, codes.codes, ranked, c, options, seed_offset * 1000 + c),
+                )
+            )
+    else:
+        note = "fewer than two slices meet min_speakers/min_words; no differential degradation is claimed"
+        for c in range(1, len(conditions)):
+            delta_ci = intervals((dim_reps[c] - dim_reps[0])[:, None], options.confidence)[0]
+            shifts.append(
+                Shift(conditions[c], finite_or_none(dim_wer[c] - dim_wer[0]), delta_ci, *([None] * 8))  # type: ignore[arg-type]
+            )
+
+    return ConditionDimension(
+        name=spec.label,
+        by=list(spec.by),
+        ranked=len(ranked),
+        slices=[
+            ConditionSlice(
+                label=codes.labels[i],
+                values=codes.values[i],
+                utterances=int(utterances[i]),
+                speakers=int(speakers[i]),
+                words=int(words[i]),
+                supported=not support,
+                flags=support,
+                cells=cells_by_slice[i],
+            )
+            for i, support in slices
+        ],
+        reference_gap=reference_gap,
+        reference_ratio=reference_ratio,
+        shifts=shifts,
+        note=note,
+    )
+
+
+def _spread(wers: np.ndarray, reps: np.ndarray) -> tuple[float | None, np.ndarray, float | None, np.ndarray]:
+    """Max − min gap and max / min ratio of the ranked slices, with their replicates."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a replicate may draw no speaker of a slice
+        high, low = np.nanmax(reps, axis=1), np.nanmin(reps, axis=1)
+    best, worst = float(np.min(wers)), float(np.max(wers))
+    ratio = worst / best if best > 0 else None
+    return worst - best, high - low, ratio, ratio_replicates(high, low)
+
+
+def _interaction(
+    paired: _Paired, codes: np.ndarray, ranked: list[int], condition: int, options: StatsOptions, seed_offset: int
+) -> Test | None:
+    if options.permutations < 1:
+        return None
+    remap = np.full(codes.max() + 2, -1)
+    remap[ranked] = np.arange(len(ranked))
+    label = remap[codes]
+    keep = label >= 0
+    result = permutation_test(
+        paired.cluster[keep],
+        label[keep],
+        paired.errors[condition, keep] - paired.errors[0, keep],
+        paired.words[keep],
+        permutations=options.permutations,
+        seed=options.seed + seed_offset,
+    )
+    if result is None:
+        return None
+    return Test(result.kind, result.statistic, result.permutations, result.p_value, 1 / (1 + result.permutations))
+
+
+def _holm_and_marks(dimensions: list[ConditionDimension], alpha: float) -> list[ConditionDimension]:
+    tests = [(d, s) for d, dim in enumerate(dimensions) for s, shift in enumerate(dim.shifts) if shift.interaction]
+    adjusted = holm([dimensions[d].shifts[s].interaction.p_value for d, s in tests])  # type: ignore[union-attr]
+    out = [replace(dim, shifts=list(dim.shifts)) for dim in dimensions]
+    for (d, s), p_holm in zip(tests, adjusted, strict=True):
+        shift = out[d].shifts[s]
+        significant = p_holm < alpha
+        out[d].shifts[s] = replace(
+            shift, interaction=replace(shift.interaction, p_holm=p_holm, significant=significant)
+        )  # type: ignore[type-var]
+        if not significant:
+            continue
+        column = s + 1  # cells hold the reference first
+        slices = []
+        for sl in out[d].slices:
+            cell = sl.cells[column]
+            above = cell.excess_ci is not None and cell.excess_ci[0] is not None and cell.excess_ci[0] > 0
+            if above and sl.supported and not UNRANKED.intersection(sl.values.values()):
+                cells = list(sl.cells)
+                cells[column] = replace(cell, degrades_more=True)
+                sl = replace(sl, cells=cells)
+            slices.append(sl)
+        out[d] = replace(out[d], slices=slices)
+    return out
+
+
+def _rate(numerator: float, denominator: float) -> float | None:
+    return float(numerator) / float(denominator) if denominator > 0 else None
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
