@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo demo-stub test lint bench clean
+.PHONY: demo demo-stub last-mile test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ demo: $(VENV)/.runtime
 demo-stub: $(VENV)/.runtime
 	$(BIN)/asrfair run configs/demo-stub.yaml
 
+last-mile: $(VENV)/.runtime
+	$(BIN)/asrfair run configs/last-mile.yaml
+
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest
 
@@ -36,6 +39,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_run_overhead.py
 	$(BIN)/python benchmarks/bench_stats.py --fairlearn-boot 100
 	$(BIN)/python benchmarks/coverage_sim.py
+	$(BIN)/python benchmarks/bench_conditions.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

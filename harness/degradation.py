@@ -37,9 +37,18 @@ from scipy import sparse
 from harness.arrays import unique_inverse
 from harness.bootstrap import Resampler
 from harness.conditions import CONDITION_TAG
-from harness.significance import holm, permutation_test
+from harness.significance import holm
 from harness.slices import UNRANKED, SliceCodes, SliceSpec, TagCodes, slice_codes
-from harness.stats import Interval, StatsOptions, Test, cluster_units, finite_or_none, intervals, ratio_replicates
+from harness.stats import (
+    Interval,
+    StatsOptions,
+    Test,
+    cluster_units,
+    finite_or_none,
+    intervals,
+    ranked_test,
+    ratio_replicates,
+)
 from harness.where import parse_where, referenced
 
 METHOD = (
@@ -111,7 +120,7 @@ class ConditionDimension:
 class ConditionOverall:
     name: str
     description: str
-    utterances: int  # transcribed under this condition
+    utterances: int  # rows under this condition, failed ones included
     failed: int
     wer: float | None  # pooled over the paired utterances
     wer_ci: Interval | None
@@ -187,7 +196,7 @@ def degradation(
         reference=conditions[0],
         conditions=overall,
         paired_utterances=len(paired.words),
-        excluded_utterances=int(table.loc[table[CONDITION_TAG] == conditions[0], "id"].nunique()) - len(paired.words),
+        excluded_utterances=int(table.loc[table[CONDITION_TAG].isin(conditions), "id"].nunique()) - len(paired.words),
         dimensions=_holm_and_marks(dimensions, 1.0 - options.confidence),
         skipped=[dict(s) for s in skipped],
     )
@@ -245,7 +254,7 @@ def _overall(
                 wer=wer,
                 wer_ci=wer_ci,
                 delta=_diff(wer, base),
-                delta_ci=delta_ci if c else [0.0, 0.0],
+                delta_ci=delta_ci if c or delta_ci is None else [0.0, 0.0],
             )
         )
     return out
@@ -293,8 +302,9 @@ def _dimension(
         delta_reps = slice_reps[c] - slice_reps[0]
         excess_reps = delta_reps - (dim_reps[c] - dim_reps[0])[:, None]
         wer_cis = intervals(slice_reps[c], options.confidence)
-        delta_cis = intervals(delta_reps, options.confidence) if c else [[0.0, 0.0]] * k
-        excess_cis = intervals(excess_reps, options.confidence) if c else [[0.0, 0.0]] * k
+        no_spread: list[Interval | None] = [[0.0, 0.0] if reps.shape[0] else None] * k  # the reference itself
+        delta_cis = intervals(delta_reps, options.confidence) if c else no_spread
+        excess_cis = intervals(excess_reps, options.confidence) if c else no_spread
         dim_delta = dim_wer[c] - dim_wer[0]
         for i in range(k):
             delta = wer[c, i] - wer[0, i]
@@ -394,23 +404,16 @@ def _spread(wers: np.ndarray, reps: np.ndarray) -> tuple[float | None, np.ndarra
 def _interaction(
     paired: _Paired, codes: np.ndarray, ranked: list[int], condition: int, options: StatsOptions, seed_offset: int
 ) -> Test | None:
-    if options.permutations < 1:
-        return None
-    remap = np.full(codes.max() + 2, -1)
-    remap[ranked] = np.arange(len(ranked))
-    label = remap[codes]
-    keep = label >= 0
-    result = permutation_test(
-        paired.cluster[keep],
-        label[keep],
-        paired.errors[condition, keep] - paired.errors[0, keep],
-        paired.words[keep],
+    """The dimension test on per-utterance error differences: does the extra error depend on the slice?"""
+    return ranked_test(
+        paired.cluster,
+        codes,
+        ranked,
+        paired.errors[condition] - paired.errors[0],
+        paired.words,
         permutations=options.permutations,
         seed=options.seed + seed_offset,
     )
-    if result is None:
-        return None
-    return Test(result.kind, result.statistic, result.permutations, result.p_value, 1 / (1 + result.permutations))
 
 
 def _holm_and_marks(dimensions: list[ConditionDimension], alpha: float) -> list[ConditionDimension]:

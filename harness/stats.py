@@ -263,19 +263,37 @@ def _with_intervals(
 
 
 def _test(rows: _Rows, codes: np.ndarray, ranked: list[int], options: StatsOptions, seed_offset: int) -> Test | None:
-    if len(ranked) < 2 or options.permutations < 1:
+    return ranked_test(
+        rows.cluster,
+        np.where(rows.ok, codes, -1),
+        ranked,
+        rows.counts["errors"],
+        rows.counts["ref_words"],
+        permutations=options.permutations,
+        seed=options.seed + seed_offset,
+    )
+
+
+def ranked_test(
+    cluster: np.ndarray,
+    codes: np.ndarray,
+    ranked: list[int],
+    errors: np.ndarray,
+    words: np.ndarray,
+    *,
+    permutations: int,
+    seed: int,
+) -> Test | None:
+    """The permutation test over the ranked slices only; rows of other slices (code -1 or not
+    ranked) take no part. None with fewer than two ranked slices or no permutations."""
+    if len(ranked) < 2 or permutations < 1:
         return None
     remap = np.full(codes.max() + 2, -1)
     remap[ranked] = np.arange(len(ranked))
-    new_codes = remap[codes]  # codes of -1 (outside the dimension) map through the last entry to -1
-    keep = (new_codes >= 0) & rows.ok
+    label = remap[codes]  # codes of -1 map through the last entry to -1
+    keep = label >= 0
     result = permutation_test(
-        rows.cluster[keep],
-        new_codes[keep],
-        rows.counts["errors"][keep],
-        rows.counts["ref_words"][keep],
-        permutations=options.permutations,
-        seed=options.seed + seed_offset,
+        cluster[keep], label[keep], errors[keep], words[keep], permutations=permutations, seed=seed
     )
     if result is None:
         return None

@@ -186,6 +186,9 @@ def test_backend_hears_the_rendered_audio(tmp_path, voices):
         rendered = simulator.render(cafe, utt, clean, 16_000)
         assert heard["clean", utt.id] == hashlib.sha256(clean.tobytes()).hexdigest()[:12]
         assert heard["cafe", utt.id] == hashlib.sha256(rendered.tobytes()).hexdigest()[:12]
+    # Rendering is seeded, so a rerun asks for the same audio and the cache answers all of it.
+    again = run(prepare(config, registry))
+    assert (again.transcribed, again.from_cache) == (0, 12)
 
 
 def test_audition_cli_writes_what_the_run_renders(tmp_path, voices):
@@ -263,3 +266,20 @@ def test_no_bootstrap_no_permutations_still_reports_point_estimates(tmp_path, ac
     assert phone["delta"] > 0.1 and phone["delta_ci"] is None and phone["interaction"] is None
     report = (tmp_path / "runs").glob("test-*/report.md")
     assert "Simulated conditions" in next(report).read_text()
+
+
+def test_an_intersection_with_the_condition_is_labelled_both_and_kept_out_of_the_paired_block(
+    tmp_path, accents_manifest
+):
+    path = write_config(
+        tmp_path / "run.yaml",
+        accents_manifest,
+        {"name": "stub", "default_rate": 0.05},
+        conditions=CONDITIONS,
+        slices=[{"by": ["accent"]}, {"by": ["accent", "condition"]}],
+        stats={"min_speakers": 3, "min_words": 50, "bootstrap": 100, "permutations": 100},
+    )
+    metrics = run(prepare(load_config(path))).metrics
+    evidence = {d["name"]: d["evidence"] for d in metrics["dimensions"]}
+    assert evidence == {"accent": "recorded", "accent × condition": "recorded × simulated", "condition": "simulated"}
+    assert [d["name"] for d in metrics["conditions"]["dimensions"]] == ["accent"]

@@ -5,7 +5,8 @@ reproducible from its seed. Filters come from audiomentations (deterministic onc
 parameter ranges collapse to one value); its noise transforms draw from the process-wide
 NumPy/`random` state, which cannot be seeded per utterance without global state, so noise,
 tone, reverberation and the phone line are written here on numpy/scipy/soxr, and the codec
-round trip uses libsndfile's own mp3/opus encoders through soundfile.
+round trip uses LAME and libopus through PyAV's bundled FFmpeg (faster than libsndfile's
+encoders, whose opus effort cannot be lowered, and gapless: no codec delay to trim by hand).
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import soundfile as sf
 import soxr
 from scipy import signal
 
 TELEPHONE_RATE = 8_000
 _COLOR_EXPONENT = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectrum ∝ 1 / f^exponent
 _ROLLOFF_DB_PER_OCTAVE = 24
-_MP3_DELAY = 576 + 529  # LAME encoder delay + mpg123 decoder delay, in samples
 
 
 def rms(samples: np.ndarray) -> float:
@@ -87,20 +86,18 @@ def bandpass(samples: np.ndarray, sample_rate: int, low_hz: float, high_hz: floa
 def lowpass(samples: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
     from audiomentations import LowPassFilter
 
-    transform = LowPassFilter(
-        min_cutoff_freq=cutoff_hz,
-        max_cutoff_freq=cutoff_hz,
-        min_rolloff=_ROLLOFF_DB_PER_OCTAVE,
-        max_rolloff=_ROLLOFF_DB_PER_OCTAVE,
-        p=1.0,
-    )
-    return transform(samples.astype(np.float32), sample_rate)
+    return _butterworth(LowPassFilter, samples, sample_rate, cutoff_hz)
 
 
 def highpass(samples: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
     from audiomentations import HighPassFilter
 
-    transform = HighPassFilter(
+    return _butterworth(HighPassFilter, samples, sample_rate, cutoff_hz)
+
+
+def _butterworth(kind: type, samples: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
+    """An audiomentations cutoff filter with its random ranges collapsed to one value."""
+    transform = kind(
         min_cutoff_freq=cutoff_hz,
         max_cutoff_freq=cutoff_hz,
         min_rolloff=_ROLLOFF_DB_PER_OCTAVE,
@@ -160,43 +157,51 @@ def reverb(samples: np.ndarray, sample_rate: int, rt60_s: float, rng: np.random.
 
 
 class CodecUnavailable(RuntimeError):
-    """This libsndfile cannot encode the format."""
+    """This machine's codec library cannot encode the format."""
+
+
+# FFmpeg encoder and container per format, with the sample rates each encoder accepts.
+_CODECS = {
+    "mp3": ("libmp3lame", "mp3", (8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000)),
+    "opus": ("libopus", "ogg", (8_000, 12_000, 16_000, 24_000, 48_000)),
+}
 
 
 def codec(samples: np.ndarray, sample_rate: int, fmt: str, bitrate_kbps: float) -> np.ndarray:
-    """Encode and decode in memory; libsndfile's compression level is mapped to the bitrate."""
-    decoded, _ = sf.read(io.BytesIO(encode(samples, sample_rate, fmt, bitrate_kbps)), dtype="float32", always_2d=False)
-    if fmt == "mp3" and decoded.size > samples.size:
-        # No gapless (LAME "Info") header, which libsndfile omits at low bitrates: the decoder
-        # cannot strip the codec delay, so the audio comes back late and its end would be cut.
-        decoded = decoded[min(_MP3_DELAY, decoded.size - samples.size) :]
-    return _same_length(decoded, samples.size)
+    """Encode and decode in memory; same length and timing as the input (the container's gapless
+    metadata removes the codec delay)."""
+    import av  # deferred: only runs with a codec condition pay its import
+
+    decoded: list[np.ndarray] = []
+    with av.open(io.BytesIO(encode(samples, sample_rate, fmt, bitrate_kbps)), "r") as source:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        for frame in source.decode(audio=0):
+            decoded += [f.to_ndarray()[0] for f in resampler.resample(frame)]
+        decoded += [f.to_ndarray()[0] for f in resampler.resample(None)]
+    return _same_length(np.concatenate(decoded) if decoded else np.zeros(0, np.float32), samples.size)
 
 
 def encode(samples: np.ndarray, sample_rate: int, fmt: str, bitrate_kbps: float) -> bytes:
-    """The compressed file ``codec`` decodes: mp3 (constant bitrate) or Ogg Opus, in memory."""
+    """The compressed file ``codec`` decodes: mp3 (LAME) or Ogg Opus (libopus), constant target
+    bitrate, through PyAV's bundled FFmpeg."""
+    import av
+
+    encoder, container, rates = _CODECS[fmt]
+    if encoder not in av.codecs_available:
+        raise CodecUnavailable(f"this FFmpeg (PyAV {av.__version__}) has no {encoder} encoder for {fmt}")
+    rate = sample_rate if sample_rate in rates else max(rates)  # the encoder resamples
     buffer = io.BytesIO()
-    if fmt == "mp3":
-        top, bottom = _mp3_bitrates(sample_rate)
-        level = (top - min(max(bitrate_kbps, bottom), top)) / (top - bottom)
-        kwargs = {"format": "MP3", "subtype": "MPEG_LAYER_III", "bitrate_mode": "CONSTANT"}
-    else:
-        level = (256.0 - min(max(bitrate_kbps, 6.0), 256.0)) / 250.0  # libsndfile's opus range: 6–256 kbps
-        kwargs = {"format": "OGG", "subtype": "OPUS"}
     try:
-        sf.write(buffer, samples.astype(np.float32), sample_rate, compression_level=min(level, 0.99), **kwargs)
-    except (sf.LibsndfileError, ValueError, TypeError) as exc:
-        raise CodecUnavailable(f"this libsndfile ({sf.__libsndfile_version__}) cannot encode {fmt}: {exc}") from exc
+        with av.open(buffer, "w", format=container) as sink:
+            stream = sink.add_stream(encoder, rate=rate, layout="mono")
+            stream.bit_rate = int(bitrate_kbps * 1000)
+            frame = av.AudioFrame.from_ndarray(samples.astype(np.float32)[None, :], format="flt", layout="mono")
+            frame.sample_rate = sample_rate
+            for packet in [*stream.encode(frame), *stream.encode(None)]:
+                sink.mux(packet)
+    except av.error.FFmpegError as exc:
+        raise CodecUnavailable(f"{encoder} cannot encode {fmt} at {bitrate_kbps:g} kbps: {exc}") from exc
     return buffer.getvalue()
-
-
-def _mp3_bitrates(sample_rate: int) -> tuple[float, float]:
-    """Highest and lowest MPEG layer III bitrate at this sample rate (MPEG-1, -2, -2.5)."""
-    if sample_rate >= 32_000:
-        return 320.0, 32.0
-    if sample_rate >= 16_000:
-        return 160.0, 8.0
-    return 64.0, 8.0
 
 
 def _same_length(samples: np.ndarray, size: int) -> np.ndarray:
