@@ -155,13 +155,18 @@ def score_command(
     run_dir: Annotated[Path, typer.Argument(help="a run directory made by 'asrfair run'")],
     slices: Annotated[Path | None, typer.Option("--slices", help="slice YAML (default: the run's own)")] = None,
     normalizer: Annotated[str | None, typer.Option("--normalizer", help="whisper-english, basic or none")] = None,
+    aggregate: Annotated[
+        str | None,
+        typer.Option("--aggregate", help="headline aggregate: pooled, speaker-mean or utterance-mean"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print metrics.json to stdout")] = False,
 ) -> None:
-    """Re-score a finished run (new slices or normaliser) without transcribing again."""
+    """Re-score a finished run (new slices, normaliser or headline aggregate) without transcribing again."""
     from harness.pipeline import rescore
     from harness.slices import load_slices
 
-    metrics = rescore(run_dir, slices=load_slices(slices) if slices else None, normalizer=normalizer)
+    chosen = load_slices(slices) if slices else None
+    metrics = rescore(run_dir, slices=chosen, normalizer=normalizer, aggregate=aggregate)
     _emit(metrics, as_json)
     err_console.print(f"rewrote {run_dir / 'metrics.json'} and {run_dir / 'report.md'}")
 

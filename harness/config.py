@@ -43,6 +43,12 @@ class StatsConfig(Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="interval level; 1 - confidence is the test level")
     seed: int = Field(0, description="seed of the bootstrap and permutation streams")
     permutations: int = Field(1000, ge=0, description="permutations per dimension test (0: no tests)")
+    aggregate: Literal["pooled", "speaker-mean", "utterance-mean"] = Field(
+        "pooled", description="the headline aggregate; all three are always computed"
+    )
+    speaker_wer_threshold: float | None = Field(
+        None, ge=0, description="a speaker is badly served above this WER (default: 2 × the overall pooled WER)"
+    )
     model: Literal["poisson-gee", "none"] = Field("poisson-gee", description="model-based view of tag effects")
     model_factors: list[str] | None = Field(None, description="factors of the model (default: single-tag slices)")
 

@@ -38,7 +38,7 @@ from harness.report.markdown import render_markdown
 from harness.report.metrics import build_metrics
 from harness.scoring import score_frame, tag_columns, utterance_frame
 from harness.slices import SliceSpec, check_slices, default_slices
-from harness.stats import summarise
+from harness.stats import AGGREGATES, summarise_aggregates
 from harness.store import (
     RunPaths,
     TranscriptCache,
@@ -230,9 +230,20 @@ def _passes(prepared: Prepared) -> list[tuple[Rendering | None, list[Utterance]]
     ]
 
 
-def rescore(run_dir: Path, *, slices: list[SliceSpec] | None = None, normalizer: str | None = None) -> dict[str, Any]:
-    """Re-slice and/or re-normalise a finished run from its own files; rewrite its reports."""
+def rescore(
+    run_dir: Path,
+    *,
+    slices: list[SliceSpec] | None = None,
+    normalizer: str | None = None,
+    aggregate: str | None = None,
+) -> dict[str, Any]:
+    """Re-slice, re-normalise and/or change the headline aggregate of a finished run from its own
+    files; rewrite its reports."""
     paths, config, frame = _open_finished(run_dir)
+    if aggregate is not None:
+        if aggregate not in AGGREGATES:
+            raise InputError(f"--aggregate {aggregate}: not an aggregate; choose one of {', '.join(AGGREGATES)}")
+        config = config.model_copy(update={"stats": config.stats.model_copy(update={"aggregate": aggregate})})
     specs = _run_slices(config, frame, slices)
     check_slices(specs, frame, [*tag_columns(frame), "language"], str(run_dir))
     chosen = get_normalizer(normalizer or config.normalizer)
@@ -295,7 +306,7 @@ def _score_and_write(
 ) -> dict[str, Any]:
     table = score_frame(frame, normalizer)
     options = config.stats.options()
-    summary = summarise(table, slices, options)
+    aggregates = summarise_aggregates(table, slices, options)
     present = set(table[CONDITION_TAG].unique()) if CONDITION_TAG in table.columns else set()
     conditions = [c for c in config.conditions if c.name in present]
     changes = degradation(
@@ -312,7 +323,7 @@ def _score_and_write(
         if config.stats.model == "poisson-gee"
         else None
     )
-    metrics = build_metrics(summary, table, provenance, model, changes)
+    metrics = build_metrics(aggregates, table, provenance, model, changes)
     write_parquet(paths.utterances, table)
     write_json(paths.metrics, metrics)
     write_text(paths.report_md, render_markdown(metrics))

@@ -38,6 +38,10 @@ from harness.slices import UNRANKED, SliceCodes, SliceSpec, TagCodes, slice_code
 Interval = list[float | None]  # [low, high]
 
 
+AGGREGATES = ("pooled", "speaker-mean", "utterance-mean")
+BADLY_SERVED = "badly-served"  # share of speakers whose own WER exceeds the threshold
+
+
 @dataclass(frozen=True)
 class StatsOptions:
     min_speakers: int = 5
@@ -46,6 +50,20 @@ class StatsOptions:
     confidence: float = 0.95
     seed: int = 0
     permutations: int = 1000
+    aggregate: str = "pooled"  # the headline; all three are always computed
+    speaker_wer_threshold: float | None = None  # badly served above this; None: 2 × overall pooled WER
+
+
+@dataclass(frozen=True)
+class SpeakerSpread:
+    """How a slice's speakers fare one by one: the badly-served share and the WER quartiles."""
+
+    threshold: float
+    above: int  # speakers whose own WER in this slice exceeds the threshold
+    speakers: int  # speakers with at least one reference word here
+    share: float | None
+    share_ci: Interval | None
+    quartiles: list[float | None]  # per-speaker WER: 25th, 50th, 75th percentile
 
 
 @dataclass(frozen=True)
@@ -74,10 +92,12 @@ class SliceStats:
     sub_rate: float | None
     del_rate: float | None
     ins_rate: float | None
+    pooled_wer: float | None
     speaker_mean_wer: float | None
     utterance_mean_wer: float | None
     supported: bool
     flags: list[str] = field(default_factory=list)
+    speakers_wer: SpeakerSpread | None = None
     wer_ci: Interval | None = None
     vs_overall: Comparison | None = None
     vs_reference: Comparison | None = None
@@ -138,6 +158,34 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class Sensitivity:
+    """Whether one dimension's finding depends on the aggregate, and how."""
+
+    dimension: str
+    flagged: bool
+    changes: list[str]  # each change in words, naming the aggregates on each side
+    worst: dict[str, str | None]
+    ranking: dict[str, list[str]]  # ranked slices, worst first
+    significant: dict[str, bool]
+    starred: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """The same slices under each aggregate, from one set of bootstrap replicates."""
+
+    headline_aggregate: str
+    blocks: dict[str, Summary]
+    sensitivity: list[Sensitivity]
+    speaker_wer_threshold: float
+    empty_references: int  # scored utterances with N = 0: in pooled (as insertions), not in utterance-mean
+
+    @property
+    def headline(self) -> Summary:
+        return self.blocks[self.headline_aggregate]
+
+
+@dataclass(frozen=True)
 class _Rows:
     """The utterance table as arrays (one element per row), built once per summarise."""
 
@@ -162,58 +210,137 @@ class _Rows:
 
 @dataclass(frozen=True)
 class _Pairs:
-    """Sums per (speaker, slice) pair among scored rows: the bootstrap's sparse E and N."""
+    """Sums per (speaker, slice) pair among scored rows: the sparse E and N of every aggregate."""
 
     cluster: np.ndarray
     slice: np.ndarray
     errors: np.ndarray
     words: np.ndarray
+    wer_sum: np.ndarray  # Σ per-utterance WER over the pair's utterances with N > 0
+    wer_count: np.ndarray  # how many such utterances
+
+    @classmethod
+    def of(cls, rows: _Rows, codes: np.ndarray, k: int) -> _Pairs:
+        scored = (codes >= 0) & rows.ok
+        has_words = rows.counts["ref_words"][scored] > 0
+        pair_ids, inverse = unique_inverse(rows.cluster[scored] * k + codes[scored])
+        return cls(
+            pair_ids // k,
+            pair_ids % k,
+            np.bincount(inverse, weights=rows.counts["errors"][scored]),
+            np.bincount(inverse, weights=rows.counts["ref_words"][scored]),
+            np.bincount(inverse, weights=np.where(has_words, np.nan_to_num(rows.wer[scored]), 0.0)),
+            np.bincount(inverse, weights=has_words.astype(np.float64)),
+        )
+
+    def ratio_terms(self, aggregate: str, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keep, numerator, denominator) per pair: each aggregate is Σ numerator / Σ denominator."""
+        spoke = self.words > 0
+        own_wer = np.divide(self.errors, self.words, out=np.zeros(self.errors.shape), where=spoke)
+        if aggregate == "pooled":
+            return np.ones(self.cluster.size, bool), self.errors, self.words
+        if aggregate == "speaker-mean":
+            return spoke, own_wer, np.ones_like(own_wer)
+        if aggregate == "utterance-mean":
+            return self.wer_count > 0, self.wer_sum, self.wer_count
+        if aggregate == BADLY_SERVED:
+            return spoke, (own_wer > threshold).astype(np.float64), np.ones_like(own_wer)
+        raise ValueError(f"unknown aggregate {aggregate!r}")
 
 
 def summarise(table: pd.DataFrame, specs: Sequence[SliceSpec], options: StatsOptions) -> Summary:
+    """The headline block (``options.aggregate``); :func:`summarise_aggregates` gives all three."""
+    return summarise_aggregates(table, specs, options).headline
+
+
+def summarise_aggregates(table: pd.DataFrame, specs: Sequence[SliceSpec], options: StatsOptions) -> Aggregates:
     rows = _Rows.of(table)
     coder = TagCodes(table)
     everyone = SliceCodes(np.zeros(len(table), dtype=np.int64), ["overall"], [{}])
     coded = [everyone, *(slice_codes(table, spec, coder) for spec in specs)]
-    estimates = [_point_estimates(rows, c, options) for c in coded]
+    slice_pairs = [_Pairs.of(rows, c.codes, len(c.labels)) for c in coded]
+    # Each dimension's own overall, per speaker over everything the dimension keeps.
+    dim_pairs = [_Pairs.of(rows, np.where(c.codes >= 0, 0, -1), 1) for c in coded]
+    base = [_point_estimates(rows, c, p, options) for c, p in zip(coded, slice_pairs, strict=True)]
+    overall_pooled = base[0][0].wer
+    threshold = options.speaker_wer_threshold
+    if threshold is None:
+        threshold = 2 * overall_pooled if overall_pooled is not None else 0.0
 
-    # One pass of bootstrap weights over every column: each group's slices, then (for dimensions)
-    # the pooled column of everything the dimension keeps.
-    columns, offset, layout = [], 0, []
-    for index, (_slices, pairs) in enumerate(estimates):
-        k = len(coded[index].labels)
-        columns.append((pairs.cluster, pairs.slice + offset, pairs.errors, pairs.words))
-        columns.append((pairs.cluster, np.full(pairs.cluster.size, offset + k), pairs.errors, pairs.words))
-        layout.append((offset, k))
-        offset += k + 1
+    # One pass of bootstrap weights over every column of every aggregate: per group and
+    # aggregate, the group's slices, then the dimension's own overall.
+    columns, offset, layout = [], 0, {}
+    for g, codes in enumerate(coded):
+        k = len(codes.labels)
+        for aggregate in (*AGGREGATES, BADLY_SERVED):
+            for pairs, column in ((slice_pairs[g], offset + slice_pairs[g].slice), (dim_pairs[g], offset + k)):
+                keep, numerator, denominator = pairs.ratio_terms(aggregate, threshold)
+                column = np.broadcast_to(column, pairs.cluster.shape)
+                columns.append((pairs.cluster[keep], column[keep], numerator[keep], denominator[keep]))
+            layout[g, aggregate] = (offset, k)
+            offset += k + 1
     shape = (rows.n_clusters, offset)
     cl, col, e, n = (np.concatenate(parts) for parts in zip(*columns, strict=True))
     reps_all = Resampler(rows.n_clusters, options.bootstrap, options.seed).rates(
         sparse.coo_matrix((e, (cl, col)), shape=shape), sparse.coo_matrix((n, (cl, col)), shape=shape)
     )
 
-    overall = replace(estimates[0][0][0], wer_ci=intervals(reps_all[:, :1], options.confidence)[0])
-    dimensions = []
-    for index, spec in enumerate(specs, start=1):
-        slices, pairs = estimates[index]
-        start, k = layout[index]
-        reps, dim_reps = reps_all[:, start : start + k], reps_all[:, start + k]
-        dim_wer = _rate(pairs.errors.sum(), int(pairs.words.sum()))
-        slices = _with_intervals(slices, reps, dim_reps, dim_wer, spec.reference, options.confidence)
-        ranked = [i for i, s in enumerate(slices) if _rankable(s)]
-        test = _test(rows, coded[index].codes, ranked, options, seed_offset=index)
-        dimensions.append(
-            Dimension(
-                spec.label,
-                list(spec.by),
-                slices,
-                dim_wer,
-                intervals(dim_reps[:, None], options.confidence)[0],
-                _disparity(slices, ranked, reps, dim_reps, dim_wer, spec.reference, options.confidence),
-                test,
-            )
+    def point(g: int, aggregate: str) -> tuple[np.ndarray, float | None]:
+        """Per-slice values and the dimension's own overall under ``aggregate``."""
+        k = len(coded[g].labels)
+        keep, numerator, denominator = slice_pairs[g].ratio_terms(aggregate, threshold)
+        values = ratio_or_nan(
+            np.bincount(slice_pairs[g].slice[keep], weights=numerator[keep], minlength=k),
+            np.bincount(slice_pairs[g].slice[keep], weights=denominator[keep], minlength=k),
         )
-    return Summary(overall, _holm_and_marks(dimensions, 1.0 - options.confidence), options)
+        keep, numerator, denominator = dim_pairs[g].ratio_terms(aggregate, threshold)
+        return values, _rate(numerator[keep].sum(), denominator[keep].sum())
+
+    def reps_of(g: int, aggregate: str) -> tuple[np.ndarray, np.ndarray]:
+        start, k = layout[g, aggregate]
+        return reps_all[:, start : start + k], reps_all[:, start + k]
+
+    spreads = []
+    for g in range(len(coded)):
+        share, _ = point(g, BADLY_SERVED)
+        share_cis = intervals(reps_of(g, BADLY_SERVED)[0], options.confidence)
+        spreads.append(_speaker_spreads(slice_pairs[g], len(coded[g].labels), threshold, share, share_cis))
+
+    blocks = {}
+    for aggregate in AGGREGATES:
+        values, _ = point(0, aggregate)
+        overall = replace(
+            base[0][0],
+            wer=finite_or_none(values[0]),
+            wer_ci=intervals(reps_of(0, aggregate)[0], options.confidence)[0],
+            speakers_wer=spreads[0][0],
+        )
+        dimensions = []
+        for g, spec in enumerate(specs, start=1):
+            values, dim_value = point(g, aggregate)
+            reps, dim_reps = reps_of(g, aggregate)
+            slices = [
+                replace(s, wer=finite_or_none(v), speakers_wer=spread)
+                for s, v, spread in zip(base[g], values, spreads[g], strict=True)
+            ]
+            slices = _with_intervals(slices, reps, dim_reps, dim_value, spec.reference, options.confidence)
+            ranked = [i for i, s in enumerate(slices) if _rankable(s)]
+            dimensions.append(
+                Dimension(
+                    spec.label,
+                    list(spec.by),
+                    slices,
+                    dim_value,
+                    intervals(dim_reps[:, None], options.confidence)[0],
+                    _disparity(slices, ranked, reps, dim_reps, dim_value, spec.reference, options.confidence),
+                    _test(rows, slice_pairs[g], coded[g].codes, ranked, aggregate, options, seed_offset=g),
+                )
+            )
+        blocks[aggregate] = Summary(
+            overall, _holm_and_marks(dimensions, 1.0 - options.confidence), options, aggregate=aggregate
+        )
+    excluded = int((rows.ok & (rows.counts["ref_words"] <= 0)).sum())
+    return Aggregates(options.aggregate, blocks, _sensitivity(blocks), threshold, excluded)
 
 
 def cluster_units(table: pd.DataFrame) -> pd.Series:
@@ -262,13 +389,33 @@ def _with_intervals(
     return out
 
 
-def _test(rows: _Rows, codes: np.ndarray, ranked: list[int], options: StatsOptions, seed_offset: int) -> Test | None:
+def _test(
+    rows: _Rows,
+    pairs: _Pairs,
+    codes: np.ndarray,
+    ranked: list[int],
+    aggregate: str,
+    options: StatsOptions,
+    seed_offset: int,
+) -> Test | None:
+    """The dimension's permutation test on the units the aggregate weighs equally: words (pooled),
+    speaker-slice pairs (speaker-mean) or utterances with words (utterance-mean)."""
+    if aggregate == "pooled":
+        cluster, unit_codes = rows.cluster, np.where(rows.ok, codes, -1)
+        numerator, denominator = rows.counts["errors"], rows.counts["ref_words"]
+    elif aggregate == "speaker-mean":
+        keep, numerator, denominator = pairs.ratio_terms(aggregate, 0.0)
+        cluster, unit_codes = pairs.cluster, np.where(keep, pairs.slice, -1)
+    else:
+        keep = rows.ok & (rows.counts["ref_words"] > 0)
+        cluster, unit_codes = rows.cluster, np.where(keep, codes, -1)
+        numerator, denominator = np.nan_to_num(rows.wer), np.ones(rows.wer.size)
     return ranked_test(
-        rows.cluster,
-        np.where(rows.ok, codes, -1),
+        cluster,
+        unit_codes,
         ranked,
-        rows.counts["errors"],
-        rows.counts["ref_words"],
+        numerator,
+        denominator,
         permutations=options.permutations,
         seed=options.seed + seed_offset,
     )
@@ -321,12 +468,11 @@ def _above_zero(comparison: Comparison | None) -> bool:
     return low is not None and low > 0
 
 
-def _point_estimates(rows: _Rows, coded: SliceCodes, options: StatsOptions) -> tuple[list[SliceStats], _Pairs]:
+def _point_estimates(rows: _Rows, coded: SliceCodes, pairs: _Pairs, options: StatsOptions) -> list[SliceStats]:
     """Point estimates per slice, all from integer codes and bincounts."""
     k = len(coded.labels)
     inside = coded.codes >= 0
     scored, failed_rows = inside & rows.ok, inside & ~rows.ok
-    code = coded.codes[scored]
 
     def per_slice(weights: np.ndarray | None = None, mask: np.ndarray = scored) -> np.ndarray:
         return np.bincount(coded.codes[mask], weights=None if weights is None else weights[mask], minlength=k)
@@ -334,22 +480,14 @@ def _point_estimates(rows: _Rows, coded: SliceCodes, options: StatsOptions) -> t
     sums = {c: per_slice(rows.counts[c]) for c in COUNT_COLUMNS}
     utterances, failed = per_slice(), per_slice(mask=failed_rows)
     unlabelled = per_slice(mask=scored & rows.no_speaker)
-    has_words = scored & (rows.counts["ref_words"] > 0)
-    utterance_wer = ratio_or_nan(per_slice(np.nan_to_num(rows.wer), has_words), per_slice(mask=has_words))
-
-    pair_ids, inverse = unique_inverse(rows.cluster[scored] * k + code)
-    pairs = _Pairs(
-        pair_ids // k,
-        pair_ids % k,
-        np.bincount(inverse, weights=rows.counts["errors"][scored]),
-        np.bincount(inverse, weights=rows.counts["ref_words"][scored]),
-    )
     speakers = np.bincount(pairs.slice, minlength=k)
-    spoke = pairs.words > 0
-    speaker_wer = ratio_or_nan(
-        np.bincount(pairs.slice[spoke], weights=pairs.errors[spoke] / pairs.words[spoke], minlength=k),
-        np.bincount(pairs.slice[spoke], minlength=k),
-    )
+    means = {}
+    for aggregate in AGGREGATES[1:]:
+        keep, numerator, denominator = pairs.ratio_terms(aggregate, 0.0)
+        means[aggregate] = ratio_or_nan(
+            np.bincount(pairs.slice[keep], weights=numerator[keep], minlength=k),
+            np.bincount(pairs.slice[keep], weights=denominator[keep], minlength=k),
+        )
 
     out = []
     for i in range(k):
@@ -364,6 +502,7 @@ def _point_estimates(rows: _Rows, coded: SliceCodes, options: StatsOptions) -> t
             notes.append(f"failed {int(failed[i])}/{int(failed[i] + utterances[i])}")
         if unlabelled[i]:
             notes.append(f"{int(unlabelled[i])} without speaker id")
+        pooled = _rate(sums["errors"][i], words)
         out.append(
             SliceStats(
                 label=coded.labels[i],
@@ -376,17 +515,73 @@ def _point_estimates(rows: _Rows, coded: SliceCodes, options: StatsOptions) -> t
                 substitutions=int(sums["substitutions"][i]),
                 deletions=int(sums["deletions"][i]),
                 insertions=int(sums["insertions"][i]),
-                wer=_rate(sums["errors"][i], words),
+                wer=pooled,
                 sub_rate=_rate(sums["substitutions"][i], words),
                 del_rate=_rate(sums["deletions"][i], words),
                 ins_rate=_rate(sums["insertions"][i], words),
-                speaker_mean_wer=finite_or_none(speaker_wer[i]),
-                utterance_mean_wer=finite_or_none(utterance_wer[i]),
+                pooled_wer=pooled,
+                speaker_mean_wer=finite_or_none(means["speaker-mean"][i]),
+                utterance_mean_wer=finite_or_none(means["utterance-mean"][i]),
                 supported=not support,
                 flags=support + notes,
             )
         )
-    return out, pairs
+    return out
+
+
+def _speaker_spreads(
+    pairs: _Pairs, k: int, threshold: float, share: np.ndarray, share_cis: list[Interval | None]
+) -> list[SpeakerSpread]:
+    """Per slice: how many of its speakers the model serves badly, and the quartiles of their WERs."""
+    spoke = pairs.words > 0
+    own = pairs.errors[spoke] / pairs.words[spoke]
+    slice_of = pairs.slice[spoke]
+    order = np.lexsort((own, slice_of))
+    bounds = np.searchsorted(slice_of[order], np.arange(k + 1))
+    out = []
+    for i in range(k):
+        group = own[order][bounds[i] : bounds[i + 1]]
+        quartiles = np.quantile(group, [0.25, 0.5, 0.75]).tolist() if group.size else [None] * 3
+        out.append(
+            SpeakerSpread(
+                threshold=threshold,
+                above=int((group > threshold).sum()),
+                speakers=int(group.size),
+                share=finite_or_none(share[i]),
+                share_ci=share_cis[i],
+                quartiles=[finite_or_none(q) for q in quartiles],
+            )
+        )
+    return out
+
+
+def _sensitivity(blocks: dict[str, Summary]) -> list[Sensitivity]:
+    """Per dimension: does the worst slice, the ranking or the significant finding change with the
+    aggregate? Each change is said in words, naming the aggregates on each side."""
+    out = []
+    for index, dim in enumerate(blocks["pooled"].dimensions):
+        per = {a: b.dimensions[index] for a, b in blocks.items()}
+        worst = {a: d.disparity.worst for a, d in per.items()}
+        ranking = {a: [s.label for s in sorted(_ranked(d), key=lambda s: -(s.wer or 0.0))] for a, d in per.items()}
+        significant = {a: bool(d.test and d.test.significant) for a, d in per.items()}
+        starred = {a: sorted(s.label for s in d.slices if s.significantly_worse) for a, d in per.items()}
+        changes = []
+        if len(set(worst.values())) > 1:
+            changes.append("worst slice: " + ", ".join(f"{w} under {a}" for a, w in worst.items()))
+        elif len({tuple(r) for r in ranking.values()}) > 1:
+            changes.append("ranking: " + "; ".join(f"{a}: {' > '.join(r)}" for a, r in ranking.items()))
+        if len(set(significant.values())) > 1:
+            yes = [a for a, v in significant.items() if v]
+            no = [a for a, v in significant.items() if not v]
+            changes.append(f"significant under {', '.join(yes)}, not under {', '.join(no)}")
+        elif len({tuple(v) for v in starred.values()}) > 1:
+            changes.append("★: " + "; ".join(f"{a}: {', '.join(v) or 'none'}" for a, v in starred.items()))
+        out.append(Sensitivity(dim.name, bool(changes), changes, worst, ranking, significant, starred))
+    return out
+
+
+def _ranked(dim: Dimension) -> list[SliceStats]:
+    return [s for s in dim.slices if _rankable(s)]
 
 
 def _disparity(

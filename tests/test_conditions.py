@@ -125,7 +125,7 @@ def test_conditions_are_a_dimension_and_evidence_is_labelled(tmp_path, accents_m
     condition = next(d for d in metrics["dimensions"] if d["name"] == "condition")
     assert sorted(s["label"] for s in condition["slices"]) == ["clean", "noisy", "phone"]
     assert condition["test"]["kind"] == "within-speaker"
-    assert metrics["schema"] == "asrfair.metrics/3"
+    assert metrics["schema"] == "asrfair.metrics/4"
 
 
 def test_rerun_hits_the_cache_and_rescoring_keeps_the_comparison(tmp_path, accents_manifest):

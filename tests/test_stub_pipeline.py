@@ -59,7 +59,7 @@ def test_run_directory_contents_agree_with_jiwer(tmp_path, big_manifest):
     for name in ("config.yaml", "transcripts.parquet", "utterances.parquet", "metrics.json", "report.md"):
         assert (root / name).is_file(), name
     metrics = json.loads((root / "metrics.json").read_text())
-    assert metrics["schema"] == "asrfair.metrics/3" and metrics["aggregate"] == "pooled"
+    assert metrics["schema"] == "asrfair.metrics/4" and metrics["aggregate"] == "pooled"
     assert metrics["provenance"]["normalizer"].startswith("whisper-english@")
     assert metrics["provenance"]["manifest"]["sha256"]
     table = pd.read_parquet(root / "utterances.parquet")

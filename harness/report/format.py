@@ -146,3 +146,40 @@ def shift_cells(shift: dict[str, Any]) -> list[str]:
         shift.get("most_degraded") or "–",
         interaction_text(shift.get("interaction")),
     ]
+
+
+AGGREGATE_DEFINITIONS = {
+    "pooled": "Σ errors / Σ reference words; long and frequent speakers weigh more",
+    "speaker-mean": "mean over speakers of each speaker's pooled WER; every person counts once",
+    "utterance-mean": "mean of per-utterance WER over utterances with reference words; short clips weigh as much",
+}
+_POINT_FIELD = {"pooled": "pooled_wer", "speaker-mean": "speaker_mean_wer", "utterance-mean": "utterance_mean_wer"}
+
+
+def others(headline: str) -> list[str]:
+    return [a for a in AGGREGATE_DEFINITIONS if a != headline]
+
+
+def aggregate_value(slice_: dict[str, Any], aggregate: str) -> float | None:
+    return slice_[_POINT_FIELD[aggregate]]
+
+
+def badly_served(slice_: dict[str, Any]) -> str:
+    """``2/9 (22%)``: speakers whose own WER exceeds the threshold, of those with words here."""
+    spread = slice_.get("speakers_wer")
+    if not spread or not spread["speakers"]:
+        return "–"
+    return f"{spread['above']}/{spread['speakers']} ({pct(spread['share'])})"
+
+
+def quartiles(slice_: dict[str, Any]) -> str:
+    spread = slice_.get("speakers_wer")
+    if not spread or spread["quartiles"][0] is None:
+        return "–"
+    return " / ".join(pct(q) for q in spread["quartiles"])
+
+
+def sensitivity_sentence(entry: dict[str, Any] | None) -> str:
+    if not entry or not entry["flagged"]:
+        return ""
+    return "⚠ The aggregate changes this finding — " + "; ".join(entry["changes"]) + "."

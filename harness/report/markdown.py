@@ -5,37 +5,45 @@ from __future__ import annotations
 from typing import Any
 
 from harness.report.format import (
+    AGGREGATE_DEFINITIONS,
     DEGRADES_MORE,
+    aggregate_value,
+    badly_served,
     by_wer,
     condition_cell,
     disparity_sentence,
     effect_cells,
     interval,
     model_lines,
+    others,
     pct,
     pct_ci,
     points,
     pooled_over_conditions,
+    quartiles,
+    sensitivity_sentence,
     shift_cells,
     star,
     test_sentence,
 )
 
 _HEADER = (
-    "| slice | WER [CI] | vs overall [CI] | speaker-mean | utterance-mean | sub | del | ins | utts | speakers "
-    "| words | failed | flags |"
+    "| slice | {headline} WER [CI] | vs overall [CI] | {second} | {third} | badly served | sub | del | ins | utts "
+    "| speakers | words | failed | flags |"
 )
 _HOW_TO_READ = (
-    "> **How to read this.** WER is pooled (errors / reference words). Brackets are {level:.0%} intervals from a "
+    "> **How to read this.** WER is {headline} ({definition}). Brackets are {level:.0%} intervals from a "
     "speaker-clustered bootstrap ({replicates} replicates, seed {seed}): speakers are resampled with all their "
     "utterances. ★ marks a slice significantly worse than its dimension's overall: the dimension's permutation "
     "test is significant after Holm correction *and* the interval of the difference excludes 0. Flagged "
-    "slices (too few speakers or words) are shown but never ranked or starred."
+    "slices (too few speakers or words) are shown but never ranked or starred. *Badly served*: speakers whose "
+    "own WER in the slice exceeds {threshold}."
 )
 
 
 def render_markdown(metrics: dict[str, Any]) -> str:
     prov, overall, stats = metrics["provenance"], metrics["overall"], metrics["stats"]
+    headline = metrics["aggregate"]
     backend = prov["backend"]
     lines = [
         f"# asrfair report: {prov['run_name']}",
@@ -45,20 +53,28 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         f"- **Normaliser**: {prov['normalizer']} · **Scorer**: v{prov['scorer_version']} · "
         f"**Harness**: {prov['harness_version']} (git {prov['git_sha'] or 'n/a'})",
         f"- **Created**: {prov['created_utc']}",
-        f"- **Aggregate**: {metrics['aggregate']} WER = Σ(S+D+I) / Σ reference words; speaker-mean "
-        "and utterance-mean shown beside it.",
+        f"- **Aggregate**: **{headline}** WER is the headline ({AGGREGATE_DEFINITIONS[headline]}); "
+        f"{' and '.join(others(headline))} are shown beside it, each with its own intervals, disparity and test.",
         f"- Slices with fewer than {stats['min_speakers']} speakers or "
         f"{stats['min_words']} words are flagged and not ranked.",
         "",
-        _HOW_TO_READ.format(level=stats["confidence"], replicates=stats["bootstrap"], seed=stats["seed"]),
+        _HOW_TO_READ.format(
+            headline=headline,
+            definition=AGGREGATE_DEFINITIONS[headline],
+            level=stats["confidence"],
+            replicates=stats["bootstrap"],
+            seed=stats["seed"],
+            threshold=pct(metrics["aggregation"]["speaker_wer_threshold"]),
+        ),
         "",
         "## Overall",
         "",
-        f"WER **{pct(overall['wer'])}** {interval(overall.get('wer_ci'))} over {overall['words']} words, "
+        f"{headline} WER **{pct(overall['wer'])}** {interval(overall.get('wer_ci'))} over {overall['words']} words, "
         f"{overall['utterances']} utterances, "
         f"{overall['speakers']} speakers (substitutions {pct(overall['sub_rate'])}, deletions "
-        f"{pct(overall['del_rate'])}, insertions {pct(overall['ins_rate'])}); speaker-mean "
-        f"{pct(overall['speaker_mean_wer'])}, utterance-mean {pct(overall['utterance_mean_wer'])}."
+        f"{pct(overall['del_rate'])}, insertions {pct(overall['ins_rate'])}); "
+        + ", ".join(f"{a} {pct(aggregate_value(overall, a))}" for a in others(headline))
+        + f"; badly served {badly_served(overall)} speakers."
         + pooled_over_conditions(metrics.get("conditions")),
     ]
     failures = metrics["failures"]
@@ -71,7 +87,7 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         ]
         lines += [f"- `{_cell(f['id'])}`: {_cell(f['error'] or '')}" for f in failures["examples"]]
     conditions = metrics.get("conditions")
-    for dim in metrics["dimensions"]:
+    for index, dim in enumerate(metrics["dimensions"]):
         evidence = f" ({dim['evidence']})" if conditions else ""
         lines += [
             "",
@@ -81,10 +97,11 @@ def render_markdown(metrics: dict[str, Any]) -> str:
             "",
             test_sentence(dim.get("test"), metrics["stats"]["confidence"]),
             "",
-            _HEADER,
-            "|" + "---|" * 13,
+            _HEADER.format(headline=headline, second=others(headline)[0], third=others(headline)[1]),
+            "|" + "---|" * 14,
         ]
-        lines += [_row(s) for s in by_wer(dim["slices"])]
+        lines += [_row(s, headline) for s in by_wer(dim["slices"])]
+        lines += _aggregates_table(metrics, index)
         reference = dim["disparity"].get("reference")
         if reference:
             lines += [
@@ -188,14 +205,43 @@ def _model_section(model: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _row(s: dict[str, Any]) -> str:
+def _aggregates_table(metrics: dict[str, Any], index: int) -> list[str]:
+    """The dimension under each aggregate side by side, with the speaker spread and the flag."""
+    headline = metrics["aggregate"]
+    blocks = {a: metrics["aggregates"][a]["dimensions"][index] for a in metrics["aggregates"]}
+    names = [f"{a} (headline)" if a == headline else a for a in blocks]
+    lines = [
+        "",
+        "Under each aggregate (docs/statistics.md, *Aggregates*):",
+        "",
+        "| slice | " + " | ".join(f"{n} [CI]" for n in names) + " | badly served [CI] | speaker WER quartiles |",
+        "|" + "---|" * (len(names) + 3),
+    ]
+    by_label = {a: {s["label"]: s for s in d["slices"]} for a, d in blocks.items()}
+    for s in by_wer(blocks[headline]["slices"]):
+        cells = [pct_ci(by_label[a][s["label"]]["wer"], by_label[a][s["label"]].get("wer_ci")) for a in blocks]
+        spread = s.get("speakers_wer") or {}
+        share = f"{badly_served(s)} {interval(spread.get('share_ci'))}".strip()
+        lines.append(f"| {_cell(s['label'])} | " + " | ".join(cells) + f" | {share} | {quartiles(s)} |")
+    gaps = [
+        f"{a}: gap {points(d['disparity']['gap'])} {interval(d['disparity'].get('gap_ci'), points)}".strip()
+        for a, d in blocks.items()
+        if d["disparity"].get("gap") is not None
+    ]
+    if gaps:
+        lines += ["", "Disparity under each: " + "; ".join(gaps) + "."]
+    sentence = sensitivity_sentence(metrics["aggregation"]["sensitivity"][index])
+    return lines + (["", f"**{_cell(sentence)}**"] if sentence else [])
+
+
+def _row(s: dict[str, Any], headline: str) -> str:
     overall = s.get("vs_overall") or {}
     cells = [
         _cell(s["label"]) + star(s),
         pct_ci(s["wer"], s.get("wer_ci")),
         f"{points(overall.get('difference'))} {interval(overall.get('difference_ci'), points)}".strip(),
-        pct(s["speaker_mean_wer"]),
-        pct(s["utterance_mean_wer"]),
+        *(pct(aggregate_value(s, a)) for a in others(headline)),
+        badly_served(s),
         pct(s["sub_rate"]),
         pct(s["del_rate"]),
         pct(s["ins_rate"]),

@@ -1,9 +1,11 @@
 """``metrics.json``: the versioned, machine-readable result of a run.
 
-Schema ``asrfair.metrics/3`` (documented field by field in docs/metrics.md):
-``schema``, ``provenance`` (what produced the numbers), ``aggregate`` (``pooled``), ``method``,
-``stats`` (thresholds, bootstrap and test settings), ``overall`` (one slice record),
-``dimensions`` (each with ``evidence``, ``slices``, ``disparity`` and ``test``), ``model``,
+Schema ``asrfair.metrics/4`` (documented field by field in docs/metrics.md):
+``schema``, ``provenance`` (what produced the numbers), ``aggregate`` (the headline: ``pooled``
+unless chosen otherwise), ``method``, ``stats`` (thresholds, bootstrap and test settings),
+``overall`` and ``dimensions`` (the headline aggregate's block; each dimension with ``evidence``,
+``slices``, ``disparity`` and ``test``), ``aggregates`` (the same block under each of ``pooled``,
+``speaker-mean`` and ``utterance-mean``), ``aggregation`` (threshold, sensitivity flags), ``model``,
 ``conditions`` (the paired comparison of simulated conditions, or null), ``failures``.
 """
 
@@ -18,29 +20,36 @@ import pandas as pd
 from harness.conditions import CONDITION_TAG
 from harness.degradation import Degradation
 from harness.model import ModelResult
-from harness.stats import Dimension, Summary
+from harness.stats import Aggregates, Dimension, Summary
 
-SCHEMA = "asrfair.metrics/3"
+SCHEMA = "asrfair.metrics/4"
 FAILURE_EXAMPLES = 20
 
 
 def build_metrics(
-    summary: Summary,
+    aggregates: Aggregates,
     table: pd.DataFrame,
     provenance: dict[str, Any],
     model: ModelResult | None = None,
     conditions: Degradation | None = None,
 ) -> dict[str, Any]:
     failed = table[table["status"] != "ok"]
+    headline = aggregates.headline
     return _finite(
         {
             "schema": SCHEMA,
             "provenance": provenance,
-            "aggregate": summary.aggregate,
-            "method": summary.method,
-            "stats": asdict(summary.options),
-            "overall": asdict(summary.overall),
-            "dimensions": [{"name": d.name, "evidence": evidence(d), **asdict(d)} for d in summary.dimensions],
+            "aggregate": headline.aggregate,
+            "method": headline.method,
+            "stats": asdict(headline.options),
+            **_block(headline),
+            "aggregates": {name: _block(block) for name, block in aggregates.blocks.items()},
+            "aggregation": {
+                "headline": headline.aggregate,
+                "speaker_wer_threshold": aggregates.speaker_wer_threshold,
+                "empty_references": aggregates.empty_references,
+                "sensitivity": [asdict(s) for s in aggregates.sensitivity],
+            },
             "model": asdict(model) if model else None,
             "conditions": asdict(conditions) if conditions else None,
             "failures": {
@@ -50,6 +59,13 @@ def build_metrics(
             },
         }
     )
+
+
+def _block(summary: Summary) -> dict[str, Any]:
+    return {
+        "overall": asdict(summary.overall),
+        "dimensions": [{"name": d.name, "evidence": evidence(d), **asdict(d)} for d in summary.dimensions],
+    }
 
 
 def evidence(dimension: Dimension) -> str:

@@ -9,43 +9,50 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.report.format import (
+    aggregate_value,
+    badly_served,
     by_wer,
     condition_cell,
     disparity_sentence,
     effect_cells,
     interval,
     model_lines,
+    others,
     pct,
     pct_ci,
     points,
     pooled_over_conditions,
+    sensitivity_sentence,
     shift_cells,
     star,
     test_sentence,
 )
 
-_COLUMNS = ("slice", "WER [CI]", "spk-mean", "utt-mean", "sub/del/ins", "utts", "spk", "words", "failed", "flags")
+_SHORT = {"pooled": "pooled", "speaker-mean": "spk-mean", "utterance-mean": "utt-mean"}
 
 
 def print_summary(metrics: dict[str, Any], console: Console) -> None:
-    overall = metrics["overall"]
+    overall, headline = metrics["overall"], metrics["aggregate"]
+    second, third = others(headline)
+    columns = ("slice", "WER [CI]", _SHORT[second], _SHORT[third], "badly served", "sub/del/ins", "utts", "spk")
+    columns += ("words", "failed", "flags")
     console.print(
-        f"[bold]{escape(metrics['provenance']['run_name'])}[/]: pooled WER [bold]{pct(overall['wer'])}[/] "
+        f"[bold]{escape(metrics['provenance']['run_name'])}[/]: {headline} WER [bold]{pct(overall['wer'])}[/] "
         f"{interval(overall.get('wer_ci'))} "
         f"over {overall['words']} words, {overall['utterances']} utterances, {overall['speakers']} speakers; "
         f"failed {metrics['failures']['count']}"
         + ("." + escape(pooled) if (pooled := pooled_over_conditions(metrics.get("conditions"))) else "")
     )
     conditions = metrics.get("conditions")
-    for dim in metrics["dimensions"]:
+    for index, dim in enumerate(metrics["dimensions"]):
         if len(dim["slices"]) == 1:  # nothing to compare: one line, not a table
             (only,) = dim["slices"]
             console.print(f"{escape(dim['name'])}: one slice ({escape(only['label'])}, WER {pct(only['wer'])})")
             continue
         evidence = f" ({dim['evidence']})" if conditions else ""
         table = Table(title=f"WER by {escape(dim['name'])}{evidence}", title_justify="left", title_style="bold")
-        level = f"WER [{metrics['stats']['confidence']:.0%} CI]"
-        for column in _COLUMNS:
+        level = f"{_SHORT[headline]} WER [{metrics['stats']['confidence']:.0%} CI]"
+        for column in columns:
             table.add_column(
                 level if column == "WER [CI]" else column, justify="left" if column in ("slice", "flags") else "right"
             )
@@ -53,8 +60,9 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
             table.add_row(
                 escape(s["label"]) + star(s),
                 pct_ci(s["wer"], s.get("wer_ci")),
-                pct(s["speaker_mean_wer"]),
-                pct(s["utterance_mean_wer"]),
+                pct(aggregate_value(s, second)),
+                pct(aggregate_value(s, third)),
+                badly_served(s),
                 f"{pct(s['sub_rate'])} / {pct(s['del_rate'])} / {pct(s['ins_rate'])}",
                 str(s["utterances"]),
                 str(s["speakers"]),
@@ -66,6 +74,9 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
         console.print(table)
         console.print(escape(disparity_sentence(dim["disparity"]).replace("**", "")))
         console.print(escape(test_sentence(dim.get("test"), metrics["stats"]["confidence"])))
+        sentence = sensitivity_sentence(metrics["aggregation"]["sensitivity"][index])
+        if sentence:
+            console.print(f"[bold yellow]{escape(sentence)}[/]")
     print_conditions(conditions, console)
     print_model(metrics.get("model"), console)
 
