@@ -197,6 +197,8 @@ def test_speaker_and_utterance_means_match_jiwer(tmp_path, varied_manifest):
     empty = table["ref_norm"].str.split().str.len() == 0
     # The "uh" clips are empty references; the stub made some of them insertions.
     assert empty.sum() == 6 and metrics["aggregation"]["empty_references"] == 6
+    report = (outcome.paths.root / "report.md").read_text()
+    assert "6 utterances have an empty reference after normalisation" in report
     assert (table.loc[empty, "hyp_norm"] != "").any()
 
     def speaker_mean(rows: pd.DataFrame) -> float:

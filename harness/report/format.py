@@ -183,3 +183,13 @@ def sensitivity_sentence(entry: dict[str, Any] | None) -> str:
     if not entry or not entry["flagged"]:
         return ""
     return "⚠ The aggregate changes this finding — " + "; ".join(entry["changes"]) + "."
+
+
+def empty_references_sentence(aggregation: dict[str, Any]) -> str:
+    count = aggregation.get("empty_references", 0)
+    if not count:
+        return ""
+    return (
+        f" {count} utterances have an empty reference after normalisation: their words count as insertions in "
+        "pooled and speaker-mean, and they are left out of utterance-mean."
+    )

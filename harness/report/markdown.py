@@ -13,6 +13,7 @@ from harness.report.format import (
     condition_cell,
     disparity_sentence,
     effect_cells,
+    empty_references_sentence,
     interval,
     model_lines,
     others,
@@ -75,6 +76,7 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         f"{pct(overall['del_rate'])}, insertions {pct(overall['ins_rate'])}); "
         + ", ".join(f"{a} {pct(aggregate_value(overall, a))}" for a in others(headline))
         + f"; badly served {badly_served(overall)} speakers."
+        + empty_references_sentence(metrics["aggregation"])
         + pooled_over_conditions(metrics.get("conditions")),
     ]
     failures = metrics["failures"]

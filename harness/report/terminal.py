@@ -15,6 +15,7 @@ from harness.report.format import (
     condition_cell,
     disparity_sentence,
     effect_cells,
+    empty_references_sentence,
     interval,
     model_lines,
     others,
@@ -42,6 +43,7 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
         f"over {overall['words']} words, {overall['utterances']} utterances, {overall['speakers']} speakers; "
         f"failed {metrics['failures']['count']}"
         + ("." + escape(pooled) if (pooled := pooled_over_conditions(metrics.get("conditions"))) else "")
+        + escape(empty_references_sentence(metrics["aggregation"]))
     )
     conditions = metrics.get("conditions")
     for index, dim in enumerate(metrics["dimensions"]):
