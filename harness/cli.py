@@ -116,7 +116,7 @@ def audition_command(
     from harness.pipeline import audition
 
     heard = audition(load_config(config), condition, utterance)
-    target = output or Path(f"{utterance}.{condition}.wav")
+    target = output or Path(f"{utterance}.{condition}.wav".replace("/", "_").replace("\\", "_"))
     peak = float(abs(heard.samples).max()) if heard.samples.size else 0.0
     sf.write(str(target), heard.samples, heard.sample_rate, subtype="FLOAT" if peak > 1.0 else "PCM_16")
     typer.echo(

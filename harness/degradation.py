@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -137,7 +137,6 @@ class Degradation:
     dimensions: list[ConditionDimension]
     evidence: str = "simulated"
     method: str = METHOD
-    skipped: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -157,7 +156,6 @@ def degradation(
     conditions: Sequence[str],
     descriptions: Mapping[str, str],
     options: StatsOptions,
-    skipped: Sequence[Mapping[str, str]] = (),
 ) -> Degradation | None:
     """Paired comparison of ``conditions`` (the first is the reference); None without two."""
     if CONDITION_TAG not in table.columns or len(conditions) < 2:
@@ -198,7 +196,6 @@ def degradation(
         paired_utterances=len(paired.words),
         excluded_utterances=int(table.loc[table[CONDITION_TAG].isin(conditions), "id"].nunique()) - len(paired.words),
         dimensions=_holm_and_marks(dimensions, 1.0 - options.confidence),
-        skipped=[dict(s) for s in skipped],
     )
 
 

@@ -46,6 +46,7 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     for err in exc.errors():
         loc = _yaml_path((prefix, *err["loc"]))
         message = "unknown key (check spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+        message = message.removeprefix("Value error, ")  # our own validators' messages stand alone
         parts.append(f"'{loc}': {message}" if loc else message)
     return "; ".join(parts)
 

@@ -23,11 +23,11 @@ from pydantic import ValidationError
 
 from harness import __version__
 from harness.align import SCORER_VERSION
-from harness.audio import load_audio
+from harness.audio import AudioError, load_audio
 from harness.backends.base import Backend, Registry, Transcript
 from harness.conditions import CONDITION_TAG, Condition, Rendering, Simulator, with_condition
 from harness.conditions.dsp import CodecUnavailable, codec
-from harness.conditions.spec import Codec
+from harness.conditions.spec import Babble, Codec
 from harness.config import RunConfig
 from harness.degradation import degradation
 from harness.errors import InputError, TooManyFailures, format_validation_error
@@ -112,7 +112,8 @@ def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
     check_slices(slices, rows, tags, source)
     normalizer = get_normalizer(config.normalizer)
     backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
-    conditions, skipped = _usable_conditions(config.conditions, backend)
+    speakers = len({u.speaker for u in manifest.utterances if u.speaker})
+    conditions, skipped = _usable_conditions(config.conditions, backend, speakers)
     return Prepared(config, manifest, slices, normalizer, backend, conditions, skipped)
 
 
@@ -124,8 +125,10 @@ def with_condition_dimension(slices: list[SliceSpec], reference: str) -> list[Sl
     return [*slices, SliceSpec(by=(CONDITION_TAG,), reference=reference)]
 
 
-def _usable_conditions(conditions: list[Condition], backend: Backend) -> tuple[list[Condition], list[dict[str, str]]]:
-    """Check each transform against the backend's sample rate; drop a codec this libsndfile lacks."""
+def _usable_conditions(
+    conditions: list[Condition], backend: Backend, speakers: int
+) -> tuple[list[Condition], list[dict[str, str]]]:
+    """Check each transform against the backend's sample rate; skip a codec this FFmpeg lacks."""
     rate = backend.capabilities.sample_rate
     usable, skipped = [], []
     for i, condition in enumerate(conditions):
@@ -142,6 +145,15 @@ def _usable_conditions(conditions: list[Condition], backend: Backend) -> tuple[l
                     codec(np.zeros(rate // 10, dtype=np.float32), rate, transform.format, transform.bitrate_kbps)
                 except CodecUnavailable as exc:
                     reason = f"conditions[{i}].transforms[{j}]: {exc}"
+                except ValueError as exc:
+                    raise InputError(f"config 'conditions[{i}].transforms[{j}]': {exc}") from None
+            if isinstance(transform, Babble) and speakers < 2:
+                log.warning(
+                    "condition '%s': babble needs other speakers, but the manifest has %d; talkers are other clips "
+                    "of the same speaker",
+                    condition.name,
+                    speakers,
+                )
         if reason and i == 0:
             raise InputError(f"config '{reason}'; the first condition is the reference and cannot be skipped")
         if reason:
@@ -150,9 +162,9 @@ def _usable_conditions(conditions: list[Condition], backend: Backend) -> tuple[l
         else:
             usable.append(condition)
     if usable and any(c.transforms for c in usable) and not backend.capabilities.needs_audio:
-        log.info(
-            "backend '%s' does not take decoded audio: transforms are not applied; conditions act only through "
-            "the backend's own options",
+        log.warning(
+            "backend '%s' takes no decoded audio, so transforms are not applied: it hears every condition as "
+            "recorded and sees only the condition's name (the stub plants effects from it)",
             backend.name,
         )
     return usable, skipped
@@ -213,8 +225,16 @@ def audition(config: RunConfig, condition_name: str, utterance_id: str, registry
     backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
     rate = backend.capabilities.sample_rate  # what the run would feed it
     backend.close()
+    speakers = len({u.speaker for u in manifest.utterances if u.speaker})
+    _, skipped = _usable_conditions(config.conditions, backend, speakers)  # the run's checks, same errors
+    for entry in skipped:
+        if entry["name"] == condition_name:
+            raise InputError(f"condition '{condition_name}' cannot be rendered here: {entry['reason']}")
     utt = by_id[utterance_id]
-    samples = Simulator(manifest.utterances, config.seed, rate).render(condition, utt, load_audio(utt, rate), rate)
+    try:
+        samples = Simulator(manifest.utterances, config.seed, rate).render(condition, utt, load_audio(utt, rate), rate)
+    except (AudioError, OSError, ValueError) as exc:
+        raise InputError(f"{utt.audio}: cannot render '{utterance_id}' under '{condition_name}': {exc}") from None
     return Audition(samples, rate, condition, utt)
 
 
@@ -275,7 +295,8 @@ def fit_model(run_dir: Path, *, factors: list[str] | None = None, slices: list[S
 
 def _run_slices(config: RunConfig, frame: pd.DataFrame, slices: list[SliceSpec] | None) -> list[SliceSpec]:
     """The slices a finished run is (re)scored with: given ones, the config's, or one per tag."""
-    specs = slices or config.slice_specs() or default_slices([t for t in tag_columns(frame) if t != CONDITION_TAG])
+    tags = [t for t in tag_columns(frame) if t != CONDITION_TAG or not config.conditions]
+    specs = slices or config.slice_specs() or default_slices(tags)
     if config.conditions and CONDITION_TAG in frame.columns:
         specs = with_condition_dimension(specs, config.conditions[0].name)
     return specs
@@ -315,7 +336,6 @@ def _score_and_write(
         [c.name for c in conditions],
         {c.name: c.describe() for c in conditions},
         options,
-        provenance.get("conditions_skipped", []),
     )
     provenance = {**provenance, "slices": [s.model_dump(mode="json", exclude_defaults=True) for s in slices]}
     model = (

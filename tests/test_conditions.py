@@ -236,6 +236,13 @@ def cli(*args: str) -> subprocess.CompletedProcess:
             [{"name": "clean"}, {"name": "x", "transforms": [{"type": "lowpass", "cutoff_hz": 9000}]}],
             "'conditions[1].transforms[0]': 9000 Hz is at or above the Nyquist frequency (8000 Hz)",
         ),
+        (
+            [
+                {"name": "clean"},
+                {"name": "x", "transforms": [{"type": "codec", "format": "opus", "bitrate_kbps": 300}]},
+            ],
+            "'conditions[1].transforms[0].codec': bitrate_kbps 300: opus encodes mono at 6–256 kbps",
+        ),
     ],
 )
 def test_bad_conditions_exit_2_naming_the_yaml_path(tmp_path, voices, conditions, message):
@@ -283,3 +290,36 @@ def test_an_intersection_with_the_condition_is_labelled_both_and_kept_out_of_the
     evidence = {d["name"]: d["evidence"] for d in metrics["dimensions"]}
     assert evidence == {"accent": "recorded", "accent × condition": "recorded × simulated", "condition": "simulated"}
     assert [d["name"] for d in metrics["conditions"]["dimensions"]] == ["accent"]
+
+
+def test_audition_refuses_what_a_run_refuses_in_one_line(tmp_path, voices):
+    conditions = [{"name": "clean"}, {"name": "whine", "transforms": [{"type": "tone", "freq_hz": 9000, "snr_db": 5}]}]
+    path = write_config(tmp_path / "run.yaml", voices, {"name": "stub"}, conditions=conditions)
+    result = cli("audition", str(path), "-c", "whine", "--id", "v1", "-o", str(tmp_path / "x.wav"))
+    assert result.returncode == 2 and "Nyquist" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_manifest_tag_named_condition_is_recorded_evidence_without_simulated_conditions(tmp_path, make_manifest):
+    records = [
+        {"id": f"{c}-{s}-{n}", "text": "alpha bravo charlie", "speaker": f"s{s}", "condition": c}
+        for c in ("quiet", "noisy")
+        for s in range(3)
+        for n in range(4)
+    ]
+    path = write_config(tmp_path / "run.yaml", make_manifest(records), {"name": "stub", "default_rate": 0.1})
+    outcome = run(prepare(load_config(path)))
+    assert [(d["name"], d["evidence"]) for d in outcome.metrics["dimensions"]] == [("condition", "recorded")]
+    assert outcome.metrics["conditions"] is None
+    rescored = rescore(outcome.paths.root)
+    assert [d["name"] for d in rescored["dimensions"]] == ["condition"]
+
+
+def test_one_simulated_condition_is_still_named_in_the_report(tmp_path, accents_manifest):
+    outcome = run_stub(
+        tmp_path, accents_manifest, conditions=[{"name": "phone", "transforms": [{"type": "telephone"}]}]
+    )
+    assert outcome.metrics["conditions"] is None  # nothing to compare against
+    assert (
+        "- **Simulated conditions**: phone (1 transform); the first is the reference."
+        in (outcome.paths.root / "report.md").read_text()
+    )

@@ -199,8 +199,8 @@ def encode(samples: np.ndarray, sample_rate: int, fmt: str, bitrate_kbps: float)
             frame.sample_rate = sample_rate
             for packet in [*stream.encode(frame), *stream.encode(None)]:
                 sink.mux(packet)
-    except av.error.FFmpegError as exc:
-        raise CodecUnavailable(f"{encoder} cannot encode {fmt} at {bitrate_kbps:g} kbps: {exc}") from exc
+    except av.error.FFmpegError as exc:  # the encoder exists but refuses these parameters
+        raise ValueError(f"{encoder} cannot encode {fmt} at {bitrate_kbps:g} kbps: {exc}") from exc
     return buffer.getvalue()
 
 

@@ -36,6 +36,9 @@ from harness.conditions.spec import (
 from harness.manifest import Utterance
 
 AudioKey = Callable[[Utterance], str]
+# Part of every rendered clip's cache key: bump it whenever a transform renders differently, so a
+# changed renderer is never served transcripts of the old audio.
+RENDER_VERSION = 2
 _DECODED_CACHE = 256  # babble sources kept decoded (each is reused by several utterances)
 
 
@@ -83,10 +86,14 @@ class Simulator:
             entry = transform.model_dump(mode="json")
             if isinstance(transform, Noise) and transform.file is not None:
                 entry["file"] = self._noise_digest(transform.file)
+            if isinstance(transform, Codec):  # the encoder's output changes with its version
+                import av
+
+                entry["encoder"] = av.__version__
             if isinstance(transform, Babble):
                 entry["talkers"] = [audio_key_of(u) for u in self._babble_talkers(utt, transform.talkers, rng)]
             chain.append(entry)
-        blob = json.dumps([audio_key, self._seed, utt.id, condition.name, chain], sort_keys=True)
+        blob = json.dumps([RENDER_VERSION, audio_key, self._seed, utt.id, condition.name, chain], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def render(self, condition: Condition, utt: Utterance, samples: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -124,11 +124,19 @@ class Reverb(_Transform):
 
 
 class Codec(_Transform):
-    """Lossy compression round trip (mp3 or opus, via libsndfile) at about ``bitrate_kbps``."""
+    """Lossy compression round trip (mp3 via LAME, opus via libopus) at ``bitrate_kbps``."""
 
     type: Literal["codec"]
     format: Literal["mp3", "opus"]
     bitrate_kbps: float = Field(32.0, ge=6, le=320)
+
+    @model_validator(mode="after")
+    def _in_range(self) -> Codec:
+        if self.format == "opus" and self.bitrate_kbps > 256:
+            raise ValueError(f"bitrate_kbps {self.bitrate_kbps:g}: opus encodes mono at 6–256 kbps")
+        if self.format == "mp3" and self.bitrate_kbps < 8:
+            raise ValueError(f"bitrate_kbps {self.bitrate_kbps:g}: mp3 encodes at 8–320 kbps")
+        return self
 
 
 Transform = Annotated[

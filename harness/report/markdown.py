@@ -54,6 +54,7 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         f"- **Normaliser**: {prov['normalizer']} · **Scorer**: v{prov['scorer_version']} · "
         f"**Harness**: {prov['harness_version']} (git {prov['git_sha'] or 'n/a'})",
         f"- **Created**: {prov['created_utc']}",
+        *_conditions_lines(prov),
         f"- **Aggregate**: **{headline}** WER is the headline ({AGGREGATE_DEFINITIONS[headline]}); "
         f"{' and '.join(others(headline))} are shown beside it, each with its own intervals, disparity and test.",
         f"- Slices with fewer than {stats['min_speakers']} speakers or "
@@ -123,11 +124,29 @@ _CONDITIONS_HOW_TO_READ = (
     "> **Simulated, not recorded.** Every utterance was also heard under each condition below, rendered by the "
     "harness (seeded, reproducible; `asrfair audition` writes what the model heard). Dimensions above marked "
     "*recorded* come from the manifest's own tags. Comparisons are paired: {paired} utterances were scored "
-    "under every condition{excluded}. Cells show WER under the condition and, in brackets, its change in points "
+    "under every condition{excluded}. Cells show pooled WER under the condition (whatever the headline aggregate) "
+    "and, in brackets, its change in points "
     "against **{reference}** on the same utterances. {marker} marks a slice the condition hurts significantly "
     "more than the rest of its dimension: the interaction test is significant after Holm correction across "
     "dimensions × conditions *and* the interval of the slice's excess change lies above 0."
 )
+
+
+def _conditions_lines(prov: dict[str, Any]) -> list[str]:
+    """Which simulated conditions the run heard, and which it had to skip (even with no comparison)."""
+    conditions = prov.get("config", {}).get("conditions") or []
+    if not conditions:
+        return []
+    counts = [len(c.get("transforms") or []) for c in conditions]
+    listed = ", ".join(
+        f"{_cell(c['name'])} ({n} transform{'' if n == 1 else 's'})" for c, n in zip(conditions, counts, strict=True)
+    )
+    lines = [f"- **Simulated conditions**: {listed}; the first is the reference."]
+    lines += [
+        f"- **Skipped condition** {_cell(entry['name'])}: {_cell(entry['reason'])}"
+        for entry in prov.get("conditions_skipped") or []
+    ]
+    return lines
 
 
 def _conditions_section(conditions: dict[str, Any] | None, stats: dict[str, Any]) -> list[str]:
@@ -148,7 +167,7 @@ def _conditions_section(conditions: dict[str, Any] | None, stats: dict[str, Any]
             marker=DEGRADES_MORE.strip(),
         ),
         "",
-        "| condition | transforms | WER [CI] | ΔWER [CI] | utterances | failed |",
+        "| condition | transforms | pooled WER [CI] | ΔWER [CI] | utterances | failed |",
         "|---|---|---|---|---|---|",
     ]
     for c in conditions["conditions"]:
@@ -157,8 +176,6 @@ def _conditions_section(conditions: dict[str, Any] | None, stats: dict[str, Any]
             f"| {_cell(c['name'])} | {_cell(c['description'])} | {pct_ci(c['wer'], c['wer_ci'])} | {delta} "
             f"| {c['utterances']} | {c['failed']} |"
         )
-    for skipped in conditions.get("skipped", []):
-        lines.append(f"\nSkipped **{_cell(skipped['name'])}**: {_cell(skipped['reason'])}.")
     names = [c["name"] for c in conditions["conditions"]]
     for dim in conditions["dimensions"]:
         lines += ["", f"### {_cell(dim['name'])} under each condition", ""]

@@ -35,6 +35,7 @@ def build_metrics(
 ) -> dict[str, Any]:
     failed = table[table["status"] != "ok"]
     headline = aggregates.headline
+    simulated = bool(provenance.get("config", {}).get("conditions"))
     return _finite(
         {
             "schema": SCHEMA,
@@ -42,8 +43,8 @@ def build_metrics(
             "aggregate": headline.aggregate,
             "method": headline.method,
             "stats": asdict(headline.options),
-            **_block(headline),
-            "aggregates": {name: _block(block) for name, block in aggregates.blocks.items()},
+            **_block(headline, simulated),
+            "aggregates": {name: _block(block, simulated) for name, block in aggregates.blocks.items()},
             "aggregation": {
                 "headline": headline.aggregate,
                 "speaker_wer_threshold": aggregates.speaker_wer_threshold,
@@ -61,19 +62,20 @@ def build_metrics(
     )
 
 
-def _block(summary: Summary) -> dict[str, Any]:
+def _block(summary: Summary, simulated: bool) -> dict[str, Any]:
     return {
         "overall": asdict(summary.overall),
-        "dimensions": [{"name": d.name, "evidence": evidence(d), **asdict(d)} for d in summary.dimensions],
+        "dimensions": [{"name": d.name, "evidence": evidence(d, simulated), **asdict(d)} for d in summary.dimensions],
     }
 
 
-def evidence(dimension: Dimension) -> str:
-    """Tags come from recordings (the manifest); ``condition`` is simulated by the harness."""
-    simulated = CONDITION_TAG in dimension.by
-    if simulated and len(dimension.by) > 1:
+def evidence(dimension: Dimension, simulated: bool) -> str:
+    """Tags come from recordings (the manifest); in a run with simulated conditions, ``condition``
+    is the harness's own. Without conditions a manifest tag may be called ``condition`` too."""
+    uses = simulated and CONDITION_TAG in dimension.by
+    if uses and len(dimension.by) > 1:
         return "recorded × simulated"
-    return "simulated" if simulated else "recorded"
+    return "simulated" if uses else "recorded"
 
 
 def _finite(value: Any) -> Any:

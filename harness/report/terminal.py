@@ -43,7 +43,7 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
         f"over {overall['words']} words, {overall['utterances']} utterances, {overall['speakers']} speakers; "
         f"failed {metrics['failures']['count']}"
         + ("." + escape(pooled) if (pooled := pooled_over_conditions(metrics.get("conditions"))) else "")
-        + escape(empty_references_sentence(metrics["aggregation"]))
+        + ("." + escape(empty) if (empty := empty_references_sentence(metrics["aggregation"])) else "")
     )
     conditions = metrics.get("conditions")
     for index, dim in enumerate(metrics["dimensions"]):
@@ -79,6 +79,8 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
         sentence = sensitivity_sentence(metrics["aggregation"]["sensitivity"][index])
         if sentence:
             console.print(f"[bold yellow]{escape(sentence)}[/]")
+    for entry in metrics["provenance"].get("conditions_skipped") or []:
+        console.print(f"[yellow]skipped condition {escape(entry['name'])}: {escape(entry['reason'])}[/]")
     print_conditions(conditions, console)
     print_model(metrics.get("model"), console)
 
@@ -90,11 +92,12 @@ def print_conditions(conditions: dict[str, Any] | None, console: Console) -> Non
     reference = conditions["reference"]
     names = [c["name"] for c in conditions["conditions"]]
     overview = Table(
-        title=f"Simulated conditions (paired over {conditions['paired_utterances']} utterances, against {reference})",
+        title=f"Simulated conditions (pooled WER, paired over {conditions['paired_utterances']} utterances, "
+        f"against {reference})",
         title_justify="left",
         title_style="bold",
     )
-    for column in ("condition", "transforms", "WER [CI]", "ΔWER [CI]", "failed"):
+    for column in ("condition", "transforms", "pooled WER [CI]", "ΔWER [CI]", "failed"):
         overview.add_column(column, justify="left" if column in ("condition", "transforms") else "right")
     for c in conditions["conditions"]:
         delta = "–" if c["name"] == reference else f"{points(c['delta'])} {interval(c['delta_ci'], points)}"
@@ -102,8 +105,6 @@ def print_conditions(conditions: dict[str, Any] | None, console: Console) -> Non
             escape(c["name"]), escape(c["description"]), pct_ci(c["wer"], c["wer_ci"]), delta, str(c["failed"])
         )
     console.print(overview)
-    for skipped in conditions.get("skipped", []):
-        console.print(f"skipped {escape(skipped['name'])}: {escape(skipped['reason'])}")
     for dim in conditions["dimensions"]:
         table = Table(title=f"{escape(dim['name'])} under each condition", title_justify="left", title_style="bold")
         table.add_column("slice")
