@@ -26,7 +26,6 @@ above 0 — the same rule as the ★ of :mod:`harness.stats`.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -37,17 +36,23 @@ from scipy import sparse
 from harness.arrays import unique_inverse
 from harness.bootstrap import Resampler
 from harness.conditions import CONDITION_TAG
-from harness.significance import holm
-from harness.slices import UNRANKED, SliceCodes, SliceSpec, TagCodes, slice_codes
+from harness.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
 from harness.stats import (
     Interval,
     StatsOptions,
     Test,
+    above_zero,
     cluster_units,
+    difference,
+    extremes,
     finite_or_none,
+    holm_adjusted,
     intervals,
+    rankable,
     ranked_test,
+    rate_or_none,
     ratio_replicates,
+    support_flags,
 )
 from harness.where import parse_where, referenced
 
@@ -237,8 +242,8 @@ def _overall(
     out = []
     for c, name in enumerate(conditions):
         rows = table[table[CONDITION_TAG] == name]
-        wer = _rate(paired.errors[c].sum(), words)
-        base = _rate(paired.errors[0].sum(), words)
+        wer = rate_or_none(paired.errors[c].sum(), words)
+        base = rate_or_none(paired.errors[0].sum(), words)
         wer_ci, delta_ci = intervals(
             np.column_stack([reps[:, starts[c]], reps[:, starts[c]] - reference_reps]), confidence
         )
@@ -250,7 +255,7 @@ def _overall(
                 failed=int((rows["status"] != "ok").sum()),
                 wer=wer,
                 wer_ci=wer_ci,
-                delta=_diff(wer, base),
+                delta=difference(wer, base),
                 delta_ci=delta_ci if c or delta_ci is None else [0.0, 0.0],
             )
         )
@@ -282,17 +287,8 @@ def _dimension(
 
     slice_reps = [reps[:, s : s + k] for s in starts]
     dim_reps = [reps[:, s + k] for s in starts]
-    ranked = []
-    slices = []
-    for i in range(k):
-        support = []
-        if speakers[i] < options.min_speakers:
-            support.append(f"speakers<{options.min_speakers}")
-        if words[i] < options.min_words:
-            support.append(f"words<{options.min_words}")
-        if not support and words[i] > 0 and not UNRANKED.intersection(codes.values[i].values()):
-            ranked.append(i)
-        slices.append((i, support))
+    slices = [(i, support_flags(int(speakers[i]), words[i], options)) for i in range(k)]
+    ranked = [i for i, support in slices if rankable(not support, words[i] > 0, codes.values[i])]
 
     cells_by_slice: list[list[Cell]] = [[] for _ in range(k)]
     for c, name in enumerate(conditions):
@@ -345,11 +341,11 @@ def _dimension(
                     delta_ci=cis[0],
                     gap=gap,
                     gap_ci=cis[1],
-                    gap_change=_diff(gap, reference_gap),
+                    gap_change=difference(gap, reference_gap),
                     gap_change_ci=cis[2],
                     ratio=ratio,
                     ratio_ci=cis[3],
-                    ratio_change=_diff(ratio, base_ratio),
+                    ratio_change=difference(ratio, base_ratio),
                     ratio_change_ci=cis[4],
                     worst=codes.labels[ranked[int(np.argmax(wer[c, ranked]))]],
                     most_degraded=codes.labels[ranked[int(np.argmax(deltas))]],
@@ -390,9 +386,7 @@ def _dimension(
 
 def _spread(wers: np.ndarray, reps: np.ndarray) -> tuple[float | None, np.ndarray, float | None, np.ndarray]:
     """Max − min gap and max / min ratio of the ranked slices, with their replicates."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a replicate may draw no speaker of a slice
-        high, low = np.nanmax(reps, axis=1), np.nanmin(reps, axis=1)
+    high, low = extremes(reps)
     best, worst = float(np.min(wers)), float(np.max(wers))
     ratio = worst / best if best > 0 else None
     return worst - best, high - low, ratio, ratio_replicates(high, low)
@@ -414,34 +408,23 @@ def _interaction(
 
 
 def _holm_and_marks(dimensions: list[ConditionDimension], alpha: float) -> list[ConditionDimension]:
-    tests = [(d, s) for d, dim in enumerate(dimensions) for s, shift in enumerate(dim.shifts) if shift.interaction]
-    adjusted = holm([dimensions[d].shifts[s].interaction.p_value for d, s in tests])  # type: ignore[union-attr]
+    places = [(d, s) for d, dim in enumerate(dimensions) for s in range(len(dim.shifts))]
+    adjusted = holm_adjusted([dimensions[d].shifts[s].interaction for d, s in places], alpha)
     out = [replace(dim, shifts=list(dim.shifts)) for dim in dimensions]
-    for (d, s), p_holm in zip(tests, adjusted, strict=True):
-        shift = out[d].shifts[s]
-        significant = p_holm < alpha
-        out[d].shifts[s] = replace(
-            shift, interaction=replace(shift.interaction, p_holm=p_holm, significant=significant)
-        )  # type: ignore[type-var]
-        if not significant:
+    for (d, s), test in zip(places, adjusted, strict=True):
+        if test is None:
+            continue
+        out[d].shifts[s] = replace(out[d].shifts[s], interaction=test)
+        if not test.significant:
             continue
         column = s + 1  # cells hold the reference first
         slices = []
         for sl in out[d].slices:
             cell = sl.cells[column]
-            above = cell.excess_ci is not None and cell.excess_ci[0] is not None and cell.excess_ci[0] > 0
-            if above and sl.supported and not UNRANKED.intersection(sl.values.values()):
+            if above_zero(cell.excess_ci) and rankable(sl.supported, True, sl.values):
                 cells = list(sl.cells)
                 cells[column] = replace(cell, degrades_more=True)
                 sl = replace(sl, cells=cells)
             slices.append(sl)
         out[d] = replace(out[d], slices=slices)
     return out
-
-
-def _rate(numerator: float, denominator: float) -> float | None:
-    return float(numerator) / float(denominator) if denominator > 0 else None
-
-
-def _diff(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b

@@ -112,8 +112,7 @@ def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
     check_slices(slices, rows, tags, source)
     normalizer = get_normalizer(config.normalizer)
     backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
-    speakers = len({u.speaker for u in manifest.utterances if u.speaker})
-    conditions, skipped = _usable_conditions(config.conditions, backend, speakers)
+    conditions, skipped = _usable_conditions(config.conditions, backend, manifest)
     return Prepared(config, manifest, slices, normalizer, backend, conditions, skipped)
 
 
@@ -126,10 +125,13 @@ def with_condition_dimension(slices: list[SliceSpec], reference: str) -> list[Sl
 
 
 def _usable_conditions(
-    conditions: list[Condition], backend: Backend, speakers: int
+    conditions: list[Condition], backend: Backend, manifest: Manifest
 ) -> tuple[list[Condition], list[dict[str, str]]]:
     """Check each transform against the backend's sample rate; skip a codec this FFmpeg lacks."""
+    if not conditions:
+        return [], []
     rate = backend.capabilities.sample_rate
+    speakers = len({u.speaker for u in manifest.utterances if u.speaker})
     usable, skipped = [], []
     for i, condition in enumerate(conditions):
         reason = None
@@ -225,8 +227,7 @@ def audition(config: RunConfig, condition_name: str, utterance_id: str, registry
     backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
     rate = backend.capabilities.sample_rate  # what the run would feed it
     backend.close()
-    speakers = len({u.speaker for u in manifest.utterances if u.speaker})
-    _, skipped = _usable_conditions(config.conditions, backend, speakers)  # the run's checks, same errors
+    _, skipped = _usable_conditions(config.conditions, backend, manifest)  # the run's checks, same errors
     for entry in skipped:
         if entry["name"] == condition_name:
             raise InputError(f"condition '{condition_name}' cannot be rendered here: {entry['reason']}")

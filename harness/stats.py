@@ -233,6 +233,14 @@ class _Pairs:
             np.bincount(inverse, weights=has_words.astype(np.float64)),
         )
 
+    def per_slice(self, aggregate: str, threshold: float, k: int) -> np.ndarray:
+        """Each of ``k`` slices' value under ``aggregate``: Σ numerator / Σ denominator (NaN: none)."""
+        keep, numerator, denominator = self.ratio_terms(aggregate, threshold)
+        return ratio_or_nan(
+            np.bincount(self.slice[keep], weights=numerator[keep], minlength=k),
+            np.bincount(self.slice[keep], weights=denominator[keep], minlength=k),
+        )
+
     def ratio_terms(self, aggregate: str, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(keep, numerator, denominator) per pair: each aggregate is Σ numerator / Σ denominator."""
         spoke = self.words > 0
@@ -287,14 +295,8 @@ def summarise_aggregates(table: pd.DataFrame, specs: Sequence[SliceSpec], option
 
     def point(g: int, aggregate: str) -> tuple[np.ndarray, float | None]:
         """Per-slice values and the dimension's own overall under ``aggregate``."""
-        k = len(coded[g].labels)
-        keep, numerator, denominator = slice_pairs[g].ratio_terms(aggregate, threshold)
-        values = ratio_or_nan(
-            np.bincount(slice_pairs[g].slice[keep], weights=numerator[keep], minlength=k),
-            np.bincount(slice_pairs[g].slice[keep], weights=denominator[keep], minlength=k),
-        )
-        keep, numerator, denominator = dim_pairs[g].ratio_terms(aggregate, threshold)
-        return values, _rate(numerator[keep].sum(), denominator[keep].sum())
+        values = slice_pairs[g].per_slice(aggregate, threshold, len(coded[g].labels))
+        return values, finite_or_none(dim_pairs[g].per_slice(aggregate, threshold, 1)[0])
 
     def reps_of(g: int, aggregate: str) -> tuple[np.ndarray, np.ndarray]:
         start, k = layout[g, aggregate]
@@ -349,7 +351,7 @@ def cluster_units(table: pd.DataFrame) -> pd.Series:
 
 
 def _rankable(s: SliceStats) -> bool:
-    return s.supported and s.wer is not None and not UNRANKED.intersection(s.values.values())
+    return rankable(s.supported, s.wer is not None, s.values)
 
 
 def intervals(replicates: np.ndarray, confidence: float) -> list[Interval | None]:
@@ -373,14 +375,14 @@ def _with_intervals(
     ref_index = next((i for i, s in enumerate(slices) if s.label == reference), None)
     out = []
     for i, s in enumerate(slices):
-        vs_overall = Comparison(_diff(s.wer, dim_wer), diff_cis[i] or [None, None])
+        vs_overall = Comparison(difference(s.wer, dim_wer), diff_cis[i] or [None, None])
         vs_reference = None
         if ref_index is not None:
             ref = slices[ref_index]
             ref_reps = reps[:, ref_index]
             ratio_reps = ratio_replicates(reps[:, i], ref_reps)
             vs_reference = Comparison(
-                _diff(s.wer, ref.wer),
+                difference(s.wer, ref.wer),
                 intervals((reps[:, i] - ref_reps)[:, None], confidence)[0] or [None, None],
                 s.wer / ref.wer if s.wer is not None and ref.wer else None,
                 intervals(ratio_reps[:, None], confidence)[0],
@@ -448,24 +450,49 @@ def ranked_test(
 
 
 def _holm_and_marks(dimensions: list[Dimension], alpha: float) -> list[Dimension]:
-    tested = [i for i, d in enumerate(dimensions) if d.test is not None]
-    adjusted = holm([dimensions[i].test.p_value for i in tested])  # type: ignore[union-attr]
     out = list(dimensions)
-    for i, p_holm in zip(tested, adjusted, strict=True):
-        dim = dimensions[i]
-        significant = p_holm < alpha
-        test = replace(dim.test, p_holm=p_holm, significant=significant)  # type: ignore[type-var]
+    for i, test in enumerate(holm_adjusted([d.test for d in dimensions], alpha)):
+        if test is None:
+            continue
         slices = [
-            replace(s, significantly_worse=significant and _rankable(s) and _above_zero(s.vs_overall))
-            for s in dim.slices
+            replace(s, significantly_worse=test.significant and _rankable(s) and above_zero(_difference_ci(s)))
+            for s in dimensions[i].slices
         ]
-        out[i] = replace(dim, test=test, slices=slices)
+        out[i] = replace(dimensions[i], test=test, slices=slices)
     return out
 
 
-def _above_zero(comparison: Comparison | None) -> bool:
-    low = comparison.difference_ci[0] if comparison else None
-    return low is not None and low > 0
+def _difference_ci(s: SliceStats) -> Interval | None:
+    return s.vs_overall.difference_ci if s.vs_overall else None
+
+
+def holm_adjusted(tests: Sequence[Test | None], alpha: float) -> list[Test | None]:
+    """The tests with their Holm-adjusted p-values (over those present) and significance at ``alpha``."""
+    present = [i for i, t in enumerate(tests) if t is not None]
+    out = list(tests)
+    for i, p_holm in zip(present, holm([tests[i].p_value for i in present]), strict=True):  # type: ignore[union-attr]
+        out[i] = replace(tests[i], p_holm=p_holm, significant=p_holm < alpha)  # type: ignore[type-var]
+    return out
+
+
+def above_zero(interval: Interval | None) -> bool:
+    """Whether an interval lies wholly above 0 (a missing interval does not)."""
+    return interval is not None and interval[0] is not None and interval[0] > 0
+
+
+def rankable(supported: bool, has_value: bool, values: dict[str, str]) -> bool:
+    """Ranked as best/worst or marked: enough support, a value, and not a (missing)/(outside) slice."""
+    return supported and has_value and not UNRANKED.intersection(values.values())
+
+
+def support_flags(speakers: int, words: float, options: StatsOptions) -> list[str]:
+    """Why a slice is too thin to rank: too few speakers and/or reference words."""
+    flags = []
+    if speakers < options.min_speakers:
+        flags.append(f"speakers<{options.min_speakers}")
+    if words < options.min_words:
+        flags.append(f"words<{options.min_words}")
+    return flags
 
 
 def _point_estimates(rows: _Rows, coded: SliceCodes, pairs: _Pairs, options: StatsOptions) -> list[SliceStats]:
@@ -481,28 +508,18 @@ def _point_estimates(rows: _Rows, coded: SliceCodes, pairs: _Pairs, options: Sta
     utterances, failed = per_slice(), per_slice(mask=failed_rows)
     unlabelled = per_slice(mask=scored & rows.no_speaker)
     speakers = np.bincount(pairs.slice, minlength=k)
-    means = {}
-    for aggregate in AGGREGATES[1:]:
-        keep, numerator, denominator = pairs.ratio_terms(aggregate, 0.0)
-        means[aggregate] = ratio_or_nan(
-            np.bincount(pairs.slice[keep], weights=numerator[keep], minlength=k),
-            np.bincount(pairs.slice[keep], weights=denominator[keep], minlength=k),
-        )
+    means = {aggregate: pairs.per_slice(aggregate, 0.0, k) for aggregate in AGGREGATES[1:]}
 
     out = []
     for i in range(k):
         words = int(sums["ref_words"][i])
-        support = []
-        if speakers[i] < options.min_speakers:
-            support.append(f"speakers<{options.min_speakers}")
-        if words < options.min_words:
-            support.append(f"words<{options.min_words}")
+        support = support_flags(int(speakers[i]), words, options)
         notes = []
         if failed[i]:
             notes.append(f"failed {int(failed[i])}/{int(failed[i] + utterances[i])}")
         if unlabelled[i]:
             notes.append(f"{int(unlabelled[i])} without speaker id")
-        pooled = _rate(sums["errors"][i], words)
+        pooled = rate_or_none(sums["errors"][i], words)
         out.append(
             SliceStats(
                 label=coded.labels[i],
@@ -516,9 +533,9 @@ def _point_estimates(rows: _Rows, coded: SliceCodes, pairs: _Pairs, options: Sta
                 deletions=int(sums["deletions"][i]),
                 insertions=int(sums["insertions"][i]),
                 wer=pooled,
-                sub_rate=_rate(sums["substitutions"][i], words),
-                del_rate=_rate(sums["deletions"][i], words),
-                ins_rate=_rate(sums["insertions"][i], words),
+                sub_rate=rate_or_none(sums["substitutions"][i], words),
+                del_rate=rate_or_none(sums["deletions"][i], words),
+                ins_rate=rate_or_none(sums["insertions"][i], words),
                 pooled_wer=pooled,
                 speaker_mean_wer=finite_or_none(means["speaker-mean"][i]),
                 utterance_mean_wer=finite_or_none(means["utterance-mean"][i]),
@@ -609,10 +626,7 @@ def _disparity(
     best, worst = ranked[int(np.argmin(wers))], ranked[int(np.argmax(wers))]
     best_wer, worst_wer = float(wers.min()), float(wers.max())
     # Each replicate recomputes the statistic over the same ranked slices, so both ends' noise counts.
-    ranked_reps = reps[:, ranked]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a replicate may draw no speaker of any slice
-        high, low = np.nanmax(ranked_reps, axis=1), np.nanmin(ranked_reps, axis=1)
+    high, low = extremes(reps[:, ranked])
     ratio_reps = ratio_replicates(high, low)
     figures = np.column_stack([ratio_reps, high - low, reps[:, worst] - dim_reps]) if reps.shape[0] else reps[:, :0]
     cis = intervals(figures, confidence) if reps.shape[0] else [None, None, None]
@@ -626,11 +640,18 @@ def _disparity(
         ratio_ci=cis[0],
         gap=worst_wer - best_wer,
         gap_ci=cis[1],
-        worst_vs_overall=_diff(worst_wer, dim_wer),
+        worst_vs_overall=difference(worst_wer, dim_wer),
         worst_vs_overall_ci=cis[2],
         reference=reference,
         with_failures=with_failures,
     )
+
+
+def extremes(replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Highest and lowest column of each replicate, ignoring slices a replicate drew no speaker of."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a replicate may draw no speaker of any slice
+        return np.nanmax(replicates, axis=1), np.nanmin(replicates, axis=1)
 
 
 def ratio_replicates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -640,11 +661,11 @@ def ratio_replicates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarr
     return np.where((denominator <= 0) & (numerator > 0), np.inf, ratios)
 
 
-def _diff(a: float | None, b: float | None) -> float | None:
+def difference(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def _rate(numerator: float, denominator: int) -> float | None:
+def rate_or_none(numerator: float, denominator: float) -> float | None:
     return float(numerator) / denominator if denominator > 0 else None
 
 

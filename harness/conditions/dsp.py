@@ -71,40 +71,27 @@ def bandpass(samples: np.ndarray, sample_rate: int, low_hz: float, high_hz: floa
 
     center = (low_hz + high_hz) / 2  # audiomentations puts the -3 dB points at center ± bandwidth / 2
     fraction = (high_hz - low_hz) / center
-    transform = BandPassFilter(
-        min_center_freq=center,
-        max_center_freq=center,
-        min_bandwidth_fraction=fraction,
-        max_bandwidth_fraction=fraction,
-        min_rolloff=_ROLLOFF_DB_PER_OCTAVE,
-        max_rolloff=_ROLLOFF_DB_PER_OCTAVE,
-        p=1.0,
-    )
-    return transform(samples.astype(np.float32), sample_rate)
+    return _fixed(BandPassFilter, samples, sample_rate, center_freq=center, bandwidth_fraction=fraction)
 
 
 def lowpass(samples: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
     from audiomentations import LowPassFilter
 
-    return _butterworth(LowPassFilter, samples, sample_rate, cutoff_hz)
+    return _fixed(LowPassFilter, samples, sample_rate, cutoff_freq=cutoff_hz)
 
 
 def highpass(samples: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
     from audiomentations import HighPassFilter
 
-    return _butterworth(HighPassFilter, samples, sample_rate, cutoff_hz)
+    return _fixed(HighPassFilter, samples, sample_rate, cutoff_freq=cutoff_hz)
 
 
-def _butterworth(kind: type, samples: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
-    """An audiomentations cutoff filter with its random ranges collapsed to one value."""
-    transform = kind(
-        min_cutoff_freq=cutoff_hz,
-        max_cutoff_freq=cutoff_hz,
-        min_rolloff=_ROLLOFF_DB_PER_OCTAVE,
-        max_rolloff=_ROLLOFF_DB_PER_OCTAVE,
-        p=1.0,
-    )
-    return transform(samples.astype(np.float32), sample_rate)
+def _fixed(kind: type, samples: np.ndarray, sample_rate: int, **values: float) -> np.ndarray:
+    """An audiomentations filter with every random ``min_``/``max_`` range collapsed to one value
+    (and a 24 dB/octave roll-off), so it is deterministic."""
+    ranges = {f"{bound}_{name}": value for name, value in values.items() for bound in ("min", "max")}
+    rolloff = {"min_rolloff": _ROLLOFF_DB_PER_OCTAVE, "max_rolloff": _ROLLOFF_DB_PER_OCTAVE}
+    return kind(**ranges, **rolloff, p=1.0)(samples.astype(np.float32), sample_rate)
 
 
 def gain(samples: np.ndarray, db: float) -> np.ndarray:

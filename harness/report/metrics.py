@@ -36,6 +36,7 @@ def build_metrics(
     failed = table[table["status"] != "ok"]
     headline = aggregates.headline
     simulated = bool(provenance.get("config", {}).get("conditions"))
+    blocks = {name: _block(block, simulated) for name, block in aggregates.blocks.items()}
     return _finite(
         {
             "schema": SCHEMA,
@@ -43,8 +44,8 @@ def build_metrics(
             "aggregate": headline.aggregate,
             "method": headline.method,
             "stats": asdict(headline.options),
-            **_block(headline, simulated),
-            "aggregates": {name: _block(block, simulated) for name, block in aggregates.blocks.items()},
+            **blocks[headline.aggregate],
+            "aggregates": blocks,
             "aggregation": {
                 "headline": headline.aggregate,
                 "speaker_wer_threshold": aggregates.speaker_wer_threshold,
