@@ -88,7 +88,9 @@ class Backend(ABC):
             try:
                 text = self.transcribe_one(request)
             except Exception as exc:  # any engine error is data about this utterance
-                results.append(Transcript.failed(request.utterance.id, _describe(exc), time.perf_counter() - start))
+                results.append(
+                    Transcript.failed(request.utterance.id, describe_error(exc), time.perf_counter() - start)
+                )
             else:
                 results.append(Transcript.ok(request.utterance.id, text, time.perf_counter() - start))
         return results
@@ -112,7 +114,7 @@ class Backend(ABC):
         """Release models or connections; called once when the run ends."""
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
@@ -120,6 +122,14 @@ def _describe(exc: BaseException) -> str:
 BUILTIN_BACKENDS: dict[str, str] = {
     "stub": "harness.backends.stub:StubBackend",
     "faster-whisper": "harness.backends.faster_whisper:FasterWhisperBackend",
+    "openai-compatible": "harness.backends.openai_compatible:OpenAICompatibleBackend",
+    "deepgram": "harness.backends.deepgram:DeepgramBackend",
+    "assemblyai": "harness.backends.assemblyai:AssemblyAIBackend",
+    "google-speech": "harness.backends.google_speech:GoogleSpeechBackend",
+    "azure-speech": "harness.backends.azure_speech:AzureSpeechBackend",
+    "aws-transcribe": "harness.backends.aws_transcribe:AWSTranscribeBackend",
+    "pocketsphinx": "harness.backends.pocketsphinx:PocketSphinxBackend",
+    "transformers": "harness.backends.transformers:TransformersBackend",
 }
 
 

@@ -1,0 +1,143 @@
+"""Real HTTP servers on 127.0.0.1 for backend tests and benchmarks.
+
+``LoopbackServer(app)`` runs an ASGI app under uvicorn on a free port in a background thread.
+``Faults`` is middleware that makes a server misbehave the way real APIs do (500s, 429 with
+``Retry-After``, slow answers, dropped connections), seeded so a test is reproducible, and counts
+what it did. ``Oracle`` plays the recogniser: it answers each WAV with the text of the reference
+clip of the same length, so a test knows exactly what every transcript should be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import soundfile as sf
+import uvicorn
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from harness.audio import load_audio
+from harness.manifest import Utterance
+
+
+class LoopbackServer:
+    """``with LoopbackServer(app) as server: server.url``: uvicorn on 127.0.0.1, port chosen by the OS."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", backlog=2048)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("loopback server did not start")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+@dataclass
+class Faults:
+    """Misbehaviour injected before the app sees a request; every kind is counted in ``seen``.
+
+    ``latency`` is added to every answer. Of the requests, fraction ``error_500`` get a 500,
+    ``error_429`` a 429 with ``Retry-After: retry_after``, ``slow`` wait ``slow_seconds`` first
+    (past a client's timeout), ``drop`` have their connection closed without an answer.
+    """
+
+    latency: float = 0.0
+    error_500: float = 0.0
+    error_429: float = 0.0
+    slow: float = 0.0
+    drop: float = 0.0
+    retry_after: float = 0.05
+    slow_seconds: float = 2.0
+    seed: int = 0
+    seen: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        async def faulty(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            with self._lock:
+                draw = self._rng.random()
+                self.seen["requests"] += 1
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            kind = self._pick(draw)
+            self.seen[kind] += 1
+            if kind == "500":
+                return await JSONResponse({"error": "injected"}, status_code=500)(scope, receive, send)
+            if kind == "429":
+                headers = {"Retry-After": f"{self.retry_after:g}"}
+                return await JSONResponse({"error": "slow down"}, status_code=429, headers=headers)(
+                    scope, receive, send
+                )
+            if kind == "drop":
+                raise ConnectionAbortedError("injected drop")  # uvicorn closes the connection unanswered
+            if kind == "slow":
+                await asyncio.sleep(self.slow_seconds)
+            return await app(scope, receive, send)
+
+        return faulty
+
+    def _pick(self, draw: float) -> str:
+        for kind, rate in (("500", self.error_500), ("429", self.error_429), ("slow", self.slow), ("drop", self.drop)):
+            if draw < rate:
+                return kind
+            draw -= rate
+        return "ok"
+
+
+class Oracle:
+    """A recogniser for fake servers: the reference text of the clip with the same sample count."""
+
+    def __init__(self, texts_by_length: dict[int, str]) -> None:
+        self.texts_by_length = texts_by_length
+        self.heard: list[bytes] = []
+
+    @classmethod
+    def for_utterances(cls, utterances: Iterable[Utterance], rate: int = 16_000) -> Oracle:
+        texts: dict[int, str] = {}
+        for utt in utterances:
+            length = len(load_audio(utt, rate))
+            if length in texts:
+                raise ValueError(f"two test clips have {length} samples; give them distinct lengths")
+            texts[length] = utt.text
+        return cls(texts)
+
+    def __call__(self, wav: bytes) -> str:
+        self.heard.append(wav)
+        samples, _ = sf.read(io.BytesIO(wav), dtype="float32")
+        return self.texts_by_length.get(len(samples), "unknown clip")
+
+
+def tone_clips(directory: Path, texts: list[str], base_seconds: float = 0.3) -> list[Path]:
+    """One short tone per text, each a different length so an :class:`Oracle` can tell them apart."""
+    from conftest import write_tone
+
+    return [write_tone(directory / f"clip{i:03d}.wav", base_seconds + 0.01 * i) for i in range(len(texts))]

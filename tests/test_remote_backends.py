@@ -1,0 +1,237 @@
+"""What every remote backend does, exercised through openai-compatible against a real loopback server:
+concurrency, rate limiting, retries with Retry-After, per-utterance failures, secrets, caching."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_config, write_jsonl
+from fakes.openai import openai_app
+from loopback import Faults, LoopbackServer, Oracle, tone_clips
+from starlette.responses import JSONResponse
+
+from harness.backends.base import Registry
+from harness.backends.remote import retry_after_seconds, wav_bytes
+from harness.config import load_config
+from harness.errors import BackendUnavailable, TooManyFailures
+from harness.manifest import load_manifest
+from harness.pipeline import prepare, run
+
+KEY = "sk-test-7f3a9c-do-not-leak"
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """24 tone clips of distinct lengths, two accents, three speakers each."""
+    texts = [" ".join(WORDS[(i + k) % 6] for k in range(4)) for i in range(24)]
+    clips = tone_clips(tmp_path / "audio", texts)
+    records = [
+        {
+            "id": f"u{i:02d}",
+            "audio": str(clip),
+            "text": text,
+            "speaker": f"s{i % 6}",
+            "accent": "northern" if i % 6 < 3 else "southern",
+        }
+        for i, (clip, text) in enumerate(zip(clips, texts, strict=True))
+    ]
+    return write_jsonl(tmp_path / "manifest.jsonl", records)
+
+
+@pytest.fixture
+def oracle(corpus: Path) -> Oracle:
+    return Oracle.for_utterances(load_manifest(corpus).utterances)
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("ASRFAIR_TEST_KEY", KEY)
+    return KEY
+
+
+def remote_config(tmp_path: Path, corpus: Path, url: str, **options: object):
+    backend = {"name": "openai-compatible", "base_url": f"{url}/v1", "api_key_env": "ASRFAIR_TEST_KEY", **options}
+    return load_config(write_config(tmp_path / "run.yaml", corpus, backend, max_failure_rate=0.5))
+
+
+def test_transcripts_come_back_in_order_with_the_form_the_api_expects(tmp_path, corpus, oracle, api_key):
+    app = openai_app(oracle, api_key=KEY)
+    with LoopbackServer(app) as server:
+        outcome = run(prepare(remote_config(tmp_path, corpus, server.url, model="whisper-large-v3", prompt="NATO")))
+    assert outcome.metrics["overall"]["wer"] == 0.0
+    assert outcome.metrics["failures"]["count"] == 0
+    assert len(app.state.forms) == 24
+    form = app.state.forms[0]
+    assert form["model"] == "whisper-large-v3" and form["language"] == "en" and form["prompt"] == "NATO"
+    assert form["response_format"] == "json"
+
+
+def test_faults_are_retried_until_every_utterance_succeeds(tmp_path, corpus, oracle, api_key):
+    faults = Faults(error_500=0.15, error_429=0.15, slow=0.05, drop=0.05, slow_seconds=1.0, retry_after=0.01, seed=3)
+    with LoopbackServer(faults.wrap(openai_app(oracle, api_key=KEY))) as server:
+        config = remote_config(
+            tmp_path, corpus, server.url, timeout=0.5, max_attempts=10, backoff_initial=0.01, concurrency=4
+        )
+        outcome = run(prepare(config))
+    assert outcome.metrics["failures"]["count"] == 0
+    assert outcome.metrics["overall"]["wer"] == 0.0
+    for kind in ("500", "429", "slow", "drop"):
+        assert faults.seen[kind] > 0, kind
+    assert faults.seen["requests"] > 24
+
+
+def test_failures_are_recorded_per_slice_and_the_run_goes_on(tmp_path, corpus, oracle, api_key):
+    def fails_on_alpha(wav: bytes) -> str | None:  # clips 0, 6, 12, 18: all northern
+        text = oracle(wav)
+        return None if text.startswith("alpha") else text
+
+    with LoopbackServer(openai_app(fails_on_alpha, api_key=KEY)) as server:
+        config = remote_config(tmp_path, corpus, server.url, max_attempts=2, backoff_initial=0.0)
+        outcome = run(prepare(config))
+    failures = outcome.metrics["failures"]
+    assert failures["count"] == 4
+    assert (
+        "HTTP 500" in failures["examples"][0]["error"]
+        and "gave up after 2 attempts" in failures["examples"][0]["error"]
+    )
+    accent = next(d for d in outcome.metrics["dimensions"] if d["name"] == "accent")
+    failed = {s["label"]: s["failed"] for s in accent["slices"]}
+    assert failed == {"northern": 4, "southern": 0}
+    assert "failed" in (outcome.paths.root / "report.md").read_text()
+    strict = outcome.__class__(outcome.paths, outcome.metrics, 0, 0, max_failure_rate=0.02)
+    with pytest.raises(TooManyFailures, match="4 utterances failed"):
+        strict.raise_for_failures()
+
+
+def _length(wav: bytes) -> int:
+    import io
+
+    import soundfile as sf
+
+    return sf.info(io.BytesIO(wav)).frames
+
+
+def test_a_rerun_is_served_from_the_cache(tmp_path, corpus, oracle, api_key):
+    faults = Faults()
+    with LoopbackServer(faults.wrap(openai_app(oracle, api_key=KEY))) as server:
+        config = remote_config(tmp_path, corpus, server.url)
+        first = run(prepare(config))
+        second = run(prepare(config))
+    assert (first.transcribed, second.transcribed, second.from_cache) == (24, 0, 24)
+    assert faults.seen["requests"] == 24
+
+
+def test_concurrency_is_bounded_and_used(tmp_path, corpus, oracle, api_key):
+    in_flight = {"now": 0, "max": 0}
+    inner = openai_app(oracle, api_key=KEY)
+
+    async def counting(scope, receive, send):
+        in_flight["now"] += 1
+        in_flight["max"] = max(in_flight["max"], in_flight["now"])
+        try:
+            await Faults(latency=0.05).wrap(inner)(scope, receive, send)
+        finally:
+            in_flight["now"] -= 1
+
+    with LoopbackServer(counting) as server:
+        run(prepare(remote_config(tmp_path, corpus, server.url, concurrency=5)))
+    assert in_flight["max"] == 5
+
+
+def test_rate_limit_and_retry_after_are_honoured(tmp_path, corpus, oracle, api_key):
+    with LoopbackServer(openai_app(oracle, api_key=KEY)) as server:
+        start = time.perf_counter()
+        run(prepare(remote_config(tmp_path, corpus, server.url, rate_limit=8, concurrency=24)))
+        elapsed = time.perf_counter() - start
+    assert elapsed >= 1.9  # 24 requests at 8/s: a burst of 8, then 16 more at 8 per second
+
+    faults = Faults(error_429=1.0, retry_after=0.4)
+    with LoopbackServer(faults.wrap(openai_app(oracle, api_key=KEY))) as server:
+        config = remote_config(tmp_path, corpus, server.url, max_attempts=2, backoff_initial=0.0, concurrency=24)
+        start = time.perf_counter()
+        outcome = run(prepare(config))
+        elapsed = time.perf_counter() - start
+    assert elapsed >= 0.4  # every second attempt waited for Retry-After, not for the zero backoff
+    assert outcome.metrics["failures"]["count"] == 24 and faults.seen["429"] == 48
+    assert "HTTP 429" in outcome.metrics["failures"]["examples"][0]["error"]
+
+
+def test_retry_after_accepts_seconds_and_http_dates():
+    assert retry_after_seconds({"retry-after": "2.5"}) == 2.5
+    assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=1445412480.0) == 10.0
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None
+
+
+def test_rejected_credentials_stop_the_run_without_echoing_the_key(tmp_path, corpus, oracle, monkeypatch):
+    monkeypatch.setenv("ASRFAIR_TEST_KEY", "sk-wrong-key-123456")
+    with LoopbackServer(openai_app(oracle, api_key=KEY)) as server:
+        prepared = prepare(remote_config(tmp_path, corpus, server.url))
+        with pytest.raises(BackendUnavailable, match="HTTP 401") as caught:
+            run(prepared)
+    assert "sk-wrong-key-123456" not in str(caught.value)
+
+
+def test_a_missing_key_variable_is_a_one_line_config_error(tmp_path, corpus, monkeypatch):
+    monkeypatch.delenv("ASRFAIR_TEST_KEY", raising=False)
+    with pytest.raises(BackendUnavailable, match="ASRFAIR_TEST_KEY is not set"):
+        prepare(remote_config(tmp_path, corpus, "http://127.0.0.1:9"))
+
+
+def test_the_key_is_never_written_anywhere(tmp_path, corpus, oracle, api_key, caplog):
+    """Key in the environment only: not in the run directory, cache, logs or failure messages,
+    even when a server quotes the request's Authorization header back in its error body."""
+    inner = openai_app(oracle, api_key=KEY)
+
+    served = []
+
+    async def echoes_auth(scope, receive, send):
+        served.append(scope["path"])
+        if len(served) % 3 == 0:
+            auth = dict(scope["headers"]).get(b"authorization", b"").decode()
+            return await JSONResponse({"error": f"bad request with {auth}"}, status_code=400)(scope, receive, send)
+        return await inner(scope, receive, send)
+
+    caplog.set_level(logging.DEBUG)
+    with LoopbackServer(echoes_auth) as server:
+        outcome = run(prepare(remote_config(tmp_path, corpus, server.url)))
+    failures = outcome.metrics["failures"]
+    assert failures["count"] > 0 and "bad request with Bearer ***" in failures["examples"][0]["error"]
+    for path in [*outcome.paths.root.rglob("*"), *(tmp_path / "runs" / ".cache").rglob("*")]:
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+    assert KEY not in caplog.text
+
+
+def test_the_server_hears_the_simulated_condition(tmp_path, corpus, oracle, api_key):
+    conditions = [{"name": "clean", "transforms": []}, {"name": "quiet", "transforms": [{"type": "gain", "db": -12}]}]
+    with LoopbackServer(openai_app(oracle, api_key=KEY)) as server:
+        backend = {"name": "openai-compatible", "base_url": f"{server.url}/v1", "api_key_env": "ASRFAIR_TEST_KEY"}
+        config = load_config(write_config(tmp_path / "run.yaml", corpus, backend, conditions=conditions))
+        run(prepare(config))
+    import io
+
+    import soundfile as sf
+
+    peaks = sorted({round(float(np.abs(sf.read(io.BytesIO(w))[0]).max()), 3) for w in oracle.heard})
+    assert peaks == [pytest.approx(0.1 * 10 ** (-12 / 20), abs=1e-3), pytest.approx(0.1, abs=1e-3)]
+
+
+def test_wav_bytes_are_16_bit_pcm_at_the_request_rate():
+    import io
+
+    import soundfile as sf
+
+    info = sf.info(io.BytesIO(wav_bytes(np.zeros(1600, dtype=np.float32), 16_000)))
+    assert (info.samplerate, info.channels, info.subtype, info.frames) == (16_000, 1, "PCM_16", 1600)
+
+
+def test_every_backend_is_listed_without_importing_its_engine():
+    names = Registry.default().names()
+    for name in ("openai-compatible", "deepgram", "assemblyai", "google-speech", "azure-speech", "aws-transcribe"):
+        assert name in names
