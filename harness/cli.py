@@ -198,6 +198,31 @@ def model_command(
         print_model(result, _stdout_console())
 
 
+@app.command("serve")
+@_handle_errors
+def serve_command(
+    backend: Annotated[
+        Path, typer.Option("--backend", "-b", help="YAML with a 'backend:' section (a run config works)")
+    ],
+    port: Annotated[int, typer.Option("--port", "-p", help="TCP port")] = 8000,
+    host: Annotated[
+        str, typer.Option("--host", help="interface to bind; 0.0.0.0 exposes it to the network")
+    ] = "127.0.0.1",
+    model_name: Annotated[
+        str | None, typer.Option("--model-name", help="the 'model' clients must send (default: the backend's name)")
+    ] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="require 'Authorization: Bearer $VAR' from clients")
+    ] = None,
+) -> None:
+    """Serve a configured backend over the OpenAI transcription protocol (POST /v1/audio/transcriptions)."""
+    from harness.serve import load_backend, serve, server_key
+
+    key = server_key(api_key_env)
+    engine = load_backend(backend)
+    serve(engine, host=host, port=port, model_name=model_name or engine.name, api_key=key)
+
+
 @app.command("backends")
 @_handle_errors
 def backends_command(

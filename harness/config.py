@@ -68,7 +68,9 @@ class RunConfig(Strict):
     )
     seed: int = Field(0, description="seed of simulated conditions (noise, babble talkers, rooms)")
     stats: StatsConfig = Field(default_factory=StatsConfig)
-    max_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    max_failure_rate: float = Field(
+        0.02, ge=0.0, le=1.0, description="fraction of utterances (all conditions) allowed to fail before exit 3"
+    )
     output: Path = Path("runs")
     cache: Path | None = None
 

@@ -102,7 +102,9 @@ def test_failures_are_recorded_per_slice_and_the_run_goes_on(tmp_path, corpus, o
     accent = next(d for d in outcome.metrics["dimensions"] if d["name"] == "accent")
     failed = {s["label"]: s["failed"] for s in accent["slices"]}
     assert failed == {"northern": 4, "southern": 0}
-    assert "failed" in (outcome.paths.root / "report.md").read_text()
+    assert "- failure rate by accent: northern 33.3% (4/12), southern 0.0% (0/12)" in (
+        outcome.paths.root / "report.md"
+    ).read_text()
     strict = outcome.__class__(outcome.paths, outcome.metrics, 0, 0, max_failure_rate=0.02)
     with pytest.raises(TooManyFailures, match="4 utterances failed"):
         strict.raise_for_failures()

@@ -17,10 +17,12 @@ import asyncio
 import email.utils
 import io
 import logging
+import math
 import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -38,6 +40,27 @@ from harness.errors import BackendUnavailable
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _BATCH_PER_SLOT = 8  # requests handed over per concurrency slot, so waves overlap within a batch
+# httpcore's pool does work proportional to waiting requests x connections for every request, so
+# one pool of 32 connections costs the client ~3x the CPU of eight pools of 4 (docs/PERFORMANCE.md).
+_CONNECTIONS_PER_POOL = 4
+
+
+# Bare manifest codes to the BCP-47 locale that APIs needing one are sent (overridable per backend).
+DEFAULT_LOCALES: dict[str, str] = {
+    "de": "de-DE",
+    "en": "en-US",
+    "es": "es-ES",
+    "fr": "fr-FR",
+    "hi": "hi-IN",
+    "it": "it-IT",
+    "ja": "ja-JP",
+    "ko": "ko-KR",
+    "nl": "nl-NL",
+    "pl": "pl-PL",
+    "pt": "pt-BR",
+    "ru": "ru-RU",
+    "tr": "tr-TR",
+}
 
 
 class RemoteOptions(BackendOptions):
@@ -95,6 +118,19 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
+def to_locale(language: str, locales: dict[str, str], backend: str) -> str:
+    """``en-GB``/``en_GB`` pass through; a bare code is looked up in ``locales``."""
+    code = language.strip().replace("_", "-")
+    if "-" in code:
+        return code
+    if code in locales:
+        return locales[code]
+    raise RemoteError(
+        f"language '{language}' is not a locale; give the backend option locales: {{{code}: {code}-XX}}, "
+        f"or force one in the backend options, or write the locale in the manifest (backend '{backend}')"
+    )
+
+
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """``Retry-After`` as seconds: either a number or an HTTP date."""
     value = headers.get("retry-after")
@@ -123,7 +159,8 @@ class RemoteBackend(Backend):
     def __init__(self, options: RemoteOptions) -> None:
         super().__init__(options)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._pools: list[httpx.AsyncClient] = []
+        self._pool_of_task: ContextVar[httpx.AsyncClient] = ContextVar("pool")
         self._limiter: AsyncLimiter | None = None
         self._secrets: list[str] = []
 
@@ -152,11 +189,15 @@ class RemoteBackend(Backend):
         return self._loop.run_until_complete(self._transcribe(batch))
 
     async def _transcribe(self, batch: Sequence[AudioRequest]) -> list[Transcript]:
-        if self._client is None:
-            self._client = self.make_client()
+        if not self._pools:
+            self._pools = [
+                self.make_client() for _ in range(math.ceil(self.options.concurrency / _CONNECTIONS_PER_POOL))
+            ]
             rate = self.options.rate_limit
             self._limiter = AsyncLimiter(rate, 1.0) if rate else None
-        slots = asyncio.Semaphore(self.options.concurrency)
+        slots: asyncio.Queue[int] = asyncio.Queue()
+        for slot in range(self.options.concurrency):
+            slots.put_nowait(slot)
         tasks = [asyncio.ensure_future(self._one(request, slots)) for request in batch]
         try:
             return list(await asyncio.gather(*tasks))
@@ -166,9 +207,11 @@ class RemoteBackend(Backend):
             await asyncio.gather(*tasks, return_exceptions=True)
             raise BackendUnavailable(f"backend '{self.name}': {self.redact(str(exc))}") from None
 
-    async def _one(self, request: AudioRequest, slots: asyncio.Semaphore) -> Transcript:
+    async def _one(self, request: AudioRequest, slots: asyncio.Queue[int]) -> Transcript:
         utt_id = request.utterance.id
-        async with slots:
+        slot = await slots.get()
+        self._pool_of_task.set(self._pools[slot // _CONNECTIONS_PER_POOL])  # task-local: each task has its context
+        try:
             start = time.perf_counter()
             try:
                 assert request.samples is not None
@@ -178,17 +221,17 @@ class RemoteBackend(Backend):
             except Exception as exc:  # any failure is data about this utterance
                 return Transcript.failed(utt_id, self.redact(describe_error(exc)), time.perf_counter() - start)
             return Transcript.ok(utt_id, text, time.perf_counter() - start)
+        finally:
+            slots.put_nowait(slot)
 
     def make_client(self) -> httpx.AsyncClient:
-        limits = httpx.Limits(
-            max_connections=self.options.concurrency, max_keepalive_connections=self.options.concurrency
-        )
+        size = min(self.options.concurrency, _CONNECTIONS_PER_POOL)
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
         return httpx.AsyncClient(timeout=self.options.timeout, limits=limits, follow_redirects=True)
 
     async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One HTTP exchange, rate limited and retried; a 2xx response or :class:`RemoteError`."""
-        assert self._client is not None, "send() is called from recognise()"
-        client = self._client
+        client = self._pool_of_task.get()  # set by _one: send() is called from recognise()
 
         async def attempt() -> httpx.Response:
             if self._limiter is not None:
@@ -246,10 +289,10 @@ class RemoteBackend(Backend):
     def close(self) -> None:
         if self._loop is None:
             return
-        if self._client is not None:
-            self._loop.run_until_complete(self._client.aclose())
+        for pool in self._pools:
+            self._loop.run_until_complete(pool.aclose())
         self._loop.close()
-        self._loop = self._client = None
+        self._loop, self._pools = None, []
 
 
 def check_status(response: httpx.Response) -> None:

@@ -89,6 +89,7 @@ def render_markdown(metrics: dict[str, Any]) -> str:
             "",
         ]
         lines += [f"- `{_cell(f['id'])}`: {_cell(f['error'] or '')}" for f in failures["examples"]]
+        lines += failure_rates_by_slice(metrics["dimensions"])
     conditions = metrics.get("conditions")
     for index, dim in enumerate(metrics["dimensions"]):
         evidence = f" ({dim['evidence']})" if conditions else ""
@@ -279,6 +280,27 @@ def _reference_row(s: dict[str, Any]) -> str:
     ratio_ci = interval(ref["ratio_ci"], lambda v: f"{v:.2f}", unbounded=True)
     ratio_text = "–" if ref["ratio"] is None else f"{ref['ratio']:.2f}× {ratio_ci}"
     return f"| {_cell(s['label'])} | {difference} | {ratio_text.strip()} |"
+
+
+def failure_rates_by_slice(dimensions: list[dict[str, Any]]) -> list[str]:
+    """A backend that fails more often for one accent is a finding of its own: rates per slice."""
+    lines = []
+    for dim in dimensions:
+        if len(dim["by"]) != 1 or not any(s["failed"] for s in dim["slices"]):
+            continue
+        rates = sorted(
+            (
+                (s["failed"] / (s["failed"] + s["utterances"]), s)
+                for s in dim["slices"]
+                if s["failed"] + s["utterances"]
+            ),
+            key=lambda pair: -pair[0],
+        )
+        parts = ", ".join(
+            f"{_cell(s['label'])} {pct(rate)} ({s['failed']}/{s['failed'] + s['utterances']})" for rate, s in rates
+        )
+        lines.append(f"- failure rate by {dim['name']}: {parts}")
+    return ["", *lines] if lines else []
 
 
 def _cell(text: str) -> str:

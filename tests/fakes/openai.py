@@ -25,7 +25,9 @@ def openai_app(recognise: Callable[[bytes], str | None], api_key: str | None = "
         forms.append({k: v for k, v in form.items() if isinstance(v, str)})
         text = recognise(await upload.read())
         if text is None:  # the recogniser chose to fail this clip
-            return JSONResponse({"error": {"message": "The server had an error", "type": "server_error"}}, status_code=500)
+            return JSONResponse(
+                {"error": {"message": "The server had an error", "type": "server_error"}}, status_code=500
+            )
         if form.get("response_format") == "text":
             return PlainTextResponse(text)
         return JSONResponse({"text": text})
