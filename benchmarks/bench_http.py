@@ -54,7 +54,7 @@ def serve_forever(port: int, latency: float, faults: float, ready: multiprocessi
         app.wrap(openai_app(lambda wav: "ok", api_key=None)),
         host="127.0.0.1",
         port=port,
-        log_level="error",
+        log_level="critical",  # injected drops and timeouts are expected
         backlog=4096,
         lifespan="off",
     )

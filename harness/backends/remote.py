@@ -84,8 +84,12 @@ class RemoteError(Exception):
         self.retry_after = retry_after
 
 
-class RejectedCredentials(RemoteError):
-    """401/403: every later request would fail the same way, so the run stops early."""
+class FatalRemoteError(RemoteError):
+    """Every later request would fail the same way (a missing bucket, say), so the run stops early."""
+
+
+class RejectedCredentials(FatalRemoteError):
+    """401/403: the credentials are wrong or lack a permission."""
 
 
 @dataclass(frozen=True)
@@ -186,9 +190,9 @@ class RemoteBackend(Backend):
     def transcribe(self, batch: Sequence[AudioRequest]) -> list[Transcript]:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(self._transcribe(batch))
+        return self._loop.run_until_complete(self._run_batch(batch))
 
-    async def _transcribe(self, batch: Sequence[AudioRequest]) -> list[Transcript]:
+    async def _run_batch(self, batch: Sequence[AudioRequest]) -> list[Transcript]:
         if not self._pools:
             self._pools = [
                 self.make_client() for _ in range(math.ceil(self.options.concurrency / _CONNECTIONS_PER_POOL))
@@ -201,7 +205,7 @@ class RemoteBackend(Backend):
         tasks = [asyncio.ensure_future(self._one(request, slots)) for request in batch]
         try:
             return list(await asyncio.gather(*tasks))
-        except RejectedCredentials as exc:
+        except FatalRemoteError as exc:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -216,7 +220,7 @@ class RemoteBackend(Backend):
             try:
                 assert request.samples is not None
                 text = await self.recognise(request, wav_bytes(request.samples, request.sample_rate))
-            except RejectedCredentials:
+            except FatalRemoteError:
                 raise
             except Exception as exc:  # any failure is data about this utterance
                 return Transcript.failed(utt_id, self.redact(describe_error(exc)), time.perf_counter() - start)
