@@ -20,7 +20,9 @@ import logging
 import math
 import os
 import random
+import ssl
 import time
+import wave
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -29,7 +31,6 @@ from typing import Any, ClassVar
 
 import httpx
 import numpy as np
-import soundfile as sf
 from aiolimiter import AsyncLimiter
 from pydantic import Field
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -39,7 +40,7 @@ from harness.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-_BATCH_PER_SLOT = 8  # requests handed over per concurrency slot, so waves overlap within a batch
+_BATCH_PER_SLOT = 32  # requests handed over per concurrency slot, so waves overlap within a batch
 # httpcore's pool does work proportional to waiting requests x connections for every request, so
 # one pool of 32 connections costs the client ~3x the CPU of eight pools of 4 (docs/PERFORMANCE.md).
 _CONNECTIONS_PER_POOL = 4
@@ -116,9 +117,17 @@ def read_secret(env_name: str | None, backend: str, option: str = "api_key_env")
 
 
 def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
-    """16-bit PCM WAV, the one format every speech API accepts."""
+    """16-bit PCM WAV, the one format every speech API accepts.
+
+    Scaled by 32768, the inverse of how 16-bit files decode, so a 16-bit source is sent bit-exact.
+    """
+    pcm = np.clip(np.rint(samples * 32768.0), -32768, 32767).astype("<i2")
     buffer = io.BytesIO()
-    sf.write(buffer, np.clip(samples, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
     return buffer.getvalue()
 
 
@@ -189,14 +198,14 @@ class RemoteBackend(Backend):
 
     def transcribe(self, batch: Sequence[AudioRequest]) -> list[Transcript]:
         if self._loop is None:
-            self._loop = asyncio.new_event_loop()
+            self._loop = _new_event_loop()
         return self._loop.run_until_complete(self._run_batch(batch))
 
     async def _run_batch(self, batch: Sequence[AudioRequest]) -> list[Transcript]:
         if not self._pools:
-            self._pools = [
-                self.make_client() for _ in range(math.ceil(self.options.concurrency / _CONNECTIONS_PER_POOL))
-            ]
+            tls = httpx.create_ssl_context()  # one CA bundle load, not one per pool
+            pools = math.ceil(self.options.concurrency / _CONNECTIONS_PER_POOL)
+            self._pools = [self.make_client(tls) for _ in range(pools)]
             rate = self.options.rate_limit
             self._limiter = AsyncLimiter(rate, 1.0) if rate else None
         slots: asyncio.Queue[int] = asyncio.Queue()
@@ -228,20 +237,22 @@ class RemoteBackend(Backend):
         finally:
             slots.put_nowait(slot)
 
-    def make_client(self) -> httpx.AsyncClient:
+    def make_client(self, tls: ssl.SSLContext) -> httpx.AsyncClient:
         size = min(self.options.concurrency, _CONNECTIONS_PER_POOL)
         limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        return httpx.AsyncClient(timeout=self.options.timeout, limits=limits, follow_redirects=True)
+        return httpx.AsyncClient(timeout=self.options.timeout, limits=limits, follow_redirects=True, verify=tls)
 
     async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One HTTP exchange, rate limited and retried; a 2xx response or :class:`RemoteError`."""
         client = self._pool_of_task.get()  # set by _one: send() is called from recognise()
+        request = client.build_request(method, url, **kwargs)
+        request.read()  # one buffered body: a streamed multipart form costs a socket write per part
 
         async def attempt() -> httpx.Response:
             if self._limiter is not None:
                 await self._limiter.acquire()
             try:
-                response = await client.request(method, url, **kwargs)
+                response = await client.send(request)
             except httpx.TimeoutException:
                 raise RemoteError(f"timed out after {self.options.timeout:g} s", retryable=True) from None
             except httpx.TransportError as exc:
@@ -324,3 +335,12 @@ def json_field(payload: Any, *path: str | int) -> Any:
             where = ".".join(str(k) for k in path[: step + 1])
             raise RemoteError(f"unexpected response: no '{where}'") from None
     return current
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed: it halves the client's CPU per request (docs/PERFORMANCE.md)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
