@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from harness.audio import load_audio
-from harness.manifest import Utterance
+from harness.manifest import Utterance, load_manifest
 
 
 class LoopbackServer:
@@ -121,6 +121,10 @@ class Oracle:
         self.heard: list[bytes] = []
 
     @classmethod
+    def for_manifest(cls, path: Path) -> Oracle:
+        return cls.for_utterances(load_manifest(path).utterances)
+
+    @classmethod
     def for_utterances(cls, utterances: Iterable[Utterance], rate: int = 16_000) -> Oracle:
         texts: dict[int, str] = {}
         for utt in utterances:
@@ -141,3 +145,30 @@ def tone_clips(directory: Path, texts: list[str], base_seconds: float = 0.3) -> 
     from conftest import write_tone
 
     return [write_tone(directory / f"clip{i:03d}.wav", base_seconds + 0.01 * i) for i in range(len(texts))]
+
+
+WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot")
+
+
+def tone_corpus(folder: Path, count: int = 12, *, french_every: int = 0) -> Path:
+    """A manifest of ``count`` tone clips: six speakers, speakers 0-2 ``northern``, 3-5 ``southern``.
+
+    Clip ``i`` reads four words starting at ``WORDS[i % 6]``, so clips starting with "alpha" are all
+    northern. With ``french_every=n`` every n-th utterance (i % n == n - 1) is in French.
+    """
+    from conftest import write_jsonl
+
+    texts = [" ".join(WORDS[(i + k) % 6] for k in range(4)) for i in range(count)]
+    clips = tone_clips(folder / "audio", texts)
+    records = [
+        {
+            "id": f"u{i:02d}",
+            "audio": str(clip),
+            "text": text,
+            "speaker": f"s{i % 6}",
+            "accent": "northern" if i % 6 < 3 else "southern",
+            **({"language": "fr" if i % french_every == french_every - 1 else "en"} if french_every else {}),
+        }
+        for i, (clip, text) in enumerate(zip(clips, texts, strict=True))
+    ]
+    return write_jsonl(folder / "manifest.jsonl", records)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import write_config, write_jsonl
+from conftest import write_config
 from fakes.aws_transcribe import transcribe_app
-from loopback import LoopbackServer, Oracle, tone_clips
+from loopback import LoopbackServer, Oracle, tone_corpus
 from moto.server import ThreadedMotoServer
 from starlette.responses import JSONResponse
 
@@ -24,14 +24,13 @@ from harness.backends.base import Registry
 from harness.backends.remote import RejectedCredentials, RemoteError
 from harness.config import load_config
 from harness.errors import BackendUnavailable
-from harness.manifest import Utterance, load_manifest
+from harness.manifest import Utterance
 from harness.pipeline import prepare, run
 
 REGION = "eu-west-2"
 ACCESS_KEY = "AKIAASRFAIRTEST0001"
 SECRET_KEY = "s3cr3t/asrfair+never-written-7f3a9c"
 SESSION_TOKEN = "session-token-asrfair-do-not-leak-0451"
-WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
 N = 12
 
 
@@ -94,24 +93,12 @@ def jobs_left(url: str) -> list[dict]:
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    texts = [" ".join(WORDS[(i + k) % 6] for k in range(4)) for i in range(N)]
-    clips = tone_clips(tmp_path / "audio", texts)
-    records = [
-        {
-            "id": f"u{i:02d}",
-            "audio": str(c),
-            "text": t,
-            "speaker": f"s{i % 6}",
-            "accent": "north" if i % 6 < 3 else "south",
-        }
-        for i, (c, t) in enumerate(zip(clips, texts, strict=True))
-    ]
-    return write_jsonl(tmp_path / "manifest.jsonl", records)
+    return tone_corpus(tmp_path, N)
 
 
 @pytest.fixture
 def oracle(corpus: Path) -> Oracle:
-    return Oracle.for_utterances(load_manifest(corpus).utterances)
+    return Oracle.for_manifest(corpus)
 
 
 def aws_config(
@@ -194,7 +181,7 @@ def test_keep_leaves_media_transcripts_and_jobs_and_settings_are_sent(tmp_path, 
 
 
 def test_a_failed_job_is_that_utterances_failure_with_its_reason(tmp_path, corpus, oracle, moto_s3, bucket):
-    def fails_on_alpha(wav: bytes) -> str | None:  # clips 0 and 6: both "north"
+    def fails_on_alpha(wav: bytes) -> str | None:  # clips 0 and 6: both "northern"
         text = oracle(wav)
         return None if text.startswith("alpha") else text
 
@@ -208,7 +195,7 @@ def test_a_failed_job_is_that_utterances_failure_with_its_reason(tmp_path, corpu
     error = failures["examples"][0]["error"]
     assert error.startswith("RemoteError: poll: transcription job asrfair-") and f"FAILED: {reason}" in error
     accent = next(d for d in outcome.metrics["dimensions"] if d["name"] == "accent")
-    assert {s["label"]: s["failed"] for s in accent["slices"]} == {"north": N // 6, "south": 0}
+    assert {s["label"]: s["failed"] for s in accent["slices"]} == {"northern": N // 6, "southern": 0}
     assert objects(moto_s3, bucket) == []
 
 

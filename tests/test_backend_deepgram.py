@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import write_config, write_jsonl
+from conftest import write_config
 from fakes.deepgram import deepgram_app
-from loopback import Faults, LoopbackServer, Oracle, tone_clips
+from loopback import Faults, LoopbackServer, Oracle, tone_corpus
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -20,36 +20,21 @@ from starlette.routing import Route
 from harness.backends.base import Registry
 from harness.config import load_config
 from harness.errors import BackendUnavailable
-from harness.manifest import load_manifest
 from harness.pipeline import prepare, run
 
 KEY = "dg-test-5e1b77c0-do-not-leak"
 ENV = "ASRFAIR_DEEPGRAM_TEST_KEY"
-WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     """12 tone clips of distinct lengths, two accents, every fourth utterance in French."""
-    texts = [" ".join(WORDS[(i + k) % 6] for k in range(4)) for i in range(12)]
-    clips = tone_clips(tmp_path / "audio", texts)
-    records = [
-        {
-            "id": f"u{i:02d}",
-            "audio": str(clip),
-            "text": text,
-            "speaker": f"s{i % 6}",
-            "accent": "northern" if i % 6 < 3 else "southern",
-            "language": "fr" if i % 4 == 3 else "en",
-        }
-        for i, (clip, text) in enumerate(zip(clips, texts, strict=True))
-    ]
-    return write_jsonl(tmp_path / "manifest.jsonl", records)
+    return tone_corpus(tmp_path, 12, french_every=4)
 
 
 @pytest.fixture
 def oracle(corpus: Path) -> Oracle:
-    return Oracle.for_utterances(load_manifest(corpus).utterances)
+    return Oracle.for_manifest(corpus)
 
 
 @pytest.fixture

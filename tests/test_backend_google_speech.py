@@ -14,42 +14,28 @@ import pandas as pd
 import pytest
 from conftest import write_config, write_jsonl, write_tone
 from fakes.google_speech import google_speech_app
-from loopback import Faults, LoopbackServer, Oracle, tone_clips
+from loopback import Faults, LoopbackServer, Oracle, tone_clips, tone_corpus
 from starlette.responses import JSONResponse
 
 from harness.backends.base import Registry
 from harness.backends.google_speech import SCOPE
 from harness.config import load_config
 from harness.errors import BackendUnavailable
-from harness.manifest import load_manifest
 from harness.pipeline import prepare, run
 
 TOKEN = "ya29.a0-test-token-do-not-leak"
 ENV = "ASRFAIR_TEST_GOOGLE_TOKEN"
-WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     """12 tone clips of distinct lengths, two accents, three speakers each."""
-    texts = [" ".join(WORDS[(i + k) % 6] for k in range(4)) for i in range(12)]
-    clips = tone_clips(tmp_path / "audio", texts)
-    records = [
-        {
-            "id": f"u{i:02d}",
-            "audio": str(clip),
-            "text": text,
-            "speaker": f"s{i % 6}",
-            "accent": "northern" if i % 6 < 3 else "southern",
-        }
-        for i, (clip, text) in enumerate(zip(clips, texts, strict=True))
-    ]
-    return write_jsonl(tmp_path / "manifest.jsonl", records)
+    return tone_corpus(tmp_path, 12)
 
 
 @pytest.fixture
 def oracle(corpus: Path) -> Oracle:
-    return Oracle.for_utterances(load_manifest(corpus).utterances)
+    return Oracle.for_manifest(corpus)
 
 
 @pytest.fixture

@@ -9,43 +9,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_config, write_jsonl
+from conftest import write_config
 from fakes.openai import openai_app
-from loopback import Faults, LoopbackServer, Oracle, tone_clips
+from loopback import Faults, LoopbackServer, Oracle, tone_corpus
 from starlette.responses import JSONResponse
 
 from harness.backends.base import Registry
 from harness.backends.remote import retry_after_seconds, wav_bytes
 from harness.config import load_config
 from harness.errors import BackendUnavailable, TooManyFailures
-from harness.manifest import load_manifest
 from harness.pipeline import prepare, run
 
 KEY = "sk-test-7f3a9c-do-not-leak"
-WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     """24 tone clips of distinct lengths, two accents, three speakers each."""
-    texts = [" ".join(WORDS[(i + k) % 6] for k in range(4)) for i in range(24)]
-    clips = tone_clips(tmp_path / "audio", texts)
-    records = [
-        {
-            "id": f"u{i:02d}",
-            "audio": str(clip),
-            "text": text,
-            "speaker": f"s{i % 6}",
-            "accent": "northern" if i % 6 < 3 else "southern",
-        }
-        for i, (clip, text) in enumerate(zip(clips, texts, strict=True))
-    ]
-    return write_jsonl(tmp_path / "manifest.jsonl", records)
+    return tone_corpus(tmp_path, 24)
 
 
 @pytest.fixture
 def oracle(corpus: Path) -> Oracle:
-    return Oracle.for_utterances(load_manifest(corpus).utterances)
+    return Oracle.for_manifest(corpus)
 
 
 @pytest.fixture
@@ -102,9 +88,10 @@ def test_failures_are_recorded_per_slice_and_the_run_goes_on(tmp_path, corpus, o
     accent = next(d for d in outcome.metrics["dimensions"] if d["name"] == "accent")
     failed = {s["label"]: s["failed"] for s in accent["slices"]}
     assert failed == {"northern": 4, "southern": 0}
-    assert "- failure rate by accent: northern 33.3% (4/12), southern 0.0% (0/12)" in (
-        outcome.paths.root / "report.md"
-    ).read_text()
+    assert (
+        "- failure rate by accent: northern 33.3% (4/12), southern 0.0% (0/12)"
+        in (outcome.paths.root / "report.md").read_text()
+    )
     strict = outcome.__class__(outcome.paths, outcome.metrics, 0, 0, max_failure_rate=0.02)
     with pytest.raises(TooManyFailures, match="4 utterances failed"):
         strict.raise_for_failures()

@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -185,3 +186,28 @@ class Registry:
 
 def _target_str(target: str | type[Backend]) -> str:
     return target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
+
+
+_WHOLE_FILE_LIMIT = 16 << 20  # model files up to this size are hashed whole (configs, vocabularies, small LMs)
+_HEAD_TAIL = 8 << 20  # bytes read from each end of a larger file (weights)
+
+
+def content_id(path: Path) -> str:
+    """Stable id of a model file or directory for fingerprints: relative names, sizes and bytes
+    (large files by their size and both ends), so new weights at the same path are a new model."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        name = file.relative_to(path).as_posix() if path.is_dir() else ""  # a lone file: content only
+        if any(part.startswith(".") for part in name.split("/")):  # .cache/, .git/: download bookkeeping
+            continue
+        size = file.stat().st_size
+        digest.update(f"{name}\0{size}\0".encode())
+        with file.open("rb") as handle:
+            if size <= _WHOLE_FILE_LIMIT:
+                digest.update(handle.read())
+            else:
+                digest.update(handle.read(_HEAD_TAIL))
+                handle.seek(size - _HEAD_TAIL)
+                digest.update(handle.read(_HEAD_TAIL))
+    return digest.hexdigest()[:16]

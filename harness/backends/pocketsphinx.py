@@ -13,7 +13,6 @@ transcript a function of its own audio only: the same in any order, batch or rer
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,11 +21,10 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from harness.backends.base import AudioRequest, Backend, BackendOptions, Capabilities
+from harness.backends.base import AudioRequest, Backend, BackendOptions, Capabilities, content_id
 from harness.errors import BackendUnavailable
 
 SAMPLE_RATE = 16_000
-_HEAD_TAIL = 4 << 20  # bytes read from each end of a large model file for its content id
 
 
 class PocketSphinxOptions(BackendOptions):
@@ -78,7 +76,7 @@ class PocketSphinxBackend(Backend):
             ) from None
         self._lock = threading.Lock()
         self._language = _primary(options.language)
-        self._model_ids = {key: _content_id(path) for key, path in self._models.items()}
+        self._model_ids = {key: content_id(path) for key, path in self._models.items()}
 
     def transcribe_one(self, request: AudioRequest) -> str:
         language = _primary(request.utterance.language)
@@ -123,24 +121,6 @@ def _model_path(option: str, given: str | None, bundled: str, *, want_dir: bool 
         where = f"option '{option}'" if given is not None else f"the bundled {option} (reinstall pocketsphinx)"
         raise BackendUnavailable(f"pocketsphinx: {where}: model {kind} not found: {path}")
     return path.resolve()
-
-
-def _content_id(path: Path) -> str:
-    """Stable content id of a model file or directory: names, sizes and bytes (ends of big files)."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        size = file.stat().st_size
-        name = file.relative_to(path).as_posix() if path.is_dir() else ""  # a lone file: content only
-        digest.update(f"{name}\0{size}\0".encode())
-        with file.open("rb") as handle:
-            if size <= 2 * _HEAD_TAIL:
-                digest.update(handle.read())
-            else:
-                digest.update(handle.read(_HEAD_TAIL))
-                handle.seek(size - _HEAD_TAIL)
-                digest.update(handle.read(_HEAD_TAIL))
-    return digest.hexdigest()[:16]
 
 
 def _primary(language: str) -> str:

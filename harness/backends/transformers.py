@@ -16,7 +16,6 @@ is part of the fingerprint.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -25,13 +24,19 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from harness.backends.base import AudioRequest, Backend, BackendOptions, Capabilities, Transcript, describe_error
+from harness.backends.base import (
+    AudioRequest,
+    Backend,
+    BackendOptions,
+    Capabilities,
+    Transcript,
+    content_id,
+    describe_error,
+)
 from harness.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 _EXTRA_HINT = "pip install 'asr-fairness-harness[transformers]'"
-_WHOLE_FILE_LIMIT = 16 << 20  # files up to this size are hashed whole; larger ones by size and both ends
-_HEAD_TAIL = 8 << 20
 
 
 class TransformersOptions(BackendOptions):
@@ -85,7 +90,7 @@ class TransformersBackend(Backend):
         extractor = getattr(self._pipeline, "feature_extractor", None)
         self._sample_rate = int(getattr(extractor, "sampling_rate", None) or 16_000)
         self._whisper_multilingual = _is_multilingual_whisper(self._pipeline)
-        self._revision = model_revision(self._directory)
+        self._revision = content_id(self._directory)
         self._versions = {
             "transformers": transformers.__version__,
             "torch": torch.__version__,
@@ -183,24 +188,3 @@ def _is_multilingual_whisper(pipeline: Any) -> bool:
         return False
     generation = getattr(pipeline.model, "generation_config", None)
     return bool(getattr(generation, "is_multilingual", False) or getattr(generation, "lang_to_id", None))
-
-
-def model_revision(directory: Path) -> str:
-    """Content id of a model directory: every file's relative name and size, small files whole
-    (config, tokenizer, feature extractor), large ones (weights) by their first and last 8 MiB."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in directory.rglob("*") if p.is_file())
-    for path in files:
-        name = path.relative_to(directory).as_posix()
-        if any(part.startswith(".") for part in name.split("/")):  # .cache/, .git/: download bookkeeping
-            continue
-        size = path.stat().st_size
-        digest.update(f"{name}\0{size}\0".encode())
-        with path.open("rb") as handle:
-            if size <= _WHOLE_FILE_LIMIT:
-                digest.update(handle.read())
-            else:
-                digest.update(handle.read(_HEAD_TAIL))
-                handle.seek(size - _HEAD_TAIL)
-                digest.update(handle.read(_HEAD_TAIL))
-    return digest.hexdigest()[:16]
