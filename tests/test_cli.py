@@ -206,3 +206,17 @@ def test_interrupt_exits_130_and_rerun_resumes(tmp_path, make_manifest):
     assert json.loads(resumed.stdout)["overall"]["wer"] == 0.0
     cached = int(resumed.stderr.split(" from cache")[0].rsplit(", ", 1)[1])
     assert 10 <= cached < 400
+
+
+def test_serve_and_remote_backends_fail_in_one_line(tmp_path, make_manifest):
+    assert_clean_error(asrfair("serve", "--backend", str(tmp_path / "none.yaml")), 2, "none.yaml", "not found")
+    config = tmp_path / "serve.yaml"
+    config.write_text("backend: {name: openai-compatible, api_key_env: ASRFAIR_UNSET_KEY}\n")
+    unset = asrfair("serve", "--backend", str(config), env={"ASRFAIR_UNSET_KEY": ""})
+    assert_clean_error(unset, 2, "ASRFAIR_UNSET_KEY is not set")
+    assert_clean_error(asrfair("serve", "--backend", str(config), "--api-key-env", "ASRFAIR_UNSET_KEY"), 2, "not set")
+    manifest = make_manifest([{"id": "u1", "text": "a b", "speaker": "s"}])
+    run_config = write_config(
+        tmp_path / "run.yaml", manifest, {"name": "openai-compatible", "api_key_env": "ASRFAIR_UNSET_KEY"}
+    )
+    assert_clean_error(asrfair("run", str(run_config)), 2, "ASRFAIR_UNSET_KEY is not set")
