@@ -56,6 +56,24 @@ class StatsConfig(Strict):
         return StatsOptions(**self.model_dump(exclude={"model", "model_factors"}))
 
 
+class GateConfig(Strict):
+    """Regression thresholds for ``asrfair gate``. A change fails a check only when it exceeds every
+    threshold set for it (absolute and/or relative) and a paired speaker-level test says it is real."""
+
+    wer_increase: float | None = Field(0.01, ge=0, description="overall WER rise (absolute; 0.01 = 1 pp)")
+    wer_increase_relative: float | None = Field(None, ge=0, description="overall WER rise relative to the baseline")
+    slice_wer_increase: float | None = Field(0.02, ge=0, description="a ranked slice's WER rise (absolute)")
+    slice_wer_increase_relative: float | None = Field(None, ge=0, description="a slice's WER rise, relative")
+    gap_increase: float | None = Field(0.02, ge=0, description="rise of a dimension's worst - best gap (absolute)")
+    ratio_increase: float | None = Field(None, ge=0, description="rise of a dimension's worst / best ratio")
+    failure_rate_increase: float | None = Field(0.01, ge=0, description="rise of the failed-utterance rate")
+    max_failure_rate: float | None = Field(None, ge=0, le=1, description="the candidate's failure rate, at most")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="family-wise: noise fails the gate at most 1 - this")
+    bootstrap: int = Field(1000, ge=0, description="paired speaker-clustered bootstrap replicates (intervals)")
+    flips: int = Field(2000, ge=100, description="random speaker swaps of the sign-flip test (decisions)")
+    seed: int = Field(0, description="seed of the gate's bootstrap")
+
+
 class RunConfig(Strict):
     version: int = CONFIG_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -73,6 +91,8 @@ class RunConfig(Strict):
     )
     output: Path = Path("runs")
     cache: Path | None = None
+    history: Path | None = Field(None, description="run-history DuckDB file (default: <output>/history.duckdb)")
+    gate: GateConfig = Field(default_factory=GateConfig)
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -86,6 +106,10 @@ class RunConfig(Strict):
     @property
     def cache_path(self) -> Path:
         return self.cache or self.output / ".cache" / "transcripts.sqlite"
+
+    @property
+    def history_path(self) -> Path:
+        return self.history or self.output / "history.duckdb"
 
     def slice_specs(self) -> list[SliceSpec] | None:
         if isinstance(self.slices, Path):

@@ -145,7 +145,7 @@ class Degradation:
 
 
 @dataclass(frozen=True)
-class _Paired:
+class Paired:
     """Complete cases as arrays: one row per utterance, one error column per condition."""
 
     reference_rows: pd.DataFrame
@@ -165,8 +165,8 @@ def degradation(
     """Paired comparison of ``conditions`` (the first is the reference); None without two."""
     if CONDITION_TAG not in table.columns or len(conditions) < 2:
         return None
-    paired = _pair(table, conditions)
-    dims = [s for s in specs if CONDITION_TAG not in s.by and CONDITION_TAG not in _where_tags(s)]
+    paired = pair_conditions(table, conditions)
+    dims = [s for s in specs if CONDITION_TAG not in s.by and CONDITION_TAG not in where_tags(s)]
     coder = TagCodes(paired.reference_rows)
     everyone = SliceCodes(np.zeros(len(paired.words), dtype=np.int64), ["overall"], [{}])
     coded = [everyone, *(slice_codes(paired.reference_rows, spec, coder) for spec in dims)]
@@ -204,13 +204,13 @@ def degradation(
     )
 
 
-def _where_tags(spec: SliceSpec) -> set[str]:
+def where_tags(spec: SliceSpec) -> set[str]:
     if isinstance(spec.where, str):
         return {tag for tag, _ in referenced(parse_where(spec.where))}
     return set(spec.where)
 
 
-def _pair(table: pd.DataFrame, conditions: Sequence[str]) -> _Paired:
+def pair_conditions(table: pd.DataFrame, conditions: Sequence[str]) -> Paired:
     scored = table[(table["status"] == "ok") & table[CONDITION_TAG].isin(conditions)]
     per_id = scored.groupby("id")[CONDITION_TAG].nunique()
     complete = per_id.index[per_id == len(conditions)]
@@ -223,14 +223,14 @@ def _pair(table: pd.DataFrame, conditions: Sequence[str]) -> _Paired:
         .T
     )
     cluster, uniques = pd.factorize(cluster_units(reference))
-    return _Paired(
+    return Paired(
         reference, errors, reference["ref_words"].to_numpy(dtype=np.float64), cluster.astype(np.int64), len(uniques)
     )
 
 
 def _overall(
     table: pd.DataFrame,
-    paired: _Paired,
+    paired: Paired,
     conditions: Sequence[str],
     descriptions: Mapping[str, str],
     reps: np.ndarray,
@@ -265,7 +265,7 @@ def _overall(
 def _dimension(
     spec: SliceSpec,
     codes: SliceCodes,
-    paired: _Paired,
+    paired: Paired,
     conditions: Sequence[str],
     reps: np.ndarray,
     starts: list[int],
@@ -393,7 +393,7 @@ def _spread(wers: np.ndarray, reps: np.ndarray) -> tuple[float | None, np.ndarra
 
 
 def _interaction(
-    paired: _Paired, codes: np.ndarray, ranked: list[int], condition: int, options: StatsOptions, seed_offset: int
+    paired: Paired, codes: np.ndarray, ranked: list[int], condition: int, options: StatsOptions, seed_offset: int
 ) -> Test | None:
     """The dimension test on per-utterance error differences: does the extra error depend on the slice?"""
     return ranked_test(

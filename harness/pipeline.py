@@ -32,6 +32,7 @@ from harness.config import RunConfig
 from harness.degradation import degradation
 from harness.errors import InputError, TooManyFailures, format_validation_error
 from harness.execute import BatchCallback, transcribe_all
+from harness.history import record_run
 from harness.manifest import Manifest, Utterance, load_manifest
 from harness.model import ModelResult, model_for_slices
 from harness.report.markdown import render_markdown
@@ -197,6 +198,7 @@ def run(prepared: Prepared, *, on_batch: BatchCallback | None = None) -> RunOutc
     provenance = _provenance(config, prepared.manifest, backend, prepared.normalizer)
     provenance["conditions_skipped"] = prepared.skipped
     metrics = _score_and_write(paths, frame, prepared.slices, prepared.normalizer, config, provenance)
+    record_run(config.history_path, paths.root, metrics)
     return RunOutcome(paths, metrics, transcribed, cached, config.max_failure_rate)
 
 
