@@ -142,6 +142,7 @@ class Degradation:
     dimensions: list[ConditionDimension]
     evidence: str = "simulated"
     method: str = METHOD
+    paired_speakers: int = 0  # speaker clusters among the paired utterances
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ def degradation(
         reference=conditions[0],
         conditions=overall,
         paired_utterances=len(paired.words),
+        paired_speakers=paired.n_clusters,
         excluded_utterances=int(table.loc[table[CONDITION_TAG].isin(conditions), "id"].nunique()) - len(paired.words),
         dimensions=_holm_and_marks(dimensions, 1.0 - options.confidence),
     )

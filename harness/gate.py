@@ -254,10 +254,17 @@ def run_gate(baseline: RunSide, candidate: RunSide, gate: GateConfig) -> GateRes
     )
     p_values = sign_flip_p_values(baseline, candidate, result, gate) if result is not None else {}
     checks = [*_wer_checks(result, gate, p_values), *_failure_checks(baseline, candidate, gate)]
+    warnings = unfair_comparison_warnings(baseline, candidate, shared, only_a, only_b)
+    blind = [c.name.removesuffix(" WER") for c in checks if "cannot tell" in c.reason]
+    if blind:
+        warnings.append(
+            f"changed beyond the threshold but too few speakers for any test to call it real: {', '.join(blind)}; "
+            "the gate cannot fail on these slices until more speakers are recorded"
+        )
     return GateResult(
         passed=not any(c.status == "regression" for c in checks),
         checks=sorted(checks, key=lambda c: ("regression", "improved", "pass", "not tested").index(c.status)),
-        warnings=unfair_comparison_warnings(baseline, candidate, shared, only_a, only_b),
+        warnings=warnings,
         baseline=baseline.describe(),
         candidate=candidate.describe(),
         shared_utterances=shared,
@@ -367,6 +374,7 @@ def _wer_checks(result: Degradation | None, gate: GateConfig, p_values: dict[str
                 gate.wer_increase_relative,
                 p_values,
                 alpha,
+                speakers=result.paired_speakers,
             )
         )
     for dim in result.dimensions:
@@ -399,6 +407,7 @@ def _wer_checks(result: Degradation | None, gate: GateConfig, p_values: dict[str
                         gate.slice_wer_increase_relative,
                         p_values,
                         alpha,
+                        speakers=s.speakers,
                     )
                 )
         shift = dim.shifts[0] if dim.shifts else None
@@ -448,6 +457,7 @@ def judge(
     p_values: dict[str, float],
     alpha: float,
     unit: str = "pp",
+    speakers: int | None = None,
 ) -> Check:
     """Regression: the change exceeds every threshold set and the Holm-adjusted sign-flip p < α."""
     threshold = describe_threshold(absolute, relative, unit)
@@ -466,6 +476,11 @@ def judge(
         return Check(name, kind, baseline, candidate, delta, ci, threshold, "improved", "interval below 0", p)
     if not exceeds:
         reason = "within the threshold"
+    elif speakers is not None and 2.0**-speakers * len(p_values) >= alpha:
+        reason = (
+            f"above the threshold, but {speakers} speakers cannot tell any change from noise at this level "
+            f"(smallest possible p = 2^-{speakers}, over {len(p_values)} checks): record more speakers"
+        )
     else:
         reason = "above the threshold, but within noise" + (f" (p = {p:.3f}, Holm)" if p is not None else "")
     return Check(name, kind, baseline, candidate, delta, ci, threshold, "pass", reason, p)

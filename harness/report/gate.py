@@ -114,6 +114,7 @@ def print_gate(result: GateResult, console: Console) -> None:
             value(c, c.baseline),
             value(c, c.candidate),
             change(c),
+            p_value(c),
             c.threshold or "–",
             MARK[c.status],
             style=style,
