@@ -282,7 +282,9 @@ def rescore(
         "scorer_version": SCORER_VERSION,
         "harness_version": __version__,
     }
-    return _score_and_write(paths, frame, specs, chosen, config, provenance)
+    metrics = _score_and_write(paths, frame, specs, chosen, config, provenance)
+    record_run(config.history_path, paths.root, metrics)  # replaces the run's rows
+    return metrics
 
 
 def fit_model(run_dir: Path, *, factors: list[str] | None = None, slices: list[SliceSpec] | None = None) -> ModelResult:
