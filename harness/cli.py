@@ -267,7 +267,7 @@ def gate_command(
         if v is not None
     }
     try:
-        thresholds = GateConfig.model_validate({**candidate.config.gate.model_dump(), **overrides})
+        thresholds = GateConfig.model_validate({**base.config.gate.model_dump(), **overrides})
     except ValidationError as exc:
         raise InputError(f"gate options: {format_validation_error(exc)}") from None
     result = run_gate(base, candidate, thresholds)

@@ -297,6 +297,8 @@ def sign_flip_p_values(
         k = len(codes.labels)
         base_sum, change_sum, words = _sums(codes.codes, k, paired, diff)
         ranked = np.array([s.supported for s in dim.slices])
+        if k < 2:
+            continue
         if _is_set(gate.slice_wer_increase, gate.slice_wer_increase_relative):
             p = _flip_p(base_sum, change_sum, words, flips)
             raw.update({f"{dim.name}={label} WER": p[i] for i, label in enumerate(codes.labels) if ranked[i]})
@@ -378,6 +380,8 @@ def _wer_checks(result: Degradation | None, gate: GateConfig, p_values: dict[str
             )
         )
     for dim in result.dimensions:
+        if len(dim.slices) < 2:  # one value (device=tts): the same utterances as the overall check
+            continue
         if _is_set(gate.slice_wer_increase, gate.slice_wer_increase_relative):
             for s in dim.slices:
                 name = f"{dim.name}={s.label} WER"
@@ -548,6 +552,12 @@ def unfair_comparison_warnings(
         warnings.append(
             f"the normalisers differ ({a['normalizer']} vs {b['normalizer']}): text normalisation alone changes WER; "
             "rescore one run with 'asrfair score --normalizer' before gating"
+        )
+    procedure = {"bootstrap", "flips", "seed"}
+    if baseline.config.gate.model_dump(exclude=procedure) != candidate.config.gate.model_dump(exclude=procedure):
+        warnings.append(
+            "the candidate's 'gate:' thresholds differ from the baseline's; the baseline's are used (the bar that was "
+            "accepted), so re-baseline to change them"
         )
     if baseline.provenance.get("slices") != candidate.provenance.get("slices"):
         warnings.append("the runs were sliced differently; the candidate's slices are used")

@@ -67,7 +67,7 @@ def render_markdown(result: GateResult) -> str:
         ]
         lines.append("")
     if result.warnings:
-        lines += ["> **Warnings — the comparison may not be like for like:**", ">"]
+        lines += ["> **Warnings:**", ">"]
         lines += [f"> - {w}" for w in result.warnings]
         lines.append("")
     lines += [
@@ -88,7 +88,10 @@ def write_junit(result: GateResult, path: Path) -> None:
     suite = TestSuite("asrfair gate")
     for check in result.checks:
         case = TestCase(check.name, classname=f"asrfair.gate.{check.kind}")
-        message = f"{value(check, check.baseline)} -> {value(check, check.candidate)} ({change(check)}); {check.reason}"
+        message = (
+            f"{check.name}: {value(check, check.baseline)} -> {value(check, check.candidate)} ({change(check)}); "
+            f"{check.reason}"
+        )
         if check.status == "regression":
             case.result = [Failure(message, "regression")]
         elif check.status == "not tested":
