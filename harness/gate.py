@@ -291,7 +291,7 @@ def sign_flip_p_values(
     raw: dict[str, float] = {}
     everyone = np.zeros(len(diff), dtype=np.int64)
     if _is_set(gate.wer_increase, gate.wer_increase_relative):
-        raw["overall WER"] = _flip_p(*_sums(everyone, 1, paired, diff), flips)[0]
+        raw["overall WER"] = _flip_p(_sums(everyone, 1, paired, diff)[1], flips)[0]
     for spec, dim in zip(specs, result.dimensions, strict=True):
         codes = slice_codes(paired.reference_rows, spec, coder)
         k = len(codes.labels)
@@ -300,7 +300,7 @@ def sign_flip_p_values(
         if k < 2:
             continue
         if _is_set(gate.slice_wer_increase, gate.slice_wer_increase_relative):
-            p = _flip_p(base_sum, change_sum, words, flips)
+            p = _flip_p(change_sum, flips)
             raw.update({f"{dim.name}={label} WER": p[i] for i, label in enumerate(codes.labels) if ranked[i]})
         if ranked.sum() >= 2:
             spreads = _flip_spread(base_sum, change_sum, words, flips, ranked)
@@ -325,8 +325,8 @@ def _sums(codes: np.ndarray, k: int, paired: Any, diff: np.ndarray) -> tuple[np.
     return base, change, words
 
 
-def _flip_p(base: np.ndarray, change: sparse.csr_matrix, words: np.ndarray, flips: np.ndarray) -> np.ndarray:
-    """P(ΔWER under random speaker swaps ≥ the observed ΔWER), per slice."""
+def _flip_p(change: sparse.csr_matrix, flips: np.ndarray) -> np.ndarray:
+    """P(ΔWER under random speaker swaps ≥ the observed ΔWER), per slice (words are fixed, so errors suffice)."""
     observed = np.asarray(change.sum(axis=0)).ravel()
     null = observed - 2 * (change.T @ flips.T).T  # a swapped speaker's change changes sign
     return (1 + (null >= observed - 1e-9).sum(axis=0)) / (len(flips) + 1)
