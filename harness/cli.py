@@ -280,7 +280,7 @@ def gate_command(
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2, default=str))
     else:
-        print_gate(result, _stdout_console())
+        print_gate(result, _stdout_console(), err_console)
         err_console.print(f"wrote {folder / 'gate.md'} and gate.json" + (f", {junit}" if junit else ""))
     if not result.passed:
         raise typer.Exit(EXIT_REGRESSION)

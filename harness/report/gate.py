@@ -104,7 +104,8 @@ def write_junit(result: GateResult, path: Path) -> None:
     xml.write(str(path), pretty=True)
 
 
-def print_gate(result: GateResult, console: Console) -> None:
+def print_gate(result: GateResult, console: Console, warnings_to: Console | None = None) -> None:
+    """The table on ``console``; warnings on ``warnings_to`` (stderr in the CLI)."""
     table = Table(title=headline(result), title_justify="left")
     for column in ("check", "baseline", "candidate", "change [CI]", "p (Holm)", "fails above", "result"):
         table.add_column(
@@ -124,7 +125,7 @@ def print_gate(result: GateResult, console: Console) -> None:
         )
     console.print(table)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+        (warnings_to or console).print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 def print_comparison(comparison: dict[str, Any], console: Console) -> None:
