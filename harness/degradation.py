@@ -167,7 +167,7 @@ def degradation(
     if CONDITION_TAG not in table.columns or len(conditions) < 2:
         return None
     paired = pair_conditions(table, conditions)
-    dims = [s for s in specs if CONDITION_TAG not in s.by and CONDITION_TAG not in where_tags(s)]
+    dims = compared_dimensions(specs)
     coder = TagCodes(paired.reference_rows)
     everyone = SliceCodes(np.zeros(len(paired.words), dtype=np.int64), ["overall"], [{}])
     coded = [everyone, *(slice_codes(paired.reference_rows, spec, coder) for spec in dims)]
@@ -204,6 +204,11 @@ def degradation(
         excluded_utterances=int(table.loc[table[CONDITION_TAG].isin(conditions), "id"].nunique()) - len(paired.words),
         dimensions=_holm_and_marks(dimensions, 1.0 - options.confidence),
     )
+
+
+def compared_dimensions(specs: Sequence[SliceSpec]) -> list[SliceSpec]:
+    """The dimensions a paired comparison reports, in order: those that do not slice by condition."""
+    return [s for s in specs if CONDITION_TAG not in s.by and CONDITION_TAG not in where_tags(s)]
 
 
 def where_tags(spec: SliceSpec) -> set[str]:

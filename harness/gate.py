@@ -32,7 +32,7 @@ from scipy import sparse
 
 from harness.conditions import CONDITION_TAG
 from harness.config import GateConfig, RunConfig
-from harness.degradation import Degradation, degradation, pair_conditions, where_tags
+from harness.degradation import Degradation, compared_dimensions, degradation, pair_conditions
 from harness.errors import InputError, format_validation_error
 from harness.significance import holm
 from harness.slices import SliceSpec, TagCodes, slice_codes
@@ -225,11 +225,22 @@ def comparison_specs(candidate: RunSide) -> list[SliceSpec]:
     return specs
 
 
-def compare(
-    baseline: RunSide, candidate: RunSide, *, confidence: float, bootstrap: int, seed: int
-) -> tuple[Degradation | None, int, int, int]:
+@dataclass(frozen=True)
+class Comparison:
+    """Both runs on their shared utterances, and the paired ΔWER of :func:`degradation`."""
+
+    table: pd.DataFrame  # see paired_table
+    specs: list[SliceSpec]
+    result: Degradation | None  # None without shared utterances
+    shared: int
+    only_in_baseline: int
+    only_in_candidate: int
+
+
+def compare(baseline: RunSide, candidate: RunSide, *, confidence: float, bootstrap: int, seed: int) -> Comparison:
     """Paired ΔWER overall, per slice and per dimension's disparity, candidate minus baseline."""
     table, shared, only_a, only_b = paired_table(baseline, candidate)
+    specs = comparison_specs(candidate)
     stats = candidate.config.stats
     options = StatsOptions(
         min_speakers=stats.min_speakers,
@@ -239,22 +250,19 @@ def compare(
         seed=seed,
         permutations=0,
     )
-    if not shared:
-        return None, shared, only_a, only_b
-    result = degradation(table, comparison_specs(candidate), [baseline.label, candidate.label], {}, options)
-    return result, shared, only_a, only_b
+    labels = [baseline.label, candidate.label]
+    result = degradation(table, specs, labels, {}, options) if shared else None
+    return Comparison(table, specs, result, shared, only_a, only_b)
 
 
 # --- the gate --------------------------------------------------------------------------------
 
 
 def run_gate(baseline: RunSide, candidate: RunSide, gate: GateConfig) -> GateResult:
-    result, shared, only_a, only_b = compare(
-        baseline, candidate, confidence=gate.confidence, bootstrap=gate.bootstrap, seed=gate.seed
-    )
-    p_values = sign_flip_p_values(baseline, candidate, result, gate) if result is not None else {}
-    checks = [*_wer_checks(result, gate, p_values), *_failure_checks(baseline, candidate, gate)]
-    warnings = unfair_comparison_warnings(baseline, candidate, shared, only_a, only_b)
+    comparison = compare(baseline, candidate, confidence=gate.confidence, bootstrap=gate.bootstrap, seed=gate.seed)
+    p_values = sign_flip_p_values(comparison, gate)
+    checks = [*_wer_checks(comparison.result, gate, p_values), *_failure_checks(baseline, candidate, gate)]
+    warnings = unfair_comparison_warnings(baseline, candidate, comparison)
     blind = [c.name.removesuffix(" WER") for c in checks if "cannot tell" in c.reason]
     if blind:
         warnings.append(
@@ -267,9 +275,9 @@ def run_gate(baseline: RunSide, candidate: RunSide, gate: GateConfig) -> GateRes
         warnings=warnings,
         baseline=baseline.describe(),
         candidate=candidate.describe(),
-        shared_utterances=shared,
-        only_in_baseline=only_a,
-        only_in_candidate=only_b,
+        shared_utterances=comparison.shared,
+        only_in_baseline=comparison.only_in_baseline,
+        only_in_candidate=comparison.only_in_candidate,
         confidence=gate.confidence,
         tests=len(p_values),
         bootstrap=gate.bootstrap,
@@ -277,17 +285,17 @@ def run_gate(baseline: RunSide, candidate: RunSide, gate: GateConfig) -> GateRes
     )
 
 
-def sign_flip_p_values(
-    baseline: RunSide, candidate: RunSide, result: Degradation, gate: GateConfig
-) -> dict[str, float]:
+def sign_flip_p_values(comparison: Comparison, gate: GateConfig) -> dict[str, float]:
     """Holm-adjusted one-sided p-values of every bootstrap-free check, keyed by check name."""
-    table, *_ = paired_table(baseline, candidate)
-    paired = pair_conditions(table, [baseline.label, candidate.label])
+    result = comparison.result
+    if result is None:
+        return {}
+    paired = pair_conditions(comparison.table, [c.name for c in result.conditions])
     diff = paired.errors[1] - paired.errors[0]
     rng = np.random.default_rng(gate.seed)
     flips = rng.integers(0, 2, size=(gate.flips, paired.n_clusters)).astype(np.float64)  # 1: swap the runs
     coder = TagCodes(paired.reference_rows)
-    specs = [s for s in comparison_specs(candidate) if CONDITION_TAG not in s.by and CONDITION_TAG not in where_tags(s)]
+    specs = compared_dimensions(comparison.specs)  # the dimensions of result.dimensions, in order
     raw: dict[str, float] = {}
     everyone = np.zeros(len(diff), dtype=np.int64)
     if _is_set(gate.wer_increase, gate.wer_increase_relative):
@@ -536,9 +544,7 @@ def _failure_checks(baseline: RunSide, candidate: RunSide, gate: GateConfig) -> 
     return checks
 
 
-def unfair_comparison_warnings(
-    baseline: RunSide, candidate: RunSide, shared: int, only_a: int, only_b: int
-) -> list[str]:
+def unfair_comparison_warnings(baseline: RunSide, candidate: RunSide, comparison: Comparison) -> list[str]:
     """What makes the two runs not like for like: different data, normaliser, slices, conditions."""
     a, b = baseline.describe(), candidate.describe()
     warnings = []
@@ -566,9 +572,14 @@ def unfair_comparison_warnings(
         warnings.append(
             f"simulated conditions differ ({conditions[0]} vs {conditions[1]}); only shared ones are compared"
         )
-    for count, where in ((only_a, "only in the baseline"), (only_b, "only in the candidate")):
+    for count, where in (
+        (comparison.only_in_baseline, "only in the baseline"),
+        (comparison.only_in_candidate, "only in the candidate"),
+    ):
         if count:
-            warnings.append(f"{count} utterances are {where} and left out; {shared} shared utterances are compared")
+            warnings.append(
+                f"{count} utterances are {where} and left out; {comparison.shared} shared utterances are compared"
+            )
     if a["fingerprint"] and a["fingerprint"] == b["fingerprint"]:
         warnings.append("both runs used the same backend fingerprint: any change comes from nondeterminism or data")
     return warnings
@@ -578,15 +589,14 @@ def compare_sides(path_a: Path, path_b: Path) -> dict[str, Any]:
     """``asrfair compare``: B against A on shared utterances, at B's configured confidence."""
     a, b = load_side(path_a, "A"), load_side(path_b, "B")
     stats = b.config.stats
-    result, shared, only_a, only_b = compare(
-        a, b, confidence=stats.confidence, bootstrap=stats.bootstrap, seed=stats.seed
-    )
+    comparison = compare(a, b, confidence=stats.confidence, bootstrap=stats.bootstrap, seed=stats.seed)
+    result = comparison.result
     rows: dict[str, Any] = {
         "A": a.describe(),
         "B": b.describe(),
-        "shared_utterances": shared,
+        "shared_utterances": comparison.shared,
         "confidence": stats.confidence,
-        "warnings": unfair_comparison_warnings(a, b, shared, only_a, only_b),
+        "warnings": unfair_comparison_warnings(a, b, comparison),
         "overall": None,
         "dimensions": [],
     }

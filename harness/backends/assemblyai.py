@@ -16,13 +16,21 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-import httpx
 from pydantic import Field, field_validator, model_validator
 
 from harness.backends.base import AudioRequest
-from harness.backends.remote import Poll, RemoteBackend, RemoteError, RemoteOptions, json_field, read_secret
+from harness.backends.remote import (
+    Poll,
+    RemoteBackend,
+    RemoteError,
+    RemoteOptions,
+    json_field,
+    read_secret,
+    response_json,
+)
 
 log = logging.getLogger(__name__)
+_HINT = "is base_url the API root?"  # when an answer is not JSON
 _OWN_FIELDS = ("audio_url", "language_code", "punctuate", "format_text", "speech_models", "speech_model")
 
 
@@ -93,7 +101,7 @@ class AssemblyAIBackend(RemoteBackend):
             content=audio,
             headers={**self._headers, "Content-Type": "application/octet-stream"},
         )
-        audio_url = json_field(_json(upload), "upload_url")
+        audio_url = json_field(response_json(upload, _HINT), "upload_url")
         o = self.options
         body: dict[str, Any] = {
             "audio_url": audio_url,
@@ -105,13 +113,13 @@ class AssemblyAIBackend(RemoteBackend):
         if o.speech_models is not None:
             body["speech_models"] = o.speech_models
         submitted = await self.send("POST", f"{self._root}/v2/transcript", json=body, headers=self._headers)
-        job_id = json_field(_json(submitted), "id")
+        job_id = json_field(response_json(submitted, _HINT), "id")
         job_url = f"{self._root}/v2/transcript/{job_id}"
         finished = False
 
         async def check() -> str | None:
             nonlocal finished
-            job = _json(await self.send("GET", job_url, headers=self._headers))
+            job = response_json(await self.send("GET", job_url, headers=self._headers), _HINT)
             status = json_field(job, "status")
             if status == "completed":
                 finished = True
@@ -150,10 +158,3 @@ class AssemblyAIBackend(RemoteBackend):
             "format_text": o.format_text,
             "params": o.params,
         }
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise RemoteError("response is not JSON; is base_url the API root?") from None

@@ -30,6 +30,7 @@ from harness.backends.remote import (
     RemoteOptions,
     json_field,
     read_secret,
+    response_json,
     to_locale,
 )
 from harness.manifest import Utterance
@@ -105,11 +106,7 @@ class AzureSpeechBackend(RemoteBackend):
 
         async def attempt() -> str:
             response = await self.send("POST", self._url, params=params, content=audio, headers=headers)
-            try:
-                payload = response.json()
-            except ValueError:
-                raise RemoteError("response is not JSON; is base_url the endpoint root?") from None
-            return read_answer(payload)
+            return read_answer(response_json(response, "is base_url the endpoint root?"))
 
         return await self.retrying(attempt)
 

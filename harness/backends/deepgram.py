@@ -13,7 +13,13 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from harness.backends.base import AudioRequest
-from harness.backends.remote import RemoteBackend, RemoteError, RemoteOptions, json_field, read_secret
+from harness.backends.remote import (
+    RemoteBackend,
+    RemoteOptions,
+    json_text,
+    read_secret,
+    response_json,
+)
 
 ParamValue = str | bool | int | float | list[str]
 _OWN_PARAMS = ("model", "language", "smart_format", "punctuate")
@@ -68,14 +74,8 @@ class DeepgramBackend(RemoteBackend):
         if self._key:
             headers["Authorization"] = f"Token {self._key}"
         response = await self.send("POST", self._url, params=params, content=audio, headers=headers)
-        try:
-            payload = response.json()
-        except ValueError:
-            raise RemoteError("response is not JSON; is base_url the API root (without /v1)?") from None
-        text = json_field(payload, "results", "channels", 0, "alternatives", 0, "transcript")
-        if not isinstance(text, str):
-            raise RemoteError("unexpected response: 'transcript' is not a string")
-        return text
+        payload = response_json(response, "is base_url the API root (without /v1)?")
+        return json_text(payload, "results", "channels", 0, "alternatives", 0, "transcript")
 
     def fingerprint(self) -> dict[str, Any]:
         o = self.options

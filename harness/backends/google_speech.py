@@ -29,6 +29,7 @@ from harness.backends.remote import (
     RemoteError,
     RemoteOptions,
     json_field,
+    response_json,
     to_locale,
 )
 from harness.errors import BackendUnavailable
@@ -176,10 +177,7 @@ class GoogleSpeechBackend(RemoteBackend):
                     status=exc.status,
                 ) from None
             raise
-        try:
-            payload = response.json()
-        except ValueError:
-            raise RemoteError("response is not JSON; is base_url the API root?") from None
+        payload = response_json(response, "is base_url the API root?")
         if not isinstance(payload, dict):
             raise RemoteError("unexpected response: not a JSON object")
         return join_results(payload)

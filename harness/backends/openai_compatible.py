@@ -12,7 +12,13 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from harness.backends.base import AudioRequest
-from harness.backends.remote import RemoteBackend, RemoteError, RemoteOptions, json_field, read_secret
+from harness.backends.remote import (
+    RemoteBackend,
+    RemoteOptions,
+    json_text,
+    read_secret,
+    response_json,
+)
 
 
 class OpenAICompatibleOptions(RemoteOptions):
@@ -52,13 +58,7 @@ class OpenAICompatibleBackend(RemoteBackend):
             files={"file": (f"{request.utterance.id}.wav", audio, "audio/wav")},
             headers=headers,
         )
-        try:
-            text = json_field(response.json(), "text")
-        except ValueError:
-            raise RemoteError("response is not JSON; is base_url the API root (ending in /v1)?") from None
-        if not isinstance(text, str):
-            raise RemoteError("unexpected response: 'text' is not a string")
-        return text
+        return json_text(response_json(response, "is base_url the API root (ending in /v1)?"), "text")
 
     def fingerprint(self) -> dict[str, Any]:
         o = self.options

@@ -325,6 +325,22 @@ def check_status(response: httpx.Response) -> None:
     )
 
 
+def response_json(response: httpx.Response, hint: str) -> Any:
+    """The decoded body, or a RemoteError with ``hint`` (usually what base_url should look like)."""
+    try:
+        return response.json()
+    except ValueError:
+        raise RemoteError(f"response is not JSON; {hint}") from None
+
+
+def json_text(payload: Any, *path: str | int) -> str:
+    """A string field of a JSON answer (:func:`json_field`), or a RemoteError naming it."""
+    text = json_field(payload, *path)
+    if not isinstance(text, str):
+        raise RemoteError(f"unexpected response: '{path[-1]}' is not a string")
+    return text
+
+
 def json_field(payload: Any, *path: str | int) -> Any:
     """``payload[path[0]][path[1]]...`` or a RemoteError naming the missing field."""
     current = payload
