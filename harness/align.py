@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 
 import jiwer
 import numpy as np
 
-SCORER_VERSION = "1"
+SCORER_VERSION = "1"  # our alignment rules (the empty-reference rule above); jiwer's own version beside it
+JIWER_VERSION = version("jiwer")
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,14 @@ def validate_command(
 def score_command(
     run_dir: Annotated[Path, typer.Argument(help="a run directory made by 'asrfair run'")],
     slices: Annotated[Path | None, typer.Option("--slices", help="slice YAML (default: the run's own)")] = None,
-    normalizer: Annotated[str | None, typer.Option("--normalizer", help="whisper-english, basic or none")] = None,
+    normalizer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--normalizer",
+            help="preset (asrfair normalizers), name@version or a normaliser YAML; repeat it to compare: the first "
+            "is the headline, the others are scored beside it",
+        ),
+    ] = None,
     aggregate: Annotated[
         str | None,
         typer.Option("--aggregate", help="headline aggregate: pooled, speaker-mean or utterance-mean"),
@@ -174,9 +181,44 @@ def score_command(
     from harness.slices import load_slices
 
     chosen = load_slices(slices) if slices else None
-    metrics = rescore(run_dir, slices=chosen, normalizer=normalizer, aggregate=aggregate)
+    metrics = rescore(run_dir, slices=chosen, normalizers=normalizer, aggregate=aggregate)
     _emit(metrics, as_json)
     err_console.print(f"rewrote {run_dir / 'metrics.json'} and {run_dir / 'report.md'}")
+
+
+@app.command("normalizers")
+@_handle_errors
+def normalizers_command(
+    text: Annotated[str | None, typer.Option("--text", help="show what each normaliser makes of this text")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable list")] = False,
+) -> None:
+    """List the text normalisers (built-in presets and plugins), optionally applied to a sample text."""
+    from harness.text import available_normalizers
+
+    found = available_normalizers()
+    rows = [
+        {
+            "normalizer": n.stamp,
+            "description": n.description,
+            "source": n.source,
+            "library": n.library,
+            **({"text": n(text)} if text is not None else {}),
+        }
+        for n in found
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table(title="Normalisers (docs/normalisation.md lists every rule)", title_justify="left")
+    for column in ("normalizer", "output" if text is not None else "description", "source"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            escape(row["normalizer"]),
+            escape(row["text"] if text is not None else row["description"]),
+            escape(row["source"]),
+        )
+    _stdout_console().print(table)
 
 
 @app.command("model")
@@ -247,6 +289,9 @@ def gate_command(
     gap_increase: Annotated[float | None, typer.Option(help="override gate.gap_increase")] = None,
     confidence: Annotated[float | None, typer.Option(help="override gate.confidence (family-wise)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print gate.json instead of the table")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="gate runs scored under different normalisers anyway (warns)")
+    ] = False,
 ) -> None:
     """Fail (exit 1) when the run is worse or less fair than the baseline, beyond noise."""
     from harness.config import GateConfig
@@ -270,7 +315,7 @@ def gate_command(
         thresholds = GateConfig.model_validate({**base.config.gate.model_dump(), **overrides})
     except ValidationError as exc:
         raise InputError(f"gate options: {format_validation_error(exc)}") from None
-    result = run_gate(base, candidate, thresholds)
+    result = run_gate(base, candidate, thresholds, force=force)
     folder = output or run_dir
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "gate.md", render_markdown(result))
@@ -309,12 +354,15 @@ def compare_command(
     run_a: Annotated[Path, typer.Argument(help="first run directory (or baseline .json)")],
     run_b: Annotated[Path, typer.Argument(help="second run directory (or baseline .json)")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="compare runs scored under different normalisers anyway (warns)")
+    ] = False,
 ) -> None:
     """Two runs side by side, paired on shared utterances: WER per slice and the change, with intervals."""
     from harness.gate import compare_sides
     from harness.report.gate import print_comparison
 
-    comparison = compare_sides(run_a, run_b)
+    comparison = compare_sides(run_a, run_b, force=force)
     if as_json:
         typer.echo(json.dumps(comparison, indent=2, default=str))
     else:

@@ -16,6 +16,7 @@ from harness.conditions import Condition, check_conditions
 from harness.errors import InputError, format_validation_error
 from harness.slices import SliceSpec, load_slices
 from harness.stats import StatsOptions
+from harness.text import is_normalizer_file
 from harness.yamlfile import read_yaml
 
 CONFIG_VERSION = 1
@@ -51,9 +52,21 @@ class StatsConfig(Strict):
     )
     model: Literal["poisson-gee", "none"] = Field("poisson-gee", description="model-based view of tag effects")
     model_factors: list[str] | None = Field(None, description="factors of the model (default: single-tag slices)")
+    normalizers: list[str] = Field(
+        default_factory=list, description="normalisers to score beside 'normalizer' (the sensitivity view)"
+    )
+    normalizer_wer_threshold: float = Field(
+        0.02, ge=0, description="flag a slice whose WER moves this much more than its dimension's typical slice"
+    )
+    normalizer_rank_change: int = Field(
+        2, ge=1, description="flag a slice whose rank moves this many places between normalisers"
+    )
 
     def options(self) -> StatsOptions:
-        return StatsOptions(**self.model_dump(exclude={"model", "model_factors"}))
+        return StatsOptions(**self.model_dump(exclude=_NOT_BOOTSTRAP_OPTIONS))
+
+
+_NOT_BOOTSTRAP_OPTIONS = {"model", "model_factors", "normalizers", "normalizer_wer_threshold", "normalizer_rank_change"}
 
 
 class GateConfig(Strict):
@@ -133,6 +146,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     for key in ("dataset", "slices"):
         if isinstance(data.get(key), str):
             data[key] = str((base / data[key]).resolve())
+    _resolve_normalizer_files(base, data)
     _resolve_noise_files(path, data.get("conditions"))
     try:
         return RunConfig.model_validate(data)
@@ -140,6 +154,18 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise InputError(f"{path}: {format_validation_error(exc)}") from None
     except InputError as exc:  # raised by an included slice file
         raise InputError(f"{path}: {exc}") from None
+
+
+def _resolve_normalizer_files(base: Path, data: dict[str, Any]) -> None:
+    """A normaliser given as a YAML file is an input: relative to the config file."""
+    if isinstance(data.get("normalizer"), str) and is_normalizer_file(data["normalizer"]):
+        data["normalizer"] = str((base / data["normalizer"]).resolve())
+    stats = data.get("stats")
+    if isinstance(stats, dict) and isinstance(stats.get("normalizers"), list):
+        stats["normalizers"] = [
+            str((base / n).resolve()) if isinstance(n, str) and is_normalizer_file(n) else n
+            for n in stats["normalizers"]
+        ]
 
 
 def _resolve_noise_files(path: Path, conditions: Any) -> None:

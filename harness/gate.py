@@ -76,6 +76,8 @@ class RunSide:
             "fingerprint": backend.get("id"),
             "manifest_sha256": self.provenance.get("manifest", {}).get("sha256"),
             "normalizer": self.provenance.get("normalizer"),
+            "normalizer_sha256": (self.provenance.get("normalizer_definition") or {}).get("sha256"),
+            "normalizer_library": (self.provenance.get("normalizer_definition") or {}).get("library"),
         }
 
 
@@ -258,11 +260,13 @@ def compare(baseline: RunSide, candidate: RunSide, *, confidence: float, bootstr
 # --- the gate --------------------------------------------------------------------------------
 
 
-def run_gate(baseline: RunSide, candidate: RunSide, gate: GateConfig) -> GateResult:
+def run_gate(baseline: RunSide, candidate: RunSide, gate: GateConfig, *, force: bool = False) -> GateResult:
+    """Raises InputError when the runs were scored under different normalisers, unless ``force``."""
+    scoring = normalizer_mismatch(baseline, candidate, force=force)
     comparison = compare(baseline, candidate, confidence=gate.confidence, bootstrap=gate.bootstrap, seed=gate.seed)
     p_values = sign_flip_p_values(comparison, gate)
     checks = [*_wer_checks(comparison.result, gate, p_values), *_failure_checks(baseline, candidate, gate)]
-    warnings = unfair_comparison_warnings(baseline, candidate, comparison)
+    warnings = [*scoring, *unfair_comparison_warnings(baseline, candidate, comparison)]
     blind = [c.name.removesuffix(" WER") for c in checks if "cannot tell" in c.reason]
     if blind:
         warnings.append(
@@ -544,8 +548,36 @@ def _failure_checks(baseline: RunSide, candidate: RunSide, gate: GateConfig) -> 
     return checks
 
 
+def normalizer_mismatch(first: RunSide, second: RunSide, *, force: bool) -> list[str]:
+    """Runs scored under different normalisers are not comparable: the scoring rules alone move WER.
+    Refuse (InputError, exit 2), or with ``force`` return the warning. A different version of the
+    library behind the same preset is a warning only."""
+    a, b = first.describe(), second.describe()
+    if (a["normalizer"], a["normalizer_sha256"]) == (b["normalizer"], b["normalizer_sha256"]):
+        if a["normalizer_library"] != b["normalizer_library"] and a["normalizer_library"] and b["normalizer_library"]:
+            return [
+                f"{a['normalizer']} was applied by {a['normalizer_library']} in the {first.label} and by "
+                f"{b['normalizer_library']} in the {second.label}; if that package changed its rules, WER moves with it"
+            ]
+        return []
+    if a["normalizer"] == b["normalizer"]:
+        what = f"two different definitions of {a['normalizer']} (sha256 {str(a['normalizer_sha256'])[:12]} vs " + (
+            f"{str(b['normalizer_sha256'])[:12]})"
+        )
+    else:
+        what = f"{a['normalizer']} in the {first.label} and {b['normalizer']} in the {second.label}"
+    message = f"the runs were scored under {what}: text normalisation alone changes WER"
+    if not force:
+        raise InputError(
+            f"{message}; rescore one with 'asrfair score RUN_DIR --normalizer {a['normalizer']}', or pass --force "
+            "to compare anyway"
+        )
+    return [f"{message}; compared anyway (--force), so part of any change is the scorer's"]
+
+
 def unfair_comparison_warnings(baseline: RunSide, candidate: RunSide, comparison: Comparison) -> list[str]:
-    """What makes the two runs not like for like: different data, normaliser, slices, conditions."""
+    """What makes the two runs not like for like: different data, slices, conditions (normalisers:
+    :func:`normalizer_mismatch`)."""
     a, b = baseline.describe(), candidate.describe()
     warnings = []
     if a["manifest_sha256"] != b["manifest_sha256"]:
@@ -553,11 +585,6 @@ def unfair_comparison_warnings(baseline: RunSide, candidate: RunSide, comparison
             "the manifests differ (sha256 "
             f"{str(a['manifest_sha256'])[:12]} vs {str(b['manifest_sha256'])[:12]}): "
             "only shared utterances are compared, and edited references change WER on their own"
-        )
-    if a["normalizer"] != b["normalizer"]:
-        warnings.append(
-            f"the normalisers differ ({a['normalizer']} vs {b['normalizer']}): text normalisation alone changes WER; "
-            "rescore one run with 'asrfair score --normalizer' before gating"
         )
     procedure = {"bootstrap", "flips", "seed"}
     if baseline.config.gate.model_dump(exclude=procedure) != candidate.config.gate.model_dump(exclude=procedure):
@@ -585,9 +612,11 @@ def unfair_comparison_warnings(baseline: RunSide, candidate: RunSide, comparison
     return warnings
 
 
-def compare_sides(path_a: Path, path_b: Path) -> dict[str, Any]:
-    """``asrfair compare``: B against A on shared utterances, at B's configured confidence."""
+def compare_sides(path_a: Path, path_b: Path, *, force: bool = False) -> dict[str, Any]:
+    """``asrfair compare``: B against A on shared utterances, at B's configured confidence.
+    Refuses runs scored under different normalisers unless ``force``."""
     a, b = load_side(path_a, "A"), load_side(path_b, "B")
+    scoring = normalizer_mismatch(a, b, force=force)
     stats = b.config.stats
     comparison = compare(a, b, confidence=stats.confidence, bootstrap=stats.bootstrap, seed=stats.seed)
     result = comparison.result
@@ -596,7 +625,7 @@ def compare_sides(path_a: Path, path_b: Path) -> dict[str, Any]:
         "B": b.describe(),
         "shared_utterances": comparison.shared,
         "confidence": stats.confidence,
-        "warnings": unfair_comparison_warnings(a, b, comparison),
+        "warnings": [*scoring, *unfair_comparison_warnings(a, b, comparison)],
         "overall": None,
         "dimensions": [],
     }

@@ -53,7 +53,11 @@ RUNS = {
     "backend_id": "VARCHAR",
     "manifest_sha256": "VARCHAR",
     "normalizer": "VARCHAR",
+    "normalizer_sha256": "VARCHAR",  # a user's YAML normaliser's definition; null for presets
+    "normalizers_compared": "VARCHAR",  # the sensitivity view's other normalisers, comma-separated
     "scorer_version": "VARCHAR",
+    "jiwer_version": "VARCHAR",
+    "model_revision": "VARCHAR",
     "aggregate": "VARCHAR",
     "confidence": "DOUBLE",
     "wer": "DOUBLE",
@@ -67,6 +71,7 @@ RUNS = {
     "git_sha": "VARCHAR",
     "harness_version": "VARCHAR",
     "metrics_schema": "VARCHAR",
+    "provenance": "JSON",  # the run's whole provenance block (metrics.json), for anything not in a column
 }
 SLICES = {
     "run_id": "VARCHAR",
@@ -152,7 +157,11 @@ def _run_row(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
         "backend_id": backend.get("id"),
         "manifest_sha256": (provenance.get("manifest") or {}).get("sha256"),
         "normalizer": provenance.get("normalizer"),
+        "normalizer_sha256": (provenance.get("normalizer_definition") or {}).get("sha256"),
+        "normalizers_compared": ",".join(n["stamp"] for n in provenance.get("normalizers_compared") or []) or None,
         "scorer_version": provenance.get("scorer_version"),
+        "jiwer_version": (provenance.get("scorer") or {}).get("version"),
+        "model_revision": backend.get("model_revision"),
         "aggregate": metrics.get("aggregate"),
         "confidence": (metrics.get("stats") or {}).get("confidence"),
         **_wer_columns(overall),
@@ -161,6 +170,7 @@ def _run_row(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
         "git_sha": provenance.get("git_sha"),
         "harness_version": provenance.get("harness_version"),
         "metrics_schema": metrics.get("schema"),
+        "provenance": json.dumps(provenance, default=str),
     }
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from harness import __version__
-from harness.align import SCORER_VERSION
+from harness.align import JIWER_VERSION, SCORER_VERSION
 from harness.audio import AudioError, load_audio
 from harness.backends.base import Backend, Registry, Transcript
 from harness.conditions import CONDITION_TAG, Condition, Rendering, Simulator, with_condition
@@ -35,11 +35,12 @@ from harness.execute import BatchCallback, transcribe_all
 from harness.history import record_run
 from harness.manifest import Manifest, Utterance, load_manifest
 from harness.model import ModelResult, model_for_slices
+from harness.normalization import NormalizerSensitivity, ScoredView, normalizer_sensitivity
 from harness.report.markdown import render_markdown
 from harness.report.metrics import build_metrics
 from harness.scoring import score_frame, tag_columns, utterance_frame
 from harness.slices import SliceSpec, check_slices, default_slices
-from harness.stats import AGGREGATES, summarise_aggregates
+from harness.stats import AGGREGATES, Summary, summarise, summarise_aggregates
 from harness.store import (
     RunPaths,
     TranscriptCache,
@@ -81,10 +82,14 @@ class Prepared:
     config: RunConfig
     manifest: Manifest
     slices: list[SliceSpec]
-    normalizer: Normalizer
+    normalizers: list[Normalizer]  # the headline's first, then those of the sensitivity view
     backend: Backend
     conditions: list[Condition]  # usable ones, the reference first; empty: the audio as recorded
     skipped: list[dict[str, str]]  # conditions this machine cannot render, with the reason
+
+    @property
+    def normalizer(self) -> Normalizer:
+        return self.normalizers[0]
 
     @property
     def requests(self) -> int:
@@ -111,10 +116,23 @@ def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
         rows = pd.concat([rows.assign(**{CONDITION_TAG: c.name}) for c in config.conditions], ignore_index=True)
     source = str(config.slices) if isinstance(config.slices, Path) else "config 'slices'"
     check_slices(slices, rows, tags, source)
-    normalizer = get_normalizer(config.normalizer)
+    normalizers = resolve_normalizers(config.normalizer, config.stats.normalizers)
     backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
     conditions, skipped = _usable_conditions(config.conditions, backend, manifest)
-    return Prepared(config, manifest, slices, normalizer, backend, conditions, skipped)
+    return Prepared(config, manifest, slices, normalizers, backend, conditions, skipped)
+
+
+def resolve_normalizers(headline: str, compared: Sequence[str], source: str = "config") -> list[Normalizer]:
+    """The headline normaliser, then each other one once (a repeat of the headline is dropped)."""
+    chosen: list[Normalizer] = []
+    for key, spec in [("normalizer", headline), *((f"stats.normalizers[{i}]", n) for i, n in enumerate(compared))]:
+        try:
+            normalizer = get_normalizer(spec)
+        except InputError as exc:
+            raise InputError(f"{source} '{key}': {exc}") from None
+        if all((n.stamp, n.sha256) != (normalizer.stamp, normalizer.sha256) for n in chosen):
+            chosen.append(normalizer)
+    return chosen
 
 
 def with_condition_dimension(slices: list[SliceSpec], reference: str) -> list[SliceSpec]:
@@ -195,9 +213,9 @@ def run(prepared: Prepared, *, on_batch: BatchCallback | None = None) -> RunOutc
         backend.close()
     write_parquet(paths.transcripts, pd.concat(tables, ignore_index=True))
     frame = pd.concat(frames, ignore_index=True)
-    provenance = _provenance(config, prepared.manifest, backend, prepared.normalizer)
+    provenance = _provenance(config, prepared.manifest, backend)
     provenance["conditions_skipped"] = prepared.skipped
-    metrics = _score_and_write(paths, frame, prepared.slices, prepared.normalizer, config, provenance)
+    metrics = _score_and_write(paths, frame, prepared.slices, prepared.normalizers, config, provenance)
     record_run(config.history_path, paths.root, metrics)
     return RunOutcome(paths, metrics, transcribed, cached, config.max_failure_rate)
 
@@ -257,11 +275,12 @@ def rescore(
     run_dir: Path,
     *,
     slices: list[SliceSpec] | None = None,
-    normalizer: str | None = None,
+    normalizers: Sequence[str] | None = None,
     aggregate: str | None = None,
 ) -> dict[str, Any]:
     """Re-slice, re-normalise and/or change the headline aggregate of a finished run from its own
-    files; rewrite its reports."""
+    files; rewrite its reports. ``normalizers``: the headline's first, then any to compare with
+    it (one alone keeps the config's ``stats.normalizers`` for comparison)."""
     paths, config, frame = _open_finished(run_dir)
     if aggregate is not None:
         if aggregate not in AGGREGATES:
@@ -269,19 +288,14 @@ def rescore(
         config = config.model_copy(update={"stats": config.stats.model_copy(update={"aggregate": aggregate})})
     specs = _run_slices(config, frame, slices)
     check_slices(specs, frame, [*tag_columns(frame), "language"], str(run_dir))
-    chosen = get_normalizer(normalizer or config.normalizer)
+    headline, *compared = normalizers or [config.normalizer]
+    chosen = resolve_normalizers(headline, compared or config.stats.normalizers, source="--normalizer")
     try:
         old = json.loads(paths.metrics.read_text(encoding="utf-8")) if paths.metrics.is_file() else {}
     except json.JSONDecodeError:
         log.warning("%s is unreadable; its provenance is rebuilt from config.yaml only", paths.metrics)
         old = {"provenance": {"run_name": config.name, "config": config.resolved()}}
-    provenance = {
-        **old.get("provenance", {}),
-        "normalizer": chosen.stamp,
-        "rescored_utc": _now(),
-        "scorer_version": SCORER_VERSION,
-        "harness_version": __version__,
-    }
+    provenance = {**old.get("provenance", {}), "rescored_utc": _now(), "harness_version": __version__}
     metrics = _score_and_write(paths, frame, specs, chosen, config, provenance)
     record_run(config.history_path, paths.root, metrics)  # replaces the run's rows
     return metrics
@@ -326,11 +340,13 @@ def _score_and_write(
     paths: RunPaths,
     frame: pd.DataFrame,
     slices: Sequence[SliceSpec],
-    normalizer: Normalizer,
+    normalizers: Sequence[Normalizer],
     config: RunConfig,
     provenance: dict[str, Any],
 ) -> dict[str, Any]:
-    table = score_frame(frame, normalizer)
+    """Score under the headline normaliser (and each compared one), write utterances.parquet,
+    metrics.json, provenance.json and report.md."""
+    table = score_frame(frame, normalizers[0])
     options = config.stats.options()
     aggregates = summarise_aggregates(table, slices, options)
     present = set(table[CONDITION_TAG].unique()) if CONDITION_TAG in table.columns else set()
@@ -342,14 +358,21 @@ def _score_and_write(
         {c.name: c.describe() for c in conditions},
         options,
     )
-    provenance = {**provenance, "slices": [s.model_dump(mode="json", exclude_defaults=True) for s in slices]}
+    provenance = {
+        **provenance,
+        **_scoring_provenance(normalizers),
+        "counts": _counts(table, aggregates.headline, len(conditions)),
+        "slices": [s.model_dump(mode="json", exclude_defaults=True) for s in slices],
+    }
+    sensitivity = _sensitivity(frame, table, aggregates.headline, slices, normalizers, config)
     model = (
         model_for_slices(table, slices, config.stats.model_factors, config.stats.confidence)
         if config.stats.model == "poisson-gee"
         else None
     )
-    metrics = build_metrics(aggregates, table, provenance, model, changes)
+    metrics = build_metrics(aggregates, table, provenance, model, changes, sensitivity)
     write_parquet(paths.utterances, table)
+    write_json(paths.provenance, metrics["provenance"])
     write_json(paths.metrics, metrics)
     write_text(paths.report_md, render_markdown(metrics))
     return metrics
@@ -375,16 +398,70 @@ def _transcript_table(transcripts: Iterable[Transcript], backend: Backend, from_
     )
 
 
-def _provenance(config: RunConfig, manifest: Manifest, backend: Backend, normalizer: Normalizer) -> dict[str, Any]:
+def _sensitivity(
+    frame: pd.DataFrame,
+    table: pd.DataFrame,
+    headline: Summary,
+    slices: Sequence[SliceSpec],
+    normalizers: Sequence[Normalizer],
+    config: RunConfig,
+) -> NormalizerSensitivity | None:
+    """The run under each compared normaliser, beside the headline's (None when there is none).
+    Each view reuses the headline's bootstrap seed, so only the normaliser differs."""
+    if len(normalizers) < 2:
+        return None
+    options = config.stats.options()
+    views = [ScoredView(normalizers[0].stamp, table, headline)]
+    for normalizer in normalizers[1:]:
+        scored = score_frame(frame, normalizer)
+        views.append(ScoredView(normalizer.stamp, scored, summarise(scored, slices, options)))
+    return normalizer_sensitivity(
+        views,
+        slices,
+        wer_threshold=config.stats.normalizer_wer_threshold,
+        rank_change=config.stats.normalizer_rank_change,
+    )
+
+
+def _scoring_provenance(normalizers: Sequence[Normalizer]) -> dict[str, Any]:
+    """What turned transcripts into numbers: the normaliser(s) and the scorer."""
+    return {
+        "normalizer": normalizers[0].stamp,
+        "normalizer_definition": normalizers[0].provenance(),
+        "normalizers_compared": [n.provenance() for n in normalizers[1:]],
+        "scorer_version": SCORER_VERSION,
+        "scorer": {"name": "jiwer", "version": JIWER_VERSION, "alignment": SCORER_VERSION},
+    }
+
+
+def _counts(table: pd.DataFrame, headline: Summary, conditions: int) -> dict[str, Any]:
+    """Rows before and after each dimension's filters, and how many failed."""
+    failed = int((table["status"] != "ok").sum())
+    return {
+        "rows": len(table),
+        "conditions": conditions,
+        "scored": len(table) - failed,
+        "failed": failed,
+        "dimensions": {d.name: {"kept": sum(s.utterances + s.failed for s in d.slices)} for d in headline.dimensions},
+    }
+
+
+def _provenance(config: RunConfig, manifest: Manifest, backend: Backend) -> dict[str, Any]:
+    fingerprint = backend.fingerprint()
     return {
         "run_name": config.name,
         "created_utc": _now(),
         "harness_version": __version__,
         "git_sha": _git_sha(),
-        "scorer_version": SCORER_VERSION,
-        "normalizer": normalizer.stamp,
         "manifest": {"path": str(manifest.path), "sha256": manifest.sha256, "utterances": len(manifest.utterances)},
-        "backend": {"name": backend.name, "id": backend.fingerprint_id(), "fingerprint": backend.fingerprint()},
+        "backend": {
+            "name": backend.name,
+            "id": backend.fingerprint_id(),
+            "model": fingerprint.get("model"),
+            "model_revision": fingerprint.get("model_revision"),
+            "decoding": fingerprint.get("options", {}),
+            "fingerprint": fingerprint,
+        },
         "config": config.resolved(),
         "python": platform.python_version(),
         "platform": platform.platform(),

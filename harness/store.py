@@ -92,6 +92,10 @@ class RunPaths:
         return self.root / "metrics.json"
 
     @property
+    def provenance(self) -> Path:
+        return self.root / "provenance.json"
+
+    @property
     def report_md(self) -> Path:
         return self.root / "report.md"
 

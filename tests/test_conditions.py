@@ -125,14 +125,14 @@ def test_conditions_are_a_dimension_and_evidence_is_labelled(tmp_path, accents_m
     condition = next(d for d in metrics["dimensions"] if d["name"] == "condition")
     assert sorted(s["label"] for s in condition["slices"]) == ["clean", "noisy", "phone"]
     assert condition["test"]["kind"] == "within-speaker"
-    assert metrics["schema"] == "asrfair.metrics/4"
+    assert metrics["schema"] == "asrfair.metrics/5"
 
 
 def test_rerun_hits_the_cache_and_rescoring_keeps_the_comparison(tmp_path, accents_manifest):
     first = run_stub(tmp_path, accents_manifest, default_rate=0.05)
     again = run_stub(tmp_path, accents_manifest, default_rate=0.05)
     assert (first.transcribed, again.transcribed, again.from_cache) == (720, 0, 720)
-    rescored = rescore(first.paths.root, normalizer="basic")
+    rescored = rescore(first.paths.root, normalizers=["basic"])
     assert rescored["conditions"]["paired_utterances"] == 240
     assert [c["name"] for c in rescored["conditions"]["conditions"]] == ["clean", "noisy", "phone"]
 

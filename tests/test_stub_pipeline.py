@@ -59,7 +59,7 @@ def test_run_directory_contents_agree_with_jiwer(tmp_path, big_manifest):
     for name in ("config.yaml", "transcripts.parquet", "utterances.parquet", "metrics.json", "report.md"):
         assert (root / name).is_file(), name
     metrics = json.loads((root / "metrics.json").read_text())
-    assert metrics["schema"] == "asrfair.metrics/4" and metrics["aggregate"] == "pooled"
+    assert metrics["schema"] == "asrfair.metrics/5" and metrics["aggregate"] == "pooled"
     assert metrics["provenance"]["normalizer"].startswith("whisper-english@")
     assert metrics["provenance"]["manifest"]["sha256"]
     table = pd.read_parquet(root / "utterances.parquet")
@@ -115,7 +115,7 @@ def test_failures_reported_per_slice_and_exit_three(tmp_path, big_manifest):
 def test_rescore_with_new_slices_and_normalizer(tmp_path, big_manifest):
     config = stub_config(tmp_path, big_manifest, error_rates={"accent": {"scottish": 0.2}})
     outcome = run(prepare(config))
-    metrics = rescore(outcome.paths.root, slices=[SliceSpec(by=["accent", "noise"])], normalizer="basic")
+    metrics = rescore(outcome.paths.root, slices=[SliceSpec(by=["accent", "noise"])], normalizers=["basic"])
     assert [d["name"] for d in metrics["dimensions"]] == ["accent × noise"]
     assert metrics["provenance"]["normalizer"] == "basic@1"
     assert json.loads((outcome.paths.root / "metrics.json").read_text()) == metrics

@@ -1,19 +1,21 @@
 """A deterministic backend for pipeline tests, demos and CI dry runs.
 
-It returns the reference text, or injects word errors at configured rates per tag value, so
-that a test can plant a known disparity and check the scorer recovers it. Each reference word
-independently becomes an error with probability ``p``: a substitution, a deletion, or an
-inserted extra word, in the proportions of ``mix``. ``p`` combines every matching tag rate and
-every matching rule (a rate for a combination of tag values, e.g. one accent under one
-condition) as independent causes: ``p = 1 - (1 - default_rate) * prod(1 - rate)``. The random
-stream is seeded per utterance from ``seed`` and the utterance id, so output does not depend on
-order, and an utterance heard under several conditions draws the same numbers under each (its
-errors under a worse condition include those under a better one, as paired data should).
+It returns the reference text (respelt per tag where ``rewrites`` says so, e.g. a dialect's
+``gonna``), or injects word errors at configured rates per tag value, so that a test can plant a
+known disparity and check the scorer recovers it. Each reference word independently becomes an
+error with probability ``p``: a substitution, a deletion, or an inserted extra word, in the
+proportions of ``mix``. ``p`` combines every matching tag rate and every matching rule (a rate
+for a combination of tag values, e.g. one accent under one condition) as independent causes:
+``p = 1 - (1 - default_rate) * prod(1 - rate)``. The random stream is seeded per utterance from
+``seed`` and the utterance id, so output does not depend on order, and an utterance heard under
+several conditions draws the same numbers under each (its errors under a worse condition include
+those under a better one, as paired data should).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -35,6 +37,16 @@ class StubRule(BaseModel):
     rate: float = Field(ge=0.0, le=1.0)
 
 
+class StubRewrite(BaseModel):
+    """Write ``words`` (reference phrase → the stub's spelling, e.g. ``going to: gonna``) for
+    utterances matching every ``tag: value`` in ``when``: a model that transcribes a dialect's
+    forms as spoken, to test what the normaliser makes of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    when: dict[str, str] = Field(min_length=1)
+    words: dict[str, str] = Field(min_length=1)
+
+
 class StubOptions(BackendOptions):
     error_rates: dict[str, dict[str, float]] = Field(
         default_factory=dict,
@@ -50,6 +62,10 @@ class StubOptions(BackendOptions):
     )
     failure_rates: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="per tag, per value: probability an utterance fails"
+    )
+    rewrites: list[StubRewrite] = Field(
+        default_factory=list,
+        description="spellings for tag combinations, applied before errors: [{when: {tag: value}, words: {a: b}}]",
     )
     seed: int = Field(0, description="seed of the per-utterance random streams")
 
@@ -97,7 +113,7 @@ class StubBackend(Backend):
 
     def _corrupt(self, utt: Utterance, rng: np.random.Generator) -> str:
         rate = _combined(self.options.error_rates, self.options.default_rate, utt, self.options.error_rules)
-        words = utt.text.split()
+        words = self._respell(utt).split()
         if rate == 0.0:
             return " ".join(words)
         kinds = list(self.options.mix)
@@ -116,6 +132,14 @@ class StubBackend(Backend):
                 out.extend((word, _FILLERS[filler]))
             # a deletion emits nothing
         return " ".join(out)
+
+    def _respell(self, utt: Utterance) -> str:
+        text = utt.text
+        for rewrite in self.options.rewrites:
+            if all(utt.tags.get(tag) == value for tag, value in rewrite.when.items()):
+                for phrase, spelling in rewrite.words.items():
+                    text = re.sub(rf"\b{re.escape(phrase)}\b", spelling, text, flags=re.IGNORECASE)
+        return text
 
     def fingerprint(self) -> dict[str, Any]:
         return {"backend": self.name, "options": self.options.model_dump()}

@@ -193,3 +193,50 @@ def empty_references_sentence(aggregation: dict[str, Any]) -> str:
         f" {count} utterances have an empty reference after normalisation: their words count as insertions in "
         "pooled and speaker-mean, and they are left out of utterance-mean."
     )
+
+
+FLAGGED = " ⚑"
+
+
+def normalization_header(block: dict[str, Any]) -> list[str]:
+    """Columns of the normaliser-sensitivity table: one WER column per normaliser, then rank and rewrites."""
+    head, *rest = block["normalizers"]
+    return ["slice", f"{head} (headline)", *(f"{n} (Δ; excess)" for n in rest), "rank", "most frequent rewrites"]
+
+
+def normalization_cells(slice_: dict[str, Any]) -> list[str]:
+    """One slice under each normaliser: WER, its move and its excess over the dimension's move,
+    rank (1 = worst) under each, and the commonest rewrites (headline's words → the other's)."""
+    others_ = [
+        f"{pct(w)} ({points(d)}; {points(x)})"
+        for w, d, x in zip(slice_["wer"][1:], slice_["shift"][1:], slice_["excess"][1:], strict=True)
+    ]
+    rank = " → ".join("–" if r is None else str(r) for r in slice_["rank"])
+    return [
+        slice_["label"] + (FLAGGED if slice_["flagged"] else ""),
+        pct(slice_["wer"][0]),
+        *others_,
+        rank,
+        rewrites_text(slice_["rewrites"], limit=3),
+    ]
+
+
+def rewrites_text(per_normalizer: list[list[dict[str, Any]]], limit: int) -> str:
+    parts = [
+        f"{'hyp' if r['side'] == 'hypothesis' else 'ref'} “{r['headline']}” → “{r['other']}” ×{r['count']}"
+        for rewrites in per_normalizer
+        for r in rewrites[:limit]
+    ]
+    return "; ".join(parts) or "none"
+
+
+def normalization_disparity(dim: dict[str, Any], normalizers: list[str]) -> str:
+    """The dimension's disparity under each normaliser, in one sentence a reviewer can quote."""
+    parts = []
+    for i, stamp in enumerate(normalizers):
+        gap = dim["gap"][i]
+        gap_text = f"gap {points(gap)} {interval(dim['gap_ci'][i], points)}".strip() if gap is not None else "no gap"
+        worst = f"worst {dim['worst'][i]}" if dim["worst"][i] else "nothing ranked"
+        verdict = "significant" if dim["significant"][i] else "not significant"
+        parts.append(f"under {stamp}: {gap_text}, {worst}, dependence {verdict}")
+    return "Disparity " + "; ".join(parts) + "."

@@ -16,12 +16,16 @@ from harness.report.format import (
     empty_references_sentence,
     interval,
     model_lines,
+    normalization_cells,
+    normalization_disparity,
+    normalization_header,
     others,
     pct,
     pct_ci,
     points,
     pooled_over_conditions,
     quartiles,
+    rewrites_text,
     sensitivity_sentence,
     shift_cells,
     star,
@@ -117,8 +121,59 @@ def render_markdown(metrics: dict[str, Any]) -> str:
             ]
             lines += [_reference_row(s) for s in by_wer(dim["slices"]) if s["vs_reference"]]
     lines += _conditions_section(conditions, stats)
+    lines += _normalization_section(metrics.get("normalization"))
     lines += _model_section(metrics.get("model"))
     return "\n".join(lines) + "\n"
+
+
+_NORMALIZATION_HOW_TO_READ = (
+    "> **Same transcripts, other scoring rules.** The run is scored under {headline} (the headline) and, beside "
+    "it, under {others}; nothing but the normaliser differs (docs/normalisation.md lists every rule). Each cell "
+    "shows {aggregate} WER, its change (Δ) and its *excess*: the change minus the typical (median) slice's "
+    "change, since a shift every slice shares moves no comparison. ⚑ marks a slice whose excess is above "
+    "{threshold} or whose rank (1 = worst) moves by {rank} places or more. Rewrites are the word spans the two "
+    "normalisers leave differently on one side only, the references (ref) or the transcripts (hyp), most "
+    "frequent first: a rewrite made alike on both sides cannot move WER."
+)
+
+
+def _normalization_section(block: dict[str, Any] | None) -> list[str]:
+    if not block:
+        return []
+    head, *rest = block["normalizers"]
+    overall = " · ".join(f"{n} {pct(w)}" for n, w in zip(block["normalizers"], block["overall_wer"], strict=True))
+    lines = [
+        "",
+        "## Normaliser sensitivity",
+        "",
+        _NORMALIZATION_HOW_TO_READ.format(
+            headline=_cell(head),
+            others=", ".join(_cell(n) for n in rest),
+            aggregate=block["aggregate"],
+            threshold=points(block["wer_threshold"]).lstrip("+"),
+            rank=block["rank_change"],
+        ),
+        "",
+        f"Overall {block['aggregate']} WER: {_cell(overall)}.",
+    ]
+    if block["flags"]:
+        lines += ["", f"**{len(block['flags'])} findings depend on the normaliser:**", ""]
+        lines += [f"- {_cell(flag)}" for flag in block["flags"]]
+    else:
+        lines += ["", "No slice or disparity moves beyond the thresholds when only the normaliser changes."]
+    for rewrites, other in zip(block["rewrites"], rest, strict=True):
+        lines += [
+            "",
+            f"Most frequent rewrites over the run, {_cell(head)} → {_cell(other)}: "
+            f"{_cell(rewrites_text([rewrites], limit=5))}.",
+        ]
+    for dim in block["dimensions"]:
+        header = normalization_header(block)
+        lines += ["", f"### {_cell(dim['name'])} under each normaliser", ""]
+        lines += ["| " + " | ".join(_cell(c) for c in header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_cell(c) for c in normalization_cells(s)) + " |" for s in dim["slices"]]
+        lines += ["", _cell(normalization_disparity(dim, block["normalizers"]))]
+    return lines
 
 
 _CONDITIONS_HOW_TO_READ = (

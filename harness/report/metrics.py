@@ -1,12 +1,13 @@
 """``metrics.json``: the versioned, machine-readable result of a run.
 
-Schema ``asrfair.metrics/4`` (documented field by field in docs/metrics.md):
+Schema ``asrfair.metrics/5`` (documented field by field in docs/metrics.md):
 ``schema``, ``provenance`` (what produced the numbers), ``aggregate`` (the headline: ``pooled``
 unless chosen otherwise), ``method``, ``stats`` (thresholds, bootstrap and test settings),
 ``overall`` and ``dimensions`` (the headline aggregate's block; each dimension with ``evidence``,
 ``slices``, ``disparity`` and ``test``), ``aggregates`` (the same block under each of ``pooled``,
 ``speaker-mean`` and ``utterance-mean``), ``aggregation`` (threshold, sensitivity flags), ``model``,
-``conditions`` (the paired comparison of simulated conditions, or null), ``failures``.
+``conditions`` (the paired comparison of simulated conditions, or null), ``normalization`` (the
+normaliser-sensitivity view, or null), ``failures``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import pandas as pd
 from harness.conditions import CONDITION_TAG
 from harness.degradation import Degradation
 from harness.model import ModelResult
+from harness.normalization import NormalizerSensitivity
 from harness.stats import Aggregates, Dimension, Summary
 
-SCHEMA = "asrfair.metrics/4"
+SCHEMA = "asrfair.metrics/5"
 FAILURE_EXAMPLES = 20
 
 
@@ -32,6 +34,7 @@ def build_metrics(
     provenance: dict[str, Any],
     model: ModelResult | None = None,
     conditions: Degradation | None = None,
+    normalization: NormalizerSensitivity | None = None,
 ) -> dict[str, Any]:
     failed = table[table["status"] != "ok"]
     headline = aggregates.headline
@@ -54,6 +57,7 @@ def build_metrics(
             },
             "model": asdict(model) if model else None,
             "conditions": asdict(conditions) if conditions else None,
+            "normalization": asdict(normalization) if normalization else None,
             "failures": {
                 "count": len(failed),
                 "rate": len(failed) / len(table) if len(table) else 0.0,

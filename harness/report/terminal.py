@@ -18,6 +18,9 @@ from harness.report.format import (
     empty_references_sentence,
     interval,
     model_lines,
+    normalization_cells,
+    normalization_disparity,
+    normalization_header,
     others,
     pct,
     pct_ci,
@@ -82,7 +85,33 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
     for entry in metrics["provenance"].get("conditions_skipped") or []:
         console.print(f"[yellow]skipped condition {escape(entry['name'])}: {escape(entry['reason'])}[/]")
     print_conditions(conditions, console)
+    print_normalization(metrics.get("normalization"), console)
     print_model(metrics.get("model"), console)
+
+
+def print_normalization(block: dict[str, Any] | None, console: Console) -> None:
+    """Each dimension's slices under every normaliser, flagged moves, the rewrites that explain them."""
+    if not block:
+        return
+    names = block["normalizers"]
+    console.print(
+        f"[bold]Normaliser sensitivity[/] ({block['aggregate']} WER; Δ = change against {escape(names[0])}, "
+        "excess = Δ minus the typical slice's Δ; ⚑ = moves beyond the thresholds; rank 1 = worst)"
+    )
+    for dim in block["dimensions"]:
+        if len(dim["slices"]) < 2:
+            continue
+        table = Table(title=f"{escape(dim['name'])} under each normaliser", title_justify="left", title_style="bold")
+        for column in normalization_header(block):
+            table.add_column(
+                escape(column), justify="left" if column in ("slice", "most frequent rewrites") else "right"
+            )
+        for s in dim["slices"]:
+            table.add_row(*(escape(c) for c in normalization_cells(s)), style="bold yellow" if s["flagged"] else None)
+        console.print(table)
+        console.print(escape(normalization_disparity(dim, names)))
+    for flag in block["flags"]:
+        console.print(f"[bold yellow]normaliser-dependent:[/] {escape(flag)}")
 
 
 def print_conditions(conditions: dict[str, Any] | None, console: Console) -> None:
