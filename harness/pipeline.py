@@ -296,6 +296,9 @@ def rescore(
         log.warning("%s is unreadable; its provenance is rebuilt from config.yaml only", paths.metrics)
         old = {"provenance": {"run_name": config.name, "config": config.resolved()}}
     provenance = {**old.get("provenance", {}), "rescored_utc": _now(), "harness_version": __version__}
+    if "fingerprint" in provenance.get("backend", {}):  # runs scored before these fields existed gain them
+        backend = provenance["backend"]
+        provenance["backend"] = _backend_provenance(backend["name"], backend["id"], backend["fingerprint"])
     metrics = _score_and_write(paths, frame, specs, chosen, config, provenance)
     record_run(config.history_path, paths.root, metrics)  # replaces the run's rows
     return metrics
@@ -447,24 +450,28 @@ def _counts(table: pd.DataFrame, headline: Summary, conditions: int) -> dict[str
 
 
 def _provenance(config: RunConfig, manifest: Manifest, backend: Backend) -> dict[str, Any]:
-    fingerprint = backend.fingerprint()
     return {
         "run_name": config.name,
         "created_utc": _now(),
         "harness_version": __version__,
         "git_sha": _git_sha(),
         "manifest": {"path": str(manifest.path), "sha256": manifest.sha256, "utterances": len(manifest.utterances)},
-        "backend": {
-            "name": backend.name,
-            "id": backend.fingerprint_id(),
-            "model": fingerprint.get("model"),
-            "model_revision": fingerprint.get("model_revision"),
-            "decoding": fingerprint.get("options", {}),
-            "fingerprint": fingerprint,
-        },
+        "backend": _backend_provenance(backend.name, backend.fingerprint_id(), backend.fingerprint()),
         "config": config.resolved(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+    }
+
+
+def _backend_provenance(name: str, fingerprint_id: str, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The backend as it ran; model, revision and decoding options lifted out of the fingerprint."""
+    return {
+        "name": name,
+        "id": fingerprint_id,
+        "model": fingerprint.get("model"),
+        "model_revision": fingerprint.get("model_revision"),
+        "decoding": fingerprint.get("options", {}),
+        "fingerprint": fingerprint,
     }
 
 
