@@ -161,7 +161,7 @@ def _run_row(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
         "normalizers_compared": ",".join(n["stamp"] for n in provenance.get("normalizers_compared") or []) or None,
         "scorer_version": provenance.get("scorer_version"),
         "jiwer_version": (provenance.get("scorer") or {}).get("version"),
-        "model_revision": backend.get("model_revision"),
+        "model_revision": None if backend.get("model_revision") is None else str(backend["model_revision"]),
         "aggregate": metrics.get("aggregate"),
         "confidence": (metrics.get("stats") or {}).get("confidence"),
         **_wer_columns(overall),

@@ -67,10 +67,12 @@ class Normalizer:
 
     @property
     def sha256(self) -> str | None:
-        """Digest of a user's definition: two files with one name@version but other steps differ."""
+        """Digest of a user's definition (its description aside): two files with one name@version but
+        other steps differ."""
         if self.definition is None:
             return None
-        return hashlib.sha256(json.dumps(self.definition, sort_keys=True).encode()).hexdigest()
+        rules = {k: v for k, v in self.definition.items() if k != "description"}
+        return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()
 
     def provenance(self) -> dict[str, Any]:
         return {
