@@ -335,6 +335,14 @@ def show_history(
         console.out(json.dumps(json_rows(history.runs, trend), indent=2), highlight=False)
         return
     console.print(history_table(history.runs, trend, db_path))
+    scorings = sorted(history.runs["normalizer"].dropna().unique())
+    if len(scorings) > 1:
+        listed = escape(", ".join(scorings))
+        console.print(
+            f"[yellow]warning:[/] these runs were scored under {len(scorings)} normalisers ({listed}); "
+            "their WERs differ by the scoring rules too: filter with --name, or re-score with 'asrfair score "
+            "--normalizer'"
+        )
     if plot is not None:
         console.print(f"plot written: {escape(str(plot))}")
 
@@ -389,6 +397,7 @@ def history_table(runs: pd.DataFrame, trend: pd.DataFrame, db_path: Path) -> Tab
     table.add_column("started (UTC)")
     table.add_column("run")
     table.add_column("backend")
+    table.add_column("normaliser")
     for key in series:
         table.add_column(escape(key), justify="right")
     table.add_column("failed", justify="right")
@@ -397,7 +406,8 @@ def history_table(runs: pd.DataFrame, trend: pd.DataFrame, db_path: Path) -> Tab
         backend = f"{run.backend} {str(run.backend_id or '')[:8]}".strip()
         values = ["–" if pd.isna(cell) else cell for cell in row]
         failed = "–" if pd.isna(run.failures) else str(run.failures)
-        table.add_row(started, escape(str(run.run_name)), escape(backend), *values, failed)
+        normalizer = "–" if pd.isna(run.normalizer) else str(run.normalizer)
+        table.add_row(started, escape(str(run.run_name)), escape(backend), escape(normalizer), *values, failed)
     return table
 
 

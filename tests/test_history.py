@@ -225,7 +225,9 @@ def test_history_cli_shows_the_planted_trend(recorded, tmp_path):
     assert table.returncode == 0, table.stderr
     lines = [line for line in table.stdout.splitlines() if "stub " in line]
     assert len(lines) == 3 and "WER [95% CI] per run" in table.stdout and "accent=x" in table.stdout
-    x_cells = [float(line.split("│")[5].split("%")[0]) for line in lines]  # started, run, backend, overall, x
+    x_cells = [
+        float(line.split("│")[6].split("%")[0]) for line in lines
+    ]  # started, run, backend, normaliser, overall, x
     assert x_cells[0] < x_cells[1] < x_cells[2]
     assert f"plot written: {png}" in table.stdout
     data = png.read_bytes()
@@ -241,6 +243,18 @@ def test_history_cli_shows_the_planted_trend(recorded, tmp_path):
         assert row["slices"]["accent=x"]["wer"] == x["wer"]
         assert [row["slices"]["accent=x"]["wer_ci_low"], row["slices"]["accent=x"]["wer_ci_high"]] == x["wer_ci"]
         assert x["wer"] == pytest.approx(RATES[i], abs=0.07)
+
+
+def test_a_trend_across_normalisers_is_called_out(recorded, tmp_path):
+    db = tmp_path / "history.duckdb"
+    shutil.copyfile(recorded.db, db)
+    metrics = recorded.metrics(0)
+    metrics["provenance"] = {**metrics["provenance"], "normalizer": "basic@1"}
+    assert record_run(db, tmp_path / "rescored-20261201T000000Z", metrics)
+    shown = finish(asrfair("history", "--db", str(db)))
+    assert shown.returncode == 0, shown.stderr
+    assert "basic@1" in shown.stdout and "whisper-english@1" in shown.stdout
+    assert "scored under 2 normalisers (basic@1, whisper-english@1)" in shown.stdout
 
 
 def test_history_selection_and_input_errors(recorded, tmp_path):
