@@ -116,20 +116,27 @@ def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
         rows = pd.concat([rows.assign(**{CONDITION_TAG: c.name}) for c in config.conditions], ignore_index=True)
     source = str(config.slices) if isinstance(config.slices, Path) else "config 'slices'"
     check_slices(slices, rows, tags, source)
-    normalizers = resolve_normalizers(config.normalizer, config.stats.normalizers)
+    normalizers = resolve_normalizers(configured_normalizers(config))
     backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
     conditions, skipped = _usable_conditions(config.conditions, backend, manifest)
     return Prepared(config, manifest, slices, normalizers, backend, conditions, skipped)
 
 
-def resolve_normalizers(headline: str, compared: Sequence[str], source: str = "config") -> list[Normalizer]:
-    """The headline normaliser, then each other one once (a repeat of the headline is dropped)."""
+def configured_normalizers(config: RunConfig) -> list[tuple[str, str]]:
+    """(where it was given, spec): the config's headline normaliser, then ``stats.normalizers``."""
+    compared = [(f"config 'stats.normalizers[{i}]'", spec) for i, spec in enumerate(config.stats.normalizers)]
+    return [("config 'normalizer'", config.normalizer), *compared]
+
+
+def resolve_normalizers(specs: Sequence[tuple[str, str]]) -> list[Normalizer]:
+    """The headline normaliser, then each other one once (a repeat of the headline is dropped);
+    an unknown one is an error naming where it was given."""
     chosen: list[Normalizer] = []
-    for key, spec in [("normalizer", headline), *((f"stats.normalizers[{i}]", n) for i, n in enumerate(compared))]:
+    for where, spec in specs:
         try:
             normalizer = get_normalizer(spec)
         except InputError as exc:
-            raise InputError(f"{source} '{key}': {exc}") from None
+            raise InputError(f"{where}: {exc}") from None
         if all((n.stamp, n.sha256) != (normalizer.stamp, normalizer.sha256) for n in chosen):
             chosen.append(normalizer)
     return chosen
@@ -288,8 +295,11 @@ def rescore(
         config = config.model_copy(update={"stats": config.stats.model_copy(update={"aggregate": aggregate})})
     specs = _run_slices(config, frame, slices)
     check_slices(specs, frame, [*tag_columns(frame), "language"], str(run_dir))
-    headline, *compared = normalizers or [config.normalizer]
-    chosen = resolve_normalizers(headline, compared or config.stats.normalizers, source="--normalizer")
+    configured = configured_normalizers(config)
+    given = [("--normalizer", spec) for spec in normalizers or []]
+    if len(given) == 1:  # a new headline; the config's comparisons stay
+        given += configured[1:]
+    chosen = resolve_normalizers(given or configured)
     try:
         old = json.loads(paths.metrics.read_text(encoding="utf-8")) if paths.metrics.is_file() else {}
     except json.JSONDecodeError:

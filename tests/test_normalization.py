@@ -140,6 +140,8 @@ def test_cli_score_with_two_normalisers_matches_the_configured_view(tmp_path, ma
     assert "## Normaliser sensitivity" in report and "southern ⚑" in report and "“going to” → “gonna”" in report
     table = asrfair("score", str(plain.paths.root), "--normalizer", "whisper-english", "--normalizer", "basic")
     assert "Normaliser sensitivity" in table.stdout and "basic@1" in table.stdout
+    bad = asrfair("score", str(plain.paths.root), "--normalizer", "basic", "--normalizer", "fancy")
+    assert_clean_error(bad, 2, "--normalizer: unknown normalizer 'fancy'")
 
 
 def test_a_yaml_normaliser_in_the_config_is_relative_to_it_and_recorded(tmp_path, manifest):
