@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from harness.slices import SliceSpec, TagCodes, slice_codes
-from harness.stats import Interval, SliceStats, Summary, rankable
+from harness.stats import Dimension, Interval, SliceStats, Summary, rankable
 
 TOP_REWRITES = 5
 EMPTY = "∅"  # the side of a rewrite where a normaliser dropped the words
@@ -130,7 +130,7 @@ def normalizer_sensitivity(
 
 
 def _dimension(
-    blocks: list,
+    blocks: list[Dimension],
     stamps: list[str],
     rewrites: dict[str, list[list[Rewrite]]],
     wer_threshold: float,
