@@ -157,6 +157,51 @@ def validate_command(
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
+@app.command("coverage")
+@_handle_errors
+def coverage_command(
+    manifest: Annotated[Path, typer.Argument(help="manifest (.jsonl or .csv)")],
+    slices: Annotated[
+        Path | None, typer.Option("--slices", help="slice YAML: its intersections, groups and bins are counted too")
+    ] = None,
+    min_speakers: Annotated[int, typer.Option("--min-speakers", min=1, help="thin below this many speakers")] = 5,
+    min_words: Annotated[int, typer.Option("--min-words", min=1, help="thin below this many reference words")] = 200,
+    no_audio: Annotated[
+        bool, typer.Option("--no-audio", help="do not read audio headers for utterances without 'duration'")
+    ] = False,
+    markdown: Annotated[Path | None, typer.Option("--md", help="also write the tables as Markdown")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the coverage as JSON")] = False,
+) -> None:
+    """Speakers, utterances, words and hours per tag value and per pair of tags; thin and empty cells.
+
+    Needs no backend and decodes no audio: run it before recording more, or before trusting a
+    "no significant gap".
+    """
+    from dataclasses import asdict
+
+    from harness.coverage import coverage
+    from harness.report.coverage import print_coverage, render_coverage_markdown
+    from harness.slices import load_slices
+    from harness.store import write_text
+
+    result = coverage(
+        manifest,
+        slices=load_slices(slices) if slices else (),
+        min_speakers=min_speakers,
+        min_words=min_words,
+        read_durations=not no_audio,
+    )
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if markdown is not None:
+        write_text(markdown, render_coverage_markdown(result))
+        err_console.print(f"wrote {markdown}")
+    if as_json:
+        typer.echo(json.dumps(asdict(result), indent=2, ensure_ascii=False))
+    else:
+        print_coverage(result, _stdout_console())
+
+
 @app.command("score")
 @_handle_errors
 def score_command(

@@ -50,6 +50,9 @@ class StatsConfig(Strict):
     speaker_wer_threshold: float | None = Field(
         None, ge=0, description="a speaker is badly served above this WER (default: 2 × the overall pooled WER)"
     )
+    power: float = Field(
+        0.8, gt=0.5, lt=1.0, description="power of each slice's minimum detectable gap (and of 'asrfair plan')"
+    )
     model: Literal["poisson-gee", "none"] = Field("poisson-gee", description="model-based view of tag effects")
     model_factors: list[str] | None = Field(None, description="factors of the model (default: single-tag slices)")
     normalizers: list[str] = Field(

@@ -118,7 +118,7 @@ def read_manifest(path: str | Path, *, check_audio: bool = True) -> Manifest:
         raise InputError(f"{path}: manifest not found; pass the path to a .jsonl or .csv file")
     raw = path.read_bytes()
     problems: list[Problem] = []
-    vocabulary = _read_vocabulary(path.parent / DATASET_CARD)
+    vocabulary = read_vocabulary(path.parent / DATASET_CARD)
     seen_ids: dict[str, int] = {}
     utterances: list[Utterance] = []
     rows = _csv_rows(path, raw) if path.suffix.lower() == ".csv" else _jsonl_rows(path, raw)
@@ -348,7 +348,7 @@ def _check_audio(path: Path, line: int, utt: Utterance) -> list[Problem]:
     return []
 
 
-def _read_vocabulary(card: Path) -> dict[str, frozenset[str]]:
+def read_vocabulary(card: Path) -> dict[str, frozenset[str]]:
     """Tag vocabularies from ``dataset.yaml``: ``tags: {accent: {values: [...]}}``."""
     if not card.is_file():
         return {}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,7 @@ class StatsOptions:
     permutations: int = 1000
     aggregate: str = "pooled"  # the headline; all three are always computed
     speaker_wer_threshold: float | None = None  # badly served above this; None: 2 × overall pooled WER
+    power: float = 0.8  # of the minimum detectable gap
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class Comparison:
     difference_ci: Interval
     ratio: float | None = None
     ratio_ci: Interval | None = None
+    # The smallest |difference| this data detects at α = 1 - confidence with ``power``: from the
+    # bootstrap standard error of the difference (null without replicates).
+    min_detectable: float | None = None
 
 
 @dataclass(frozen=True)
@@ -325,7 +330,9 @@ def summarise_aggregates(table: pd.DataFrame, specs: Sequence[SliceSpec], option
                 replace(s, wer=finite_or_none(v), speakers_wer=spread)
                 for s, v, spread in zip(base[g], values, spreads[g], strict=True)
             ]
-            slices = _with_intervals(slices, reps, dim_reps, dim_value, spec.reference, options.confidence)
+            slices = _with_intervals(
+                slices, reps, dim_reps, dim_value, spec.reference, options.confidence, options.power
+            )
             ranked = [i for i, s in enumerate(slices) if _rankable(s)]
             dimensions.append(
                 Dimension(
@@ -369,26 +376,45 @@ def _with_intervals(
     dim_wer: float | None,
     reference: str | None,
     confidence: float,
+    power: float,
 ) -> list[SliceStats]:
     wer_cis = intervals(reps, confidence)
-    diff_cis = intervals(reps - dim_reps[:, None], confidence)
+    diffs = reps - dim_reps[:, None]
+    diff_cis = intervals(diffs, confidence)
+    detectable = min_detectable_gaps(diffs, confidence, power)
     ref_index = next((i for i, s in enumerate(slices) if s.label == reference), None)
     out = []
     for i, s in enumerate(slices):
-        vs_overall = Comparison(difference(s.wer, dim_wer), diff_cis[i] or [None, None])
+        vs_overall = Comparison(difference(s.wer, dim_wer), diff_cis[i] or [None, None], min_detectable=detectable[i])
         vs_reference = None
         if ref_index is not None:
             ref = slices[ref_index]
             ref_reps = reps[:, ref_index]
             ratio_reps = ratio_replicates(reps[:, i], ref_reps)
+            ref_diffs = (reps[:, i] - ref_reps)[:, None]
             vs_reference = Comparison(
                 difference(s.wer, ref.wer),
-                intervals((reps[:, i] - ref_reps)[:, None], confidence)[0] or [None, None],
+                intervals(ref_diffs, confidence)[0] or [None, None],
                 s.wer / ref.wer if s.wer is not None and ref.wer else None,
                 intervals(ratio_reps[:, None], confidence)[0],
+                min_detectable_gaps(ref_diffs, confidence, power)[0],
             )
         out.append(replace(s, wer_ci=wer_cis[i], vs_overall=vs_overall, vs_reference=vs_reference))
     return out
+
+
+def min_detectable_gaps(differences: np.ndarray, confidence: float, power: float) -> list[float | None]:
+    """Per column of bootstrap replicates of a difference: (z_{1-α/2} + z_power) × its standard
+    error, the smallest true difference a two-sided level-α test would detect with ``power``
+    (None where the difference cannot vary)."""
+    if differences.shape[0] < 2:
+        return [None] * differences.shape[1]
+    with np.errstate(all="ignore"):
+        finite = np.where(np.isfinite(differences), differences, np.nan)
+        se = np.nanstd(finite, axis=0, ddof=1)
+    multiplier = NormalDist().inv_cdf(1 - (1 - confidence) / 2) + NormalDist().inv_cdf(power)
+    # An SE of 0: nothing varies (a dimension's only slice, the reference against itself).
+    return [finite_or_none(multiplier * v) if v > 0 else None for v in se]
 
 
 def _test(

@@ -240,3 +240,33 @@ def normalization_disparity(dim: dict[str, Any], normalizers: list[str]) -> str:
         verdict = "significant" if dim["significant"][i] else "not significant"
         parts.append(f"under {stamp}: {gap_text}, {worst}, dependence {verdict}")
     return "Disparity " + "; ".join(parts) + "."
+
+
+def detectable(slice_: dict[str, Any]) -> str:
+    """A slice's minimum detectable gap against its dimension's overall, e.g. ``±4.1 pp``."""
+    value = (slice_.get("vs_overall") or {}).get("min_detectable")
+    return "–" if value is None else f"±{100 * value:.1f} pp"
+
+
+def detectable_sentence(dimension: dict[str, Any], stats: dict[str, Any]) -> str:
+    """No significant gap is absence of evidence: say which gaps the data could have shown."""
+    known = [
+        (s["vs_overall"]["min_detectable"], s["label"])
+        for s in dimension["slices"]
+        if s["supported"] and (s.get("vs_overall") or {}).get("min_detectable") is not None
+    ]
+    if len(dimension["slices"]) < 2 or not known:
+        return ""
+    (low, best), (high, worst) = min(known), max(known)
+    span = (
+        f"±{100 * low:.1f} pp ({best})"
+        if low == high
+        else f"±{100 * low:.1f} pp ({best}) to ±{100 * high:.1f} pp ({worst})"
+    )
+    level = f"power {stats.get('power', 0.8):.0%}, α {1 - stats['confidence']:.2g}"
+    if any(s.get("significantly_worse") for s in dimension["slices"]):
+        return f"Smallest gap against the overall this data detects ({level}): {span}."
+    return (
+        "No slice is significantly worse than the overall, which is not evidence of equal WER: "
+        f"no gap smaller than {span} is detectable with this data ({level})."
+    )

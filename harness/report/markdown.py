@@ -11,6 +11,8 @@ from harness.report.format import (
     badly_served,
     by_wer,
     condition_cell,
+    detectable,
+    detectable_sentence,
     disparity_sentence,
     effect_cells,
     empty_references_sentence,
@@ -33,15 +35,17 @@ from harness.report.format import (
 )
 
 _HEADER = (
-    "| slice | {headline} WER [CI] | vs overall [CI] | {second} | {third} | badly served | sub | del | ins | utts "
-    "| speakers | words | failed | flags |"
+    "| slice | {headline} WER [CI] | vs overall [CI] | detectable gap | {second} | {third} | badly served | sub | del "
+    "| ins | utts | speakers | words | failed | flags |"
 )
 _HOW_TO_READ = (
     "> **How to read this.** WER is {headline} ({definition}). Brackets are {level:.0%} intervals from a "
     "speaker-clustered bootstrap ({replicates} replicates, seed {seed}): speakers are resampled with all their "
     "utterances. ★ marks a slice significantly worse than its dimension's overall: the dimension's permutation "
     "test is significant after Holm correction *and* the interval of the difference excludes 0. Flagged "
-    "slices (too few speakers or words) are shown but never ranked or starred. *Badly served*: speakers whose "
+    "slices (too few speakers or words) are shown but never ranked or starred. *Detectable gap*: the smallest "
+    "difference from the overall this data would detect {power:.0%} of the time (bootstrap standard error); a "
+    "slice without ★ may still differ by less than that. *Badly served*: speakers whose "
     "own WER in the slice exceeds {threshold}."
 )
 
@@ -70,6 +74,7 @@ def render_markdown(metrics: dict[str, Any]) -> str:
             level=stats["confidence"],
             replicates=stats["bootstrap"],
             seed=stats["seed"],
+            power=stats.get("power", 0.8),
             threshold=pct(metrics["aggregation"]["speaker_wer_threshold"]),
         ),
         "",
@@ -106,9 +111,11 @@ def render_markdown(metrics: dict[str, Any]) -> str:
             test_sentence(dim.get("test"), metrics["stats"]["confidence"]),
             "",
             _HEADER.format(headline=headline, second=others(headline)[0], third=others(headline)[1]),
-            "|" + "---|" * 14,
+            "|" + "---|" * 15,
         ]
         lines += [_row(s, headline) for s in by_wer(dim["slices"])]
+        sentence = detectable_sentence(dim, stats)
+        lines += ["", _cell(sentence)] if sentence else []
         lines += _aggregates_table(metrics, index)
         reference = dim["disparity"].get("reference")
         if reference:
@@ -315,6 +322,7 @@ def _row(s: dict[str, Any], headline: str) -> str:
         _cell(s["label"]) + star(s),
         pct_ci(s["wer"], s.get("wer_ci")),
         f"{points(overall.get('difference'))} {interval(overall.get('difference_ci'), points)}".strip(),
+        detectable(s),
         *(pct(aggregate_value(s, a)) for a in others(headline)),
         badly_served(s),
         pct(s["sub_rate"]),

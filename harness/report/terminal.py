@@ -13,6 +13,8 @@ from harness.report.format import (
     badly_served,
     by_wer,
     condition_cell,
+    detectable,
+    detectable_sentence,
     disparity_sentence,
     effect_cells,
     empty_references_sentence,
@@ -38,7 +40,8 @@ _SHORT = {"pooled": "pooled", "speaker-mean": "spk-mean", "utterance-mean": "utt
 def print_summary(metrics: dict[str, Any], console: Console) -> None:
     overall, headline = metrics["overall"], metrics["aggregate"]
     second, third = others(headline)
-    columns = ("slice", "WER [CI]", _SHORT[second], _SHORT[third], "badly served", "sub/del/ins", "utts", "spk")
+    columns = ("slice", "WER [CI]", "detectable", _SHORT[second], _SHORT[third], "badly served", "sub/del/ins")
+    columns += ("utts", "spk")
     columns += ("words", "failed", "flags")
     console.print(
         f"[bold]{escape(metrics['provenance']['run_name'])}[/]: {headline} WER [bold]{pct(overall['wer'])}[/] "
@@ -65,6 +68,7 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
             table.add_row(
                 escape(s["label"]) + star(s),
                 pct_ci(s["wer"], s.get("wer_ci")),
+                detectable(s),
                 pct(aggregate_value(s, second)),
                 pct(aggregate_value(s, third)),
                 badly_served(s),
@@ -79,6 +83,8 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
         console.print(table)
         console.print(escape(disparity_sentence(dim["disparity"]).replace("**", "")))
         console.print(escape(test_sentence(dim.get("test"), metrics["stats"]["confidence"])))
+        if sentence := detectable_sentence(dim, metrics["stats"]):
+            console.print(escape(sentence))
         sentence = sensitivity_sentence(metrics["aggregation"]["sensitivity"][index])
         if sentence:
             console.print(f"[bold yellow]{escape(sentence)}[/]")

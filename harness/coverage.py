@@ -1,0 +1,309 @@
+"""What a manifest can show before anything is transcribed: speakers, utterances, reference words
+and hours per cell of every tag dimension and every pair of dimensions.
+
+Accent × dialect × device × noise makes so many combinations that most cells of a real test set
+are thin or empty, and a thin slice with "no significant gap" is absence of evidence, not
+evidence of fairness. ``asrfair coverage`` lists which cells are covered, which are under the
+support thresholds (``min_speakers``, ``min_words``, the same rule that keeps a slice from being
+ranked in a run) and which combinations never occur. It needs no backend and decodes no audio.
+
+Reading is vectorised (pyarrow for JSONL, pandas for CSV) so a million-line manifest takes
+seconds; a manifest that fails the fast checks is handed to the full validator, whose first error
+(file, line, field) is raised, so bad input reads exactly as it does everywhere else.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+import soundfile as sf
+
+from harness.errors import InputError
+from harness.manifest import DATASET_CARD, RESERVED_FIELDS, RESULT_COLUMNS, load_manifest, read_vocabulary
+from harness.slices import SliceSpec, TagCodes, check_slices, slice_codes
+from harness.yamlfile import read_yaml
+
+log = logging.getLogger(__name__)
+
+# Tag names that describe people rather than recordings; such a tag must be self-reported.
+DEMOGRAPHIC_TAGS = frozenset(
+    {"age", "age_band", "age_group", "gender", "sex", "ethnicity", "race", "religion", "disability"}
+)
+MAX_EMPTY_LISTED = 50
+
+
+@dataclass(frozen=True)
+class Cell:
+    label: str
+    values: dict[str, str]
+    speakers: int
+    utterances: int
+    words: int  # whitespace-separated words of the raw reference (a run counts normalised words)
+    hours: float | None  # None when some utterance's duration is unknown (--no-audio, no `duration`)
+    thin: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CoverageTable:
+    name: str
+    by: list[str]
+    cells: list[Cell]
+    empty: list[dict[str, str]]  # combinations of observed values with no utterance at all
+    kind: str  # tag | pair | slice file
+
+
+@dataclass(frozen=True)
+class Coverage:
+    manifest: str
+    utterances: int
+    speakers: int
+    hours: float | None
+    min_speakers: int
+    min_words: int
+    tables: list[CoverageTable]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The columns coverage needs, one row per utterance."""
+
+    tags: pd.DataFrame
+    speaker: np.ndarray  # speaker code per row; an utterance without a speaker is its own
+    words: np.ndarray
+    seconds: np.ndarray  # NaN where unknown
+
+
+def coverage(
+    manifest: Path,
+    *,
+    slices: Sequence[SliceSpec] = (),
+    min_speakers: int = 5,
+    min_words: int = 200,
+    read_durations: bool = True,
+) -> Coverage:
+    rows = _read(manifest, read_durations)
+    tags = [t for t in rows.tags.columns if t != "language" or rows.tags[t].nunique() > 1]
+    specs = [SliceSpec(by=(t,)) for t in tags] + [SliceSpec(by=pair) for pair in itertools.combinations(tags, 2)]
+    kinds = ["tag"] * len(tags) + ["pair"] * (len(specs) - len(tags))
+    if slices:
+        check_slices(list(slices), rows.tags, list(rows.tags.columns), "--slices")
+        plain = {s.by for s in specs}
+        for spec in slices:
+            if spec.by not in plain or spec.where or spec.groups or spec.bins or spec.name:
+                specs.append(spec)
+                kinds.append("slice file")
+    coder = TagCodes(rows.tags)
+    tables = [_table(rows, spec, kind, coder, min_speakers, min_words) for spec, kind in zip(specs, kinds, strict=True)]
+    seconds = rows.seconds
+    return Coverage(
+        str(manifest),
+        len(rows.tags),
+        len(np.unique(rows.speaker)),
+        None if np.isnan(seconds).any() else float(seconds.sum() / 3600),
+        min_speakers,
+        min_words,
+        tables,
+        demographic_warnings(manifest, tags),
+    )
+
+
+def _table(
+    rows: _Rows, spec: SliceSpec, kind: str, coder: TagCodes, min_speakers: int, min_words: int
+) -> CoverageTable:
+    coded = slice_codes(rows.tags, spec, coder)
+    keep = coded.codes >= 0
+    codes, k = coded.codes[keep], len(coded.labels)
+    utterances = np.bincount(codes, minlength=k)
+    words = np.bincount(codes, weights=rows.words[keep], minlength=k).astype(np.int64)
+    seconds = np.bincount(codes, weights=np.nan_to_num(rows.seconds[keep]), minlength=k)
+    unknown = np.bincount(codes, weights=np.isnan(rows.seconds[keep]), minlength=k) > 0
+    pairs = np.unique(codes.astype(np.int64) * (int(rows.speaker.max(initial=0)) + 1) + rows.speaker[keep])
+    speakers = np.bincount(pairs // (int(rows.speaker.max(initial=0)) + 1), minlength=k)
+    cells = []
+    for i, label in enumerate(coded.labels):
+        reasons = []
+        if speakers[i] < min_speakers:
+            reasons.append(f"speakers<{min_speakers}")
+        if words[i] < min_words:
+            reasons.append(f"words<{min_words}")
+        cells.append(
+            Cell(
+                label,
+                coded.values[i],
+                int(speakers[i]),
+                int(utterances[i]),
+                int(words[i]),
+                None if unknown[i] else float(seconds[i] / 3600),
+                bool(reasons),
+                reasons,
+            )
+        )
+    return CoverageTable(spec.label, list(spec.by), cells, _empty_combinations(spec, coded.values), kind)
+
+
+def _empty_combinations(spec: SliceSpec, present: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Every combination of the values seen per tag that no utterance has."""
+    if len(spec.by) < 2:
+        return []
+    seen = [sorted({v[tag] for v in present}) for tag in spec.by]
+    have = {tuple(v[tag] for tag in spec.by) for v in present}
+    return [dict(zip(spec.by, combo, strict=True)) for combo in itertools.product(*seen) if combo not in have]
+
+
+def demographic_warnings(manifest: Path, tags: Sequence[str]) -> list[str]:
+    """Demographic tags (by name, or marked ``demographic: true`` in dataset.yaml) that the card
+    does not declare ``self_reported: true``: imputed demographics must not back fairness claims."""
+    card = manifest.parent / DATASET_CARD
+    declared: dict[str, Any] = {}
+    if card.is_file():
+        data = read_yaml(card, "dataset card") or {}
+        declared = data.get("tags", {}) if isinstance(data, dict) else {}
+        declared = declared if isinstance(declared, dict) else {}
+    warnings = []
+    for tag in tags:
+        spec = declared.get(tag) if isinstance(declared.get(tag), dict) else {}
+        if not (tag.lower() in DEMOGRAPHIC_TAGS or spec.get("demographic") is True):
+            continue
+        if spec.get("self_reported") is not True:
+            where = f"{card}" if card.is_file() else f"{DATASET_CARD} (none beside the manifest)"
+            warnings.append(
+                f"tag '{tag}' is demographic but {where} does not declare it 'self_reported: true'; "
+                "imputed or annotator-guessed demographics must not be used for fairness claims"
+            )
+    return warnings
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _read(manifest: Path, read_durations: bool) -> _Rows:
+    if not manifest.is_file():
+        raise InputError(f"{manifest}: manifest not found; pass the path to a .jsonl or .csv file")
+    table = _fast_table(manifest)
+    if table is None:
+        return _validated_rows(manifest, read_durations)
+    ids = table["id"].astype(str)
+    speakers = table["speaker"] if "speaker" in table else pd.Series([None] * len(table), dtype="object")
+    units = speakers.astype("object").where(speakers.notna(), "utt:" + ids)
+    tag_names = [c for c in table.columns if c not in RESERVED_FIELDS]
+    tags = table[tag_names].astype("object").where(table[tag_names].notna(), None)
+    tags["language"] = table["language"].fillna("en") if "language" in table else "en"
+    seconds = _seconds(manifest, table, read_durations)
+    return _Rows(tags.reset_index(drop=True), pd.factorize(units)[0], _word_counts(table["text"]), seconds)
+
+
+def _fast_table(manifest: Path) -> pd.DataFrame | None:
+    """The manifest as a frame when it passes the vectorised checks; None sends it to the validator."""
+    try:
+        if manifest.suffix.lower() == ".csv":
+            frame = pd.read_csv(manifest, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+            for column in ("offset", "duration"):
+                if column in frame:
+                    frame[column] = pd.to_numeric(frame[column])
+        else:
+            arrow = pajson.read_json(manifest, parse_options=pajson.ParseOptions(newlines_in_values=False))
+            if any(pa.types.is_nested(f.type) for f in arrow.schema):
+                return None
+            frame = arrow.to_pandas()
+    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError, pd.errors.ParserError):
+        return None
+    return frame if _passes(manifest, frame) else None
+
+
+def _passes(manifest: Path, frame: pd.DataFrame) -> bool:
+    required = ("id", "audio", "text")
+    if len(frame) == 0 or any(c not in frame or frame[c].isna().any() for c in required):
+        return False
+    if any(c in RESULT_COLUMNS for c in frame.columns) or frame.columns.duplicated().any():
+        return False
+    strings = [c for c in frame.columns if c not in ("offset", "duration")]
+    if any(not (pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c])) for c in strings):
+        return False
+    if any(not frame[c].dropna().map(type).eq(str).all() for c in strings):
+        return False
+    if (
+        (frame["text"].str.strip() == "").any()
+        or (frame["id"].str.strip() == "").any()
+        or frame["id"].duplicated().any()
+    ):
+        return False
+    for column in ("offset", "duration"):
+        if column in frame and not (
+            pd.api.types.is_numeric_dtype(frame[column]) and (frame[column].dropna() >= 0).all()
+        ):
+            return False
+    vocabulary = read_vocabulary(manifest.parent / DATASET_CARD)
+    return all(frame[tag].dropna().isin(allowed).all() for tag, allowed in vocabulary.items() if tag in frame)
+
+
+def _validated_rows(manifest: Path, read_durations: bool) -> _Rows:
+    """The slow path: the full validator raises the first problem with its file and line."""
+    loaded = load_manifest(manifest, check_audio=False)
+    utterances = loaded.utterances
+    tags = pd.DataFrame([{**u.tags, "language": u.language} for u in utterances])
+    units = [u.speaker if u.speaker else f"utt:{u.id}" for u in utterances]
+    frame = pd.DataFrame(
+        {
+            "audio": [str(u.audio) for u in utterances],
+            "offset": [u.offset for u in utterances],
+            "duration": [np.nan if u.duration is None else u.duration for u in utterances],
+        }
+    )
+    words = _word_counts(pd.Series([u.text for u in utterances]))
+    return _Rows(tags, pd.factorize(pd.Series(units))[0], words, _seconds(manifest, frame, read_durations))
+
+
+def _word_counts(text: pd.Series) -> np.ndarray:
+    lengths = pc.list_value_length(pc.utf8_split_whitespace(pa.array(text.astype(str))))
+    return np.asarray(lengths.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _seconds(manifest: Path, frame: pd.DataFrame, read_durations: bool) -> np.ndarray:
+    """``duration`` where given; otherwise the audio file's length (its header only) after ``offset``."""
+    duration = (
+        frame["duration"].to_numpy(dtype=float) if "duration" in frame else np.full(len(frame), np.nan, dtype=float)
+    )
+    missing = np.isnan(duration)
+    if not missing.any() or not read_durations:
+        return duration
+    offset = frame["offset"].fillna(0.0).to_numpy(dtype=float) if "offset" in frame else np.zeros(len(frame))
+    paths = frame["audio"].astype(str)
+    lengths: dict[str, float] = {}
+    for audio in paths[missing].unique():
+        path = Path(audio) if Path(audio).is_absolute() else manifest.parent / audio
+        try:
+            info = sf.info(str(path))
+            lengths[audio] = info.frames / info.samplerate if info.samplerate else np.nan
+        except (sf.LibsndfileError, RuntimeError, OSError):
+            log.debug("no duration for %s", path)
+            lengths[audio] = np.nan  # unreadable or missing: `asrfair validate` says which
+    filled = paths.map(lengths).to_numpy(dtype=float) - offset
+    return np.where(missing, filled, duration)
+
+
+def cell_text(cell: Cell) -> str:
+    """A matrix cell: speakers and words (the support rule's two counts)."""
+    return f"{cell.speakers} spk · {cell.words} w"
+
+
+def matrix(table: CoverageTable) -> tuple[str, str, list[str], list[str], dict[tuple[str, str], Cell]]:
+    """A pair as a matrix: the tag with more values down the side (tables grow down, not across),
+    its values, the other's values, and the cell at each (row, column); None where empty."""
+    down, across = table.by
+    values = {tag: sorted({c.values[tag] for c in table.cells} | {e[tag] for e in table.empty}) for tag in table.by}
+    if len(values[across]) > len(values[down]):
+        down, across = across, down
+    cells = {(c.values[down], c.values[across]): c for c in table.cells}
+    return down, across, values[down], values[across], cells
