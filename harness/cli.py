@@ -293,6 +293,45 @@ def model_command(
         print_model(result, _stdout_console())
 
 
+@app.command("plan")
+@_handle_errors
+def plan_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by 'asrfair run' (the pilot)")],
+    gap: Annotated[float, typer.Option("--gap", help="the WER gap that matters (0.02 = 2 points)")],
+    power: Annotated[float | None, typer.Option("--power", help="default: the run's stats.power (0.8)")] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="default: 1 - the run's stats.confidence")] = None,
+    utts_per_speaker: Annotated[
+        float | None, typer.Option("--utts-per-speaker", help="utterances each speaker records (default: as now)")
+    ] = None,
+    slices: Annotated[Path | None, typer.Option("--slices", help="slice YAML (default: the run's own)")] = None,
+    markdown: Annotated[Path | None, typer.Option("--md", help="also write the plan as Markdown")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+) -> None:
+    """How many speakers each slice needs before a gap of --gap would be detected (have / need / record more)."""
+    from dataclasses import asdict
+
+    from harness.pipeline import plan_run
+    from harness.report.coverage import print_plan, render_plan_markdown
+    from harness.slices import load_slices
+    from harness.store import write_text
+
+    result = plan_run(
+        run_dir,
+        gap=gap,
+        power=power,
+        alpha=alpha,
+        utts_per_speaker=utts_per_speaker,
+        slices=load_slices(slices) if slices else None,
+    )
+    if markdown is not None:
+        write_text(markdown, render_plan_markdown(result))
+        err_console.print(f"wrote {markdown}")
+    if as_json:
+        typer.echo(json.dumps(asdict(result), indent=2))
+    else:
+        print_plan(result, _stdout_console())
+
+
 @app.command("serve")
 @_handle_errors
 def serve_command(

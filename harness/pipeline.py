@@ -36,6 +36,7 @@ from harness.history import record_run
 from harness.manifest import Manifest, Utterance, load_manifest
 from harness.model import ModelResult, model_for_slices
 from harness.normalization import NormalizerSensitivity, ScoredView, normalizer_sensitivity
+from harness.power import Plan, plan
 from harness.report.markdown import render_markdown
 from harness.report.metrics import build_metrics
 from harness.scoring import score_frame, tag_columns, utterance_frame
@@ -323,6 +324,39 @@ def fit_model(run_dir: Path, *, factors: list[str] | None = None, slices: list[S
         tags = ", ".join(tag_columns(table))
         raise InputError(f"{run_dir}: --factors {', '.join(unknown)} are not tags of this run ({tags})")
     return model_for_slices(table, specs, factors or config.stats.model_factors, config.stats.confidence)
+
+
+def plan_run(
+    run_dir: Path,
+    *,
+    gap: float,
+    power: float | None = None,
+    alpha: float | None = None,
+    utts_per_speaker: float | None = None,
+    slices: list[SliceSpec] | None = None,
+) -> Plan:
+    """``asrfair plan``: speakers each slice of a finished run needs to detect ``gap``; power and
+    α default to the run's ``stats.power`` and 1 - ``stats.confidence``."""
+    _paths, config, table = _open_finished(run_dir)
+    for name, value, low, high in (
+        ("--gap", gap, 0.0, 1.0),
+        ("--power", power, 0.5, 1.0),
+        ("--alpha", alpha, 0.0, 0.5),
+    ):
+        if value is not None and not low < value < high:
+            raise InputError(f"{name} {value}: must lie strictly between {low:g} and {high:g}")
+    if utts_per_speaker is not None and utts_per_speaker < 1:
+        raise InputError(f"--utts-per-speaker {utts_per_speaker}: must be at least 1")
+    specs = _run_slices(config, table, slices)
+    check_slices(specs, table, [*tag_columns(table), "language"], str(run_dir))
+    return plan(
+        table,
+        specs,
+        gap=gap,
+        power=power or config.stats.power,
+        alpha=alpha or 1 - config.stats.confidence,
+        utts_per_speaker=utts_per_speaker,
+    )
 
 
 def _run_slices(config: RunConfig, frame: pd.DataFrame, slices: list[SliceSpec] | None) -> list[SliceSpec]:

@@ -1,4 +1,4 @@
-"""``asrfair coverage`` as terminal tables and as Markdown: one table per tag, one matrix per pair."""
+"""``asrfair coverage`` and ``asrfair plan`` as terminal tables and as Markdown."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.coverage import MAX_EMPTY_LISTED, Cell, Coverage, CoverageTable, cell_text, matrix
+from harness.power import Plan, SlicePlan
 
 WIDEST_MATRIX = 12  # a pair with more values than this on both sides is listed, not drawn
 
@@ -128,3 +129,84 @@ def _md_cell(cell: Cell | None) -> str:
 def _md(text: str) -> str:
     """Data strings cannot break the table or inject markup."""
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
+PLAN_COLUMNS = (
+    "slice",
+    "compared with",
+    "speakers",
+    "utts/speaker",
+    "detectable now",
+    "need",
+    "record more",
+    "floor",
+    "need if both grow",
+)
+
+
+def _plan_header(result: Plan) -> str:
+    per = (
+        f"{result.utts_per_speaker:g} utterances per speaker"
+        if result.utts_per_speaker
+        else "utterances per speaker as now"
+    )
+    return (
+        f"Speakers needed to detect a {result.gap * 100:.1f} pp WER gap with power {result.power:.0%} at α "
+        f"{result.alpha:.2g} ({per}), against the comparison group as it is; 'floor': speakers needed however many "
+        "utterances each records; 'need if both grow': speakers in the slice and in its comparison group alike. "
+        f"Model: {result.method}."
+    )
+
+
+def _plan_cells(s: SlicePlan) -> list[str]:
+    def count(value: int | None) -> str:
+        return "–" if value is None else str(value)
+
+    detectable = "–" if s.detectable_now is None else f"±{s.detectable_now * 100:.1f} pp"
+    need = count(s.need) if s.need is not None or s.note is None else "unreachable"
+    return [
+        s.label,
+        s.compared_with,
+        str(s.speakers),
+        f"{s.per_speaker:.1f} → {s.planned_per_speaker:.1f}"
+        if s.planned_per_speaker != s.per_speaker
+        else f"{s.per_speaker:.1f}",
+        detectable,
+        need,
+        count(s.record_more),
+        count(s.floor),
+        count(s.need_both),
+    ]
+
+
+def print_plan(result: Plan, console: Console) -> None:
+    console.print(escape(_plan_header(result)))
+    for dim in result.dimensions:
+        if len(dim.slices) < 2:
+            continue
+        table = Table(title=f"{escape(dim.name)}", title_justify="left", title_style="bold")
+        for column in PLAN_COLUMNS:
+            table.add_column(column, justify="left" if column in ("slice", "compared with") else "right")
+        for s in dim.slices:
+            table.add_row(*(escape(c) for c in _plan_cells(s)), style="yellow" if s.record_more else None)
+        console.print(table)
+        for s in dim.slices:
+            if s.note:
+                console.print(f"[yellow]{escape(s.label)}: {escape(s.note)}[/]")
+
+
+def render_plan_markdown(result: Plan) -> str:
+    lines = ["# asrfair plan", "", _md(_plan_header(result))]
+    for dim in result.dimensions:
+        if len(dim.slices) < 2:
+            continue
+        lines += [
+            "",
+            f"## {_md(dim.name)}",
+            "",
+            "| " + " | ".join(PLAN_COLUMNS) + " |",
+            "|" + "---|" * len(PLAN_COLUMNS),
+        ]
+        lines += ["| " + " | ".join(_md(c) for c in _plan_cells(s)) + " |" for s in dim.slices]
+        lines += [f"- {_md(s.label)}: {_md(s.note)}" for s in dim.slices if s.note]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,154 @@
+"""Minimum detectable gaps and ``asrfair plan``: the plan is checked by simulation against the
+statistics' own bootstrap test, and the detectable gap shrinks as 1/√speakers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import write_config
+from test_cli import asrfair, assert_clean_error
+
+from harness.config import load_config
+from harness.errors import InputError
+from harness.pipeline import plan_run, prepare, run
+from harness.power import Components, components, plan, simulate
+from harness.slices import SliceSpec
+from harness.stats import StatsOptions, min_detectable_gaps, summarise
+
+TRUTH = Components(0, 0, 0.0, 0.0, between=0.05**2, within=0.10**2)
+SPEC = SliceSpec(by=("accent",), reference="ref")
+
+
+def parts_of(table, value):
+    rows = table[table["accent"] == value]
+    return components(rows["wer"].to_numpy(), rows["speaker"].to_numpy())
+
+
+def test_variance_components_recover_the_truth():
+    table = simulate(np.random.default_rng(0), [("a", 0.4, 2000, 10, TRUTH)])  # 0.4: no clipping at 0
+    found = parts_of(table, "a")
+    assert (found.speakers, found.utterances, found.per_speaker) == (2000, 20_000, 10.0)
+    assert found.between == pytest.approx(TRUTH.between, rel=0.1)  # its sampling sd here: about 4 %
+    assert found.within == pytest.approx(TRUTH.within, rel=0.03)
+    assert found.mean == pytest.approx(0.4, abs=0.005)
+
+
+def test_the_plan_gives_the_requested_power_under_the_runs_own_test():
+    """Plan from a pilot, then draw corpora of the planned size with the planted gap and the
+    pilot's variance components: the bootstrap interval of the difference against the reference
+    excludes 0 at a rate within ±5 points of the requested power."""
+    pilot = simulate(np.random.default_rng(1), [("ref", 0.2, 60, 10, TRUTH), ("target", 0.2, 10, 10, TRUTH)])
+    gap, power = 0.04, 0.8
+    target = next(
+        s for s in plan(pilot, [SPEC], gap=gap, power=power, alpha=0.05).dimensions[0].slices if s.label == "target"
+    )
+    assert target.compared_with == "ref" and target.need > target.speakers and target.floor < target.need
+    ref, own = parts_of(pilot, "ref"), parts_of(pilot, "target")
+    options = StatsOptions(min_speakers=1, min_words=1, bootstrap=200, permutations=0)
+    trials, detected = 500, 0
+    for r in range(trials):
+        groups = [("ref", ref.mean, ref.speakers, 10, ref), ("target", ref.mean + gap, target.need, 10, own)]
+        dimension = summarise(simulate(np.random.default_rng(1000 + r), groups), [SPEC], options).dimensions[0]
+        slice_ = next(s for s in dimension.slices if s.label == "target")
+        detected += slice_.vs_reference.difference_ci[0] > 0
+    assert detected / trials == pytest.approx(power, abs=0.05)
+
+
+def test_more_utterances_per_speaker_cannot_beat_the_floor():
+    pilot = simulate(np.random.default_rng(2), [("ref", 0.2, 60, 10, TRUTH), ("target", 0.2, 10, 10, TRUTH)])
+    plans = {
+        k: next(
+            s
+            for s in plan(pilot, [SPEC], gap=0.04, power=0.8, alpha=0.05, utts_per_speaker=k).dimensions[0].slices
+            if s.label == "target"
+        )
+        for k in (5, 10, 40, 1000)
+    }
+    needs = [plans[k].need for k in (5, 10, 40, 1000)]
+    assert needs == sorted(needs, reverse=True) and needs[0] > needs[-1]
+    assert plans[1000].need <= plans[5].floor + 1 and all(p.floor == plans[5].floor for p in plans.values())
+
+
+def test_an_uncertain_comparison_group_is_said_not_hidden():
+    pilot = simulate(np.random.default_rng(3), [("ref", 0.2, 4, 10, TRUTH), ("target", 0.2, 10, 10, TRUTH)])
+    target = next(
+        s for s in plan(pilot, [SPEC], gap=0.02, power=0.8, alpha=0.05).dimensions[0].slices if s.label == "target"
+    )
+    assert target.need is None and "ref alone is too uncertain" in target.note
+    assert target.need_both is not None and target.need_both > 10
+
+
+def test_the_minimum_detectable_gap_shrinks_as_one_over_root_speakers():
+    """Doubling a simulated corpus (twice the speakers, same variance components) divides the gap
+    a slice can show by about √2, averaged over corpora."""
+    options = StatsOptions(min_speakers=1, min_words=1, bootstrap=1000, permutations=0)
+    spec = SliceSpec(by=("accent",))
+
+    def mean_gap(speakers: int) -> float:
+        gaps = []
+        for seed in range(16):
+            groups = [("a", 0.2, speakers, 6, TRUTH), ("b", 0.25, speakers, 6, TRUTH)]
+            dimension = summarise(simulate(np.random.default_rng(seed), groups), [spec], options).dimensions[0]
+            gaps += [s.vs_overall.min_detectable for s in dimension.slices]
+        return float(np.mean(gaps))
+
+    assert mean_gap(60) / mean_gap(30) == pytest.approx(1 / math.sqrt(2), abs=0.06)
+
+
+def test_min_detectable_gap_is_z_sum_times_the_bootstrap_se():
+    differences = np.random.default_rng(4).normal(0.0, 0.01, size=(20_000, 1))
+    (gap,) = min_detectable_gaps(differences, confidence=0.95, power=0.8)
+    assert gap == pytest.approx((1.959964 + 0.841621) * 0.01, rel=0.02)
+    assert min_detectable_gaps(np.zeros((100, 1)), 0.95, 0.8) == [None]  # nothing varies: nothing to detect
+
+
+@pytest.fixture
+def stub_run(tmp_path, make_manifest):
+    records = [
+        {
+            "id": f"{a}-{s}-{n}",
+            "text": "alpha bravo charlie delta echo foxtrot golf hotel",
+            "speaker": f"{a}{s}",
+            "accent": a,
+        }
+        for a, speakers in (("north", 12), ("south", 4))
+        for s in range(speakers)
+        for n in range(6)
+    ]
+    backend = {"name": "stub", "default_rate": 0.15, "error_rates": {"accent": {"south": 0.05}}}
+    config = write_config(
+        tmp_path / "run.yaml", make_manifest(records), backend, stats={"min_speakers": 3, "min_words": 50}
+    )
+    return run(prepare(load_config(config)))
+
+
+def test_every_run_reports_the_minimum_detectable_gap(stub_run):
+    metrics = stub_run.metrics
+    accent = next(d for d in metrics["dimensions"] if d["name"] == "accent")
+    gaps = {s["label"]: s["vs_overall"]["min_detectable"] for s in accent["slices"]}
+    assert gaps["south"] > gaps["north"] > 0  # 4 speakers against 12
+    assert metrics["stats"]["power"] == 0.8
+    report = (stub_run.paths.root / "report.md").read_text()
+    assert "detectable gap" in report and f"±{gaps['south'] * 100:.1f} pp" in report
+    assert "is detectable with this data" in report or "Smallest gap against the overall" in report
+
+
+def test_plan_cli_tables_json_and_errors(stub_run, tmp_path):
+    root = str(stub_run.paths.root)
+    shown = asrfair("plan", root, "--gap", "0.05", "--md", str(tmp_path / "plan.md"))
+    assert shown.returncode == 0, shown.stderr
+    assert "Speakers needed to detect a 5.0 pp WER gap with power 80%" in shown.stdout
+    data = json.loads(
+        asrfair("plan", root, "--gap", "0.05", "--power", "0.9", "--utts-per-speaker", "20", "--json").stdout
+    )
+    assert (data["gap"], data["power"], data["utts_per_speaker"]) == (0.05, 0.9, 20)
+    south = next(s for d in data["dimensions"] if d["name"] == "accent" for s in d["slices"] if s["label"] == "south")
+    assert south["speakers"] == 4 and south["compared_with"] == "rest of accent" and south["planned_per_speaker"] == 20
+    assert "| south |" in (tmp_path / "plan.md").read_text()
+    assert_clean_error(asrfair("plan", root, "--gap", "2"), 2, "--gap 2.0: must lie strictly between 0 and 1")
+    assert_clean_error(asrfair("plan", str(tmp_path / "nope"), "--gap", "0.02"), 2, "nope")
+    with pytest.raises(InputError, match="--utts-per-speaker"):
+        plan_run(stub_run.paths.root, gap=0.02, utts_per_speaker=0)
