@@ -46,6 +46,8 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_stats.py --fairlearn-boot 100
 	$(BIN)/python benchmarks/coverage_sim.py
 	$(BIN)/python benchmarks/bench_conditions.py
+	$(BIN)/python benchmarks/bench_normalization.py
+	$(BIN)/python benchmarks/bench_coverage.py --plan-trials 1000
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
