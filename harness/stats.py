@@ -407,11 +407,11 @@ def min_detectable_gaps(differences: np.ndarray, confidence: float, power: float
     """Per column of bootstrap replicates of a difference: (z_{1-α/2} + z_power) × its standard
     error, the smallest true difference a two-sided level-α test would detect with ``power``
     (None where the difference cannot vary)."""
-    if differences.shape[0] < 2:
-        return [None] * differences.shape[1]
-    with np.errstate(all="ignore"):
-        finite = np.where(np.isfinite(differences), differences, np.nan)
-        se = np.nanstd(finite, axis=0, ddof=1)
+    finite = np.isfinite(differences)
+    count = finite.sum(axis=0)
+    mean = np.where(finite, differences, 0.0).sum(axis=0) / np.maximum(count, 1)
+    squares = ((np.where(finite, differences, mean) - mean) ** 2).sum(axis=0)  # undefined replicates add 0
+    se = np.sqrt(np.where(count > 1, squares / np.maximum(count - 1, 1), 0.0))  # under 2 replicates: none
     multiplier = NormalDist().inv_cdf(1 - (1 - confidence) / 2) + NormalDist().inv_cdf(power)
     # An SE of 0: nothing varies (a dimension's only slice, the reference against itself).
     return [finite_or_none(multiplier * v) if v > 0 else None for v in se]

@@ -117,6 +117,13 @@ def test_bad_input_is_the_validators_one_line_error(corpus):
     twice = write_jsonl(folder / "twice.jsonl", [records[0], records[0]])
     with pytest.raises(InputError, match=r"twice.jsonl:2: field 'id' error: duplicate id"):
         coverage(twice)
+    blank = write_jsonl(folder / "blank.jsonl", [records[0], {**records[1], "speaker": " "}])
+    with pytest.raises(InputError, match=r"blank.jsonl:2: field 'speaker' error"):
+        coverage(blank)
+    twin = folder / "twin.csv"
+    twin.write_text("id,audio,text,accent,accent\na,tone.wav,one two,x,y\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"twin.csv:1: error: duplicate column"):
+        coverage(twin)
     path = write_jsonl(folder / "manifest.jsonl", records)
     with pytest.raises(InputError, match=r"--slices: .*'acent'"):
         coverage(path, slices=[SliceSpec(by=("acent",))])
