@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,23 +209,42 @@ def _read(manifest: Path, read_durations: bool) -> _Rows:
 def _fast_table(manifest: Path) -> pd.DataFrame | None:
     """The manifest as a frame when it passes the vectorised checks; None sends it to the validator."""
     try:
-        if manifest.suffix.lower() == ".csv":
-            with manifest.open(encoding="utf-8-sig", newline="") as handle:
-                header = next(csv.reader(handle), [])
-            if len(set(header)) != len(header):  # pandas would rename the twin ("a.1"); the validator says which
-                return None
-            frame = pd.read_csv(manifest, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
-            for column in ("offset", "duration"):
-                if column in frame:
-                    frame[column] = pd.to_numeric(frame[column])
-        else:
-            arrow = pajson.read_json(manifest, parse_options=pajson.ParseOptions(newlines_in_values=False))
-            if any(pa.types.is_nested(f.type) for f in arrow.schema):
-                return None
-            frame = arrow.to_pandas()
-    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError, pd.errors.ParserError):
+        frame = _csv_frame(manifest) if manifest.suffix.lower() == ".csv" else _jsonl_frame(manifest)
+    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError, csv.Error):
         return None
-    return frame if _passes(manifest, frame) else None
+    if frame is None or not _passes(manifest, frame):
+        return None
+    empty = [c for c in frame.columns if c not in RESERVED_FIELDS and frame[c].isna().all()]
+    return frame.drop(columns=empty)  # a tag no utterance carries is no tag, as in the validator
+
+
+# A key whose value is JSON null: Arrow reads it as missing, the validator rejects it.
+_JSON_NULL = re.compile(rb'"\s*:\s*null\s*[,}]')
+
+
+def _jsonl_frame(manifest: Path) -> pd.DataFrame | None:
+    if _JSON_NULL.search(manifest.read_bytes()):
+        return None
+    arrow = pajson.read_json(manifest, parse_options=pajson.ParseOptions(newlines_in_values=False))
+    if any(pa.types.is_nested(f.type) for f in arrow.schema):
+        return None
+    return arrow.to_pandas()
+
+
+def _csv_frame(manifest: Path) -> pd.DataFrame | None:
+    """Python's csv module in strict mode, as the validator reads it (its reader is C, so fast)."""
+    with manifest.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle, strict=True))
+    if not rows or not rows[0] or any(not name for name in rows[0]) or len(set(rows[0])) != len(rows[0]):
+        return None
+    header, body = rows[0], rows[1:]
+    if any(len(row) != len(header) for row in body):
+        return None
+    frame = pd.DataFrame(body, columns=header, dtype=object).replace("", None)  # an empty cell is absent
+    for column in ("offset", "duration"):
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column])
+    return frame
 
 
 def _passes(manifest: Path, frame: pd.DataFrame) -> bool:
@@ -234,22 +254,29 @@ def _passes(manifest: Path, frame: pd.DataFrame) -> bool:
     if any(c in RESULT_COLUMNS for c in frame.columns) or frame.columns.duplicated().any():
         return False
     strings = [c for c in frame.columns if c not in ("offset", "duration")]
-    if any(not (pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c])) for c in strings):
-        return False
-    if any(not frame[c].dropna().map(type).eq(str).all() for c in strings):
+    if any(not _all_text(frame[c]) for c in strings):
         return False
     non_empty = [c for c in ("id", "audio", "text", "speaker", "language") if c in frame]
     if any((frame[c].dropna().str.strip() == "").any() for c in non_empty) or frame["id"].duplicated().any():
         return False
     for column in ("offset", "duration"):
-        if column in frame and not (
-            pd.api.types.is_numeric_dtype(frame[column]) and (frame[column].dropna() >= 0).all()
-        ):
+        if column not in frame:
+            continue
+        values = frame[column]
+        if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
             return False
-    if "duration" in frame and (frame["duration"] == 0).any():  # the validator wants > 0
-        return False
+        present = values.dropna().to_numpy(dtype=float)
+        if not (np.isfinite(present).all() and (present > 0 if column == "duration" else present >= 0).all()):
+            return False
     vocabulary = read_vocabulary(manifest.parent / DATASET_CARD)
     return all(frame[tag].dropna().isin(allowed).all() for tag, allowed in vocabulary.items() if tag in frame)
+
+
+def _all_text(column: pd.Series) -> bool:
+    """Every present value is a string (a string dtype guarantees it; object columns are checked)."""
+    if isinstance(column.dtype, pd.StringDtype):
+        return True
+    return bool(column.dropna().map(lambda v: isinstance(v, str)).all())
 
 
 def _validated_rows(manifest: Path, read_durations: bool) -> _Rows:
@@ -294,6 +321,7 @@ def _seconds(manifest: Path, frame: pd.DataFrame, read_durations: bool) -> np.nd
             log.debug("no duration for %s", path)
             lengths[audio] = np.nan  # unreadable or missing: `asrfair validate` says which
     filled = paths.map(lengths).to_numpy(dtype=float) - offset
+    filled[filled <= 0] = np.nan  # an offset past the file's end: unknown, as `asrfair validate` reports
     return np.where(missing, filled, duration)
 
 

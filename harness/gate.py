@@ -19,6 +19,7 @@ Failure rates are counted, not estimated, and are checked against thresholds onl
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -68,6 +69,7 @@ class RunSide:
 
     def describe(self) -> dict[str, Any]:
         backend = self.provenance.get("backend", {})
+        normalizer, normalizer_sha256, normalizer_library = scoring_normalizer(self.provenance)
         return {
             "source": str(self.source),
             "run": self.provenance.get("run_name"),
@@ -75,10 +77,25 @@ class RunSide:
             "backend": backend.get("name"),
             "fingerprint": backend.get("id"),
             "manifest_sha256": self.provenance.get("manifest", {}).get("sha256"),
-            "normalizer": self.provenance.get("normalizer"),
-            "normalizer_sha256": (self.provenance.get("normalizer_definition") or {}).get("sha256"),
-            "normalizer_library": (self.provenance.get("normalizer_definition") or {}).get("library"),
+            "normalizer": normalizer,
+            "normalizer_sha256": normalizer_sha256,
+            "normalizer_library": normalizer_library,
         }
+
+
+_LEGACY_WHISPER_STAMP = re.compile(r"^whisper-english@(\d+(?:\.\d+)+)$")
+
+
+def scoring_normalizer(provenance: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(stamp, a YAML normaliser's sha256, the library behind a preset) of a run's scoring. Runs
+    scored before presets had versions of their own were stamped with whisper-normalizer's
+    version (``whisper-english@0.1.15``): the rules of ``whisper-english@1``, read as such."""
+    stamp = provenance.get("normalizer")
+    definition = provenance.get("normalizer_definition") or {}
+    legacy = _LEGACY_WHISPER_STAMP.match(stamp or "")
+    if legacy and not definition:
+        return "whisper-english@1", None, f"whisper-normalizer {legacy[1]}"
+    return stamp, definition.get("sha256"), definition.get("library")
 
 
 @dataclass(frozen=True)

@@ -336,7 +336,8 @@ def plan_run(
     slices: list[SliceSpec] | None = None,
 ) -> Plan:
     """``asrfair plan``: speakers each slice of a finished run needs to detect ``gap``; power and
-    α default to the run's ``stats.power`` and 1 - ``stats.confidence``."""
+    α default to the run's ``stats.power`` and 1 - ``stats.confidence``. With simulated
+    conditions the plan is made on the reference condition's rows."""
     _paths, config, table = _open_finished(run_dir)
     for name, value, low, high in (
         ("--gap", gap, 0.0, 1.0),
@@ -349,6 +350,11 @@ def plan_run(
         raise InputError(f"--utts-per-speaker {utts_per_speaker}: must be at least 1")
     specs = _run_slices(config, table, slices)
     check_slices(specs, table, [*tag_columns(table), "language"], str(run_dir))
+    if config.conditions and CONDITION_TAG in table.columns:
+        # Recorded speech is planned as recorded: the reference condition's rows, each utterance
+        # once. Simulated conditions are paired copies of the same speakers, not more speakers.
+        table = table[table[CONDITION_TAG] == config.conditions[0].name]
+        specs = [s for s in specs if CONDITION_TAG not in s.by]
     return plan(
         table,
         specs,

@@ -41,12 +41,17 @@ class Components:
     mean: float  # mean utterance WER
     between: float  # σ_b²
     within: float  # σ_w²
+    squared_counts: float = 0.0  # Σ (utterances of a speaker)²: how unevenly the speakers recorded
 
-    def variance(self, speakers: float | None = None, per_speaker: float | None = None) -> float:
-        """Variance of the group's mean WER with ``speakers`` × ``per_speaker`` utterances."""
-        n = self.speakers if speakers is None else speakers
-        k = self.per_speaker if per_speaker is None else per_speaker
-        return self.between / n + self.within / (n * k)
+    def variance(self) -> float:
+        """Variance of the group's mean WER as recorded: each speaker weighs as many utterances as
+        they gave, so uneven recording makes it larger than the balanced formula's."""
+        n = self.utterances
+        return self.between * self.squared_counts / n**2 + self.within / n
+
+    def planned_variance(self, speakers: float, per_speaker: float) -> float:
+        """Variance of the mean over ``speakers`` who each record ``per_speaker`` utterances."""
+        return self.between / speakers + self.within / (speakers * per_speaker)
 
 
 def components(wer: np.ndarray, speaker: np.ndarray) -> Components | None:
@@ -61,7 +66,8 @@ def components(wer: np.ndarray, speaker: np.ndarray) -> Components | None:
     within = float(((wer - means[codes]) ** 2).sum() / (n - s))
     between_ms = float((counts * (means - grand) ** 2).sum() / (s - 1))
     m0 = (n - (counts**2).sum() / n) / (s - 1)
-    return Components(s, n, n / s, grand, float(max(0.0, (between_ms - within) / m0)), within)
+    between = float(max(0.0, (between_ms - within) / m0))
+    return Components(s, n, n / s, grand, between, within, float((counts**2).sum()))
 
 
 def z_sum(alpha: float, power: float) -> float:
@@ -130,13 +136,24 @@ def plan(
         group = {i: components(wer[coded.codes == i], speaker[coded.codes == i]) for i in ranked}
         slices = []
         for i in ranked:
+            mine = coded.codes == i
+            speakers, utterances = len(np.unique(speaker[mine])), int(mine.sum())
             if spec.reference in coded.labels and coded.labels[i] != spec.reference:
                 other_mask, other_name = coded.codes == coded.labels.index(spec.reference), spec.reference
             else:
                 other_mask = np.isin(coded.codes, [j for j in ranked if j != i])
                 other_name = f"rest of {spec.label}"
             other = components(wer[other_mask], speaker[other_mask])
-            slices.append(_slice_plan(coded.labels[i], other_name, group[i], other, gap, z, utts_per_speaker))
+            plan_of = _slice_plan(coded.labels[i], other_name, group[i], other, gap, z, utts_per_speaker)
+            per_speaker = utterances / speakers if speakers else 0.0
+            slices.append(
+                replace(
+                    plan_of,
+                    speakers=speakers,
+                    per_speaker=per_speaker,
+                    planned_per_speaker=utts_per_speaker or per_speaker,
+                )
+            )
         dimensions.append(DimensionPlan(spec.label, slices))
     return Plan(gap, power, alpha, utts_per_speaker, METHOD, dimensions)
 
@@ -150,20 +167,20 @@ def _slice_plan(
     z: float,
     utts_per_speaker: float | None,
 ) -> SlicePlan:
-    if own is None or other is None:
+    if own is None or other is None:  # the caller fills in the slice's real speaker counts
         missing = label if own is None else other_name
         return SlicePlan(
             label,
             other_name,
-            own.speakers if own else 0,
-            own.per_speaker if own else 0.0,
-            utts_per_speaker or (own.per_speaker if own else 0.0),
+            0,
+            0.0,
+            0.0,
             own.between if own else None,
             own.within if own else None,
             note=f"{missing}: fewer than two speakers, or one utterance each; no variance to plan from",
         )
     k = utts_per_speaker or own.per_speaker
-    both = own.variance(1, k) + other.variance(1, utts_per_speaker or other.per_speaker)
+    both = own.planned_variance(1, k) + other.planned_variance(1, utts_per_speaker or other.per_speaker)
     known = SlicePlan(
         label,
         other_name,
@@ -182,7 +199,7 @@ def _slice_plan(
             f"({known.need_both} in each if both grow alike)"
         )
         return replace(known, note=note)
-    need = max(MIN_SPEAKERS_PLANNED, math.ceil(own.variance(1, k) / budget))
+    need = max(MIN_SPEAKERS_PLANNED, math.ceil(own.planned_variance(1, k) / budget))
     floor = max(MIN_SPEAKERS_PLANNED, math.ceil(own.between / budget))
     return replace(known, need=need, record_more=max(0, need - own.speakers), floor=floor)
 

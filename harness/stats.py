@@ -385,7 +385,9 @@ def _with_intervals(
     ref_index = next((i for i, s in enumerate(slices) if s.label == reference), None)
     out = []
     for i, s in enumerate(slices):
-        vs_overall = Comparison(difference(s.wer, dim_wer), diff_cis[i] or [None, None], min_detectable=detectable[i])
+        # One speaker has no spread of its own: the replicates would show only the overall's.
+        own = detectable[i] if s.speakers >= 2 else None
+        vs_overall = Comparison(difference(s.wer, dim_wer), diff_cis[i] or [None, None], min_detectable=own)
         vs_reference = None
         if ref_index is not None:
             ref = slices[ref_index]
@@ -397,7 +399,7 @@ def _with_intervals(
                 intervals(ref_diffs, confidence)[0] or [None, None],
                 s.wer / ref.wer if s.wer is not None and ref.wer else None,
                 intervals(ratio_reps[:, None], confidence)[0],
-                min_detectable_gaps(ref_diffs, confidence, power)[0],
+                min_detectable_gaps(ref_diffs, confidence, power)[0] if min(s.speakers, ref.speakers) >= 2 else None,
             )
         out.append(replace(s, wer_ci=wer_cis[i], vs_overall=vs_overall, vs_reference=vs_reference))
     return out

@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import importlib
 import json
+import logging
 import re
 import unicodedata
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import InputError, format_validation_error
 from harness.yamlfile import read_yaml
+
+log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "asrfair.normalizers"
 FILE_SUFFIXES = (".yaml", ".yml")
@@ -326,7 +329,10 @@ def _entry_point(name: str) -> Normalizer | None:
             target = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as exc:
             raise InputError(f"normalizer '{name}' cannot be loaded from {ep.value}: {exc}") from None
-        found = target if isinstance(target, Normalizer) else target() if callable(target) else None
+        try:
+            found = target if isinstance(target, Normalizer) else target() if callable(target) else None
+        except Exception as exc:  # a third party's code: its failure is a configuration error here
+            raise InputError(f"normalizer '{name}' ({ep.value}) failed to build: {type(exc).__name__}: {exc}") from None
         if not isinstance(found, Normalizer) or found.name != name:
             raise InputError(
                 f"normalizer entry point '{name}' ({ep.value}) must give a harness.text.Normalizer named '{name}'"
@@ -347,7 +353,11 @@ def available_normalizers() -> list[Normalizer]:
     """Every preset version and every installed plugin, for ``asrfair normalizers``."""
     found = [p.create() for p in PRESETS]
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        plugin = _entry_point(ep.name)
+        try:
+            plugin = _entry_point(ep.name)
+        except InputError as exc:  # one broken plugin must not hide the others
+            log.warning("%s", exc)
+            continue
         if plugin is not None and all(n.name != plugin.name for n in found):
             found.append(plugin)
     return found

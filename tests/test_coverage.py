@@ -129,6 +129,35 @@ def test_bad_input_is_the_validators_one_line_error(corpus):
         coverage(path, slices=[SliceSpec(by=("acent",))])
 
 
+@pytest.mark.parametrize(
+    ("name", "body", "message"),
+    [
+        ("null-tag.jsonl", '{"id": "a", "audio": "tone.wav", "text": "hi", "accent": null}\n', "field 'accent'"),
+        ("null-duration.jsonl", '{"id": "a", "audio": "tone.wav", "text": "hi", "duration": null}\n', "'duration'"),
+        ("bool-offset.jsonl", '{"id": "a", "audio": "tone.wav", "text": "hi", "offset": true}\n', "'offset'"),
+        ("huge.jsonl", '{"id": "a", "audio": "tone.wav", "text": "hi", "duration": 1e400}\n', "'duration'"),
+        ("inf.csv", "id,audio,text,duration\na,tone.wav,hi,inf\n", "'duration'"),
+        ("quote.csv", 'id,audio,text,accent\na,tone.wav,"hi" there,x\n', "bad CSV"),
+        ("blank-header.csv", "\nid,audio,text\na,tone.wav,hi\n", "error"),
+    ],
+)
+def test_the_fast_path_never_accepts_what_the_validator_rejects(tmp_path, name, body, message):
+    write_tone(tmp_path / "tone.wav")
+    path = tmp_path / name
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        coverage(path)
+
+
+def test_an_empty_column_is_no_tag_and_a_segment_past_the_end_has_unknown_hours(tmp_path):
+    write_tone(tmp_path / "tone.wav", seconds=0.5)
+    path = tmp_path / "m.csv"
+    path.write_text("id,audio,text,speaker,noise,offset\na,tone.wav,hi there,,,0\nb,tone.wav,yo,,,10\n")
+    result = coverage(path, min_speakers=1, min_words=1)
+    assert [t.name for t in result.tables] == []  # no tag carries a value (language has one)
+    assert result.speakers == 2 and result.hours is None  # b starts after its file ends
+
+
 def test_cli_coverage_tables_json_markdown_and_errors(corpus, tmp_path):
     folder, records = corpus
     path = write_jsonl(folder / "manifest.jsonl", records)

@@ -253,3 +253,15 @@ def test_two_definitions_of_one_yaml_normaliser_are_not_comparable(tmp_path, man
         rescore(root, normalizers=[str(path)])
     with pytest.raises(InputError, match="two different definitions of mine@1"):
         run_gate(load_side(first, "baseline"), load_side(second, "candidate"), GateConfig())
+
+
+def test_a_run_stamped_before_presets_had_versions_still_compares(tmp_path, manifest):
+    first = run(prepare(planted_config(tmp_path, manifest))).paths.root
+    legacy = tmp_path / "legacy"
+    shutil.copytree(first, legacy)
+    metrics = json.loads((legacy / "metrics.json").read_text())
+    del metrics["provenance"]["normalizer_definition"]
+    metrics["provenance"]["normalizer"] = "whisper-english@0.1.12"  # how runs were stamped before
+    (legacy / "metrics.json").write_text(json.dumps(metrics))
+    result = run_gate(load_side(legacy, "baseline"), load_side(first, "candidate"), GateConfig())
+    assert result.passed and "applied by whisper-normalizer 0.1.12 in the baseline" in result.warnings[0]

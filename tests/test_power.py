@@ -152,3 +152,53 @@ def test_plan_cli_tables_json_and_errors(stub_run, tmp_path):
     assert_clean_error(asrfair("plan", str(tmp_path / "nope"), "--gap", "0.02"), 2, "nope")
     with pytest.raises(InputError, match="--utts-per-speaker"):
         plan_run(stub_run.paths.root, gap=0.02, utts_per_speaker=0)
+
+
+def test_the_variance_of_a_slice_counts_uneven_recording():
+    """One speaker with 181 utterances and 19 with one or two: the mean weighs that speaker
+    heavily, so its variance is far above the balanced formula's (Monte Carlo check)."""
+    counts = np.array([181] + [1, 2] * 9 + [1])
+    rng = np.random.default_rng(5)
+    means = []
+    for _ in range(4000):
+        rates = rng.normal(0.2, math.sqrt(TRUTH.between), counts.size)
+        utterances = np.repeat(rates, counts) + rng.normal(0, math.sqrt(TRUTH.within), counts.sum())
+        means.append(utterances.mean())
+    parts = Components(
+        counts.size, int(counts.sum()), counts.mean(), 0.2, TRUTH.between, TRUTH.within, float((counts**2).sum())
+    )
+    assert parts.variance() == pytest.approx(np.var(means), rel=0.1)
+    assert parts.variance() > 3 * parts.planned_variance(counts.size, counts.mean())
+
+
+def test_a_one_speaker_slice_is_counted_and_gets_no_detectable_gap(tmp_path, make_manifest):
+    records = [
+        {"id": f"{a}-{s}-{n}", "text": "alpha bravo charlie delta", "speaker": f"{a}{s}", "accent": a}
+        for a, speakers in (("north", 6), ("south", 1))
+        for s in range(speakers)
+        for n in range(5)
+    ]
+    backend = {"name": "stub", "default_rate": 0.2}
+    config = write_config(tmp_path / "run.yaml", make_manifest(records), backend, stats={"min_speakers": 1})
+    outcome = run(prepare(load_config(config)))
+    accent = next(d for d in outcome.metrics["dimensions"] if d["name"] == "accent")
+    south = next(s for s in accent["slices"] if s["label"] == "south")
+    assert south["speakers"] == 1 and south["vs_overall"]["min_detectable"] is None
+    planned = plan_run(outcome.paths.root, gap=0.05)
+    south_plan = next(s for d in planned.dimensions for s in d.slices if s.label == "south")
+    assert (south_plan.speakers, south_plan.per_speaker) == (1, 5.0) and "fewer than two speakers" in south_plan.note
+
+
+def test_with_simulated_conditions_the_plan_counts_recorded_speech_once(tmp_path, make_manifest):
+    records = [
+        {"id": f"{a}-{s}-{n}", "text": "alpha bravo charlie delta", "speaker": f"{a}{s}", "accent": a}
+        for a in ("north", "south")
+        for s in range(5)
+        for n in range(4)
+    ]
+    conditions = [{"name": "clean"}, {"name": "phone", "transforms": [{"type": "telephone"}]}]
+    backend = {"name": "stub", "default_rate": 0.2}
+    config = write_config(tmp_path / "run.yaml", make_manifest(records), backend, conditions=conditions)
+    planned = plan_run(run(prepare(load_config(config))).paths.root, gap=0.05)
+    assert [d.name for d in planned.dimensions] == ["accent"]
+    assert {s.per_speaker for s in planned.dimensions[0].slices} == {4.0}

@@ -135,13 +135,17 @@ def test_a_plugin_normalizer_comes_from_its_entry_point(tmp_path):
     (tmp_path / "shouty_norm.py").write_text(
         "from harness.text import Normalizer\n"
         "def make():\n"
-        "    return Normalizer('shouty', '3', str.upper, 'upper case')\n",
+        "    return Normalizer('shouty', '3', str.upper, 'upper case')\n"
+        "def broken():\n"
+        "    raise RuntimeError('no rules file')\n",
         encoding="utf-8",
     )
     dist = tmp_path / "shouty_norm-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: shouty-norm\nVersion: 1.0\n", encoding="utf-8")
-    (dist / "entry_points.txt").write_text("[asrfair.normalizers]\nshouty = shouty_norm:make\n", encoding="utf-8")
+    (dist / "entry_points.txt").write_text(
+        "[asrfair.normalizers]\nshouty = shouty_norm:make\nbroken = shouty_norm:broken\n", encoding="utf-8"
+    )
     script = (
         "from harness.text import get_normalizer\nn = get_normalizer('shouty@3')\nprint(n.stamp, n.source, n('a b'))\n"
     )
@@ -161,3 +165,12 @@ def test_a_plugin_normalizer_comes_from_its_entry_point(tmp_path):
         check=True,
     )
     assert '"normalizer": "shouty@3"' in listing.stdout
+    warning = " ".join(listing.stderr.split())  # the log line wraps at the terminal width
+    assert "normalizer 'broken' (shouty_norm:broken) failed to build: RuntimeError: no rules file" in warning
+    failing = subprocess.run(
+        [sys.executable, "-m", "harness", "normalizers", "--text", "x"],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert failing.returncode == 0 and "shouty@3" in failing.stdout
