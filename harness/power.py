@@ -5,7 +5,8 @@ noise, ``y = μ_slice + b_speaker + e``, with speakers drawn from the slice (``V
 between speakers) and utterances from the speaker (``Var e = σ_w²``, within a speaker). The two
 components are estimated per slice from a finished run by the one-way random-effects analysis
 of variance (method of moments, unbalanced). A slice mean over ``n`` speakers with ``k``
-utterances each then has variance ``σ_b²/n + σ_w²/(n k)``, and a two-sided test at level α
+utterances each then has variance ``σ_b²/n + σ_w²/(n k)`` (as recorded, with ``nᵢ`` utterances
+per speaker and ``N`` in all: ``σ_b² Σnᵢ²/N² + σ_w²/N``), and a two-sided test at level α
 detects a gap Δ against an independent comparison group with probability ``power`` when
 
     Δ ≥ (z_{1-α/2} + z_power) · sqrt(V_slice(n, k) + V_comparison).

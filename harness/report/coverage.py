@@ -183,6 +183,7 @@ def print_plan(result: Plan, console: Console) -> None:
     console.print(escape(_plan_header(result)))
     for dim in result.dimensions:
         if len(dim.slices) < 2:
+            console.print(f"{escape(dim.name)}: {len(dim.slices)} ranked slice(s), nothing to compare")
             continue
         table = Table(title=f"{escape(dim.name)}", title_justify="left", title_style="bold")
         for column in PLAN_COLUMNS:
