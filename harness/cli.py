@@ -266,6 +266,27 @@ def normalizers_command(
     _stdout_console().print(table)
 
 
+@app.command("report")
+@_handle_errors
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by 'asrfair run'")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML file to write (default: RUN_DIR/report.html)")
+    ] = None,
+    compare: Annotated[
+        Path | None, typer.Option("--compare", help="another run (or baseline .json) to show this one against")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="compare runs scored under different normalisers anyway (warns)")
+    ] = False,
+) -> None:
+    """Write the self-contained HTML report of a run (charts, heatmaps, worst utterances, sortable tables)."""
+    from harness.pipeline import report
+
+    target = report(run_dir, out=output, compare=compare, force=force)
+    err_console.print(f"wrote {target}")
+
+
 @app.command("model")
 @_handle_errors
 def model_command(

@@ -121,6 +121,24 @@ def coverage(
     )
 
 
+def coverage_of_table(
+    table: pd.DataFrame, specs: Sequence[SliceSpec], min_speakers: int, min_words: int
+) -> list[CoverageTable]:
+    """Coverage tables of a run's utterance table (words as scored, after normalisation)."""
+    from harness.scoring import tag_columns  # scoring is downstream of reading manifests
+
+    ids = table["id"].astype(str)
+    units = table["speaker"].astype("object").where(table["speaker"].notna(), "utt:" + ids)
+    rows = _Rows(
+        table[tag_columns(table)].reset_index(drop=True),
+        pd.factorize(units)[0],
+        table["ref_words"].fillna(0).to_numpy(dtype=np.int64),
+        np.full(len(table), np.nan),
+    )
+    coder = TagCodes(rows.tags)
+    return [_table(rows, spec, "pair", coder, min_speakers, min_words) for spec in specs]
+
+
 def _table(
     rows: _Rows, spec: SliceSpec, kind: str, coder: TagCodes, min_speakers: int, min_words: int
 ) -> CoverageTable:

@@ -37,6 +37,7 @@ from harness.manifest import Manifest, Utterance, load_manifest
 from harness.model import ModelResult, model_for_slices
 from harness.normalization import NormalizerSensitivity, ScoredView, normalizer_sensitivity
 from harness.power import Plan, plan
+from harness.report.html import render_html
 from harness.report.markdown import render_markdown
 from harness.report.metrics import build_metrics
 from harness.scoring import score_frame, tag_columns, utterance_frame
@@ -428,7 +429,28 @@ def _score_and_write(
     write_json(paths.provenance, metrics["provenance"])
     write_json(paths.metrics, metrics)
     write_text(paths.report_md, render_markdown(metrics))
+    write_text(paths.report_html, render_html(metrics, table, slices, report_dir=paths.root))
     return metrics
+
+
+def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = None, force: bool = False) -> Path:
+    """``asrfair report``: the HTML page of a finished run, optionally beside another run
+    (paired on shared utterances), written to ``out`` (default: the run's report.html)."""
+    from harness.gate import compare_sides
+
+    paths, _config, table = _open_finished(run_dir)
+    try:
+        metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(
+            f"{paths.metrics}: unreadable ({exc}); rerun 'asrfair score {run_dir}' to rebuild it"
+        ) from None
+    specs = [SliceSpec.model_validate(s) for s in metrics["provenance"]["slices"]]
+    comparison = compare_sides(compare, run_dir, force=force) if compare is not None else None
+    target = out or paths.report_html
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text(target, render_html(metrics, table, specs, report_dir=target.parent.resolve(), comparison=comparison))
+    return target
 
 
 def _transcript_table(transcripts: Iterable[Transcript], backend: Backend, from_cache: frozenset[str]) -> pd.DataFrame:

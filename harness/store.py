@@ -99,6 +99,10 @@ class RunPaths:
     def report_md(self) -> Path:
         return self.root / "report.md"
 
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
 
 def new_run_dir(parent: Path, name: str, now: datetime | None = None) -> RunPaths:
     """``<parent>/<name>-<UTC timestamp>/``, never reusing an existing directory."""

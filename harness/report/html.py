@@ -1,0 +1,370 @@
+"""``report.html``: one self-contained page for reviewers and model owners.
+
+Everything is inline (styles, SVG charts, a few lines of script for sorting), so the file opens
+offline in any browser and can be attached to a review. Every string that comes from data
+(transcripts, tags, ids, file names, config values) is escaped by Jinja's autoescape; the SVG
+charts escape their own labels. The only external references are the audio clips of the worst
+utterances, linked relative to the report when the files exist.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pajson
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
+
+from harness.conditions import CONDITION_TAG
+from harness.coverage import Cell, coverage_of_table, matrix
+from harness.report.format import (
+    AGGREGATE_DEFINITIONS,
+    detectable,
+    detectable_sentence,
+    disparity_sentence,
+    normalization_cells,
+    normalization_disparity,
+    normalization_header,
+    pct,
+    pct_ci,
+    points,
+    test_sentence,
+)
+from harness.report.svg import Bar, HeatCell, heatmap, interval_chart
+from harness.slices import SliceSpec, TagCodes, slice_codes
+
+log = logging.getLogger(__name__)
+
+WORST_PER_SLICE = 3
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+
+
+def render_html(
+    metrics: dict[str, Any],
+    table: pd.DataFrame,
+    specs: Sequence[SliceSpec],
+    *,
+    report_dir: Path,
+    comparison: dict[str, Any] | None = None,
+) -> str:
+    """The page for one scored run; ``comparison`` is :func:`harness.gate.compare_sides`'s output."""
+    environment = Environment(
+        loader=PackageLoader("harness.report", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["bold"] = _bold
+    environment.tests["length_is_one"] = lambda rows: len(rows) == 1
+    return environment.get_template("report.html.j2").render(**_context(metrics, table, specs, report_dir, comparison))
+
+
+def _bold(text: str) -> Markup:
+    """The reports' ``**word**`` emphasis as <strong>, after escaping everything else."""
+    return Markup(_BOLD.sub(r"<strong>\1</strong>", str(escape(text))))
+
+
+def _context(
+    metrics: dict[str, Any],
+    table: pd.DataFrame,
+    specs: Sequence[SliceSpec],
+    report_dir: Path,
+    comparison: dict[str, Any] | None,
+) -> dict[str, Any]:
+    prov, stats = metrics["provenance"], metrics["stats"]
+    dimensions = [_dimension(dim, table, spec, stats) for dim, spec in zip(metrics["dimensions"], specs, strict=True)]
+    has_audio = _attach_audio(dimensions, prov, report_dir)
+    return {
+        "title": f"asrfair report: {prov['run_name']}",
+        "prov": prov,
+        "backend_options": json.dumps(prov["backend"].get("fingerprint", {}), indent=2, default=str),
+        "config": json.dumps(prov.get("config", {}), indent=2, default=str),
+        "overall": metrics["overall"],
+        "overall_text": pct_ci(metrics["overall"]["wer"], metrics["overall"].get("wer_ci")),
+        "aggregate": metrics["aggregate"],
+        "aggregate_definition": AGGREGATE_DEFINITIONS[metrics["aggregate"]],
+        "stats": stats,
+        "failures": metrics["failures"],
+        "dimensions": dimensions,
+        "coverage": _coverage(table, metrics, specs),
+        "conditions": _conditions(metrics.get("conditions")),
+        "normalization": _normalization(metrics.get("normalization")),
+        "comparison": _comparison(comparison),
+        "has_audio": has_audio,
+    }
+
+
+def _dimension(dim: dict[str, Any], table: pd.DataFrame, spec: SliceSpec, stats: dict[str, Any]) -> dict[str, Any]:
+    ordered = sorted(dim["slices"], key=lambda s: (s["wer"] is None, -(s["wer"] or 0.0), s["label"]))
+    bars = [
+        Bar(
+            s["label"],
+            s["wer"],
+            *(s.get("wer_ci") or [None, None]),
+            thin=not s["supported"],
+            marked=bool(s.get("significantly_worse")),
+        )
+        for s in ordered
+    ]
+    rows = [
+        {
+            "label": s["label"],
+            "star": bool(s.get("significantly_worse")),
+            "wer": s["wer"],
+            "wer_text": pct_ci(s["wer"], s.get("wer_ci")),
+            "vs_overall": (s.get("vs_overall") or {}).get("difference"),
+            "vs_overall_text": points((s.get("vs_overall") or {}).get("difference")),
+            "detectable": (s.get("vs_overall") or {}).get("min_detectable"),
+            "detectable_text": detectable(s),
+            "sub": s["sub_rate"],
+            "del": s["del_rate"],
+            "ins": s["ins_rate"],
+            "utterances": s["utterances"],
+            "speakers": s["speakers"],
+            "words": s["words"],
+            "failed": s["failed"],
+            "flags": ", ".join(s["flags"]),
+            "thin": not s["supported"],
+        }
+        for s in ordered
+    ]
+    single = len(dim["by"]) == 1
+    return {
+        "name": dim["name"],
+        "evidence": dim.get("evidence"),
+        "by": dim["by"],
+        "chart": Markup(interval_chart(bars, dim["overall_wer"], dim.get("overall_wer_ci"))),
+        "heatmap": None if single else _intersection_heatmap(dim),
+        "disparity": disparity_sentence(dim["disparity"]),
+        "test": test_sentence(dim.get("test"), stats["confidence"]),
+        "detectable": detectable_sentence(dim, stats),
+        "rows": rows,
+        "worst": _worst(table, spec, dim) if single and CONDITION_TAG not in dim["by"] else [],
+    }
+
+
+def _intersection_heatmap(dim: dict[str, Any]) -> Markup:
+    """Rows: the first tag's values; columns: the rest; colour: WER; text: WER and support."""
+    first, rest = dim["by"][0], dim["by"][1:]
+    cells = {}
+    for s in dim["slices"]:
+        key = (s["values"][first], " × ".join(s["values"][t] for t in rest))
+        cells[key] = HeatCell(s["wer"], pct(s["wer"]), f"{s['speakers']} spk · {s['words']} w", not s["supported"])
+    rows = sorted({k[0] for k in cells})
+    columns = sorted({k[1] for k in cells})
+    return Markup(heatmap(rows, columns, cells))
+
+
+def _worst(table: pd.DataFrame, spec: SliceSpec, dim: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per slice, its utterances with the most errors, reference and transcript aligned."""
+    codes = slice_codes(table, spec, TagCodes(table))
+    scored = (table["status"] == "ok").to_numpy()
+    errors = table["errors"].to_numpy(dtype=float, na_value=np.nan)
+    out = []
+    by_label = {s["label"]: s for s in dim["slices"]}
+    for index, label in enumerate(codes.labels):
+        rows = np.flatnonzero((codes.codes == index) & scored & (errors > 0))
+        if not len(rows) or label not in by_label:
+            continue
+        picked = rows[np.lexsort((table["id"].to_numpy()[rows], -errors[rows]))][:WORST_PER_SLICE]
+        out.append(
+            {
+                "label": label,
+                "wer": by_label[label]["wer"],
+                "utterances": [_aligned(table.iloc[row]) for row in picked],
+            }
+        )
+    return sorted(out, key=lambda entry: -(entry["wer"] or 0.0))
+
+
+def _aligned(row: pd.Series) -> dict[str, Any]:
+    """Word pairs in alignment order, each ``(kind, reference word, transcript word)``."""
+    reference, hypothesis = str(row["ref_norm"]), str(row["hyp_norm"])
+    pairs: list[tuple[str, str, str]] = []
+    if reference.split():
+        result = jiwer.process_words(reference, hypothesis)
+        ref_words, hyp_words = result.references[0], result.hypotheses[0]
+        for chunk in result.alignments[0]:
+            refs = ref_words[chunk.ref_start_idx : chunk.ref_end_idx]
+            hyps = hyp_words[chunk.hyp_start_idx : chunk.hyp_end_idx]
+            if chunk.type == "delete":
+                pairs += [("delete", r, "") for r in refs]
+            elif chunk.type == "insert":
+                pairs += [("insert", "", h) for h in hyps]
+            else:
+                pairs += [(chunk.type, r, h) for r, h in zip(refs, hyps, strict=True)]
+    else:  # an empty reference: every transcript word is an insertion
+        pairs = [("insert", "", h) for h in hypothesis.split()]
+    wer = row["wer"]
+    return {
+        "id": row["id"],
+        "speaker": row["speaker"],
+        "errors": int(row["errors"]),
+        "words": int(row["ref_words"]),
+        "wer": None if pd.isna(wer) else float(wer),
+        "pairs": pairs,
+        "reference": row["reference"],
+        "hypothesis": row["hypothesis"],
+        "audio": None,  # filled in by _attach_audio
+    }
+
+
+def _attach_audio(dimensions: list[dict[str, Any]], prov: dict[str, Any], report_dir: Path) -> bool:
+    """Give each listed worst utterance its clip, relative to the report (with a media fragment
+    for segments), where the file exists here. Reads only the manifest's path columns."""
+    listed = [utt for dim in dimensions for group in dim["worst"] for utt in group["utterances"]]
+    clips = _clips(Path(prov.get("manifest", {}).get("path", "")), {str(u["id"]) for u in listed}) if listed else {}
+    for utt in listed:
+        clip = clips.get(str(utt["id"]))
+        if clip is None:
+            continue
+        path, offset, duration = clip
+        if path.is_file():
+            link = Path(os.path.relpath(path, report_dir)).as_posix()
+            if offset or duration:
+                link += f"#t={offset:g}" + (f",{offset + duration:g}" if duration else "")
+            utt["audio"] = link
+    return any(utt["audio"] for utt in listed)
+
+
+def _clips(manifest: Path, ids: set[str]) -> dict[str, tuple[Path, float, float | None]]:
+    """id → (audio path, offset, duration) for ``ids``; empty when the manifest is gone or unreadable
+    (a player is a convenience: the report never fails over one)."""
+    if not manifest.is_file():
+        return {}
+    try:
+        if manifest.suffix.lower() == ".csv":
+            frame = pd.read_csv(manifest, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        else:
+            frame = pajson.read_json(manifest).to_pandas()
+    except (OSError, ValueError, pa.ArrowInvalid) as exc:
+        log.debug("no audio links: %s unreadable (%s)", manifest, exc)
+        return {}
+    if "id" not in frame or "audio" not in frame:
+        return {}
+    frame = frame[frame["id"].astype(str).isin(ids)]
+    out = {}
+    for row in frame.to_dict("records"):
+        audio = Path(str(row["audio"]))
+        offset = pd.to_numeric(row.get("offset") or 0, errors="coerce")
+        duration = pd.to_numeric(row.get("duration"), errors="coerce") if row.get("duration") else None
+        out[str(row["id"])] = (
+            audio if audio.is_absolute() else manifest.parent / audio,
+            0.0 if pd.isna(offset) else float(offset),
+            None if duration is None or pd.isna(duration) else float(duration),
+        )
+    return out
+
+
+def _coverage(table: pd.DataFrame, metrics: dict[str, Any], specs: Sequence[SliceSpec]) -> list[dict[str, Any]]:
+    """Speakers per cell for every pair of the run's single-tag dimensions (on the rows scored)."""
+    stats = metrics["stats"]
+    conditions = metrics["provenance"].get("config", {}).get("conditions") or []
+    if conditions and CONDITION_TAG in table.columns:  # recorded speech once, not once per condition
+        table = table[table[CONDITION_TAG] == conditions[0]["name"]]
+    tags = [
+        s.by[0]
+        for s in specs
+        if len(s.by) == 1 and s.by[0] != CONDITION_TAG and s.by[0] in table and table[s.by[0]].nunique() > 1
+    ]
+    pairs = [SliceSpec(by=(a, b)) for i, a in enumerate(tags) for b in tags[i + 1 :]]
+    out = []
+    for cov in coverage_of_table(table, pairs, stats["min_speakers"], stats["min_words"]):
+        down, across, rows, columns, cells = matrix(cov)
+        heat = {key: _coverage_cell(cell) for key, cell in cells.items()}
+        svg = Markup(heatmap(rows, columns, heat, palette="count"))
+        out.append({"name": cov.name, "down": down, "across": across, "svg": svg})
+    return out
+
+
+def _coverage_cell(cell: Cell) -> HeatCell:
+    return HeatCell(float(cell.speakers), f"{cell.speakers} spk", f"{cell.words} words", cell.thin)
+
+
+def _conditions(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not block:
+        return None
+    names = [c["name"] for c in block["conditions"]]
+    dims = []
+    for dim in block["dimensions"]:
+        cells = {}
+        for s in dim["slices"]:
+            for cell in s["cells"][1:]:
+                marker = " ▲" if cell.get("degrades_more") else ""
+                cells[(s["label"], cell["condition"])] = HeatCell(
+                    cell["delta"], f"{points(cell['delta'])}{marker}", f"WER {pct(cell['wer'])}", not s["supported"]
+                )
+        rows = [s["label"] for s in dim["slices"]]
+        dims.append({"name": dim["name"], "svg": Markup(heatmap(rows, names[1:], cells, palette="change"))})
+    return {
+        "reference": block["reference"],
+        "paired": block["paired_utterances"],
+        "conditions": [
+            {
+                "name": c["name"],
+                "description": c["description"],
+                "wer": pct_ci(c["wer"], c.get("wer_ci")),
+                "delta": "–" if c["name"] == block["reference"] else points(c["delta"]),
+            }
+            for c in block["conditions"]
+        ],
+        "dimensions": dims,
+    }
+
+
+def _normalization(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not block:
+        return None
+    return {
+        "normalizers": block["normalizers"],
+        "flags": block["flags"],
+        "header": normalization_header(block),
+        "dimensions": [
+            {
+                "name": d["name"],
+                "rows": [{"cells": normalization_cells(s), "flagged": s["flagged"]} for s in d["slices"]],
+                "disparity": normalization_disparity(d, block["normalizers"]),
+            }
+            for d in block["dimensions"]
+        ],
+    }
+
+
+def _comparison(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not comparison or comparison.get("overall") is None:
+        return comparison and {"other": comparison["A"], "warnings": comparison["warnings"], "dimensions": []}
+    overall = comparison["overall"]
+    return {
+        "other": comparison["A"],
+        "warnings": comparison["warnings"],
+        "shared": comparison["shared_utterances"],
+        "overall": {"a": pct(overall["A"]), "b": pct(overall["B"]), "delta": _delta(overall)},
+        "dimensions": [
+            {
+                "name": d["name"],
+                "rows": [
+                    {"label": s["label"], "a": pct(s["A"]), "b": pct(s["B"]), "delta": _delta(s), "value": s["delta"]}
+                    for s in d["slices"]
+                ],
+            }
+            for d in comparison["dimensions"]
+        ],
+    }
+
+
+def _delta(entry: dict[str, Any]) -> str:
+    ci = entry.get("delta_ci") or [None, None]
+    text = points(entry.get("delta"))
+    if ci[0] is not None and ci[1] is not None:
+        text += f" [{points(ci[0])}, {points(ci[1])}]"
+    return text
