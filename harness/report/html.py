@@ -106,6 +106,7 @@ def _context(
 
 def _dimension(dim: dict[str, Any], table: pd.DataFrame, spec: SliceSpec, stats: dict[str, Any]) -> dict[str, Any]:
     ordered = sorted(dim["slices"], key=lambda s: (s["wer"] is None, -(s["wer"] or 0.0), s["label"]))
+    spread = _speaker_wers(table, spec)
     bars = [
         Bar(
             s["label"],
@@ -113,6 +114,7 @@ def _dimension(dim: dict[str, Any], table: pd.DataFrame, spec: SliceSpec, stats:
             *(s.get("wer_ci") or [None, None]),
             thin=not s["supported"],
             marked=bool(s.get("significantly_worse")),
+            speakers=spread.get(s["label"], ()),
         )
         for s in ordered
     ]
@@ -151,6 +153,24 @@ def _dimension(dim: dict[str, Any], table: pd.DataFrame, spec: SliceSpec, stats:
         "rows": rows,
         "worst": _worst(table, spec, dim) if single and CONDITION_TAG not in dim["by"] else [],
     }
+
+
+def _speaker_wers(table: pd.DataFrame, spec: SliceSpec) -> dict[str, tuple[float, ...]]:
+    """Per slice label, each speaker's own pooled WER there (speakers with reference words)."""
+    codes = slice_codes(table, spec, TagCodes(table))
+    scored = (codes.codes >= 0) & (table["status"] == "ok").to_numpy()
+    frame = pd.DataFrame(
+        {
+            "slice": codes.codes[scored],
+            "speaker": table["speaker"].astype("object").fillna("utt:" + table["id"].astype(str)).to_numpy()[scored],
+            "errors": table["errors"].to_numpy(dtype=float, na_value=0.0)[scored],
+            "words": table["ref_words"].to_numpy(dtype=float, na_value=0.0)[scored],
+        }
+    )
+    sums = frame.groupby(["slice", "speaker"])[["errors", "words"]].sum()
+    sums = sums[sums["words"] > 0]
+    wer = (sums["errors"] / sums["words"]).groupby(level="slice")
+    return {codes.labels[int(code)]: tuple(values.to_list()) for code, values in wer}
 
 
 def _intersection_heatmap(dim: dict[str, Any]) -> Markup:

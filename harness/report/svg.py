@@ -27,6 +27,7 @@ class Bar:
     high: float | None
     thin: bool  # under the support thresholds: drawn grey, never ranked
     marked: bool  # significantly worse (★)
+    speakers: tuple[float, ...] = ()  # each speaker's own WER in the slice, drawn as faint ticks
 
 
 def _ticks(top: float) -> list[float]:
@@ -38,9 +39,9 @@ def _ticks(top: float) -> list[float]:
 
 
 def interval_chart(bars: Sequence[Bar], overall: float | None, overall_ci: Sequence[float | None] | None) -> str:
-    """One row per slice: a dot at its WER, a whisker over its interval, the dimension's overall
-    as a dashed line over its own interval band."""
-    values = [v for b in bars for v in (b.value, b.high) if v is not None and math.isfinite(v)]
+    """One row per slice: a dot at its WER, a whisker over its interval, a faint tick per speaker
+    at that speaker's own WER, and the dimension's overall as a dashed line over its interval band."""
+    values = [v for b in bars for v in (b.value, b.high, *b.speakers) if v is not None and math.isfinite(v)]
     values += [v for v in (overall, *(overall_ci or [])) if v is not None]
     top = max(values, default=0.1) * 1.08 or 0.1
     height = ROW * len(bars) + 34
@@ -77,6 +78,11 @@ def interval_chart(bars: Sequence[Bar], overall: float | None, overall_ci: Seque
         if bar.value is None:
             parts.append(f'<text class="value" x="{LABEL_W + PAD}" y="{y + 4:.1f}">no WER</text>')
             continue
+        parts += [
+            f'<line class="speaker" x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{y - 7:.1f}" y2="{y + 7:.1f}"/>'
+            for v in bar.speakers
+            if math.isfinite(v)
+        ]
         if bar.low is not None and bar.high is not None:
             parts.append(
                 f'<line class="whisker {kind}" x1="{x(bar.low):.1f}" x2="{x(bar.high):.1f}" y1="{y:.1f}" y2="{y:.1f}"/>'
