@@ -353,6 +353,67 @@ def plan_command(
         print_plan(result, _stdout_console())
 
 
+@app.command("discover")
+@_handle_errors
+def discover_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by 'asrfair run'")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="folder for one finding file per result (default: RUN_DIR/findings)")
+    ] = None,
+    depth: Annotated[int, typer.Option("--depth", help="conjunctions of up to this many tags (1-4)")] = 3,
+    fdr: Annotated[float, typer.Option("--fdr", help="false discovery rate of each half (Benjamini-Hochberg)")] = 0.05,
+    min_speakers: Annotated[
+        int | None, typer.Option("--min-speakers", help="per half (default: the run's stats.min_speakers)")
+    ] = None,
+    min_words: Annotated[int | None, typer.Option("--min-words", help="per half (default: stats.min_words)")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="speaker split and bootstrap (default: stats.seed)")
+    ] = None,
+    tags: Annotated[str | None, typer.Option("--tags", help="comma-separated tags to search (default: all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print discovery.json instead of the table")] = False,
+) -> None:
+    """Search for under-served subgroups (intersections of tag values), confirmed on held-out speakers."""
+    from harness.pipeline import discover_run
+    from harness.report.terminal import print_discovery
+
+    chosen = [t.strip() for t in tags.split(",") if t.strip()] if tags else None
+    _, written = discover_run(
+        run_dir, out=out, depth=depth, fdr=fdr, min_speakers=min_speakers, min_words=min_words, seed=seed, tags=chosen
+    )
+    if as_json:
+        typer.echo((run_dir / "discovery.json").read_text(encoding="utf-8"))
+    else:
+        print_discovery(json.loads((run_dir / "discovery.json").read_text(encoding="utf-8")), _stdout_console())
+    for path in written:
+        err_console.print(f"finding written: {path}")
+    err_console.print(f"wrote {run_dir / 'discovery.json'}; report.md and report.html list the findings")
+
+
+@app.command("verify")
+@_handle_errors
+def verify_command(
+    finding: Annotated[Path, typer.Argument(help="a finding file written by 'asrfair discover'")],
+    run_dir: Annotated[Path | None, typer.Option("--run", help="evaluate on this finished run")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="run this config first (cached transcripts reused), then evaluate")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the verdict as JSON")] = False,
+) -> None:
+    """Re-evaluate a finding on a run: exit 0 when it holds, 1 when it does not."""
+    from dataclasses import asdict
+
+    from harness.pipeline import verify_finding
+    from harness.report.terminal import print_verdict
+
+    verdict = verify_finding(finding, run_dir=run_dir, config=config)
+    if as_json:
+        typer.echo(json.dumps(asdict(verdict), indent=2))
+    else:
+        print_verdict(verdict, _stdout_console())
+    if not verdict.holds:
+        raise typer.Exit(EXIT_REGRESSION)
+
+
 @app.command("serve")
 @_handle_errors
 def serve_command(

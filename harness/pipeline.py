@@ -30,8 +30,10 @@ from harness.conditions.dsp import CodecUnavailable, codec
 from harness.conditions.spec import Babble, Codec
 from harness.config import RunConfig
 from harness.degradation import degradation
+from harness.discover import DiscoverOptions, Discovery, discover
 from harness.errors import InputError, TooManyFailures, format_validation_error
 from harness.execute import BatchCallback, transcribe_all
+from harness.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
 from harness.history import record_run
 from harness.manifest import Manifest, Utterance, load_manifest
 from harness.model import ModelResult, model_for_slices
@@ -366,6 +368,76 @@ def plan_run(
     )
 
 
+def discover_run(
+    run_dir: Path,
+    *,
+    out: Path | None = None,
+    depth: int = 3,
+    fdr: float = 0.05,
+    min_speakers: int | None = None,
+    min_words: int | None = None,
+    seed: int | None = None,
+    tags: list[str] | None = None,
+) -> tuple[Discovery, list[Path]]:
+    """``asrfair discover``: search the run for under-served subgroups; write discovery.json, one
+    finding file per confirmed subgroup under ``out`` (default: RUN_DIR/findings), and the reports
+    again with the ranked table. Thresholds and seed default to the run's ``stats``."""
+    paths, config, table = _open_finished(run_dir)
+    if not 1 <= depth <= 4:
+        raise InputError(f"--depth {depth}: search conjunctions of 1 to 4 tags")
+    if not 0 < fdr < 1:
+        raise InputError(f"--fdr {fdr}: must lie strictly between 0 and 1")
+    unknown = sorted(set(tags or []) - set(tag_columns(table)))
+    if unknown:
+        raise InputError(
+            f"{run_dir}: --tags {', '.join(unknown)} are not tags of this run ({', '.join(tag_columns(table))})"
+        )
+    stats = config.stats
+    options = DiscoverOptions(
+        depth=depth,
+        min_speakers=min_speakers or stats.min_speakers,
+        min_words=min_words or stats.min_words,
+        fdr=fdr,
+        alpha=1 - stats.confidence,
+        confidence=stats.confidence,
+        bootstrap=stats.bootstrap,
+        seed=stats.seed if seed is None else seed,
+        tags=tuple(tags) if tags else None,
+    )
+    result = discover(recorded_rows(table, config), options)
+    metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
+    block = discovery_block(result, metrics["provenance"])
+    write_json(paths.discovery, block)
+    folder = out or paths.root / "findings"
+    written = [
+        write_finding(folder, finding, result, metrics["provenance"], i) for i, finding in enumerate(result.findings, 1)
+    ]
+    specs = [SliceSpec.model_validate(s) for s in metrics["provenance"]["slices"]]
+    write_text(paths.report_md, render_markdown(metrics, discovery=block))
+    write_text(paths.report_html, render_html(metrics, table, specs, report_dir=paths.root, discovery=block))
+    return result, written
+
+
+def verify_finding(finding_path: Path, *, run_dir: Path | None = None, config: Path | None = None) -> Verdict:
+    """``asrfair verify``: re-evaluate a finding file on a run (or on a config, run first)."""
+    from harness.config import load_config
+
+    finding = read_finding(finding_path)
+    if (run_dir is None) == (config is None):
+        raise InputError("verify: give exactly one of --run RUN_DIR or --config CONFIG")
+    target = run_dir if run_dir is not None else run(prepare(load_config(config))).paths.root  # type: ignore[arg-type]
+    paths, run_config, table = _open_finished(target)
+    metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
+    return verify(finding, recorded_rows(table, run_config), metrics["provenance"], target, finding_path)
+
+
+def recorded_rows(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+    """Each recorded utterance once: with simulated conditions, the reference condition's rows."""
+    if config.conditions and CONDITION_TAG in table.columns:
+        return table[table[CONDITION_TAG] == config.conditions[0].name].drop(columns=CONDITION_TAG)
+    return table
+
+
 def _run_slices(config: RunConfig, frame: pd.DataFrame, slices: list[SliceSpec] | None) -> list[SliceSpec]:
     """The slices a finished run is (re)scored with: given ones, the config's, or one per tag."""
     tags = [t for t in tag_columns(frame) if t != CONDITION_TAG or not config.conditions]
@@ -428,8 +500,9 @@ def _score_and_write(
     write_parquet(paths.utterances, table)
     write_json(paths.provenance, metrics["provenance"])
     write_json(paths.metrics, metrics)
-    write_text(paths.report_md, render_markdown(metrics))
-    write_text(paths.report_html, render_html(metrics, table, slices, report_dir=paths.root))
+    found = current_discovery(paths.discovery, metrics["provenance"])  # a stale one is left out, not lost
+    write_text(paths.report_md, render_markdown(metrics, discovery=found))
+    write_text(paths.report_html, render_html(metrics, table, slices, report_dir=paths.root, discovery=found))
     return metrics
 
 
@@ -449,7 +522,11 @@ def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = Non
     comparison = compare_sides(compare, run_dir, force=force) if compare is not None else None
     target = out or paths.report_html
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_text(target, render_html(metrics, table, specs, report_dir=target.parent.resolve(), comparison=comparison))
+    found = current_discovery(paths.discovery, metrics["provenance"])
+    page = render_html(
+        metrics, table, specs, report_dir=target.parent.resolve(), comparison=comparison, discovery=found
+    )
+    write_text(target, page)
     return target
 
 

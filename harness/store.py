@@ -100,6 +100,10 @@ class RunPaths:
         return self.root / "report.md"
 
     @property
+    def discovery(self) -> Path:
+        return self.root / "discovery.json"
+
+    @property
     def report_html(self) -> Path:
         return self.root / "report.html"
 

@@ -270,3 +270,37 @@ def detectable_sentence(dimension: dict[str, Any], stats: dict[str, Any]) -> str
         "No slice is significantly worse than the overall, which is not evidence of equal WER: "
         f"no gap smaller than {span} is detectable with this data ({level})."
     )
+
+
+def discovery_summary(block: dict[str, Any]) -> str:
+    o = block["options"]
+    found = len(block["findings"])
+    head = (
+        f"Searched {block['candidates']} subgroups (conjunctions of up to {o['depth']} of: {', '.join(block['tags'])}; "
+        f"at least {o['min_speakers']} speakers and {o['min_words']} words in each half) on "
+        f"{block['search_speakers']} speakers; {block['kept_by_search']} passed Benjamini-Hochberg at "
+        f"{o['fdr']:g}; {block['confirmed']} were confirmed on the other {block['confirmation_speakers']} speakers"
+    )
+    pruned = f", {len(block['pruned'])} pruned as redundant" if block["pruned"] else ""
+    tail = f"; {found} finding{'s' if found != 1 else ''} (seed {o['seed']}; numbers from the confirmation half)."
+    return head + pruned + (tail if found else "; nothing to report: no subgroup survived both halves.")
+
+
+def finding_cells(rank: int, finding: dict[str, Any]) -> list[str]:
+    e = finding["confirmation"]
+    ratio = (
+        "–"
+        if e["ratio"] is None
+        else f"{e['ratio']:.2f}× {interval(e.get('ratio_ci'), lambda v: f'{v:.2f}', unbounded=True)}"
+    )
+    return [
+        str(rank),
+        finding["label"],
+        pct(e["wer"]),
+        pct(e["complement_wer"]),
+        f"{points(e['difference'])} {interval(e.get('difference_ci'), points)}".strip(),
+        ratio.strip(),
+        str(e["speakers"]),
+        str(e["words"]),
+        f"{finding['search_q']:.2g}, {finding['confirmation_q']:.2g}",
+    ]

@@ -31,7 +31,9 @@ from harness.report.format import (
     AGGREGATE_DEFINITIONS,
     detectable,
     detectable_sentence,
+    discovery_summary,
     disparity_sentence,
+    finding_cells,
     normalization_cells,
     normalization_disparity,
     normalization_header,
@@ -56,6 +58,7 @@ def render_html(
     *,
     report_dir: Path,
     comparison: dict[str, Any] | None = None,
+    discovery: dict[str, Any] | None = None,
 ) -> str:
     """The page for one scored run; ``comparison`` is :func:`harness.gate.compare_sides`'s output."""
     environment = Environment(
@@ -66,7 +69,9 @@ def render_html(
     )
     environment.filters["bold"] = _bold
     environment.tests["length_is_one"] = lambda rows: len(rows) == 1
-    return environment.get_template("report.html.j2").render(**_context(metrics, table, specs, report_dir, comparison))
+    context = _context(metrics, table, specs, report_dir, comparison)
+    context["discovery"] = _discovery(discovery)
+    return environment.get_template("report.html.j2").render(**context)
 
 
 def _bold(text: str) -> Markup:
@@ -357,6 +362,19 @@ def _normalization(block: dict[str, Any] | None) -> dict[str, Any] | None:
             }
             for d in block["dimensions"]
         ],
+    }
+
+
+def _discovery(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not block:
+        return None
+    return {
+        "summary": discovery_summary(block),
+        "rows": [
+            {"cells": finding_cells(i, f), "difference": f["confirmation"]["difference"]}
+            for i, f in enumerate(block["findings"], 1)
+        ],
+        "pruned": block["pruned"],
     }
 
 

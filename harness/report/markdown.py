@@ -13,9 +13,11 @@ from harness.report.format import (
     condition_cell,
     detectable,
     detectable_sentence,
+    discovery_summary,
     disparity_sentence,
     effect_cells,
     empty_references_sentence,
+    finding_cells,
     interval,
     model_lines,
     normalization_cells,
@@ -50,7 +52,7 @@ _HOW_TO_READ = (
 )
 
 
-def render_markdown(metrics: dict[str, Any]) -> str:
+def render_markdown(metrics: dict[str, Any], discovery: dict[str, Any] | None = None) -> str:
     prov, overall, stats = metrics["provenance"], metrics["overall"], metrics["stats"]
     headline = metrics["aggregate"]
     backend = prov["backend"]
@@ -129,6 +131,7 @@ def render_markdown(metrics: dict[str, Any]) -> str:
             lines += [_reference_row(s) for s in by_wer(dim["slices"]) if s["vs_reference"]]
     lines += _conditions_section(conditions, stats)
     lines += _normalization_section(metrics.get("normalization"))
+    lines += _discovery_section(discovery)
     lines += _model_section(metrics.get("model"))
     return "\n".join(lines) + "\n"
 
@@ -268,6 +271,23 @@ def _conditions_section(conditions: dict[str, Any] | None, stats: dict[str, Any]
             "|---|---|---|---|---|---|---|",
         ]
         lines += ["| " + " | ".join(_cell(c) for c in shift_cells(shift)) + " |" for shift in dim["shifts"]]
+    return lines
+
+
+def _discovery_section(block: dict[str, Any] | None) -> list[str]:
+    if not block:
+        return []
+    lines = ["", "## Discovered subgroups (asrfair discover)", "", _cell(discovery_summary(block))]
+    if block["findings"]:
+        lines += [
+            "",
+            "| rank | subgroup | WER | rest | difference [CI] | ratio [CI] | speakers | words "
+            "| q (search, confirmation) |",
+        ]
+        lines += ["|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| " + " | ".join(_cell(c) for c in finding_cells(i, f)) + " |" for i, f in enumerate(block["findings"], 1)
+        ]
     return lines
 
 

@@ -15,9 +15,11 @@ from harness.report.format import (
     condition_cell,
     detectable,
     detectable_sentence,
+    discovery_summary,
     disparity_sentence,
     effect_cells,
     empty_references_sentence,
+    finding_cells,
     interval,
     model_lines,
     normalization_cells,
@@ -175,3 +177,41 @@ def print_model(model: dict[str, Any] | None, console: Console) -> None:
         console.print(table)
     for line in model_lines(model):
         console.print(escape(line))
+
+
+def print_discovery(block: dict[str, Any], console: Console) -> None:
+    console.print(escape(discovery_summary(block)))
+    if block["findings"]:
+        table = Table(title="Under-served subgroups, worst first", title_justify="left", title_style="bold")
+        for column in ("rank", "subgroup", "WER", "rest", "difference [CI]", "ratio [CI]", "speakers", "words", "q"):
+            table.add_column(column, justify="left" if column == "subgroup" else "right")
+        for i, finding in enumerate(block["findings"], 1):
+            table.add_row(*(escape(c) for c in finding_cells(i, finding)))
+        console.print(table)
+    for entry in block["pruned"]:
+        console.print(f"[dim]pruned {escape(entry['subgroup'])}: {escape(entry['reason'])}[/]")
+
+
+def print_verdict(verdict: Any, console: Console) -> None:
+    now = verdict.now
+    colour = "green" if verdict.holds else "yellow"
+    verb = "holds" if verdict.holds else "does not hold"
+    console.print(f"[bold {colour}]{verb}[/]: {escape(verdict.subgroup)} on {escape(verdict.run)}")
+    console.print(escape(verdict.reason))
+    claimed = verdict.claimed
+    console.print(
+        escape(
+            f"claimed: WER {pct(claimed.get('wer'))} vs {pct(claimed.get('complement_wer'))} for the rest, "
+            f"difference {points(claimed.get('difference'))} {interval(claimed.get('difference_ci'), points)}".strip()
+        )
+    )
+    if now:
+        console.print(
+            escape(
+                f"now:     WER {pct(now['wer'])} vs {pct(now['complement_wer'])} for the rest, difference "
+                f"{points(now['difference'])} {interval(now.get('difference_ci'), points)} over "
+                f"{now['speakers']} speakers, {now['words']} words (p = {now['p_value']:.2g})"
+            )
+        )
+    for difference in verdict.differences:
+        console.print(f"[dim]evaluated on {escape(difference)}[/]")
