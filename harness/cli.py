@@ -1,9 +1,9 @@
 """``asrfair`` command line: thin commands over the library.
 
 Results go to stdout (a table, or JSON with ``--json``); progress and logs go to stderr.
-Exit codes: 0 ok · 1 regression (gate) · 2 bad input or config · 3 backend failures beyond
-``max_failure_rate`` · 4 internal error (a bug) · 130 interrupted (transcripts so far are
-cached; rerun resumes).
+Exit codes: 0 ok · 1 regression (gate) or a finding that does not hold (verify) · 2 bad input or
+config · 3 backend failures beyond ``max_failure_rate`` · 4 internal error (a bug) · 130
+interrupted (transcripts so far are cached; rerun resumes).
 """
 
 from __future__ import annotations

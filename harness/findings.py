@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness import __version__
 from harness.discover import DiscoverOptions, Discovery, Estimate, Finding, describe, evaluate
 from harness.errors import InputError, format_validation_error
+from harness.report.format import p_text
 from harness.store import write_yaml
 from harness.yamlfile import read_yaml
 
@@ -148,11 +149,13 @@ def verify(
     low = (estimate.difference_ci or [None])[0]
     holds = estimate.difference > 0 and estimate.p_value < alpha and (low is None or low > 0)
     if holds:
-        reason = f"WER is higher in the subgroup (one-sided p = {estimate.p_value:.2g} < {alpha:g}, interval above 0)"
+        reason = (
+            f"WER is higher in the subgroup (one-sided p {p_text(estimate.p_value)}, below {alpha:g}; interval above 0)"
+        )
     elif estimate.difference <= 0:
         reason = "the subgroup's WER is not higher than its complement's"
     else:
-        reason = f"the difference is not distinguishable from noise (p = {estimate.p_value:.2g}, alpha {alpha:g})"
+        reason = f"the difference is not distinguishable from noise (p {p_text(estimate.p_value)}, alpha {alpha:g})"
     supported = estimate.speakers >= int(method.get("min_speakers", 1)) and estimate.words >= int(
         method.get("min_words", 1)
     )

@@ -398,7 +398,7 @@ def discover_run(
         min_speakers=min_speakers or stats.min_speakers,
         min_words=min_words or stats.min_words,
         fdr=fdr,
-        alpha=1 - stats.confidence,
+        alpha=round(1 - stats.confidence, 12),
         confidence=stats.confidence,
         bootstrap=stats.bootstrap,
         seed=stats.seed if seed is None else seed,

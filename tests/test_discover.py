@@ -185,3 +185,21 @@ def test_bad_input_is_one_line(planted_run, tmp_path):
     wrong.write_text("schema: asrfair.finding/1\nsubgroup: {dialect: x}\nestimate: {}\n")
     assert_clean_error(asrfair("verify", str(wrong), "--run", root), 2, "has no tag 'dialect'")
     assert_clean_error(asrfair("verify", str(wrong)), 2, "exactly one of --run")
+
+
+def test_the_vectorised_search_agrees_with_the_one_subgroup_test():
+    """Every candidate's z and WERs from the lattice-wide sums equal those of the direct
+    computation on its own rows (a sample of 60)."""
+    from harness.discover import _estimate, _mask, _rows, _test_all
+
+    table = simulate(np.random.default_rng(7), speakers=120, utterances=15, tags=TAGS, speaker_tags=SPEAKER_TAGS)
+    rows = _rows(table, list(TAGS))
+    tested = _test_all(rows, list(TAGS), 3, 3, 20)
+    for i in np.random.default_rng(0).choice(len(tested.p), 60, replace=False):
+        inside = _mask(rows, tested.conditions[i])
+        direct = _estimate(rows, inside, ~inside)
+        assert tested.wer[i] == pytest.approx(direct.wer) and tested.complement[i] == pytest.approx(
+            direct.complement_wer
+        )
+        assert tested.z[i] == pytest.approx(direct.z, rel=1e-6, abs=1e-9)
+        assert tested.speakers[i] == direct.speakers and tested.words[i] == direct.words

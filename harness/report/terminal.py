@@ -26,6 +26,7 @@ from harness.report.format import (
     normalization_disparity,
     normalization_header,
     others,
+    p_text,
     pct,
     pct_ci,
     points,
@@ -210,7 +211,7 @@ def print_verdict(verdict: Any, console: Console) -> None:
             escape(
                 f"now:     WER {pct(now['wer'])} vs {pct(now['complement_wer'])} for the rest, difference "
                 f"{points(now['difference'])} {interval(now.get('difference_ci'), points)} over "
-                f"{now['speakers']} speakers, {now['words']} words (p = {now['p_value']:.2g})"
+                f"{now['speakers']} speakers, {now['words']} words (p {p_text(now['p_value'])})"
             )
         )
     for difference in verdict.differences:
