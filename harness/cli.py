@@ -407,7 +407,7 @@ def verify_command(
 
     verdict = verify_finding(finding, run_dir=run_dir, config=config)
     if as_json:
-        typer.echo(json.dumps(asdict(verdict), indent=2))
+        typer.echo(json.dumps(asdict(verdict), indent=2))  # the verdict's numbers are JSON-safe already
     else:
         print_verdict(verdict, _stdout_console())
     if not verdict.holds:

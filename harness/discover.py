@@ -16,7 +16,8 @@ chance alone finds "effects". Three guards (docs/discovery.md):
    (the ancestor without that descendant is not worse than its complement).
 
 The test of a subgroup is one-sided (worse than its complement): the pooled WER difference over a
-speaker-clustered (linearised, cluster-robust) standard error. Confirmed findings get intervals
+speaker-clustered (linearised, cluster-robust) standard error, against Student's t with one degree
+of freedom fewer than the speakers on the smaller side. Confirmed findings get intervals
 from the speaker-clustered bootstrap of the confirmation half.
 """
 
@@ -26,14 +27,13 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.special import ndtr
 from scipy.stats import false_discovery_control
+from scipy.stats import t as student_t
 
 from harness.bootstrap import Resampler, percentile_interval
 from harness.scoring import tag_columns
@@ -194,7 +194,7 @@ def _test_all(rows: _Rows, tags: Sequence[str], depth: int, min_speakers: int, m
     total_e, total_n = speaker_errors.sum(), speaker_words.sum()
     # Σ over speakers of (E_s - R N_s)² = A - 2 R B + R² C, for any rate R.
     moments = ((speaker_errors**2).sum(), (speaker_errors * speaker_words).sum(), (speaker_words**2).sum())
-    totals = _Totals(speaker_errors, speaker_words, total_e, total_n, moments)
+    totals = _Totals(speaker_errors, speaker_words, total_e, total_n, moments, int((speaker_words > 0).sum()))
     parts = [
         _combination(rows, combo, totals, min_speakers, min_words)
         for size in range(1, depth + 1)
@@ -217,6 +217,7 @@ class _Totals:
     total_errors: float
     total_words: float
     moments: tuple[float, float, float]  # Σ E_s², Σ E_s N_s, Σ N_s²
+    speakers: int  # speakers with reference words
 
 
 def _combination(
@@ -241,7 +242,10 @@ def _combination(
     k = len(groups)
     e_g = np.bincount(pair_group, weights=e_gs, minlength=k)
     n_g = np.bincount(pair_group, weights=n_gs, minlength=k)
-    spk = np.bincount(pair_group, minlength=k)
+    spk = np.bincount(pair_group, weights=(n_gs > 0).astype(float), minlength=k).astype(np.int64)
+    # Speakers with words outside g: all who have words, less those whose every word is in g.
+    whole = (n_gs > 0) & (speaker_words[pair_speaker] - n_gs <= 0)
+    complement_speakers = totals.speakers - np.bincount(pair_group, weights=whole.astype(float), minlength=k)
     utt = np.bincount(group_index, minlength=k)
     keep = (spk >= min_speakers) & (n_g >= min_words) & (total_n - n_g > 0)
     e_c, n_c = total_e - e_g, total_n - n_g
@@ -259,11 +263,13 @@ def _combination(
         all_c = (a - 2 * r_c * b + r_c**2 * c) / n_c**2
         own = (speaker_errors[pair_speaker] - r_c[pair_group] * speaker_words[pair_speaker]) / n_c[pair_group]
         outside = all_c - np.bincount(pair_group, weights=own**2, minlength=k)
-        n = rows.n_speakers
+        n = totals.speakers
         variance = (inside + np.maximum(outside, 0.0)) * n / max(n - 1, 1)
         z = (r_g - r_c) / np.sqrt(variance)
     z = np.where(np.isfinite(z), z, np.where(r_g > r_c, np.inf, 0.0))
-    p = 1.0 - ndtr(z)
+    # One speaker on a side has no spread of its own to measure: its variance would read as 0.
+    z = np.where((spk < 2) | (complement_speakers < 2), 0.0, z)
+    p = _one_sided_p(z, np.minimum(spk, complement_speakers))
     conditions = []
     for code in groups[keep]:
         parts, rest = [], int(code)
@@ -284,6 +290,13 @@ def _combination(
 
 
 # ---------------------------------------------------------------------------------------------- one subgroup
+
+
+def _one_sided_p(z: np.ndarray, speakers: np.ndarray) -> np.ndarray:
+    """P(T > z) with Student's t on (speakers on the smaller side - 1) degrees of freedom: a
+    cluster-robust standard error from few speakers is itself uncertain, and the normal curve
+    would make small subgroups look significant far too often."""
+    return student_t.sf(z, df=np.maximum(speakers - 1, 1))
 
 
 def _mask(rows: _Rows, conditions: tuple[tuple[str, int], ...]) -> np.ndarray:
@@ -307,13 +320,16 @@ def _estimate(rows: _Rows, inside: np.ndarray, against: np.ndarray) -> Estimate:
     variance = (((e - r_g * n) / n_g - (ec - r_c * nc) / n_c) ** 2).sum() * clusters / max(clusters - 1, 1)
     difference = r_g - r_c
     z = difference / math.sqrt(variance) if variance > 0 else (math.inf if difference > 0 else 0.0)
+    if (n > 0).sum() < 2 or (nc > 0).sum() < 2:  # one speaker on a side: no spread to measure
+        z = 0.0
+    p = float(_one_sided_p(np.array([z]), np.array([min((n > 0).sum(), (nc > 0).sum())]))[0])
     return Estimate(
         wer=float(r_g),
         complement_wer=float(r_c),
         difference=float(difference),
         ratio=float(r_g / r_c) if r_c else None,
         z=float(z),
-        p_value=float(1.0 - NormalDist().cdf(z)) if math.isfinite(z) else (0.0 if z > 0 else 1.0),
+        p_value=p,
         speakers=int((n > 0).sum()),
         utterances=int(inside.sum()),
         words=int(n_g),
@@ -415,37 +431,60 @@ def discover(table: pd.DataFrame, options: DiscoverOptions) -> Discovery:
 
 
 def _prune(rows: _Rows, confirmed: list[tuple], alpha: float) -> tuple[list[tuple], list[tuple]]:
-    """Drop confirmed subgroups an ancestor explains, or whose lift a descendant carries whole.
+    """Drop confirmed subgroups that say nothing their relatives do not.
 
-    A subgroup with confirmed ancestors is kept only if it is worse than the rest of every one of
-    them, Benjamini-Hochberg-adjusted over all such subgroups (a general effect confirms dozens of
-    descendants, and some would beat their ancestor by chance). An ancestor is dropped when, without
-    some confirmed descendant, it is no worse than its complement."""
-    sets = [frozenset(c[0]) for c in confirmed]
-    masks = [c[1] for c in confirmed]
+    1. Subgroups with exactly the same utterances (nested or alias tags: ``region=v1`` and
+       ``region=v1 ∧ country=c0``) are one finding: the one with the fewest conditions is kept.
+    2. A subgroup with confirmed ancestors is *explained* unless it is worse than the rest of every
+       one of them, Benjamini-Hochberg-adjusted across all such subgroups (a general effect
+       confirms dozens of descendants, and some would beat their ancestor by chance).
+    3. An ancestor is *carried* by a confirmed descendant that is not itself explained, when
+       without that descendant it is no worse than its complement.
+    """
+    order = sorted(range(len(confirmed)), key=lambda i: len(confirmed[i][0]))
+    masks, sets = [c[1] for c in confirmed], [frozenset(c[0]) for c in confirmed]
     reasons: dict[int, str] = {}
-    beaten: dict[int, tuple[float, int]] = {}  # descendant -> (largest p against an ancestor, that ancestor)
-    for i in range(len(confirmed)):
-        for j in range(len(confirmed)):
-            if sets[j] < sets[i]:  # j is an ancestor of i: is i worse than the rest of j?
+    first_with: dict[bytes, int] = {}
+    aliases: dict[int, list[frozenset]] = {}  # a kept subgroup's own conditions and its twins'
+    for i in order:
+        key = np.packbits(masks[i]).tobytes()
+        if key in first_with:
+            reasons[i] = f"the same utterances as {_name(rows, sets[first_with[key]])}"
+            aliases[first_with[key]].append(sets[i])
+        else:
+            first_with[key] = i
+            aliases[i] = [sets[i]]
+    live = [i for i in order if i not in reasons]
+
+    def below(j: int, i: int) -> bool:
+        """j's conditions are a strict subset of i's, under any of their twins' conditions."""
+        return masks[i].sum() < masks[j].sum() and any(a < b for a in aliases[j] for b in aliases[i])
+
+    beaten: dict[int, tuple[float, int]] = {}  # subgroup -> (largest p against an ancestor, that ancestor)
+    for i in live:
+        for j in live:
+            if below(j, i):
                 p = _estimate(rows, masks[i], masks[j] & ~masks[i]).p_value
                 if i not in beaten or p > beaten[i][0]:
                     beaten[i] = (p, j)
-            elif (
-                sets[i] < sets[j]  # j is a descendant: is i without j still worse than its complement?
-                and i not in reasons
-                and _estimate(rows, masks[i] & ~masks[j], ~masks[i]).p_value > alpha
-            ):
-                reasons[i] = f"carried by {_name(rows, sets[j])}: without it, no worse than its complement"
+    explained = set()
     if beaten:
-        order = list(beaten)
-        adjusted = false_discovery_control([beaten[i][0] for i in order], method="bh")
-        for i, q in zip(order, adjusted, strict=True):
-            if q > alpha and i not in reasons:
+        tested = list(beaten)
+        for i, q in zip(tested, false_discovery_control([beaten[i][0] for i in tested], method="bh"), strict=True):
+            if q > alpha:
+                explained.add(i)
                 reasons[i] = f"explained by {_name(rows, sets[beaten[i][1]])}: no worse than the rest of it"
+    for j in live:
+        if j in reasons:
+            continue
+        for d in live:
+            if d in explained or not below(j, d):
+                continue
+            if _estimate(rows, masks[j] & ~masks[d], ~masks[j]).p_value > alpha:
+                reasons[j] = f"carried by {_name(rows, sets[d])}: without it, no worse than its complement"
+                break
     keep = [entry for i, entry in enumerate(confirmed) if i not in reasons]
-    pruned = [(confirmed[i][0], reason) for i, reason in reasons.items()]
-    return keep, pruned
+    return keep, [(confirmed[i][0], reasons[i]) for i in sorted(reasons)]
 
 
 def _name(rows: _Rows, conditions: frozenset[tuple[str, int]]) -> str:

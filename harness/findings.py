@@ -22,6 +22,7 @@ from harness import __version__
 from harness.discover import DiscoverOptions, Discovery, Estimate, Finding, describe, evaluate
 from harness.errors import InputError, format_validation_error
 from harness.report.format import p_text
+from harness.report.metrics import json_safe
 from harness.store import write_yaml
 from harness.yamlfile import read_yaml
 
@@ -39,13 +40,15 @@ def scoring_stamp(provenance: dict[str, Any]) -> dict[str, Any]:
 
 def discovery_block(result: Discovery, provenance: dict[str, Any]) -> dict[str, Any]:
     """discovery.json: the search's settings, counts, findings (worst first) and what was pruned."""
-    return {
-        "schema": DISCOVERY_SCHEMA,
-        "scored": scoring_stamp(provenance),
-        "created_utc": _now(),
-        **asdict(result),
-        "findings": [{"label": f.label, **asdict(f)} for f in result.findings],
-    }
+    return json_safe(
+        {
+            "schema": DISCOVERY_SCHEMA,
+            "scored": scoring_stamp(provenance),
+            "created_utc": _now(),
+            **asdict(result),
+            "findings": [{"label": f.label, **asdict(f)} for f in result.findings],
+        }
+    )
 
 
 def current_discovery(path: Path, provenance: dict[str, Any]) -> dict[str, Any] | None:
@@ -58,7 +61,7 @@ def current_discovery(path: Path, provenance: dict[str, Any]) -> dict[str, Any] 
         block = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return block if block.get("scored") == scoring_stamp(provenance) else None
+    return block if isinstance(block, dict) and block.get("scored") == scoring_stamp(provenance) else None
 
 
 def write_finding(folder: Path, finding: Finding, result: Discovery, provenance: dict[str, Any], rank: int) -> Path:
@@ -91,18 +94,53 @@ def write_finding(folder: Path, finding: Finding, result: Discovery, provenance:
 
 
 def _estimate_dict(estimate: Estimate) -> dict[str, Any]:
-    return {k: v for k, v in asdict(estimate).items() if v is not None}
+    return {k: v for k, v in json_safe(asdict(estimate)).items() if v is not None}
 
 
-class FindingFile(BaseModel):
-    """What ``verify`` needs of a finding file; the rest is kept for the reader."""
-
+class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+class FoundMethod(_Open):
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    alpha: float | None = Field(None, gt=0.0, lt=0.5)
+    bootstrap: int = Field(1000, ge=0)
+    seed: int = 0
+    min_speakers: int = Field(2, ge=1)
+    min_words: int = Field(1, ge=1)
+
+
+class FoundDataset(_Open):
+    path: str | None = None
+    sha256: str | None = None
+
+
+class FoundBackend(_Open):
+    name: str | None = None
+    id: str | None = None
+
+
+class FoundOn(_Open):
+    dataset: FoundDataset = Field(default_factory=FoundDataset)
+    backend: FoundBackend = Field(default_factory=FoundBackend)
+    normalizer: str | None = None
+
+
+class ClaimedEstimate(_Open):
+    wer: float | None = None
+    complement_wer: float | None = None
+    difference: float | None = None
+    difference_ci: list[float | None] | None = Field(None, min_length=2, max_length=2)
+
+
+class FindingFile(_Open):
+    """What ``verify`` needs of a finding file, typed; the rest is kept for the reader."""
+
     schema_: str = Field(alias="schema")
     subgroup: dict[str, str] = Field(min_length=1)
-    estimate: dict[str, Any]
-    method: dict[str, Any] = Field(default_factory=dict)
-    found_on: dict[str, Any] = Field(default_factory=dict)
+    estimate: ClaimedEstimate = Field(default_factory=ClaimedEstimate)
+    method: FoundMethod = Field(default_factory=FoundMethod)
+    found_on: FoundOn = Field(default_factory=FoundOn)
 
 
 def read_finding(path: Path) -> FindingFile:
@@ -131,12 +169,9 @@ def verify(
     finding: FindingFile, table: pd.DataFrame, provenance: dict[str, Any], run_dir: Path, source: Path
 ) -> Verdict:
     method = finding.method
-    options = DiscoverOptions(
-        confidence=float(method.get("confidence", 0.95)),
-        bootstrap=int(method.get("bootstrap", 1000)),
-        seed=int(method.get("seed", 0)),
-    )
-    alpha = float(method.get("alpha", 1 - options.confidence))
+    options = DiscoverOptions(confidence=method.confidence, bootstrap=method.bootstrap, seed=method.seed)
+    alpha = method.alpha if method.alpha is not None else round(1 - method.confidence, 12)
+    claimed = finding.estimate.model_dump(exclude_none=True)
     label = describe(finding.subgroup)
     try:
         estimate = evaluate(table, finding.subgroup, options)
@@ -144,40 +179,39 @@ def verify(
         raise InputError(f"{source}: 'subgroup': the run {run_dir} has no tag {exc.args[0]!r}") from None
     differences = _differences(finding.found_on, provenance)
     if estimate is None:
-        return Verdict(False, label, "no utterance of the run is in the subgroup (or every one is)", finding.estimate,
-                       None, str(run_dir), differences)  # fmt: skip
+        reason = "no utterance of the run is in the subgroup (or every one is)"
+        return Verdict(False, label, reason, claimed, None, str(run_dir), differences)
     low = (estimate.difference_ci or [None])[0]
-    holds = estimate.difference > 0 and estimate.p_value < alpha and (low is None or low > 0)
-    if holds:
+    interval_above = low is not None and low > 0 if options.bootstrap else True  # no replicates: the test decides
+    supported = estimate.speakers >= method.min_speakers and estimate.words >= method.min_words
+    holds = estimate.difference > 0 and estimate.p_value < alpha and interval_above and supported
+    if not supported:
+        reason = (
+            f"only {estimate.speakers} speakers and {estimate.words} words are in the subgroup here, under the "
+            f"search's support ({method.min_speakers} speakers, {method.min_words} words): too little to tell"
+        )
+    elif holds:
         reason = (
             f"WER is higher in the subgroup (one-sided p {p_text(estimate.p_value)}, below {alpha:g}; interval above 0)"
         )
     elif estimate.difference <= 0:
         reason = "the subgroup's WER is not higher than its complement's"
+    elif not interval_above:
+        reason = f"the interval of the difference reaches 0 (p {p_text(estimate.p_value)})"
     else:
         reason = f"the difference is not distinguishable from noise (p {p_text(estimate.p_value)}, alpha {alpha:g})"
-    supported = estimate.speakers >= int(method.get("min_speakers", 1)) and estimate.words >= int(
-        method.get("min_words", 1)
-    )
-    if not supported:
-        reason += (
-            f"; only {estimate.speakers} speakers and {estimate.words} words, under the search's support thresholds"
-        )
-    return Verdict(holds, label, reason, finding.estimate, asdict(estimate), str(run_dir), differences)
+    return Verdict(holds, label, reason, claimed, json_safe(asdict(estimate)), str(run_dir), differences)
 
 
-def _differences(found_on: dict[str, Any], provenance: dict[str, Any]) -> list[str]:
+def _differences(found_on: FoundOn, provenance: dict[str, Any]) -> list[str]:
     said = []
-    dataset = found_on.get("dataset") or {}
-    if dataset.get("sha256") and dataset.get("sha256") != provenance.get("manifest", {}).get("sha256"):
+    backend = provenance.get("backend", {})
+    if found_on.dataset.sha256 and found_on.dataset.sha256 != provenance.get("manifest", {}).get("sha256"):
         said.append("another dataset (manifest sha256 differs)")
-    backend = found_on.get("backend") or {}
-    if backend.get("id") and backend.get("id") != provenance.get("backend", {}).get("id"):
-        said.append(
-            f"another backend ({provenance.get('backend', {}).get('name')} {provenance.get('backend', {}).get('id')})"
-        )
-    if found_on.get("normalizer") and found_on.get("normalizer") != provenance.get("normalizer"):
-        said.append(f"another normaliser ({provenance.get('normalizer')} instead of {found_on.get('normalizer')})")
+    if found_on.backend.id and found_on.backend.id != backend.get("id"):
+        said.append(f"another backend ({backend.get('name')} {backend.get('id')})")
+    if found_on.normalizer and found_on.normalizer != provenance.get("normalizer"):
+        said.append(f"another normaliser ({provenance.get('normalizer')} instead of {found_on.normalizer})")
     return said
 
 

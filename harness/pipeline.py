@@ -30,7 +30,7 @@ from harness.conditions.dsp import CodecUnavailable, codec
 from harness.conditions.spec import Babble, Codec
 from harness.config import RunConfig
 from harness.degradation import degradation
-from harness.discover import DiscoverOptions, Discovery, discover
+from harness.discover import DiscoverOptions, Discovery, discover, discovery_tags
 from harness.errors import InputError, TooManyFailures, format_validation_error
 from harness.execute import BatchCallback, transcribe_all
 from harness.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
@@ -387,16 +387,26 @@ def discover_run(
         raise InputError(f"--depth {depth}: search conjunctions of 1 to 4 tags")
     if not 0 < fdr < 1:
         raise InputError(f"--fdr {fdr}: must lie strictly between 0 and 1")
-    unknown = sorted(set(tags or []) - set(tag_columns(table)))
+    rows = recorded_rows(table, config)
+    searchable = discovery_tags(rows, None)
+    unknown = sorted(set(tags or []) - set(searchable))
     if unknown:
         raise InputError(
-            f"{run_dir}: --tags {', '.join(unknown)} are not tags of this run ({', '.join(tag_columns(table))})"
+            f"{run_dir}: --tags {', '.join(unknown)} are not tags of this run with two or more values "
+            f"(searchable: {', '.join(searchable) or 'none'})"
         )
     stats = config.stats
+    speakers = stats.min_speakers if min_speakers is None else min_speakers
+    words = stats.min_words if min_words is None else min_words
+    if speakers < 2 or words < 1:
+        raise InputError(
+            f"--min-speakers {speakers} / --min-words {words}: a subgroup needs at least 2 speakers (one speaker has "
+            "no spread of its own to test) and 1 word"
+        )
     options = DiscoverOptions(
         depth=depth,
-        min_speakers=min_speakers or stats.min_speakers,
-        min_words=min_words or stats.min_words,
+        min_speakers=speakers,
+        min_words=words,
         fdr=fdr,
         alpha=round(1 - stats.confidence, 12),
         confidence=stats.confidence,
@@ -404,11 +414,14 @@ def discover_run(
         seed=stats.seed if seed is None else seed,
         tags=tuple(tags) if tags else None,
     )
-    result = discover(recorded_rows(table, config), options)
+    result = discover(rows, options)
     metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
     block = discovery_block(result, metrics["provenance"])
     write_json(paths.discovery, block)
     folder = out or paths.root / "findings"
+    if out is None:  # the run's own folder holds this search's findings only
+        for old in folder.glob("finding-*.yaml"):
+            old.unlink()
     written = [
         write_finding(folder, finding, result, metrics["provenance"], i) for i, finding in enumerate(result.findings, 1)
     ]

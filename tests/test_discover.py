@@ -23,7 +23,7 @@ PLANTED = {"accent": "v1", "region": "v2", "device": "v0"}
 def test_a_planted_three_way_intersection_is_found_first_and_its_parents_are_not_reported():
     table = simulate(
         np.random.default_rng(0),
-        speakers=400,
+        speakers=800,
         utterances=24,
         tags=TAGS,
         speaker_tags=SPEAKER_TAGS,
@@ -51,7 +51,7 @@ def test_a_confirmed_parent_carried_by_its_child_is_pruned():
     tags = {"accent": 4, "region": 4, "device": 3, "noise": 3}
     planted = {"accent": "v1", "region": "v2", "device": "v0"}
     table = simulate(
-        np.random.default_rng(0), speakers=200, utterances=20, tags=tags, speaker_tags=("accent", "region"),
+        np.random.default_rng(0), speakers=300, utterances=20, tags=tags, speaker_tags=("accent", "region"),
         planted=planted, lift=0.25,
     )  # fmt: skip
     result = discover(table, DiscoverOptions(min_speakers=5, min_words=100, bootstrap=0))
@@ -178,6 +178,7 @@ def test_bad_input_is_one_line(planted_run, tmp_path):
     root = str(outcome.paths.root)
     assert_clean_error(asrfair("discover", root, "--depth", "7"), 2, "--depth 7")
     assert_clean_error(asrfair("discover", root, "--tags", "acent"), 2, "--tags acent are not tags")
+    assert_clean_error(asrfair("discover", root, "--min-speakers", "1"), 2, "at least 2 speakers")
     bad = tmp_path / "bad.yaml"
     bad.write_text("schema: asrfair.finding/1\nestimate: {}\n")
     assert_clean_error(asrfair("verify", str(bad), "--run", root), 2, "bad.yaml", "subgroup")
@@ -185,6 +186,29 @@ def test_bad_input_is_one_line(planted_run, tmp_path):
     wrong.write_text("schema: asrfair.finding/1\nsubgroup: {dialect: x}\nestimate: {}\n")
     assert_clean_error(asrfair("verify", str(wrong), "--run", root), 2, "has no tag 'dialect'")
     assert_clean_error(asrfair("verify", str(wrong)), 2, "exactly one of --run")
+
+
+def test_identical_subgroups_are_one_finding_and_nested_tags_do_not_erase_it():
+    """``country`` is a coarsening of ``region``: ``region=v1 ∧ country=c0`` has the very rows of
+    ``region=v1``. The twin is dropped as such, and ``country=c0`` is carried by ``region=v1``."""
+    table = simulate(np.random.default_rng(3), speakers=400, utterances=20, tags={"region": 4, "device": 2},
+                     speaker_tags=("region",), planted={"region": "v1"}, lift=0.15)  # fmt: skip
+    table["country"] = table["region"].map({"v0": "c0", "v1": "c0", "v2": "c1", "v3": "c1"})
+    result = discover(table, DiscoverOptions(min_speakers=5, min_words=100, bootstrap=0))
+    assert [f.conditions for f in result.findings] == [{"region": "v1"}]
+    reasons = {p["subgroup"]: p["reason"] for p in result.pruned}
+    assert reasons["region=v1 ∧ country=c0"] == "the same utterances as region=v1"
+    assert reasons["country=c0"].startswith("carried by region=v1")
+
+
+def test_a_one_speaker_subgroup_is_never_significant():
+    table = simulate(np.random.default_rng(4), speakers=60, utterances=30, tags={"accent": 3}, speaker_tags=("accent",))
+    table.loc[table["speaker"] == "s0", "accent"] = "solo"  # one speaker, somewhat worse by chance or not
+    table.loc[table["speaker"] == "s0", "errors"] += 2
+    from harness.discover import evaluate
+
+    estimate = evaluate(table, {"accent": "solo"}, DiscoverOptions(bootstrap=200))
+    assert estimate.difference > 0 and estimate.p_value >= 0.5
 
 
 def test_the_vectorised_search_agrees_with_the_one_subgroup_test():

@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jiwer
 import numpy as np
@@ -240,6 +241,7 @@ def _aligned(row: pd.Series) -> dict[str, Any]:
         "pairs": pairs,
         "reference": row["reference"],
         "hypothesis": row["hypothesis"],
+        "condition": row.get(CONDITION_TAG),  # with simulated conditions: which rendering was heard
         "audio": None,  # filled in by _attach_audio
     }
 
@@ -248,14 +250,16 @@ def _attach_audio(dimensions: list[dict[str, Any]], prov: dict[str, Any], report
     """Give each listed worst utterance its clip, relative to the report (with a media fragment
     for segments), where the file exists here. Reads only the manifest's path columns."""
     listed = [utt for dim in dimensions for group in dim["worst"] for utt in group["utterances"]]
+    conditions = prov.get("config", {}).get("conditions") or []
+    reference = conditions[0]["name"] if conditions else None
     clips = _clips(Path(prov.get("manifest", {}).get("path", "")), {str(u["id"]) for u in listed}) if listed else {}
     for utt in listed:
         clip = clips.get(str(utt["id"]))
         if clip is None:
             continue
         path, offset, duration = clip
-        if path.is_file():
-            link = Path(os.path.relpath(path, report_dir)).as_posix()
+        if path.is_file() and utt["condition"] in (None, reference):  # the player plays the recording
+            link = quote(Path(os.path.relpath(path, report_dir)).as_posix())
             if offset or duration:
                 link += f"#t={offset:g}" + (f",{offset + duration:g}" if duration else "")
             utt["audio"] = link

@@ -40,7 +40,7 @@ def build_metrics(
     headline = aggregates.headline
     simulated = bool(provenance.get("config", {}).get("conditions"))
     blocks = {name: _block(block, simulated) for name, block in aggregates.blocks.items()}
-    return _finite(
+    return json_safe(
         {
             "schema": SCHEMA,
             "provenance": provenance,
@@ -83,12 +83,12 @@ def evidence(dimension: Dimension, simulated: bool) -> str:
     return "simulated" if uses else "recorded"
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN/inf: undefined numbers become null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
