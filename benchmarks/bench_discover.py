@@ -1,5 +1,5 @@
 """How fast is ``asrfair discover`` at the size an audit meets? 100,000 utterances, 6 tags of 10
-values each (3 fixed per speaker, 3 per utterance), 2,000 speakers, depth 3:
+values each (3 fixed per speaker, 3 per utterance), 4,000 speakers, depth 3:
 
   (a) baseline: the obvious pandas way to list the same lattice, one ``groupby`` per combination of
       tags giving each subgroup's utterances, speakers and pooled WER (no variance, no test, one
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--utterances", type=int, default=100_000)
     parser.add_argument("--values", type=int, default=10)
     args = parser.parse_args()
-    speakers = 2000
+    speakers = 4000
     tags = {name: args.values for name in ("accent", "region", "l1", "device", "noise", "mic")}
     planted = {"accent": "v1", "region": "v2", "device": "v3"}
     table = simulate(
