@@ -241,9 +241,10 @@ _JSON_NULL = re.compile(rb'"\s*:\s*null\s*[,}]')
 
 
 def _jsonl_frame(manifest: Path) -> pd.DataFrame | None:
-    if _JSON_NULL.search(manifest.read_bytes()):
+    raw = manifest.read_bytes()  # read once: scanned for nulls, then parsed from memory
+    if _JSON_NULL.search(raw):
         return None
-    arrow = pajson.read_json(manifest, parse_options=pajson.ParseOptions(newlines_in_values=False))
+    arrow = pajson.read_json(pa.BufferReader(raw), parse_options=pajson.ParseOptions(newlines_in_values=False))
     if any(pa.types.is_nested(f.type) for f in arrow.schema):
         return None
     return arrow.to_pandas()

@@ -44,7 +44,7 @@ from harness.report.format import (
     test_sentence,
 )
 from harness.report.svg import Bar, HeatCell, heatmap, interval_chart
-from harness.slices import SliceSpec, TagCodes, slice_codes
+from harness.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ def _context(
 
 def _dimension(dim: dict[str, Any], table: pd.DataFrame, spec: SliceSpec, stats: dict[str, Any]) -> dict[str, Any]:
     ordered = sorted(dim["slices"], key=lambda s: (s["wer"] is None, -(s["wer"] or 0.0), s["label"]))
-    spread = _speaker_wers(table, spec)
+    codes = slice_codes(table, spec, TagCodes(table))
+    spread = _speaker_wers(table, codes)
     bars = [
         Bar(
             s["label"],
@@ -157,13 +158,12 @@ def _dimension(dim: dict[str, Any], table: pd.DataFrame, spec: SliceSpec, stats:
         "test": test_sentence(dim.get("test"), stats["confidence"]),
         "detectable": detectable_sentence(dim, stats),
         "rows": rows,
-        "worst": _worst(table, spec, dim) if single and CONDITION_TAG not in dim["by"] else [],
+        "worst": _worst(table, codes, dim) if single and CONDITION_TAG not in dim["by"] else [],
     }
 
 
-def _speaker_wers(table: pd.DataFrame, spec: SliceSpec) -> dict[str, tuple[float, ...]]:
+def _speaker_wers(table: pd.DataFrame, codes: SliceCodes) -> dict[str, tuple[float, ...]]:
     """Per slice label, each speaker's own pooled WER there (speakers with reference words)."""
-    codes = slice_codes(table, spec, TagCodes(table))
     scored = (codes.codes >= 0) & (table["status"] == "ok").to_numpy()
     frame = pd.DataFrame(
         {
@@ -191,9 +191,8 @@ def _intersection_heatmap(dim: dict[str, Any]) -> Markup:
     return Markup(heatmap(rows, columns, cells))
 
 
-def _worst(table: pd.DataFrame, spec: SliceSpec, dim: dict[str, Any]) -> list[dict[str, Any]]:
+def _worst(table: pd.DataFrame, codes: SliceCodes, dim: dict[str, Any]) -> list[dict[str, Any]]:
     """Per slice, its utterances with the most errors, reference and transcript aligned."""
-    codes = slice_codes(table, spec, TagCodes(table))
     scored = (table["status"] == "ok").to_numpy()
     errors = table["errors"].to_numpy(dtype=float, na_value=np.nan)
     out = []
