@@ -125,13 +125,12 @@ def coverage_of_table(
     table: pd.DataFrame, specs: Sequence[SliceSpec], min_speakers: int, min_words: int
 ) -> list[CoverageTable]:
     """Coverage tables of a run's utterance table (words as scored, after normalisation)."""
-    from harness.scoring import tag_columns  # scoring is downstream of reading manifests
+    from harness.scoring import tag_columns  # scoring and stats are downstream of reading manifests
+    from harness.stats import cluster_units
 
-    ids = table["id"].astype(str)
-    units = table["speaker"].astype("object").where(table["speaker"].notna(), "utt:" + ids)
     rows = _Rows(
         table[tag_columns(table)].reset_index(drop=True),
-        pd.factorize(units)[0],
+        pd.factorize(cluster_units(table))[0],
         table["ref_words"].fillna(0).to_numpy(dtype=np.int64),
         np.full(len(table), np.nan),
     )

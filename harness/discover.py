@@ -38,6 +38,7 @@ from scipy.stats import t as student_t
 from harness.bootstrap import Resampler, percentile_interval
 from harness.scoring import tag_columns
 from harness.slices import MISSING, SliceSpec
+from harness.stats import cluster_units
 
 JOIN = " ∧ "
 
@@ -153,8 +154,7 @@ def _rows(table: pd.DataFrame, tags: Sequence[str]) -> _Rows:
         remap[keep] = np.arange(len(keep))
         codes[tag] = remap[np.asarray(code, dtype=np.int64)]  # code -1 reads the last entry: -1
         values[tag] = [str(uniques[i]) for i in keep]
-    units = scored["speaker"].astype("object").fillna("utt:" + scored["id"].astype(str))
-    speaker, uniques = pd.factorize(units)
+    speaker, uniques = pd.factorize(cluster_units(scored))
     return _Rows(
         codes,
         values,

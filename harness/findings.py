@@ -9,6 +9,7 @@ how an outside party submits a finding and the model owner checks it.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -53,8 +54,6 @@ def discovery_block(result: Discovery, provenance: dict[str, Any]) -> dict[str, 
 
 def current_discovery(path: Path, provenance: dict[str, Any]) -> dict[str, Any] | None:
     """The run's discovery.json when it was made from the current scoring; None otherwise."""
-    import json
-
     if not path.is_file():
         return None
     try:

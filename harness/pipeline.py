@@ -415,7 +415,7 @@ def discover_run(
         tags=tuple(tags) if tags else None,
     )
     result = discover(rows, options)
-    metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
+    metrics = _read_metrics(paths, run_dir)
     block = discovery_block(result, metrics["provenance"])
     write_json(paths.discovery, block)
     folder = out or paths.root / "findings"
@@ -425,7 +425,7 @@ def discover_run(
     written = [
         write_finding(folder, finding, result, metrics["provenance"], i) for i, finding in enumerate(result.findings, 1)
     ]
-    specs = [SliceSpec.model_validate(s) for s in metrics["provenance"]["slices"]]
+    specs = _scored_slices(metrics)
     write_text(paths.report_md, render_markdown(metrics, discovery=block))
     write_text(paths.report_html, render_html(metrics, table, specs, report_dir=paths.root, discovery=block))
     return result, written
@@ -440,7 +440,7 @@ def verify_finding(finding_path: Path, *, run_dir: Path | None = None, config: P
         raise InputError("verify: give exactly one of --run RUN_DIR or --config CONFIG")
     target = run_dir if run_dir is not None else run(prepare(load_config(config))).paths.root  # type: ignore[arg-type]
     paths, run_config, table = _open_finished(target)
-    metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
+    metrics = _read_metrics(paths, target)
     return verify(finding, recorded_rows(table, run_config), metrics["provenance"], target, finding_path)
 
 
@@ -449,6 +449,20 @@ def recorded_rows(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
     if config.conditions and CONDITION_TAG in table.columns:
         return table[table[CONDITION_TAG] == config.conditions[0].name].drop(columns=CONDITION_TAG)
     return table
+
+
+def _read_metrics(paths: RunPaths, run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads(paths.metrics.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(
+            f"{paths.metrics}: unreadable ({exc}); rerun 'asrfair score {run_dir}' to rebuild it"
+        ) from None
+
+
+def _scored_slices(metrics: dict[str, Any]) -> list[SliceSpec]:
+    """The slices a run was last scored with, as its metrics.json records them."""
+    return [SliceSpec.model_validate(s) for s in metrics["provenance"]["slices"]]
 
 
 def _run_slices(config: RunConfig, frame: pd.DataFrame, slices: list[SliceSpec] | None) -> list[SliceSpec]:
@@ -525,13 +539,8 @@ def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = Non
     from harness.gate import compare_sides
 
     paths, _config, table = _open_finished(run_dir)
-    try:
-        metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(
-            f"{paths.metrics}: unreadable ({exc}); rerun 'asrfair score {run_dir}' to rebuild it"
-        ) from None
-    specs = [SliceSpec.model_validate(s) for s in metrics["provenance"]["slices"]]
+    metrics = _read_metrics(paths, run_dir)
+    specs = _scored_slices(metrics)
     comparison = compare_sides(compare, run_dir, force=force) if compare is not None else None
     target = out or paths.report_html
     target.parent.mkdir(parents=True, exist_ok=True)

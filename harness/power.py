@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from harness.slices import UNRANKED, SliceSpec, TagCodes, slice_codes
+from harness.stats import cluster_units
 
 MIN_SPEAKERS_PLANNED = 2
 
@@ -127,7 +128,7 @@ def plan(
     usable = (table["status"] == "ok").to_numpy() & (table["ref_words"].fillna(0).to_numpy(dtype=float) > 0)
     rows = table[usable].reset_index(drop=True)
     wer = (rows["errors"].to_numpy(dtype=float)) / rows["ref_words"].to_numpy(dtype=float)
-    speaker = rows["speaker"].astype("object").fillna("utt:" + rows["id"].astype(str)).to_numpy()
+    speaker = cluster_units(rows).to_numpy()
     coder = TagCodes(rows)
     z = z_sum(alpha, power)
     dimensions = []

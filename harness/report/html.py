@@ -45,6 +45,7 @@ from harness.report.format import (
 )
 from harness.report.svg import Bar, HeatCell, heatmap, interval_chart
 from harness.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
+from harness.stats import cluster_units
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def _speaker_wers(table: pd.DataFrame, codes: SliceCodes) -> dict[str, tuple[flo
     frame = pd.DataFrame(
         {
             "slice": codes.codes[scored],
-            "speaker": table["speaker"].astype("object").fillna("utt:" + table["id"].astype(str)).to_numpy()[scored],
+            "speaker": cluster_units(table).to_numpy()[scored],
             "errors": table["errors"].to_numpy(dtype=float, na_value=0.0)[scored],
             "words": table["ref_words"].to_numpy(dtype=float, na_value=0.0)[scored],
         }
