@@ -71,6 +71,7 @@ def harness_run(manifest: Path, output: Path, threads: int, batch_size: int) -> 
         {
             "name": f"bench-b{batch_size}",
             "dataset": str(manifest),
+            "audio_roots": [str(DEMO)],  # the sample manifest reads the demo clips in place
             "output": str(output),
             "backend": {
                 "name": "faster-whisper",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
@@ -30,6 +31,7 @@ from harness.errors import (
     EXIT_REGRESSION,
     HarnessError,
     InputError,
+    Interrupted,
     format_validation_error,
 )
 
@@ -51,6 +53,9 @@ def _handle_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except Interrupted as exc:  # says where the results are; not an error of the user's
+            err_console.print(escape(str(exc)))
+            raise typer.Exit(exc.exit_code) from None
         except HarnessError as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(exc.exit_code) from None
@@ -138,12 +143,16 @@ def audition_command(
 def validate_command(
     manifest: Annotated[Path, typer.Argument(help="manifest (.jsonl or .csv)")],
     no_audio: Annotated[bool, typer.Option("--no-audio", help="skip opening the audio files")] = False,
+    audio_roots: Annotated[
+        list[Path] | None,
+        typer.Option("--audio-root", help="a folder outside the manifest's own that audio may come from (repeatable)"),
+    ] = None,
 ) -> None:
     """Check a manifest: every problem reported with file and line. Exit 2 on errors."""
     from harness.errors import EXIT_BAD_INPUT
     from harness.manifest import read_manifest
 
-    result = read_manifest(manifest, check_audio=not no_audio)
+    result = read_manifest(manifest, check_audio=not no_audio, audio_roots=audio_roots or ())
     for problem in result.problems:
         style = "red" if problem.level == "error" else "yellow"
         err_console.print(f"[{style}]{escape(str(problem))}[/]", soft_wrap=True, highlight=False)
@@ -430,13 +439,28 @@ def serve_command(
     api_key_env: Annotated[
         str | None, typer.Option("--api-key-env", help="require 'Authorization: Bearer $VAR' from clients")
     ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", min=0.001, help="largest upload; a larger one gets 413")
+    ] = 25.0,
+    request_timeout: Annotated[
+        float,
+        typer.Option("--request-timeout", min=0.001, help="seconds from upload to answer, queueing included; then 504"),
+    ] = 120.0,
 ) -> None:
     """Serve a configured backend over the OpenAI transcription protocol (POST /v1/audio/transcriptions)."""
     from harness.serve import load_backend, serve, server_key
 
     key = server_key(api_key_env)
     engine = load_backend(backend)
-    serve(engine, host=host, port=port, model_name=model_name or engine.name, api_key=key)
+    serve(
+        engine,
+        host=host,
+        port=port,
+        model_name=model_name or engine.name,
+        api_key=key,
+        max_upload_mb=max_upload_mb,
+        request_timeout=request_timeout,
+    )
 
 
 @app.command("gate")
@@ -655,5 +679,10 @@ class _LiveProgress:
         self._progress.update(self._task, advance=len(batch), status=f"{wer} failed {self._failed}")
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _stop)  # a CI job's timeout stops a run as Ctrl-C does: exit 130, resumable
     app(args=list(argv) if argv is not None else sys.argv[1:], prog_name="asrfair")

@@ -1,6 +1,6 @@
 """Run configuration: YAML in, a validated pydantic model out, every error naming file and key.
 
-Input paths (``dataset``, ``slices``) are resolved relative to the config file, so a config and
+Input paths (``dataset``, ``slices``, ``audio_roots``) are resolved relative to the config file, so a config and
 its manifest reproduce the same run from any working directory. ``output`` and ``cache`` are
 relative to the working directory, where the user wants results to land.
 """
@@ -10,16 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.conditions import Condition, check_conditions
 from harness.errors import InputError, format_validation_error
+from harness.manifest import usable_path
 from harness.slices import SliceSpec, load_slices
 from harness.stats import StatsOptions
 from harness.text import is_normalizer_file
 from harness.yamlfile import read_yaml
 
 CONFIG_VERSION = 1
+# Resampling counts above this only exhaust memory (replicates × speakers floats).
+MAX_RESAMPLES = 1_000_000
 
 
 class Strict(BaseModel):
@@ -40,10 +43,12 @@ class BackendSpec(BaseModel):
 class StatsConfig(Strict):
     min_speakers: int = Field(5, ge=1, description="slices with fewer speakers are flagged, not ranked")
     min_words: int = Field(200, ge=1, description="slices with fewer reference words are flagged, not ranked")
-    bootstrap: int = Field(1000, ge=0, description="speaker-clustered bootstrap replicates (0: no intervals)")
+    bootstrap: int = Field(
+        1000, ge=0, le=MAX_RESAMPLES, description="speaker-clustered bootstrap replicates (0: no intervals)"
+    )
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="interval level; 1 - confidence is the test level")
-    seed: int = Field(0, description="seed of the bootstrap and permutation streams")
-    permutations: int = Field(1000, ge=0, description="permutations per dimension test (0: no tests)")
+    seed: int = Field(0, ge=0, description="seed of the bootstrap and permutation streams")  # numpy: >= 0
+    permutations: int = Field(1000, ge=0, le=MAX_RESAMPLES, description="permutations per dimension test (0: no tests)")
     aggregate: Literal["pooled", "speaker-mean", "utterance-mean"] = Field(
         "pooled", description="the headline aggregate; all three are always computed"
     )
@@ -85,15 +90,22 @@ class GateConfig(Strict):
     failure_rate_increase: float | None = Field(0.01, ge=0, description="rise of the failed-utterance rate")
     max_failure_rate: float | None = Field(None, ge=0, le=1, description="the candidate's failure rate, at most")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="family-wise: noise fails the gate at most 1 - this")
-    bootstrap: int = Field(1000, ge=0, description="paired speaker-clustered bootstrap replicates (intervals)")
-    flips: int = Field(2000, ge=100, description="random speaker swaps of the sign-flip test (decisions)")
-    seed: int = Field(0, description="seed of the gate's bootstrap")
+    bootstrap: int = Field(
+        1000, ge=0, le=MAX_RESAMPLES, description="paired speaker-clustered bootstrap replicates (intervals)"
+    )
+    flips: int = Field(
+        2000, ge=100, le=MAX_RESAMPLES, description="random speaker swaps of the sign-flip test (decisions)"
+    )
+    seed: int = Field(0, ge=0, description="seed of the gate's bootstrap")  # numpy: >= 0
 
 
 class RunConfig(Strict):
     version: int = CONFIG_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     dataset: Path
+    audio_roots: list[Path] = Field(
+        default_factory=list, description="folders outside the manifest's own that its audio may come from"
+    )
     backend: BackendSpec
     normalizer: str = "whisper-english"
     slices: Path | list[SliceSpec] | None = None
@@ -109,6 +121,13 @@ class RunConfig(Strict):
     cache: Path | None = None
     history: Path | None = Field(None, description="run-history DuckDB file (default: <output>/history.duckdb)")
     gate: GateConfig = Field(default_factory=GateConfig)
+
+    @field_validator("output", "cache", "history")
+    @classmethod
+    def _usable(cls, value: Path | None) -> Path | None:
+        if value is not None and not usable_path(str(value)):  # else mkdir fails mid-run
+            raise ValueError(f"{str(value)!r} holds a NUL or a lone surrogate, which no file name can")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -145,11 +164,15 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     if not isinstance(data, dict):
         raise InputError(f"{path}: a run config must be a YAML mapping (name:, dataset:, backend:, ...)")
     data.update(overrides or {})
-    base = path.parent
     for key in ("dataset", "slices"):
         if isinstance(data.get(key), str):
-            data[key] = str((base / data[key]).resolve())
-    _resolve_normalizer_files(base, data)
+            data[key] = str(_resolve(path, key, data[key]))
+    if isinstance(data.get("audio_roots"), list):
+        data["audio_roots"] = [
+            str(_resolve(path, f"audio_roots[{i}]", r)) if isinstance(r, str) else r
+            for i, r in enumerate(data["audio_roots"])
+        ]
+    _resolve_normalizer_files(path, data)
     _resolve_noise_files(path, data.get("conditions"))
     try:
         return RunConfig.model_validate(data)
@@ -159,15 +182,23 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise InputError(f"{path}: {exc}") from None
 
 
-def _resolve_normalizer_files(base: Path, data: dict[str, Any]) -> None:
+def _resolve(path: Path, key: str, value: str) -> Path:
+    """``value`` relative to the config file ``path``; a name no OS path can hold is an InputError."""
+    try:
+        return (path.parent / value).resolve()
+    except ValueError as exc:  # a NUL ('embedded null byte') or a lone surrogate
+        raise InputError(f"{path}: '{key}': {value!r} is not a usable path ({exc}); fix the file name") from None
+
+
+def _resolve_normalizer_files(path: Path, data: dict[str, Any]) -> None:
     """A normaliser given as a YAML file is an input: relative to the config file."""
     if isinstance(data.get("normalizer"), str) and is_normalizer_file(data["normalizer"]):
-        data["normalizer"] = str((base / data["normalizer"]).resolve())
+        data["normalizer"] = str(_resolve(path, "normalizer", data["normalizer"]))
     stats = data.get("stats")
     if isinstance(stats, dict) and isinstance(stats.get("normalizers"), list):
         stats["normalizers"] = [
-            str((base / n).resolve()) if isinstance(n, str) and is_normalizer_file(n) else n
-            for n in stats["normalizers"]
+            str(_resolve(path, f"stats.normalizers[{i}]", n)) if isinstance(n, str) and is_normalizer_file(n) else n
+            for i, n in enumerate(stats["normalizers"])
         ]
 
 
@@ -179,7 +210,7 @@ def _resolve_noise_files(path: Path, conditions: Any) -> None:
         transforms = condition.get("transforms") if isinstance(condition, dict) else None
         for j, transform in enumerate(transforms if isinstance(transforms, list) else []):
             if isinstance(transform, dict) and isinstance(transform.get("file"), str):
-                resolved = (path.parent / transform["file"]).resolve()
+                resolved = _resolve(path, f"conditions[{i}].transforms[{j}].file", transform["file"])
                 if not resolved.is_file():
                     raise InputError(
                         f"{path}: 'conditions[{i}].transforms[{j}].file': {transform['file']} not found "

@@ -16,10 +16,26 @@ EXIT_INTERNAL = 4
 EXIT_INTERRUPTED = 130
 
 
+# Every character str.splitlines() breaks on, escaped: messages quote user data (ids, keys, paths,
+# YAML values) that may hold line breaks, and the CLI's error must stay one line.
+_LINE_BREAKS = str.maketrans(
+    {"\n": "\\n", "\r": "\\r"}
+    | {c: c.encode("unicode_escape").decode("ascii") for c in "\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+)
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks escaped (``\\n``), so it prints as one line."""
+    return text.translate(_LINE_BREAKS)
+
+
 class HarnessError(Exception):
     """Base class for errors the CLI reports as one line."""
 
     exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(str(message)), *args)
 
 
 class InputError(HarnessError):
@@ -32,6 +48,12 @@ class BackendUnavailable(HarnessError):
     """A backend cannot be created: unknown name, bad options, missing extra (exit 2)."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class Interrupted(HarnessError):
+    """Ctrl-C or SIGTERM during a run: finished transcripts are cached, a rerun resumes (exit 130)."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class TooManyFailures(HarnessError):

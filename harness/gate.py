@@ -144,7 +144,10 @@ def load_side(path: Path, label: str) -> RunSide:
     if path.is_dir():
         paths = open_run_dir(path)
         if not paths.utterances.is_file() or not paths.metrics.is_file():
-            raise InputError(f"{path}: the run did not finish scoring (utterances.parquet or metrics.json missing)")
+            raise InputError(
+                f"{path}: the run did not finish scoring (utterances.parquet or metrics.json missing); "
+                f"'asrfair score {path}' completes it"
+            )
         table, metrics, config = _read_table(paths.utterances), _read_json(paths.metrics), _read_config(paths.config)
         return RunSide(label, path, table, metrics, config, path.resolve().name)
     if path.suffix == ".json" and path.is_file():

@@ -1,7 +1,10 @@
 """Dataset manifests: one record per utterance, tagged with accent, dialect, device, noise.
 
 JSONL is canonical (one object per line); CSV with a header row is accepted. Paths in
-``audio`` are relative to the manifest file unless absolute. Every field that is not one of
+``audio`` are relative to the manifest file unless absolute, and must lie inside the manifest's
+folder once ``..`` and symlinks are resolved, unless the reader names more ``audio_roots``: a
+manifest from someone else cannot make a run read (and upload to a cloud API) any file on the
+machine. Every field that is not one of
 the reserved fields is a tag and must be a string. A ``dataset.yaml`` beside the manifest may
 declare each tag's vocabulary; a value outside it is an error, so a typo never becomes a
 new group.
@@ -14,14 +17,15 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import soundfile as sf
 
-from harness.errors import InputError
+from harness.errors import InputError, one_line
 from harness.yamlfile import read_yaml
 
 RESERVED_FIELDS = ("id", "audio", "text", "speaker", "language", "offset", "duration")
@@ -72,7 +76,7 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else str(self.file)
         fld = f" field '{self.field}'" if self.field else ""
-        return f"{where}:{fld} {self.level}: {self.message}"
+        return one_line(f"{where}:{fld} {self.level}: {self.message}")  # ids and keys may hold newlines
 
 
 @dataclass(frozen=True)
@@ -100,9 +104,11 @@ class Manifest:
         return list(seen)
 
 
-def load_manifest(path: str | Path, *, check_audio: bool = True) -> Manifest:
+def load_manifest(
+    path: str | Path, *, check_audio: bool = True, audio_roots: Sequence[Path] | None = ()
+) -> Manifest:
     """Load and validate a manifest; raise :class:`InputError` naming the first error."""
-    manifest = read_manifest(path, check_audio=check_audio)
+    manifest = read_manifest(path, check_audio=check_audio, audio_roots=audio_roots)
     if manifest.errors:
         first = manifest.errors[0]
         more = len(manifest.errors) - 1
@@ -111,11 +117,18 @@ def load_manifest(path: str | Path, *, check_audio: bool = True) -> Manifest:
     return manifest
 
 
-def read_manifest(path: str | Path, *, check_audio: bool = True) -> Manifest:
-    """Read a manifest, collecting every problem instead of stopping at the first."""
+def read_manifest(
+    path: str | Path, *, check_audio: bool = True, audio_roots: Sequence[Path] | None = ()
+) -> Manifest:
+    """Read a manifest, collecting every problem instead of stopping at the first.
+
+    Audio must resolve inside the manifest's folder or one of ``audio_roots``; ``None`` lifts the
+    rule, for readers that never open the audio (coverage counts tags only).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: manifest not found; pass the path to a .jsonl or .csv file")
+    roots = None if audio_roots is None else _audio_roots(path, audio_roots)
     raw = path.read_bytes()
     problems: list[Problem] = []
     vocabulary = read_vocabulary(path.parent / DATASET_CARD)
@@ -127,6 +140,9 @@ def read_manifest(path: str | Path, *, check_audio: bool = True) -> Manifest:
             problems.append(row)
             continue
         utt, found = _parse_record(path, line, row, vocabulary)
+        if utt is not None and roots is not None and not _inside(utt.audio, roots):
+            found.append(_outside_problem(path, line, row["audio"], utt.audio))
+            utt = None
         problems.extend(found)
         row_id = row.get("id")
         if isinstance(row_id, str):
@@ -150,6 +166,26 @@ def read_manifest(path: str | Path, *, check_audio: bool = True) -> Manifest:
     if not utterances and not any(p.level == "error" for p in problems):
         problems.append(Problem("error", path, 0, None, "manifest has no utterances"))
     return Manifest(path, tuple(utterances), tuple(problems), hashlib.sha256(raw).hexdigest())
+
+
+def _audio_roots(manifest: Path, extra: Sequence[Path]) -> tuple[Path, ...]:
+    return tuple(root.resolve() for root in (manifest.parent, *extra))
+
+
+def _inside(audio: Path, roots: Sequence[Path]) -> bool:
+    return any(audio.is_relative_to(root) for root in roots)
+
+
+def _outside_problem(path: Path, line: int, given: object, resolved: Path) -> Problem:
+    return Problem(
+        "error",
+        path,
+        line,
+        "audio",
+        f"{given} resolves to {resolved}, outside the manifest's folder; move the audio under "
+        f"{path.parent.resolve()}, or allow its folder with 'audio_roots:' in the run config "
+        "(--audio-root for validate)",
+    )
 
 
 def _decode(path: Path, raw: bytes, encoding: str) -> str | Problem:
@@ -183,8 +219,16 @@ def _jsonl_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | 
                 ),
             )
             continue
+        except (ValueError, RecursionError) as exc:  # an integer over 4300 digits; nesting past the stack
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(":")[0]
+            yield number, Problem("error", path, number, None, f"bad JSON: {reason}; each line must be one JSON object")
+            continue
         if not isinstance(row, dict):
             yield number, Problem("error", path, number, None, f"expected a JSON object, got {type(row).__name__}")
+            continue
+        if "\\u" in line and (bad := _lone_surrogate(row)) is not None:  # only a \u escape can make one
+            message = "holds a lone surrogate escape (such as \\ud800), which is not text; fix the escape"
+            yield number, Problem("error", path, number, bad, message)
             continue
         yield number, row
 
@@ -195,7 +239,12 @@ def _csv_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Pr
         yield 0, text
         return
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # keeps newlines inside quoted cells
-    header = reader.fieldnames or []
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:  # a malformed header row (a stray quote)
+        line = reader.line_num or 1
+        yield line, Problem("error", path, line, None, f'bad CSV header: {exc}; inside a quoted cell write a quote as ""')
+        return
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         yield 1, Problem("error", path, 1, None, f"duplicate column(s) {', '.join(duplicated)}; rename one")
@@ -234,6 +283,8 @@ def _parse_record(
         error("id", "id must be a non-empty string")
     if "audio" in row and (not isinstance(audio, str) or not audio.strip()):
         error("audio", "audio must be a path string")
+    elif isinstance(audio, str) and not usable_path(audio):
+        error("audio", f"audio path {json.dumps(audio)} holds a NUL or a lone surrogate, which no file name can")
     if "text" in row:
         if not isinstance(text, str):
             error("text", "reference text must be a string")
@@ -303,12 +354,34 @@ def _parse_record(
     return utt, problems
 
 
+def _lone_surrogate(row: Mapping[str, Any]) -> str | None:
+    """The field whose key or value holds an unpaired surrogate (UTF-8 cannot store it: the cache,
+    the results table and the terminal would fail on it later), shown with the escape spelled out."""
+    for key, value in row.items():
+        try:
+            json.dumps([key, value], ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return key.encode("utf-8", "backslashreplace").decode("utf-8")
+    return None
+
+
+def usable_path(text: str) -> bool:
+    """False where the OS cannot take the name: a NUL, or a surrogate that is not an undecodable byte."""
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def _number(row: Mapping[str, Any], key: str, default: float | None, error: Any) -> float | None:
     if key not in row:
         return default
     value = row[key]
     try:
         number = float(value)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
     except (TypeError, ValueError):
         error(key, f"{key} must be a number of seconds, got {json.dumps(value)}")
         return default

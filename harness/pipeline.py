@@ -31,7 +31,7 @@ from harness.conditions.spec import Babble, Codec
 from harness.config import RunConfig
 from harness.degradation import degradation
 from harness.discover import DiscoverOptions, Discovery, discover, discovery_tags
-from harness.errors import InputError, TooManyFailures, format_validation_error
+from harness.errors import InputError, Interrupted, TooManyFailures, format_validation_error
 from harness.execute import BatchCallback, transcribe_all
 from harness.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
 from harness.history import record_run
@@ -101,7 +101,7 @@ class Prepared:
 
 
 def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
-    manifest = load_manifest(config.dataset)
+    manifest = load_manifest(config.dataset, audio_roots=config.audio_roots)
     for warning in manifest.warnings[:10]:
         log.warning("%s", warning)
     if len(manifest.warnings) > 10:
@@ -204,8 +204,20 @@ def _usable_conditions(
 
 def run(prepared: Prepared, *, on_batch: BatchCallback | None = None) -> RunOutcome:
     """Transcribe, score, write the run directory (see RunOutcome.raise_for_failures)."""
-    config, backend = prepared.config, prepared.backend
+    config = prepared.config
     paths = new_run_dir(config.output, config.name)
+    try:
+        return _run_into(prepared, paths, on_batch)
+    except KeyboardInterrupt:
+        state = "is scored but not in the run history" if paths.metrics.exists() else "is incomplete (no metrics.json)"
+        raise Interrupted(
+            f"interrupted: transcripts finished so far are cached in {config.cache_path}; {paths.root} {state}; "
+            "rerun the same command to resume"
+        ) from None
+
+
+def _run_into(prepared: Prepared, paths: RunPaths, on_batch: BatchCallback | None) -> RunOutcome:
+    config, backend = prepared.config, prepared.backend
     write_yaml(paths.config, config.resolved())
     cache = TranscriptCache(config.cache_path)
     frames, tables, transcribed, cached = [], [], 0, 0
@@ -248,7 +260,7 @@ def audition(config: RunConfig, condition_name: str, utterance_id: str, registry
         raise InputError(
             f"no condition '{condition_name}' in the config; {hint}conditions: {', '.join(names) or 'none'}"
         )
-    manifest = load_manifest(config.dataset)
+    manifest = load_manifest(config.dataset, audio_roots=config.audio_roots)
     by_id = {u.id: u for u in manifest.utterances}
     if utterance_id not in by_id:
         close = difflib.get_close_matches(utterance_id, list(by_id), n=1)
@@ -452,6 +464,11 @@ def recorded_rows(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
 
 
 def _read_metrics(paths: RunPaths, run_dir: Path) -> dict[str, Any]:
+    if not paths.metrics.exists():
+        raise InputError(
+            f"{run_dir}: no metrics.json: the run stopped before scoring finished; "
+            f"'asrfair score {run_dir}' completes it"
+        )
     try:
         return json.loads(paths.metrics.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -526,10 +543,10 @@ def _score_and_write(
     metrics = build_metrics(aggregates, table, provenance, model, changes, sensitivity)
     write_parquet(paths.utterances, table)
     write_json(paths.provenance, metrics["provenance"])
-    write_json(paths.metrics, metrics)
     found = current_discovery(paths.discovery, metrics["provenance"])  # a stale one is left out, not lost
     write_text(paths.report_md, render_markdown(metrics, discovery=found))
     write_text(paths.report_html, render_html(metrics, table, slices, report_dir=paths.root, discovery=found))
+    write_json(paths.metrics, metrics)  # last: a directory without it was interrupted, never taken as done
     return metrics
 
 

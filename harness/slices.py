@@ -68,7 +68,8 @@ class SliceSpec(BaseModel):
     @classmethod
     def _increasing(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
         for tag, edges in value.items():
-            if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
+            # not (b > a): a NaN edge compares false both ways and would reach pd.cut
+            if len(edges) < 2 or any(not b > a for a, b in itertools.pairwise(edges)):
                 raise ValueError(f"bins for {tag} must be at least two increasing edges, e.g. [0, 10, 20]")
         return value
 

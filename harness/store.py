@@ -7,6 +7,7 @@ finishes. Only successful transcripts are cached: a failure is retried on the ne
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -41,11 +42,18 @@ def cache_key(fingerprint_id: str, request_key: str) -> str:
 
 class TranscriptCache:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)
+        except OSError as exc:
+            raise InputError(
+                f"{path.parent}: cannot create the cache folder ({_reason(exc)}); set 'cache:' elsewhere"
+            ) from None
+        except sqlite3.OperationalError as exc:  # read-only or full disk: the file itself may be fine
+            raise InputError(f"{path}: cannot open the transcript cache ({exc}); set 'cache:' elsewhere") from None
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{path}: transcript cache unusable ({exc}); delete it to start afresh") from None
 
@@ -61,11 +69,17 @@ class TranscriptCache:
     def put_many(self, rows: Iterable[tuple[str, str, Transcript]]) -> None:
         """Store ``(key, backend_fingerprint_id, transcript)`` for successful transcripts."""
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO transcripts VALUES (?, ?, ?, ?, ?, ?)",
-                [(k, fp, t.id, t.text, t.latency_s, now) for k, fp, t in rows if t.status == "ok"],
-            )
+        try:
+            with self._db:  # one transaction: a batch is cached whole or not at all
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO transcripts VALUES (?, ?, ?, ?, ?, ?)",
+                    [(k, fp, t.id, t.text, t.latency_s, now) for k, fp, t in rows if t.status == "ok"],
+                )
+        except sqlite3.OperationalError as exc:  # disk full, read-only: earlier batches stay cached
+            raise InputError(
+                f"{self.path}: cannot write the transcript cache ({exc}); free disk space or set 'cache:' elsewhere, "
+                "then rerun to resume"
+            ) from None
 
     def close(self) -> None:
         self._db.close()
@@ -152,10 +166,18 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> None:
 
 
 def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write beside the target, then rename: an interrupted write never leaves a truncated file."""
+    """Write beside the target, then rename: an interrupted write never leaves a truncated file,
+    and a full or read-only disk is a one-line error naming the file (exit 2), not a traceback."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({_reason(exc)}); free disk space or write elsewhere") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc).splitlines()[0] or type(exc).__name__

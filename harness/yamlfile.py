@@ -10,15 +10,37 @@ import yaml
 from harness.errors import InputError
 
 
+class _Loader(yaml.SafeLoader):
+    """``SafeLoader`` whose value errors carry the node's line: its constructors raise bare
+    ``ValueError``/``KeyError`` for ``2001-13-01``, ``!!bool maybe`` or an over-long integer."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, LookupError, TypeError, OverflowError) as exc:
+            value = node.value if isinstance(node.value, str) else ""
+            shown = repr(value if len(value) <= 40 else value[:40] + "...") if value else f"this {node.id}"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {shown} ({exc}); quote it to keep it as text", node.start_mark
+            ) from None
+
+
 def read_yaml(path: Path, what: str) -> Any:
-    """``yaml.safe_load`` of ``path``; a missing file or bad YAML is an InputError naming file:line."""
+    """Safe-load ``path``; a missing file or bad YAML is an InputError naming file:line."""
     if not path.is_file():
         raise InputError(f"{path}: {what} not found")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no Python tags
+    except yaml.reader.ReaderError as exc:  # a control character; its str() spans two lines
+        line = text.count("\n", 0, exc.position) + 1
+        raise InputError(f"{path}:{line}: bad YAML: {str(exc).splitlines()[0]}; remove the character") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InputError(f"{where}: bad YAML: {getattr(exc, 'problem', None) or exc}") from None
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{where}: bad YAML: {reason}") from None
+    except RecursionError:
+        raise InputError(f"{path}: bad YAML: nested too deeply; flatten the lists and mappings") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 ({exc.reason}); re-save as UTF-8") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -47,14 +48,18 @@ def make_manifest(tmp_path: Path, tone: Path) -> Callable[..., Path]:
     return make
 
 
-def demo_records(per_dialect: int) -> list[dict]:
-    """The first ``per_dialect`` clips of each demo dialect, audio paths made absolute."""
+def demo_records(per_dialect: int, into: Path) -> list[dict]:
+    """The first ``per_dialect`` clips of each demo dialect, their audio copied under ``into``
+    (a manifest's audio must lie in its folder), paths relative to ``into``."""
     records = [json.loads(line) for line in (DEMO / "manifest.jsonl").read_text().splitlines()]
     chosen: dict[str, list[dict]] = {}
     for record in records:
         bucket = chosen.setdefault(record["dialect"], [])
         if len(bucket) < per_dialect:
-            bucket.append({**record, "audio": str(DEMO / record["audio"])})
+            target = into / record["audio"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(DEMO / record["audio"], target)
+            bucket.append(record)
     return [r for bucket in chosen.values() for r in bucket]
 
 

@@ -2,9 +2,10 @@
 
 ``LoopbackServer(app)`` runs an ASGI app under uvicorn on a free port in a background thread.
 ``Faults`` is middleware that makes a server misbehave the way real APIs do (500s, 429 with
-``Retry-After``, slow answers, dropped connections), seeded so a test is reproducible, and counts
-what it did. ``Oracle`` plays the recogniser: it answers each WAV with the text of the reference
-clip of the same length, so a test knows exactly what every transcript should be.
+``Retry-After``, slow answers, dropped connections, requests never answered), seeded so a test is
+reproducible, and counts what it did. ``Oracle`` plays the recogniser: it answers each WAV with
+the text of the reference clip of the same length, so a test knows exactly what every transcript
+should be.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ class Faults:
 
     ``latency`` is added to every answer. Of the requests, fraction ``error_500`` get a 500,
     ``error_429`` a 429 with ``Retry-After: retry_after``, ``slow`` wait ``slow_seconds`` first
-    (past a client's timeout), ``drop`` have their connection closed without an answer.
+    (past a client's timeout), ``drop`` have their connection closed without an answer, ``hang``
+    are never answered: held until the client gives up and disconnects (so a server shuts down
+    promptly after its clients time out), or closed unanswered after ``hang_seconds``.
     """
 
     latency: float = 0.0
@@ -70,8 +73,10 @@ class Faults:
     error_429: float = 0.0
     slow: float = 0.0
     drop: float = 0.0
+    hang: float = 0.0
     retry_after: float = 0.05
     slow_seconds: float = 2.0
+    hang_seconds: float = 30.0
     seed: int = 0
     seen: Counter = field(default_factory=Counter)
 
@@ -98,7 +103,11 @@ class Faults:
                     scope, receive, send
                 )
             if kind == "drop":
-                raise ConnectionAbortedError("injected drop")  # uvicorn closes the connection unanswered
+                return await _drop(receive, send)
+            if kind == "hang":
+                if not await _until_disconnect(receive, self.hang_seconds):
+                    await _drop(receive, send)
+                return None
             if kind == "slow":
                 await asyncio.sleep(self.slow_seconds)
             return await app(scope, receive, send)
@@ -106,11 +115,40 @@ class Faults:
         return faulty
 
     def _pick(self, draw: float) -> str:
-        for kind, rate in (("500", self.error_500), ("429", self.error_429), ("slow", self.slow), ("drop", self.drop)):
+        rates = (
+            ("500", self.error_500),
+            ("429", self.error_429),
+            ("slow", self.slow),
+            ("drop", self.drop),
+            ("hang", self.hang),
+        )
+        for kind, rate in rates:
             if draw < rate:
                 return kind
             draw -= rate
         return "ok"
+
+
+async def _until_disconnect(receive: Receive, limit: float) -> bool:
+    """Read (and discard) the request until the client goes away; False if it is still there after ``limit`` s."""
+    try:
+        async with asyncio.timeout(limit):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _drop(receive: Receive, send: Send) -> None:
+    """Close the connection with no answer at all.
+
+    ASGI has no message for that, and uvicorn answers 500 when an app raises or returns without a
+    response, so this closes uvicorn's transport (reached through its bound ``send``) and waits
+    for the disconnect, after which uvicorn sends nothing.
+    """
+    send.__self__.transport.close()  # type: ignore[attr-defined]
+    await _until_disconnect(receive, 5.0)
 
 
 class Oracle:

@@ -29,7 +29,7 @@ CLIPS = 6  # one per demo dialect; about a second of decoding each
 @pytest.fixture(scope="module")
 def sphinx_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sphinx")
-    manifest = write_jsonl(tmp / "manifest.jsonl", demo_records(per_dialect=1))
+    manifest = write_jsonl(tmp / "manifest.jsonl", demo_records(per_dialect=1, into=tmp))
     config = load_config(write_config(tmp / "run.yaml", manifest, SPHINX))
     return config, run(prepare(config))
 

@@ -67,7 +67,7 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tf-run")
-    manifest = write_jsonl(tmp / "manifest.jsonl", demo_records(per_dialect=1))
+    manifest = write_jsonl(tmp / "manifest.jsonl", demo_records(per_dialect=1, into=tmp))
     backend = {"name": "transformers", "model": str(tiny_model), "device": "cpu"}
     config = load_config(write_config(tmp / "run.yaml", manifest, backend, max_failure_rate=0.0))
     return config, run(prepare(config))

