@@ -28,6 +28,8 @@ def load_audio(utt: Utterance, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         samples, native_rate = _read_librosa(utt)
     if samples.ndim == 2:
         samples = samples.mean(axis=1)
+    if not np.isfinite(samples).all():  # a float file holding NaN/inf: the resampler and models reject it
+        raise AudioError(f"{utt.audio} holds NaN or infinite samples; re-export the audio")
     if native_rate != sample_rate:
         import librosa  # deferred: importing librosa costs ~1 s and most files need no resampling
 

@@ -34,6 +34,7 @@ from harness.errors import (
     Interrupted,
     format_validation_error,
 )
+from harness.redaction import RedactingFilter, redact
 
 app = typer.Typer(
     name="asrfair",
@@ -56,8 +57,8 @@ def _handle_errors(command: F) -> F:
         except Interrupted as exc:  # says where the results are; not an error of the user's
             err_console.print(escape(str(exc)))
             raise typer.Exit(exc.exit_code) from None
-        except HarnessError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        except HarnessError as exc:  # a plugin's message may quote its key
+            err_console.print(f"[bold red]error:[/] {escape(redact(str(exc)))}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: transcripts finished so far are cached; rerun the same command to resume")
@@ -67,7 +68,7 @@ def _handle_errors(command: F) -> F:
         except Exception as exc:  # a bug, not a user error: own exit code, traceback only with -v
             logging.getLogger("harness").debug("internal error", exc_info=True)
             err_console.print(
-                f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))} "
+                f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(redact(str(exc)))} "
                 "(rerun with -v for the traceback; please report it)"
             )
             raise typer.Exit(EXIT_INTERNAL) from None
@@ -77,11 +78,10 @@ def _handle_errors(command: F) -> F:
 
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging on stderr")] = False) -> None:
+    handler = RichHandler(console=err_console, show_path=False, show_time=False)
+    handler.addFilter(RedactingFilter())  # debug logs of HTTP libraries and tracebacks may hold credentials
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
-        force=True,
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s", handlers=[handler], force=True
     )
 
 
@@ -127,11 +127,15 @@ def audition_command(
 
     from harness.config import load_config
     from harness.pipeline import audition
+    from harness.store import write_atomic
 
     heard = audition(load_config(config), condition, utterance)
     target = output or Path(f"{utterance}.{condition}.wav".replace("/", "_").replace("\\", "_"))
     peak = float(abs(heard.samples).max()) if heard.samples.size else 0.0
-    sf.write(str(target), heard.samples, heard.sample_rate, subtype="FLOAT" if peak > 1.0 else "PCM_16")
+    subtype = "FLOAT" if peak > 1.0 else "PCM_16"
+    # the container by the target's suffix: the temporary file's name has none
+    container = target.suffix.lstrip(".").upper() or "WAV"
+    write_atomic(target, lambda tmp: sf.write(str(tmp), heard.samples, heard.sample_rate, subtype, format=container))
     typer.echo(
         f"wrote {target}: {heard.utterance.id} under {condition} ({heard.condition.describe()}), "
         f"{heard.samples.size / heard.sample_rate:.1f} s at {heard.sample_rate} Hz"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from harness.conditions import Condition, check_conditions
 from harness.errors import InputError, format_validation_error
@@ -138,6 +138,13 @@ class RunConfig(Strict):
             raise ValueError(f"version {self.version} is not supported; this harness reads version {CONFIG_VERSION}")
         return self
 
+    _source: Path | None = PrivateAttr(None)  # the YAML file it was read from
+
+    def key(self, name: str) -> str:
+        """How an error names one of its keys: ``run.yaml: 'normalizer'`` (``config 'normalizer'``
+        for a config built in code)."""
+        return f"{self._source}: '{name}'" if self._source else f"config '{name}'"
+
     @property
     def cache_path(self) -> Path:
         return self.cache or self.output / ".cache" / "transcripts.sqlite"
@@ -175,11 +182,13 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     _resolve_normalizer_files(path, data)
     _resolve_noise_files(path, data.get("conditions"))
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise InputError(f"{path}: {format_validation_error(exc)}") from None
     except InputError as exc:  # raised by an included slice file
         raise InputError(f"{path}: {exc}") from None
+    config._source = path
+    return config
 
 
 def _resolve(path: Path, key: str, value: str) -> Path:

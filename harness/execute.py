@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from harness import redaction
 from harness.audio import AudioError, file_sha256, load_audio, segment_key
 from harness.backends.base import AudioRequest, Backend, Transcript
 from harness.conditions import Rendering
@@ -58,7 +59,7 @@ def transcribe_all(
     for batch, (requests, failed) in zip(batches, prefetched, strict=True):
         results = list(failed)
         if requests:
-            produced = backend.transcribe(requests)
+            produced = [_redacted(t) for t in backend.transcribe(requests)]
             _check_results(backend, requests, produced)
             results.extend(produced)
             cache.put_many((keys[t.id], fingerprint, t) for t in produced)
@@ -131,6 +132,13 @@ def _prepare(
                 continue
         requests.append(AudioRequest(utt, samples, sample_rate))
     return requests, failed
+
+
+def _redacted(transcript: Transcript) -> Transcript:
+    """A failure's message without credentials: a plugin's exception may quote its key."""
+    if transcript.error is None:
+        return transcript
+    return replace(transcript, error=redaction.redact(transcript.error))
 
 
 def _check_results(backend: Backend, requests: Sequence[AudioRequest], produced: Sequence[Transcript]) -> None:

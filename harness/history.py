@@ -32,6 +32,7 @@ from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_before
 
 from harness.errors import InputError
 from harness.report.format import pct_ci
+from harness.store import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -467,9 +468,10 @@ def plot_trend(trend: pd.DataFrame, path: Path, *, title: str, band: str) -> Non
     axes.legend(loc="best", fontsize="small")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=120)
     except OSError as exc:
-        raise InputError(f"--plot {path}: cannot write ({exc.strerror or exc})") from None
+        raise InputError(f"--plot {path}: cannot create its folder ({exc.strerror or exc})") from None
+    # the format by the target's suffix: the temporary file's name has none
+    write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=120, format=path.suffix.lstrip(".").lower() or "png"))
 
 
 def _plot_series(axes: Axes, key: str, group: pd.DataFrame) -> None:

@@ -104,9 +104,7 @@ class Manifest:
         return list(seen)
 
 
-def load_manifest(
-    path: str | Path, *, check_audio: bool = True, audio_roots: Sequence[Path] | None = ()
-) -> Manifest:
+def load_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Sequence[Path] | None = ()) -> Manifest:
     """Load and validate a manifest; raise :class:`InputError` naming the first error."""
     manifest = read_manifest(path, check_audio=check_audio, audio_roots=audio_roots)
     if manifest.errors:
@@ -117,9 +115,7 @@ def load_manifest(
     return manifest
 
 
-def read_manifest(
-    path: str | Path, *, check_audio: bool = True, audio_roots: Sequence[Path] | None = ()
-) -> Manifest:
+def read_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Sequence[Path] | None = ()) -> Manifest:
     """Read a manifest, collecting every problem instead of stopping at the first.
 
     Audio must resolve inside the manifest's folder or one of ``audio_roots``; ``None`` lifts the
@@ -243,7 +239,8 @@ def _csv_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Pr
         header = reader.fieldnames or []
     except csv.Error as exc:  # a malformed header row (a stray quote)
         line = reader.line_num or 1
-        yield line, Problem("error", path, line, None, f'bad CSV header: {exc}; inside a quoted cell write a quote as ""')
+        message = f'bad CSV header: {exc}; inside a quoted cell write a quote as ""'
+        yield line, Problem("error", path, line, None, message)
         return
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:

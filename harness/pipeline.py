@@ -31,7 +31,7 @@ from harness.conditions.spec import Babble, Codec
 from harness.config import RunConfig
 from harness.degradation import degradation
 from harness.discover import DiscoverOptions, Discovery, discover, discovery_tags
-from harness.errors import InputError, Interrupted, TooManyFailures, format_validation_error
+from harness.errors import BackendUnavailable, InputError, Interrupted, TooManyFailures, format_validation_error
 from harness.execute import BatchCallback, transcribe_all
 from harness.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
 from harness.history import record_run
@@ -118,18 +118,21 @@ def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
         slices = with_condition_dimension(slices, config.conditions[0].name)
         tags.append(CONDITION_TAG)
         rows = pd.concat([rows.assign(**{CONDITION_TAG: c.name}) for c in config.conditions], ignore_index=True)
-    source = str(config.slices) if isinstance(config.slices, Path) else "config 'slices'"
+    source = str(config.slices) if isinstance(config.slices, Path) else config.key("slices")
     check_slices(slices, rows, tags, source)
     normalizers = resolve_normalizers(configured_normalizers(config))
-    backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
-    conditions, skipped = _usable_conditions(config.conditions, backend, manifest)
+    try:
+        backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
+    except BackendUnavailable as exc:
+        raise BackendUnavailable(f"{config.key('backend')}: {exc}") from None
+    conditions, skipped = _usable_conditions(config, backend, manifest)
     return Prepared(config, manifest, slices, normalizers, backend, conditions, skipped)
 
 
 def configured_normalizers(config: RunConfig) -> list[tuple[str, str]]:
     """(where it was given, spec): the config's headline normaliser, then ``stats.normalizers``."""
-    compared = [(f"config 'stats.normalizers[{i}]'", spec) for i, spec in enumerate(config.stats.normalizers)]
-    return [("config 'normalizer'", config.normalizer), *compared]
+    compared = [(config.key(f"stats.normalizers[{i}]"), spec) for i, spec in enumerate(config.stats.normalizers)]
+    return [(config.key("normalizer"), config.normalizer), *compared]
 
 
 def resolve_normalizers(specs: Sequence[tuple[str, str]]) -> list[Normalizer]:
@@ -155,9 +158,10 @@ def with_condition_dimension(slices: list[SliceSpec], reference: str) -> list[Sl
 
 
 def _usable_conditions(
-    conditions: list[Condition], backend: Backend, manifest: Manifest
+    config: RunConfig, backend: Backend, manifest: Manifest
 ) -> tuple[list[Condition], list[dict[str, str]]]:
     """Check each transform against the backend's sample rate; skip a codec this FFmpeg lacks."""
+    conditions = config.conditions
     if not conditions:
         return [], []
     rate = backend.capabilities.sample_rate
@@ -169,8 +173,8 @@ def _usable_conditions(
             top = transform.highest_hz()
             if top is not None and top >= rate / 2:
                 raise InputError(
-                    f"config 'conditions[{i}].transforms[{j}]': {top:g} Hz is at or above the Nyquist frequency "
-                    f"({rate / 2:g} Hz) of the {rate} Hz audio backend '{backend.name}' receives; lower it"
+                    f"{config.key(f'conditions[{i}].transforms[{j}]')}: {top:g} Hz is at or above the Nyquist "
+                    f"frequency ({rate / 2:g} Hz) of the {rate} Hz audio backend '{backend.name}' receives; lower it"
                 )
             if isinstance(transform, Codec):
                 try:
@@ -178,7 +182,7 @@ def _usable_conditions(
                 except CodecUnavailable as exc:
                     reason = f"conditions[{i}].transforms[{j}]: {exc}"
                 except ValueError as exc:
-                    raise InputError(f"config 'conditions[{i}].transforms[{j}]': {exc}") from None
+                    raise InputError(f"{config.key(f'conditions[{i}].transforms[{j}]')}: {exc}") from None
             if isinstance(transform, Babble) and speakers < 2:
                 log.warning(
                     "condition '%s': babble needs other speakers, but the manifest has %d; talkers are other clips "
@@ -187,7 +191,7 @@ def _usable_conditions(
                     speakers,
                 )
         if reason and i == 0:
-            raise InputError(f"config '{reason}'; the first condition is the reference and cannot be skipped")
+            raise InputError(f"{config.key(reason)}; the first condition is the reference and cannot be skipped")
         if reason:
             log.warning("skipping condition '%s': %s", condition.name, reason)
             skipped.append({"name": condition.name, "reason": reason})
@@ -270,7 +274,7 @@ def audition(config: RunConfig, condition_name: str, utterance_id: str, registry
     backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
     rate = backend.capabilities.sample_rate  # what the run would feed it
     backend.close()
-    _, skipped = _usable_conditions(config.conditions, backend, manifest)  # the run's checks, same errors
+    _, skipped = _usable_conditions(config, backend, manifest)  # the run's checks, same errors
     for entry in skipped:
         if entry["name"] == condition_name:
             raise InputError(f"condition '{condition_name}' cannot be rendered here: {entry['reason']}")

@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from harness.audio import AudioError, load_audio
 from harness.backends.base import AudioRequest, Backend, Registry
 from harness.config import BackendSpec
-from harness.errors import InputError, format_validation_error
+from harness.errors import BackendUnavailable, InputError, format_validation_error
 from harness.manifest import Utterance
 from harness.yamlfile import read_yaml
 
@@ -64,7 +64,10 @@ def load_backend(path: Path, registry: Registry | None = None) -> Backend:
         spec = BackendSpec.model_validate(data["backend"])
     except ValidationError as exc:
         raise InputError(f"{path}: {format_validation_error(exc, 'backend')}") from None
-    return (registry or Registry.default()).create(spec.name, spec.options)
+    try:
+        return (registry or Registry.default()).create(spec.name, spec.options)
+    except BackendUnavailable as exc:
+        raise BackendUnavailable(f"{path}: 'backend': {exc}") from None
 
 
 def create_app(

@@ -158,16 +158,16 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    _write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write beside the target, then rename: an interrupted write never leaves a truncated file,
-    and a full or read-only disk is a one-line error naming the file (exit 2), not a traceback."""
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` beside the target, then rename: an interrupted write never leaves a truncated
+    file, and a full or read-only disk is a one-line error naming the file (exit 2), not a traceback."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write(tmp)

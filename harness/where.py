@@ -29,6 +29,9 @@ _COMPARE = {
 }
 
 
+MAX_DEPTH = 100  # of and/or/not nesting; far below Python's recursion limit
+
+
 class WhereError(ValueError):
     """The expression is not in the filter language."""
 
@@ -38,16 +41,20 @@ def parse_where(text: str) -> ast.Expression:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise WhereError(f"cannot parse where expression {text!r}: {exc.msg}") from None
+    except RecursionError:  # the compiler's own nesting limit
+        raise WhereError(f"in {text!r}: nested more than {MAX_DEPTH} levels deep; simplify it") from None
     _check(tree.body, text)
     return tree
 
 
-def _check(node: ast.AST, text: str) -> None:
+def _check(node: ast.AST, text: str, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:  # _check and evaluate recurse once per level
+        raise WhereError(f"in {text!r}: nested more than {MAX_DEPTH} levels deep; simplify it")
     if isinstance(node, ast.BoolOp):
         for value in node.values:
-            _check(value, text)
+            _check(value, text, depth + 1)
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-        _check(node.operand, text)
+        _check(node.operand, text, depth + 1)
     elif isinstance(node, ast.Compare) and len(node.ops) == 1:
         left, right, op = node.left, node.comparators[0], node.ops[0]
         if not isinstance(left, ast.Name):

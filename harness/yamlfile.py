@@ -24,6 +24,16 @@ class _Loader(yaml.SafeLoader):
                 None, None, f"cannot read {shown} ({exc}); quote it to keep it as text", node.start_mark
             ) from None
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        value = super().construct_yaml_int(node)
+        # 0x/0o/0b integers escape Python's 4300-digit limit on reading, then break every str() later
+        if value.bit_length() > 14_000:
+            raise ValueError("an integer over 4300 digits")
+        return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
 
 def read_yaml(path: Path, what: str) -> Any:
     """Safe-load ``path``; a missing file or bad YAML is an InputError naming file:line."""

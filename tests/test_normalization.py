@@ -174,10 +174,10 @@ def test_bad_normalisers_in_a_config_are_one_line_errors(tmp_path, manifest):
         stats={"normalizers": ["basic", "dialect-preservng"]},
     )
     assert_clean_error(
-        asrfair("run", str(bad)), 2, "config 'stats.normalizers[1]'", "did you mean 'dialect-preserving'?"
+        asrfair("run", str(bad)), 2, f"{bad}: 'stats.normalizers[1]'", "did you mean 'dialect-preserving'?"
     )
     missing = write_config(tmp_path / "missing.yaml", manifest, {"name": "stub"}, normalizer="nope.yaml")
-    assert_clean_error(asrfair("run", str(missing)), 2, "config 'normalizer'", "nope.yaml not found")
+    assert_clean_error(asrfair("run", str(missing)), 2, f"{missing}: 'normalizer'", "nope.yaml not found")
 
 
 def test_provenance_is_complete_in_metrics_run_dir_and_history(tmp_path, manifest):

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from harness import redaction
 from harness.errors import BackendUnavailable, format_validation_error
 from harness.manifest import Utterance
 
@@ -181,6 +182,7 @@ class Registry:
             parsed = cls.Options.model_validate(options or {})
         except ValidationError as exc:
             raise BackendUnavailable(f"backend '{name}': {format_validation_error(exc)}") from None
+        redaction.keep_env_options(parsed.model_dump())  # before the backend can quote its key in an error
         return cls(parsed)
 
 

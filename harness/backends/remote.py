@@ -35,6 +35,7 @@ from aiolimiter import AsyncLimiter
 from pydantic import Field
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from harness import redaction
 from harness.backends.base import AudioRequest, Backend, BackendOptions, Capabilities, Transcript, describe_error
 from harness.errors import BackendUnavailable
 
@@ -175,7 +176,6 @@ class RemoteBackend(Backend):
         self._pools: list[httpx.AsyncClient] = []
         self._pool_of_task: ContextVar[httpx.AsyncClient] = ContextVar("pool")
         self._limiter: AsyncLimiter | None = None
-        self._secrets: list[str] = []
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
@@ -183,14 +183,10 @@ class RemoteBackend(Backend):
 
     def keep_secret(self, value: str | None) -> str | None:
         """Register a credential so it is redacted from every error message."""
-        if value:
-            self._secrets.append(value)
-        return value
+        return redaction.keep(value)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redaction.redact(text)
 
     async def recognise(self, request: AudioRequest, audio: bytes) -> str:
         """The text for one utterance; raise on failure (the message is recorded)."""
@@ -314,7 +310,8 @@ def check_status(response: httpx.Response) -> None:
     """Raise :class:`RemoteError` for a non-2xx response, quoting the start of its body."""
     if response.is_success:
         return
-    body = " ".join(response.text.split())[:200] if response.content else ""
+    # Redacted before it is shortened: a key cut at the end would no longer match, and half of it would show.
+    body = redaction.redact(" ".join(response.text.split()))[:200] if response.content else ""
     message = f"HTTP {response.status_code} {response.reason_phrase}" + (f": {body}" if body else "")
     error = RejectedCredentials if response.status_code in (401, 403) else RemoteError
     raise error(

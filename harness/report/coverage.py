@@ -8,6 +8,7 @@ from rich.table import Table
 
 from harness.coverage import MAX_EMPTY_LISTED, Cell, Coverage, CoverageTable, cell_text, matrix
 from harness.power import Plan, SlicePlan
+from harness.report.format import md_text
 
 WIDEST_MATRIX = 12  # a pair with more values than this on both sides is listed, not drawn
 
@@ -96,39 +97,34 @@ def _matrix_cell(cell: Cell | None) -> str:
 
 
 def render_coverage_markdown(result: Coverage) -> str:
-    lines = ["# asrfair coverage", "", _md(_summary(result))]
+    lines = ["# asrfair coverage", "", md_text(_summary(result))]
     if result.warnings:
-        lines += ["", *(f"- **Warning**: {_md(w)}" for w in result.warnings)]
+        lines += ["", *(f"- **Warning**: {md_text(w)}" for w in result.warnings)]
     for table in result.tables:
-        lines += ["", f"## {_md(table.name)}", ""]
+        lines += ["", f"## {md_text(table.name)}", ""]
         if _drawable(table):
             down, across, rows, columns, cells = matrix(table)
-            lines += ["| " + " | ".join(_md(c) for c in [f"{down} \\ {across}", *columns]) + " |"]
+            lines += ["| " + " | ".join(md_text(c) for c in [f"{down} \\ {across}", *columns]) + " |"]
             lines += ["|" + "---|" * (len(columns) + 1)]
             for row in rows:
                 shown = [_md_cell(cells.get((row, column))) for column in columns]
-                lines.append(f"| {_md(row)} | " + " | ".join(shown) + " |")
+                lines.append(f"| {md_text(row)} | " + " | ".join(shown) + " |")
         else:
             lines += ["| cell | speakers | utterances | words | hours | flags |", "|---|---|---|---|---|---|"]
             lines += [
-                f"| {_md(c.label)}{' ' + THIN if c.thin else ''} | {c.speakers} | {c.utterances} | {c.words} "
+                f"| {md_text(c.label)}{' ' + THIN if c.thin else ''} | {c.speakers} | {c.utterances} | {c.words} "
                 f"| {hours(c.hours)} | {', '.join(c.reasons)} |"
                 for c in table.cells
             ]
         if line := _empty_line(table):
-            lines += ["", _md(line)]
+            lines += ["", md_text(line)]
     return "\n".join(lines) + "\n"
 
 
 def _md_cell(cell: Cell | None) -> str:
     if cell is None:
         return "—"
-    return f"{_md(cell_text(cell))}{' ' + THIN if cell.thin else ''}"
-
-
-def _md(text: str) -> str:
-    """Data strings cannot break the table or inject markup."""
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    return f"{md_text(cell_text(cell))}{' ' + THIN if cell.thin else ''}"
 
 
 PLAN_COLUMNS = (
@@ -197,17 +193,17 @@ def print_plan(result: Plan, console: Console) -> None:
 
 
 def render_plan_markdown(result: Plan) -> str:
-    lines = ["# asrfair plan", "", _md(_plan_header(result))]
+    lines = ["# asrfair plan", "", md_text(_plan_header(result))]
     for dim in result.dimensions:
         if len(dim.slices) < 2:
             continue
         lines += [
             "",
-            f"## {_md(dim.name)}",
+            f"## {md_text(dim.name)}",
             "",
             "| " + " | ".join(PLAN_COLUMNS) + " |",
             "|" + "---|" * len(PLAN_COLUMNS),
         ]
-        lines += ["| " + " | ".join(_md(c) for c in _plan_cells(s)) + " |" for s in dim.slices]
-        lines += [f"- {_md(s.label)}: {_md(s.note)}" for s in dim.slices if s.note]
+        lines += ["| " + " | ".join(md_text(c) for c in _plan_cells(s)) + " |" for s in dim.slices]
+        lines += [f"- {md_text(s.label)}: {md_text(s.note)}" for s in dim.slices if s.note]
     return "\n".join(lines) + "\n"

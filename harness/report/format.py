@@ -1,8 +1,30 @@
-"""Number formatting shared by the Markdown and terminal reports."""
+"""Number formatting shared by the Markdown and terminal reports, and Markdown escaping of data."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
+
+# Every character that can open Markdown markup (emphasis, code, links, table cells) is backslash-escaped,
+# the backslash too; HTML's are entities, so no raw tag is left even for a reader that is no Markdown
+# renderer; a line break would end a table row.
+_MARKDOWN = str.maketrans(
+    {c: "\\" + c for c in "\\`*_~[]|"} | {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": " ", "\r": " "}
+)
+
+
+def md_text(text: str) -> str:
+    """Data as literal Markdown text: a renderer shows a label, never a link, emphasis, HTML or a cell break."""
+    return text.translate(_MARKDOWN)
+
+
+def md_code(text: str) -> str:
+    """Data as a Markdown code span (outside tables): fenced by more backticks than any run inside it."""
+    text = " ".join(text.splitlines())
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text[:1] in ("`", " ") or text[-1:] in ("`", " ") else ""  # one space each side is stripped
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def pct(value: float | None) -> str:
@@ -59,14 +81,15 @@ def by_wer(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(slices, key=lambda s: (s["wer"] is None, -(s["wer"] or 0.0), s["label"]))
 
 
-def disparity_sentence(disparity: dict[str, Any]) -> str:
-    failures = disparity.get("with_failures") or []
+def disparity_sentence(disparity: dict[str, Any], quote: Callable[[str], str] = str) -> str:
+    """``quote`` escapes the slice labels for the output format (the sentence's own ``**`` stays markup)."""
+    failures = [quote(label) for label in disparity.get("with_failures") or []]
     failed = f" Some utterances failed in: {', '.join(failures)} (see the failed column)." if failures else ""
     if disparity["worst"] is None:
         return (disparity["note"] or "no disparity computed") + failed
     return (
-        f"Worst **{disparity['worst']}** ({pct(disparity['worst_wer'])}) vs best "
-        f"**{disparity['best']}** ({pct(disparity['best_wer'])}): ratio {ratio(disparity['ratio'])} "
+        f"Worst **{quote(disparity['worst'])}** ({pct(disparity['worst_wer'])}) vs best "
+        f"**{quote(disparity['best'])}** ({pct(disparity['best_wer'])}): ratio {ratio(disparity['ratio'])} "
         f"{interval(disparity.get('ratio_ci'), ratio, unbounded=True)}, gap {points(disparity['gap'])} "
         f"{interval(disparity.get('gap_ci'), points)}; worst vs overall {points(disparity['worst_vs_overall'])} "
         f"{interval(disparity.get('worst_vs_overall_ci'), points)} ({disparity['ranked']} slices ranked).{failed}"

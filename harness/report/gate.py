@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.gate import Check, GateResult
-from harness.report.format import interval, pct, points
+from harness.report.format import interval, md_text, pct, points
 
 MARK = {"regression": "❌ regression", "improved": "✅ improved", "pass": "pass", "not tested": "– not tested"}
 
@@ -62,20 +62,20 @@ def render_markdown(result: GateResult) -> str:
     if result.regressions:
         lines += ["**What got worse:**", ""]
         lines += [
-            f"- **{c.name}**: {value(c, c.baseline)} → {value(c, c.candidate)} ({change(c)})"
+            f"- **{md_text(c.name)}**: {value(c, c.baseline)} → {value(c, c.candidate)} ({change(c)})"
             for c in result.regressions
         ]
         lines.append("")
     if result.warnings:
         lines += ["> **Warnings:**", ">"]
-        lines += [f"> - {w}" for w in result.warnings]
+        lines += [f"> - {md_text(w)}" for w in result.warnings]  # they quote slice names
         lines.append("")
     lines += [
         "| check | baseline | candidate | change [CI] | p (Holm) | fails above | result |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in result.checks:
-        name = f"**{c.name}**" if c.status == "regression" else c.name
+        name = f"**{md_text(c.name)}**" if c.status == "regression" else md_text(c.name)
         lines.append(
             f"| {name} | {value(c, c.baseline)} | {value(c, c.candidate)} | {change(c)} | {p_value(c)} "
             f"| {c.threshold or '–'} | {MARK[c.status]} |"

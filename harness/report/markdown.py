@@ -19,6 +19,8 @@ from harness.report.format import (
     empty_references_sentence,
     finding_cells,
     interval,
+    md_code,
+    md_text,
     model_lines,
     normalization_cells,
     normalization_disparity,
@@ -59,7 +61,7 @@ def render_markdown(metrics: dict[str, Any], discovery: dict[str, Any] | None = 
     lines = [
         f"# asrfair report: {prov['run_name']}",
         "",
-        f"- **Dataset**: `{prov['manifest']['path']}` (sha256 `{prov['manifest']['sha256'][:12]}`)",
+        f"- **Dataset**: {md_code(prov['manifest']['path'])} (sha256 `{prov['manifest']['sha256'][:12]}`)",
         f"- **Backend**: {backend['name']} `{backend['id']}` — {_describe_backend(backend)}",
         f"- **Normaliser**: {prov['normalizer']} · **Scorer**: v{prov['scorer_version']} · "
         f"**Harness**: {prov['harness_version']} (git {prov['git_sha'] or 'n/a'})",
@@ -99,16 +101,16 @@ def render_markdown(metrics: dict[str, Any], discovery: dict[str, Any] | None = 
             "excluded from WER and counted per slice. First errors:",
             "",
         ]
-        lines += [f"- `{_cell(f['id'])}`: {_cell(f['error'] or '')}" for f in failures["examples"]]
+        lines += [f"- {md_code(f['id'])}: {md_text(f['error'] or '')}" for f in failures["examples"]]
         lines += failure_rates_by_slice(metrics["dimensions"])
     conditions = metrics.get("conditions")
     for index, dim in enumerate(metrics["dimensions"]):
         evidence = f" ({dim['evidence']})" if conditions else ""
         lines += [
             "",
-            f"## {dim['name']}{evidence}",
+            f"## {md_text(dim['name'])}{evidence}",
             "",
-            disparity_sentence(dim["disparity"]),
+            disparity_sentence(dim["disparity"], md_text),
             "",
             test_sentence(dim.get("test"), metrics["stats"]["confidence"]),
             "",
@@ -117,13 +119,13 @@ def render_markdown(metrics: dict[str, Any], discovery: dict[str, Any] | None = 
         ]
         lines += [_row(s, headline) for s in by_wer(dim["slices"])]
         sentence = detectable_sentence(dim, stats)
-        lines += ["", _cell(sentence)] if sentence else []
+        lines += ["", md_text(sentence)] if sentence else []
         lines += _aggregates_table(metrics, index)
         reference = dim["disparity"].get("reference")
         if reference:
             lines += [
                 "",
-                f"Against the reference **{_cell(reference)}**:",
+                f"Against the reference **{md_text(reference)}**:",
                 "",
                 "| slice | difference [CI] | ratio [CI] |",
                 "|---|---|---|",
@@ -157,32 +159,32 @@ def _normalization_section(block: dict[str, Any] | None) -> list[str]:
         "## Normaliser sensitivity",
         "",
         _NORMALIZATION_HOW_TO_READ.format(
-            headline=_cell(head),
-            others=", ".join(_cell(n) for n in rest),
+            headline=md_text(head),
+            others=", ".join(md_text(n) for n in rest),
             aggregate=block["aggregate"],
             threshold=points(block["wer_threshold"]).lstrip("+"),
             rank=block["rank_change"],
         ),
         "",
-        f"Overall {block['aggregate']} WER: {_cell(overall)}.",
+        f"Overall {block['aggregate']} WER: {md_text(overall)}.",
     ]
     if block["flags"]:
         lines += ["", f"**{len(block['flags'])} findings depend on the normaliser:**", ""]
-        lines += [f"- {_cell(flag)}" for flag in block["flags"]]
+        lines += [f"- {md_text(flag)}" for flag in block["flags"]]
     else:
         lines += ["", "No slice or disparity moves beyond the thresholds when only the normaliser changes."]
     for rewrites, other in zip(block["rewrites"], rest, strict=True):
         lines += [
             "",
-            f"Most frequent rewrites over the run, {_cell(head)} → {_cell(other)}: "
-            f"{_cell(rewrites_text([rewrites], limit=5))}.",
+            f"Most frequent rewrites over the run, {md_text(head)} → {md_text(other)}: "
+            f"{md_text(rewrites_text([rewrites], limit=5))}.",
         ]
     for dim in block["dimensions"]:
         header = normalization_header(block)
-        lines += ["", f"### {_cell(dim['name'])} under each normaliser", ""]
-        lines += ["| " + " | ".join(_cell(c) for c in header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(_cell(c) for c in normalization_cells(s)) + " |" for s in dim["slices"]]
-        lines += ["", _cell(normalization_disparity(dim, block["normalizers"]))]
+        lines += ["", f"### {md_text(dim['name'])} under each normaliser", ""]
+        lines += ["| " + " | ".join(md_text(c) for c in header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(md_text(c) for c in normalization_cells(s)) + " |" for s in dim["slices"]]
+        lines += ["", md_text(normalization_disparity(dim, block["normalizers"]))]
     return lines
 
 
@@ -205,11 +207,11 @@ def _conditions_lines(prov: dict[str, Any]) -> list[str]:
         return []
     counts = [len(c.get("transforms") or []) for c in conditions]
     listed = ", ".join(
-        f"{_cell(c['name'])} ({n} transform{'' if n == 1 else 's'})" for c, n in zip(conditions, counts, strict=True)
+        f"{md_text(c['name'])} ({n} transform{'' if n == 1 else 's'})" for c, n in zip(conditions, counts, strict=True)
     )
     lines = [f"- **Simulated conditions**: {listed}; the first is the reference."]
     lines += [
-        f"- **Skipped condition** {_cell(entry['name'])}: {_cell(entry['reason'])}"
+        f"- **Skipped condition** {md_text(entry['name'])}: {md_text(entry['reason'])}"
         for entry in prov.get("conditions_skipped") or []
     ]
     return lines
@@ -222,14 +224,14 @@ def _conditions_section(conditions: dict[str, Any] | None, stats: dict[str, Any]
     reference = conditions["reference"]
     lines = [
         "",
-        f"## Simulated conditions (paired, against {_cell(reference)})",
+        f"## Simulated conditions (paired, against {md_text(reference)})",
         "",
         _CONDITIONS_HOW_TO_READ.format(
             paired=conditions["paired_utterances"],
             excluded=f"; {excluded} failed under at least one and are left out of these comparisons"
             if excluded
             else "",
-            reference=_cell(reference),
+            reference=md_text(reference),
             marker=DEGRADES_MORE.strip(),
         ),
         "",
@@ -239,45 +241,45 @@ def _conditions_section(conditions: dict[str, Any] | None, stats: dict[str, Any]
     for c in conditions["conditions"]:
         delta = "–" if c["name"] == reference else f"{points(c['delta'])} {interval(c['delta_ci'], points)}".strip()
         lines.append(
-            f"| {_cell(c['name'])} | {_cell(c['description'])} | {pct_ci(c['wer'], c['wer_ci'])} | {delta} "
+            f"| {md_text(c['name'])} | {md_text(c['description'])} | {pct_ci(c['wer'], c['wer_ci'])} | {delta} "
             f"| {c['utterances']} | {c['failed']} |"
         )
     names = [c["name"] for c in conditions["conditions"]]
     for dim in conditions["dimensions"]:
-        lines += ["", f"### {_cell(dim['name'])} under each condition", ""]
-        lines += ["| slice | " + " | ".join(_cell(n) for n in names) + " | speakers | words | flags |"]
+        lines += ["", f"### {md_text(dim['name'])} under each condition", ""]
+        lines += ["| slice | " + " | ".join(md_text(n) for n in names) + " | speakers | words | flags |"]
         lines += ["|" + "---|" * (len(names) + 4)]
         for s in sorted(dim["slices"], key=lambda s: (s["cells"][0]["wer"] is None, -(s["cells"][0]["wer"] or 0))):
             cells = [pct(s["cells"][0]["wer"]), *(condition_cell(c) for c in s["cells"][1:])]
             lines.append(
-                f"| {_cell(s['label'])} | " + " | ".join(cells) + f" | {s['speakers']} | {s['words']} "
+                f"| {md_text(s['label'])} | " + " | ".join(cells) + f" | {s['speakers']} | {s['words']} "
                 f"| {', '.join(s['flags'])} |"
             )
         lines += ["", "Paired ΔWER per slice, with its interval:", ""]
-        lines += ["| slice | " + " | ".join(_cell(n) for n in names[1:]) + " |"]
+        lines += ["| slice | " + " | ".join(md_text(n) for n in names[1:]) + " |"]
         lines += ["|" + "---|" * len(names)]
         for s in dim["slices"]:
             deltas = [f"{points(c['delta'])} {interval(c['delta_ci'], points)}".strip() for c in s["cells"][1:]]
-            lines.append(f"| {_cell(s['label'])} | " + " | ".join(deltas) + " |")
+            lines.append(f"| {md_text(s['label'])} | " + " | ".join(deltas) + " |")
         if dim["note"]:
             lines += ["", dim["note"] + "."]
             continue
         lines += [
             "",
-            f"Differential degradation: the gap across {_cell(dim['name'])} is "
-            f"{points(dim['reference_gap']).replace('+', '')} under {_cell(reference)}.",
+            f"Differential degradation: the gap across {md_text(dim['name'])} is "
+            f"{points(dim['reference_gap']).replace('+', '')} under {md_text(reference)}.",
             "",
             "| condition | ΔWER [CI] | gap [CI] | gap change [CI] | ratio change [CI] | most degraded | interaction |",
             "|---|---|---|---|---|---|---|",
         ]
-        lines += ["| " + " | ".join(_cell(c) for c in shift_cells(shift)) + " |" for shift in dim["shifts"]]
+        lines += ["| " + " | ".join(md_text(c) for c in shift_cells(shift)) + " |" for shift in dim["shifts"]]
     return lines
 
 
 def _discovery_section(block: dict[str, Any] | None) -> list[str]:
     if not block:
         return []
-    lines = ["", "## Discovered subgroups (asrfair discover)", "", _cell(discovery_summary(block))]
+    lines = ["", "## Discovered subgroups (asrfair discover)", "", md_text(discovery_summary(block))]
     if block["findings"]:
         lines += [
             "",
@@ -286,7 +288,8 @@ def _discovery_section(block: dict[str, Any] | None) -> list[str]:
         ]
         lines += ["|---|---|---|---|---|---|---|---|---|"]
         lines += [
-            "| " + " | ".join(_cell(c) for c in finding_cells(i, f)) + " |" for i, f in enumerate(block["findings"], 1)
+            "| " + " | ".join(md_text(c) for c in finding_cells(i, f)) + " |"
+            for i, f in enumerate(block["findings"], 1)
         ]
     return lines
 
@@ -294,7 +297,8 @@ def _discovery_section(block: dict[str, Any] | None) -> list[str]:
 def _model_section(model: dict[str, Any] | None) -> list[str]:
     if not model:
         return []
-    lines = ["", "## Tag effects controlled for each other (rate model)", "", *model_lines(model)]
+    lines = ["", "## Tag effects controlled for each other (rate model)", ""]
+    lines += [md_text(line) for line in model_lines(model)]  # they quote tag names and values
     if model.get("effects"):
         lines += [
             "",
@@ -303,7 +307,7 @@ def _model_section(model: dict[str, Any] | None) -> list[str]:
             "| factor | level | rate ratio | CI | p |",
             "|---|---|---|---|---|",
         ]
-        lines += ["| " + " | ".join(_cell(c) for c in effect_cells(e)) + " |" for e in model["effects"]]
+        lines += ["| " + " | ".join(md_text(c) for c in effect_cells(e)) + " |" for e in model["effects"]]
     return lines
 
 
@@ -324,7 +328,7 @@ def _aggregates_table(metrics: dict[str, Any], index: int) -> list[str]:
         cells = [pct_ci(by_label[a][s["label"]]["wer"], by_label[a][s["label"]].get("wer_ci")) for a in blocks]
         spread = s.get("speakers_wer") or {}
         share = f"{badly_served(s)} {interval(spread.get('share_ci'))}".strip()
-        lines.append(f"| {_cell(s['label'])} | " + " | ".join(cells) + f" | {share} | {quartiles(s)} |")
+        lines.append(f"| {md_text(s['label'])} | " + " | ".join(cells) + f" | {share} | {quartiles(s)} |")
     gaps = [
         f"{a}: gap {points(d['disparity']['gap'])} {interval(d['disparity'].get('gap_ci'), points)}".strip()
         for a, d in blocks.items()
@@ -333,13 +337,13 @@ def _aggregates_table(metrics: dict[str, Any], index: int) -> list[str]:
     if gaps:
         lines += ["", "Disparity under each: " + "; ".join(gaps) + "."]
     sentence = sensitivity_sentence(metrics["aggregation"]["sensitivity"][index])
-    return lines + (["", f"**{_cell(sentence)}**"] if sentence else [])
+    return lines + (["", f"**{md_text(sentence)}**"] if sentence else [])
 
 
 def _row(s: dict[str, Any], headline: str) -> str:
     overall = s.get("vs_overall") or {}
     cells = [
-        _cell(s["label"]) + star(s),
+        md_text(s["label"]) + star(s),
         pct_ci(s["wer"], s.get("wer_ci")),
         f"{points(overall.get('difference'))} {interval(overall.get('difference_ci'), points)}".strip(),
         detectable(s),
@@ -362,7 +366,7 @@ def _reference_row(s: dict[str, Any]) -> str:
     difference = f"{points(ref['difference'])} {interval(ref['difference_ci'], points)}".strip()
     ratio_ci = interval(ref["ratio_ci"], lambda v: f"{v:.2f}", unbounded=True)
     ratio_text = "–" if ref["ratio"] is None else f"{ref['ratio']:.2f}× {ratio_ci}"
-    return f"| {_cell(s['label'])} | {difference} | {ratio_text.strip()} |"
+    return f"| {md_text(s['label'])} | {difference} | {ratio_text.strip()} |"
 
 
 def failure_rates_by_slice(dimensions: list[dict[str, Any]]) -> list[str]:
@@ -380,19 +384,14 @@ def failure_rates_by_slice(dimensions: list[dict[str, Any]]) -> list[str]:
             key=lambda pair: -pair[0],
         )
         parts = ", ".join(
-            f"{_cell(s['label'])} {pct(rate)} ({s['failed']}/{s['failed'] + s['utterances']})" for rate, s in rates
+            f"{md_text(s['label'])} {pct(rate)} ({s['failed']}/{s['failed'] + s['utterances']})" for rate, s in rates
         )
-        lines.append(f"- failure rate by {dim['name']}: {parts}")
+        lines.append(f"- failure rate by {md_text(dim['name'])}: {parts}")
     return ["", *lines] if lines else []
-
-
-def _cell(text: str) -> str:
-    """Data strings cannot break the table or inject markup."""
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
 def _describe_backend(backend: dict[str, Any]) -> str:
     fingerprint = backend["fingerprint"]
     parts = [f"{k}={v}" for k, v in fingerprint.items() if k not in ("backend", "options")]
     parts += [f"{k}={v}" for k, v in fingerprint.get("options", {}).items() if v not in (None, {}, [])]
-    return _cell(", ".join(parts))
+    return md_text(", ".join(parts))

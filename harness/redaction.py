@@ -1,0 +1,57 @@
+"""The credentials this process holds, scrubbed from every message it shows or writes.
+
+Backends register what they read (:func:`keep`); :class:`harness.backends.base.Registry` also
+registers the value of every environment variable that a ``*_env`` backend option names, so a
+plugin that quotes its key in an exception is covered too. :func:`redact` is applied to failed
+transcripts' messages, to HTTP error bodies before they are shortened, to the CLI's error line
+and to every log record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+MIN_ENV_SECRET = 8  # a shorter value named by a *_env option is no key, and masking it would garble messages
+_secrets: set[str] = set()
+
+
+def keep(value: str | None) -> str | None:
+    """Register a credential (and its URL-encoded forms, as a server may quote it back)."""
+    if value:
+        _secrets.update({value, quote(value, safe=""), quote_plus(value)})
+    return value
+
+
+def keep_env_options(options: Mapping[str, Any]) -> None:
+    """Register the values of the environment variables that ``*_env`` options name."""
+    for key, name in options.items():
+        if key.endswith("_env") and isinstance(name, str):
+            value = os.environ.get(name, "").strip()
+            if len(value) >= MIN_ENV_SECRET:
+                keep(value)
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_secrets, key=len, reverse=True):  # longest first: a form may contain another
+        text = text.replace(secret, MASK)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a log record's message and traceback, formatted here so that no handler sees them raw."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            record.exc_info = record.exc_text = None
+        record.msg, record.args = redact(message), None
+        return True
