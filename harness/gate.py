@@ -38,7 +38,7 @@ from harness.errors import InputError, format_validation_error
 from harness.significance import holm
 from harness.slices import SliceSpec, TagCodes, slice_codes
 from harness.stats import Interval, StatsOptions
-from harness.store import open_run_dir, write_json
+from harness.store import open_run_dir, write_atomic, write_json
 from harness.yamlfile import read_yaml
 
 BASELINE_SCHEMA = "asrfair.baseline/1"
@@ -172,7 +172,8 @@ def save_baseline(run_dir: Path, out: Path) -> Path:
         raise InputError(f"-o {out}: a baseline is a .json file (its utterance table is written beside it)")
     out.parent.mkdir(parents=True, exist_ok=True)
     table_path = out.with_suffix(".utterances.parquet")
-    shutil.copyfile(open_run_dir(run_dir).utterances, table_path)
+    source = open_run_dir(run_dir).utterances
+    write_atomic(table_path, lambda tmp: shutil.copyfile(source, tmp))
     write_json(
         out,
         {

@@ -5,6 +5,10 @@ registers the value of every environment variable that a ``*_env`` backend optio
 plugin that quotes its key in an exception is covered too. :func:`redact` is applied to failed
 transcripts' messages, to HTTP error bodies before they are shortened, to the CLI's error line
 and to every log record.
+
+The registry is process-wide on purpose, the one piece of global state in the package: log
+records from any library, and exceptions raised anywhere, must be scrubbed without every caller
+passing the secrets along. It only grows, and holds nothing but values already in the process.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from harness import redaction
 from harness.audio import AudioError, load_audio
 from harness.backends.base import AudioRequest, Backend, Registry
 from harness.config import BackendSpec
@@ -225,8 +226,8 @@ def _recognise(backend: Backend, utt: Utterance, samples: np.ndarray) -> _Outcom
     rate = backend.capabilities.sample_rate
     needs_audio = backend.capabilities.needs_audio
     [transcript] = backend.transcribe([AudioRequest(utt, samples if needs_audio else None, rate)])
-    if transcript.status != "ok" or transcript.text is None:
-        return _Failure(transcript.error or "transcription failed", "server_error", 500)
+    if transcript.status != "ok" or transcript.text is None:  # a client must never see the backend's key
+        return _Failure(redaction.redact(transcript.error or "transcription failed"), "server_error", 500)
     return transcript.text, samples.size / rate
 
 

@@ -12,7 +12,7 @@ from harness.errors import InputError
 
 class _Loader(yaml.SafeLoader):
     """``SafeLoader`` whose value errors carry the node's line: its constructors raise bare
-    ``ValueError``/``KeyError`` for ``2001-13-01``, ``!!bool maybe`` or an over-long integer."""
+    ``ValueError``/``KeyError`` for ``!!bool maybe``, ``!!int abc`` or an over-long integer."""
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
@@ -32,7 +32,22 @@ class _Loader(yaml.SafeLoader):
         return value
 
 
+def _not_json(loader: _Loader, node: yaml.Node) -> None:
+    """Every value must survive the JSON written to run directories, so YAML's extra types are refused."""
+    kind = node.tag.rsplit(":", 1)[-1]
+    raise yaml.constructor.ConstructorError(
+        None, None, f"!!{kind} values are not supported; write text, a number, a list or a mapping", node.start_mark
+    )
+
+
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+for _kind in ("binary", "timestamp", "set", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_kind}", _not_json)
+# An unquoted date stays text: a tag value or version label "2026-12-01" is a label, not a date.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def read_yaml(path: Path, what: str) -> Any:

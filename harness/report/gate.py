@@ -12,6 +12,7 @@ from rich.table import Table
 
 from harness.gate import Check, GateResult
 from harness.report.format import interval, md_text, pct, points
+from harness.store import write_atomic
 
 MARK = {"regression": "❌ regression", "improved": "✅ improved", "pass": "pass", "not tested": "– not tested"}
 
@@ -101,7 +102,7 @@ def write_junit(result: GateResult, path: Path) -> None:
     xml = JUnitXml()
     xml.add_testsuite(suite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    xml.write(str(path), pretty=True)
+    write_atomic(path, lambda tmp: xml.write(str(tmp), pretty=True))
 
 
 def print_gate(result: GateResult, console: Console, warnings_to: Console | None = None) -> None:

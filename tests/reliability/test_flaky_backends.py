@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -32,6 +33,7 @@ from harness.config import load_config
 from harness.manifest import load_manifest
 from harness.pipeline import prepare, run
 
+log = logging.getLogger(__name__)
 UTTERANCES = 24
 KINDS = ("500", "429", "slow", "drop", "hang")
 
@@ -141,6 +143,7 @@ def test_a_flaky_server_bounds_retries_and_the_exit_code_follows_max_failure_rat
         assert max(attempts.seen.values()) <= 2 and len(attempts.seen) == UTTERANCES
         assert faults.seen["requests"] == attempts.seen.total() <= UTTERANCES * 2
         assert all(faults.seen[kind] > 0 for kind in KINDS), faults.seen
+        log_figures("CLI, one at a time, 2 attempts", faults, attempts, failed)
 
         # At max_failure_rate: exit 0. The server now fails everything, so exactly the same
         # utterances fail; the cached successes are not asked for again.
@@ -180,6 +183,23 @@ def test_concurrent_requests_through_every_fault_kind_stay_within_max_attempts(t
     assert faults.seen["requests"] == attempts.seen.total() <= UTTERANCES * 3
     assert all(faults.seen[kind] > 0 for kind in KINDS), faults.seen
     assert outcome.metrics["overall"]["wer"] == 0.0
+    log_figures("in-process, 6 in flight, 3 attempts", faults, attempts, failed)
+
+
+def log_figures(scenario: str, faults: Faults, attempts: Attempts, failed: set[str] | list[str]) -> None:
+    """For docs/RELIABILITY.md: run with ``-o log_cli=true --log-cli-level=INFO`` to see them."""
+    injected = {kind: faults.seen[kind] for kind in KINDS}
+    log.info(
+        "%s: %d requests for %d utterances, faults injected %s (%d), most attempts for one utterance %d, "
+        "%d failed finally",
+        scenario,
+        faults.seen["requests"],
+        UTTERANCES,
+        injected,
+        sum(injected.values()),
+        max(attempts.seen.values()),
+        len(failed),
+    )
 
 
 def test_a_hung_request_holds_the_server_only_while_its_client_waits():

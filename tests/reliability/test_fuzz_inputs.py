@@ -56,11 +56,11 @@ from harness.manifest import (
 from harness.pipeline import prepare
 from harness.slices import check_slices, load_slices, slice_codes, slice_frame
 from harness.store import TranscriptCache
+from harness.yamlfile import read_yaml
 
 # Even with database=None hypothesis caches constants and unicode tables in ./.hypothesis: keep them out of the repo.
 if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
     set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "asrfair-hypothesis")
-FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 RUN: Counter[str] = Counter()  # examples actually run, per parser (hypothesis may stop early or reject)
 
 
@@ -399,10 +399,7 @@ def test_dataset_card_vocabulary_never_throws(scratch, card, accent):
         except InputError as exc:
             assert_one_line(str(exc), str(folder / DATASET_CARD))
         else:
-            try:
-                declared = yaml.load(card, Loader=FAST_LOADER)
-            except yaml.YAMLError:  # libyaml refuses some escapes the harness's pure-Python loader reads
-                declared = yaml.safe_load(card)
+            declared = read_yaml(folder / DATASET_CARD, "dataset card")  # the card as the harness reads it
             tags = declared.get("tags") if isinstance(declared, dict) else None
             spec = tags.get("accent") if isinstance(tags, dict) else None
             values = spec.get("values") if isinstance(spec, dict) else spec
@@ -948,7 +945,9 @@ CONFIG_REGRESSIONS = [
     (b"name: a\x00b\n", ":1: bad YAML: unacceptable character #x0000"),  # was two lines
     (b"seed: " + b"1" * 5000 + b"\n", ":1: bad YAML: cannot read"),  # ValueError from int()
     (b"seed: 0x" + b"f" * 4000 + b"\n", ":1: bad YAML: cannot read"),  # loaded, then broke str() in the run
-    (b"seed: 2001-13-01\n", ":1: bad YAML: cannot read '2001-13-01'"),  # ValueError from datetime()
+    (b"seed: 2001-13-01\n", "'seed': Input should be a valid integer"),  # was a ValueError from datetime()
+    (b"name: a\nbackend: {name: stub, seed: !!binary '@@@'}\n", ":2: bad YAML: !!binary values are not supported"),
+    (b"name: a\nbackend: {name: stub, day: 2026-12-01}\n", "'dataset': Field required"),  # a date stays text
     (b"seed: !!bool maybe\n", ":1: bad YAML: cannot read 'maybe'"),  # KeyError from the bool constructor
     (b"name: " + b"[" * 1000 + b"]" * 1000 + b"\n", "nested too deeply"),  # RecursionError
     (b'name: a\ndataset: "x\\0y"\nbackend: {name: stub}\n', "'dataset': 'x\\x00y' is not a usable path"),
