@@ -74,7 +74,9 @@ def counting_config(tmp_path: Path) -> Path:
     )
 
 
-def start(config: Path, output: Path, started_log: Path) -> subprocess.Popen:
+def start(config: Path, output: Path, started_log: Path, *, to_be_killed: bool = False) -> subprocess.Popen:
+    """``asrfair run CONFIG --json`` in a subprocess. A run that will be killed writes to /dev/null:
+    nobody reads its pipes, and a full pipe would park it on its last write, away from the work."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -85,8 +87,8 @@ def start(config: Path, output: Path, started_log: Path) -> subprocess.Popen:
         [sys.executable, "-m", "harness", "run", str(config), "--output", str(output), "--json"],
         cwd=REPO,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL if to_be_killed else subprocess.PIPE,
+        stderr=subprocess.DEVNULL if to_be_killed else subprocess.PIPE,
         text=True,
     )
 

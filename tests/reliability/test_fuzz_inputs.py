@@ -7,7 +7,7 @@ line naming the file (and line or field), a manifest's mistakes are ``Problem`` 
 that cannot be decoded is a failed transcript while the run goes on.
 
 Runs are reproducible (``derandomize=True``) and write no ``.hypothesis/`` into the repo (``database=None``,
-caches in the temp folder). ``test_zz_example_count`` prints how many examples ran per parser.
+caches in the temp folder). ``test_zz_example_count`` logs how many examples ran per parser.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import csv
 import io
 import itertools
 import json
+import logging
 import math
 import os
 import shutil
@@ -62,6 +63,8 @@ from harness.yamlfile import read_yaml
 if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
     set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "asrfair-hypothesis")
 RUN: Counter[str] = Counter()  # examples actually run, per parser (hypothesis may stop early or reject)
+
+log = logging.getLogger(__name__)
 
 
 def fuzz(examples: int) -> settings:
@@ -1054,11 +1057,10 @@ def test_cli_run_bad_config(tmp_path, case):
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_zz_example_count(capsys):
-    """Examples that ran, per parser (printed even without -s); the default suite runs at least 10,000."""
+def test_zz_example_count():
+    """Examples that ran, per parser (logged); the default suite runs at least 10,000."""
     total = sum(RUN.values())
-    with capsys.disabled():
-        print(f"\nfuzz examples run: {dict(RUN)}; total {total}")
+    log.info("fuzz examples run: %s; total %d", dict(RUN), total)
     if len(RUN) < 11:
         pytest.skip(f"only part of the file ran ({total} examples)")
     assert total >= 10_000, dict(RUN)

@@ -13,6 +13,7 @@ markup, table rows keep their columns, every string visible), the terminal table
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -25,6 +26,8 @@ from pathlib import Path
 from conftest import write_config, write_jsonl
 from loopback import tone_clips
 from markdown_it import MarkdownIt
+
+log = logging.getLogger(__name__)
 
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -247,9 +250,12 @@ def test_data_strings_are_escaped_in_every_report(tmp_path: Path) -> None:
     if re.search(r"<(script|img)\b", junit.read_text(encoding="utf-8")):
         problems.append("junit: raw markup in the XML")
 
-    print(
-        f"\nescaping: {len(HOSTILE) + 1} hostile strings planted in {len(records)} utterances "
-        f"(labels, a tag name, ids, speakers, references, transcripts, errors); outputs checked: report.html, "
-        f"report.md, gate.md, coverage.md, terminal (run, coverage), JUnit; {len(problems)} problems"
+    log.info(
+        "escaping: %d hostile strings planted in %d utterances (labels, a tag name, ids, speakers, references, "
+        "transcripts, errors); outputs checked: report.html, report.md, gate.md, coverage.md, terminal (run, "
+        "coverage), JUnit; %d problems",
+        len(HOSTILE) + 1,
+        len(records),
+        len(problems),
     )
     assert not problems, "\n".join(problems)

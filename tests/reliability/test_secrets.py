@@ -52,6 +52,8 @@ N = 6
 REGION = "eu-west-2"
 KEPT = 200  # characters of an error body that check_status quotes
 
+log = logging.getLogger(__name__)
+
 
 def secret(kind: str) -> str:
     """Distinctive, and with characters that base64 and URL encoding both change."""
@@ -362,10 +364,18 @@ def test_no_secret_reaches_any_output(tmp_path: Path, moto_s3: str) -> None:
     for path in files:
         blobs += list(readable(path))
     leaks = leaks_in(blobs)
-    print(
-        f"\nsecrets: {len(runs)} runs + {len(commands)} report/history commands; {len(files)} files; "
-        f"{sum(len(data) for _, data in blobs):,} bytes in {len(blobs)} outputs scanned for {len(SECRETS)} "
-        f"secrets in {len(forms('x'))} forms; {len(leaks)} leaks; {time.monotonic() - began:.1f} s"
+    log.info(
+        "secrets: %d runs + %d report/history commands; %d files; %s bytes in %d outputs scanned for %d secrets "
+        "in %d forms; %d leaks; %.1f s",
+        len(runs),
+        len(commands),
+        len(files),
+        f"{sum(len(data) for _, data in blobs):,}",
+        len(blobs),
+        len(SECRETS),
+        len(forms("x")),
+        len(leaks),
+        time.monotonic() - began,
     )
     assert not leaks, "\n".join(leaks)
 
