@@ -8,11 +8,13 @@ interrupted (transcripts so far are cached; rerun resumes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, get_origin
@@ -103,8 +105,9 @@ def run_command(
 
     overrides = {"output": str(output)} if output else None
     prepared = prepare(load_config(config, overrides))
-    with _LiveProgress(prepared.normalizer, prepared.requests) as progress:
-        outcome = run(prepared, on_batch=progress.update)
+    stop = threading.Event()
+    with _LiveProgress(prepared.normalizer, prepared.requests) as progress, _stop_after_batch(stop):
+        outcome = run(prepared, on_batch=progress.update, stop=stop)
     _emit(outcome.metrics, as_json)
     err_console.print(
         f"run directory: {outcome.paths.root} ({outcome.transcribed} transcribed, {outcome.from_cache} from cache)"
@@ -685,6 +688,25 @@ class _LiveProgress:
 
 def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stop_after_batch(stop: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C or SIGTERM lets the batch in flight finish and be cached (paid API calls are
+    not thrown away), then the run stops; a second one stops it at once."""
+
+    def request(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err_console.print("stopping after the batch in flight (its transcripts are kept); again to stop now")
+
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

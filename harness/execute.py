@@ -7,6 +7,7 @@ one, so decoding and resampling stay off the model's critical path.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 BatchCallback = Callable[[Sequence[Utterance], Sequence[Transcript]], None]
 
 
+class StopRequested(Exception):
+    """A stop was asked for between batches: everything transcribed so far is cached."""
+
+
 @dataclass(frozen=True)
 class TranscribeResult:
     transcripts: dict[str, Transcript]
@@ -37,11 +42,13 @@ def transcribe_all(
     *,
     rendering: Rendering | None = None,
     on_batch: BatchCallback | None = None,
+    stop: threading.Event | None = None,
 ) -> TranscribeResult:
     """Transcribe what the cache lacks; return every utterance's transcript (ok or failed).
 
     With ``rendering`` every clip is heard under that condition: the transform runs on the
-    decoded samples (on the prefetch thread) and its content key joins the cache key.
+    decoded samples (on the prefetch thread) and its content key joins the cache key. Once
+    ``stop`` is set, no new batch starts (:class:`StopRequested`); the one in flight is cached first.
     """
     fingerprint = backend.fingerprint_id()
     caps = backend.capabilities
@@ -57,6 +64,8 @@ def transcribe_all(
     batches = [pending[i : i + caps.max_batch_size] for i in range(0, len(pending), caps.max_batch_size)]
     prefetched = _prefetch(batches, caps.sample_rate, caps.needs_audio, rendering)
     for batch, (requests, failed) in zip(batches, prefetched, strict=True):
+        if stop is not None and stop.is_set():
+            raise StopRequested
         results = list(failed)
         if requests:
             produced = [_redacted(t) for t in backend.transcribe(requests)]

@@ -11,6 +11,7 @@ import json
 import logging
 import platform
 import subprocess
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from harness.config import RunConfig
 from harness.degradation import degradation
 from harness.discover import DiscoverOptions, Discovery, discover, discovery_tags
 from harness.errors import BackendUnavailable, InputError, Interrupted, TooManyFailures, format_validation_error
-from harness.execute import BatchCallback, transcribe_all
+from harness.execute import BatchCallback, StopRequested, transcribe_all
 from harness.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
 from harness.history import record_run
 from harness.manifest import Manifest, Utterance, load_manifest
@@ -206,13 +207,19 @@ def _usable_conditions(
     return usable, skipped
 
 
-def run(prepared: Prepared, *, on_batch: BatchCallback | None = None) -> RunOutcome:
-    """Transcribe, score, write the run directory (see RunOutcome.raise_for_failures)."""
+def run(
+    prepared: Prepared, *, on_batch: BatchCallback | None = None, stop: threading.Event | None = None
+) -> RunOutcome:
+    """Transcribe, score, write the run directory (see RunOutcome.raise_for_failures).
+
+    Setting ``stop`` ends the run after the batch in flight (cached; :class:`Interrupted`), as does
+    Ctrl-C at once. A stop asked for once the last batch is in finishes the run instead.
+    """
     config = prepared.config
     paths = new_run_dir(config.output, config.name)
     try:
-        return _run_into(prepared, paths, on_batch)
-    except KeyboardInterrupt:
+        return _run_into(prepared, paths, on_batch, stop)
+    except (KeyboardInterrupt, StopRequested):
         state = "is scored but not in the run history" if paths.metrics.exists() else "is incomplete (no metrics.json)"
         raise Interrupted(
             f"interrupted: transcripts finished so far are cached in {config.cache_path}; {paths.root} {state}; "
@@ -220,14 +227,16 @@ def run(prepared: Prepared, *, on_batch: BatchCallback | None = None) -> RunOutc
         ) from None
 
 
-def _run_into(prepared: Prepared, paths: RunPaths, on_batch: BatchCallback | None) -> RunOutcome:
+def _run_into(
+    prepared: Prepared, paths: RunPaths, on_batch: BatchCallback | None, stop: threading.Event | None
+) -> RunOutcome:
     config, backend = prepared.config, prepared.backend
     write_yaml(paths.config, config.resolved())
     cache = TranscriptCache(config.cache_path)
     frames, tables, transcribed, cached = [], [], 0, 0
     try:
         for rendering, utterances in _passes(prepared):
-            result = transcribe_all(utterances, backend, cache, rendering=rendering, on_batch=on_batch)
+            result = transcribe_all(utterances, backend, cache, rendering=rendering, on_batch=on_batch, stop=stop)
             frames.append(utterance_frame(utterances, result.transcripts))
             table = _transcript_table(result.transcripts.values(), backend, result.from_cache)
             if rendering is not None:

@@ -114,29 +114,49 @@ def test_a_killed_whisper_run_resumes_to_the_same_metrics(tmp_path):
     assert comparable(finish(start(config, output, tmp_path / "unused.log"))) == comparable(expected)
 
 
+def wait_for_started(started_log: Path, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(started_log.read_text().split() if started_log.exists() else []) < count:
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_a_signal_stops_cleanly_says_where_results_are_and_the_rerun_resumes(tmp_path, counting_config, stop):  # noqa: F811
+def test_a_signal_lets_the_batch_in_flight_finish_says_where_results_are_and_the_rerun_resumes(
+    tmp_path,
+    counting_config,  # noqa: F811
+    stop,
+):
     started_log, output = tmp_path / "started.log", tmp_path / "runs"
     proc = start(counting_config, output, started_log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(started_log.read_text().split() if started_log.exists() else []) < 40:
-        time.sleep(0.05)
+    wait_for_started(started_log, 40)
     proc.send_signal(stop)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and out == ""
+    assert "stopping after the batch in flight" in err
     [stopped] = run_dirs(output)
     cache = output / ".cache" / "transcripts.sqlite"
     assert f"cached in {cache}" in err and f"{stopped} is incomplete" in err and "rerun the same command" in err
     assert (stopped / "config.yaml").is_file() and not (stopped / "metrics.json").exists()
     check_not_corrupt(output)
-    with sqlite3.connect(cache) as db:
-        kept = db.execute("SELECT count(*) FROM transcripts").fetchone()[0]
-    done_before = len(started_log.read_text().split())
-    assert kept >= done_before - BATCH  # every finished batch was committed; only the one in flight is lost
+    assert cached_count(output) == len(started_log.read_text().split())  # the batch in flight was kept too
 
-    resumed = start(counting_config, output, started_log)
-    metrics = finish(resumed)
+    metrics = finish(start(counting_config, output, started_log))
     started = Counter(started_log.read_text().split())
     assert len(started) == metrics["overall"]["utterances"]
-    assert sum(started.values()) - len(started) <= BATCH
+    assert sum(started.values()) == len(started)  # nothing computed twice
+
+
+def test_a_second_signal_stops_at_once(tmp_path, counting_config, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("ASRFAIR_DELAY_S", "0.5")  # a batch of 8 takes 4 s
+    started_log, output = tmp_path / "started.log", tmp_path / "runs"
+    proc = start(counting_config, output, started_log)
+    wait_for_started(started_log, 1)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    asked = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.monotonic() - asked < 2.0, err  # did not wait for the batch
+    assert "Traceback" not in err and "rerun the same command" in err
+    assert cached_count(output) == 0  # the batch in flight was abandoned, as asked
