@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -63,7 +64,7 @@ def _handle_errors(command: F) -> F:
             err_console.print(f"[bold red]error:[/] {escape(redact(str(exc)))}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted: transcripts finished so far are cached; rerun the same command to resume")
+            err_console.print("interrupted; rerun the same command (a run resumes from its transcript cache)")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -185,6 +186,10 @@ def coverage_command(
     no_audio: Annotated[
         bool, typer.Option("--no-audio", help="do not read audio headers for utterances without 'duration'")
     ] = False,
+    audio_roots: Annotated[
+        list[Path] | None,
+        typer.Option("--audio-root", help="a folder outside the manifest's own whose audio headers may be read"),
+    ] = None,
     markdown: Annotated[Path | None, typer.Option("--md", help="also write the tables as Markdown")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the coverage as JSON")] = False,
 ) -> None:
@@ -206,6 +211,7 @@ def coverage_command(
         min_speakers=min_speakers,
         min_words=min_words,
         read_durations=not no_audio,
+        audio_roots=audio_roots or (),
     )
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")
@@ -699,7 +705,8 @@ def _stop_after_batch(stop: threading.Event) -> Iterator[None]:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        err_console.print("stopping after the batch in flight (its transcripts are kept); again to stop now")
+        # straight to the descriptor: printing through a stream the handler interrupted can fail as re-entrant
+        os.write(2, b"\nstopping after the batch in flight (its transcripts are kept); again to stop now\n")
 
     previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

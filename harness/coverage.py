@@ -31,7 +31,15 @@ import pyarrow.json as pajson
 import soundfile as sf
 
 from harness.errors import InputError
-from harness.manifest import DATASET_CARD, RESERVED_FIELDS, RESULT_COLUMNS, load_manifest, read_vocabulary
+from harness.manifest import (
+    DATASET_CARD,
+    RESERVED_FIELDS,
+    RESULT_COLUMNS,
+    audio_roots_of,
+    is_inside,
+    load_manifest,
+    read_vocabulary,
+)
 from harness.slices import SliceSpec, TagCodes, check_slices, slice_codes
 from harness.yamlfile import read_yaml
 
@@ -94,8 +102,11 @@ def coverage(
     min_speakers: int = 5,
     min_words: int = 200,
     read_durations: bool = True,
+    audio_roots: Sequence[Path] = (),
 ) -> Coverage:
-    rows = _read(manifest, read_durations)
+    """Counts per tag value and pair. Durations missing from the manifest come from audio headers,
+    read only inside the manifest's folder and ``audio_roots`` (the rule every reader of audio keeps)."""
+    rows = _read(manifest, audio_roots_of(manifest, audio_roots) if read_durations else None)
     tags = [t for t in rows.tags.columns if t != "language" or rows.tags[t].nunique() > 1]
     specs = [SliceSpec(by=(t,)) for t in tags] + [SliceSpec(by=pair) for pair in itertools.combinations(tags, 2)]
     kinds = ["tag"] * len(tags) + ["pair"] * (len(specs) - len(tags))
@@ -207,19 +218,19 @@ def demographic_warnings(manifest: Path, tags: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def _read(manifest: Path, read_durations: bool) -> _Rows:
+def _read(manifest: Path, roots: Sequence[Path] | None) -> _Rows:
     if not manifest.is_file():
         raise InputError(f"{manifest}: manifest not found; pass the path to a .jsonl or .csv file")
     table = _fast_table(manifest)
     if table is None:
-        return _validated_rows(manifest, read_durations)
+        return _validated_rows(manifest, roots)
     ids = table["id"].astype(str)
     speakers = table["speaker"] if "speaker" in table else pd.Series([None] * len(table), dtype="object")
     units = speakers.astype("object").where(speakers.notna(), "utt:" + ids)
     tag_names = [c for c in table.columns if c not in RESERVED_FIELDS]
     tags = table[tag_names].astype("object").where(table[tag_names].notna(), None)
     tags["language"] = table["language"].fillna("en") if "language" in table else "en"
-    seconds = _seconds(manifest, table, read_durations)
+    seconds = _seconds(manifest, table, roots)
     return _Rows(tags.reset_index(drop=True), pd.factorize(units)[0], _word_counts(table["text"]), seconds)
 
 
@@ -297,9 +308,9 @@ def _all_text(column: pd.Series) -> bool:
     return bool(column.dropna().map(lambda v: isinstance(v, str)).all())
 
 
-def _validated_rows(manifest: Path, read_durations: bool) -> _Rows:
+def _validated_rows(manifest: Path, roots: Sequence[Path] | None) -> _Rows:
     """The slow path: the full validator raises the first problem with its file and line."""
-    loaded = load_manifest(manifest, check_audio=False, audio_roots=None)  # reads no audio
+    loaded = load_manifest(manifest, check_audio=False, audio_roots=None)  # _seconds keeps the rule
     utterances = loaded.utterances
     tags = pd.DataFrame([{**u.tags, "language": u.language} for u in utterances])
     units = [u.speaker if u.speaker else f"utt:{u.id}" for u in utterances]
@@ -311,7 +322,7 @@ def _validated_rows(manifest: Path, read_durations: bool) -> _Rows:
         }
     )
     words = _word_counts(pd.Series([u.text for u in utterances]))
-    return _Rows(tags, pd.factorize(pd.Series(units))[0], words, _seconds(manifest, frame, read_durations))
+    return _Rows(tags, pd.factorize(pd.Series(units))[0], words, _seconds(manifest, frame, roots))
 
 
 def _word_counts(text: pd.Series) -> np.ndarray:
@@ -319,25 +330,40 @@ def _word_counts(text: pd.Series) -> np.ndarray:
     return np.asarray(lengths.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _seconds(manifest: Path, frame: pd.DataFrame, read_durations: bool) -> np.ndarray:
+def _seconds(manifest: Path, frame: pd.DataFrame, roots: Sequence[Path] | None) -> np.ndarray:
+    """Seconds per row: ``duration``, else the audio header's length (``roots`` None: never read)."""
     """``duration`` where given; otherwise the audio file's length (its header only) after ``offset``."""
     duration = (
         frame["duration"].to_numpy(dtype=float) if "duration" in frame else np.full(len(frame), np.nan, dtype=float)
     )
     missing = np.isnan(duration)
-    if not missing.any() or not read_durations:
+    if not missing.any() or roots is None:
         return duration
     offset = frame["offset"].fillna(0.0).to_numpy(dtype=float) if "offset" in frame else np.zeros(len(frame))
     paths = frame["audio"].astype(str)
     lengths: dict[str, float] = {}
+    outside = 0
     for audio in paths[missing].unique():
-        path = Path(audio) if Path(audio).is_absolute() else manifest.parent / audio
+        lengths[audio] = np.nan  # unreadable, missing or not ours to open: `asrfair validate` says which
+        try:
+            path = (Path(audio) if Path(audio).is_absolute() else manifest.parent / audio).resolve()
+        except (OSError, ValueError):
+            continue
+        if not is_inside(path, roots):
+            outside += 1
+            continue
         try:
             info = sf.info(str(path))
             lengths[audio] = info.frames / info.samplerate if info.samplerate else np.nan
         except (sf.LibsndfileError, RuntimeError, OSError):
             log.debug("no duration for %s", path)
-            lengths[audio] = np.nan  # unreadable or missing: `asrfair validate` says which
+    if outside:
+        log.warning(
+            "%s: %d audio files lie outside the manifest's folder and were not opened; their hours are unknown "
+            "(allow their folder with --audio-root)",
+            manifest,
+            outside,
+        )
     filled = paths.map(lengths).to_numpy(dtype=float) - offset
     filled[filled <= 0] = np.nan  # an offset past the file's end: unknown, as `asrfair validate` reports
     return np.where(missing, filled, duration)

@@ -19,6 +19,7 @@ Failure rates are counted, not estimated, and are checked against thresholds onl
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -144,10 +145,7 @@ def load_side(path: Path, label: str) -> RunSide:
     if path.is_dir():
         paths = open_run_dir(path)
         if not paths.utterances.is_file() or not paths.metrics.is_file():
-            raise InputError(
-                f"{path}: the run did not finish scoring (utterances.parquet or metrics.json missing); "
-                f"'asrfair score {path}' completes it"
-            )
+            raise InputError(f"{path}: the run did not finish scoring (no metrics.json); {paths.completion_hint()}")
         table, metrics, config = _read_table(paths.utterances), _read_json(paths.metrics), _read_config(paths.config)
         return RunSide(label, path, table, metrics, config, path.resolve().name)
     if path.suffix == ".json" and path.is_file():
@@ -157,12 +155,23 @@ def load_side(path: Path, label: str) -> RunSide:
                 f"{path}: not an asrfair baseline (schema {saved.get('schema')!r}); make one:  'asrfair baseline set'"
             )
         table_path = path.parent / saved["utterances"]
+        recorded = saved.get("utterances_sha256")  # baselines set before it existed have none
+        if recorded and table_path.is_file() and _sha256(table_path) != recorded:
+            raise InputError(
+                f"{table_path}: not the table {path.name} was saved with (an interrupted 'asrfair baseline set', "
+                "or one file of the pair edited); set the baseline again"
+            )
         try:
             config = RunConfig.model_validate(saved["config"])
         except ValidationError as exc:
             raise InputError(f"{path}: 'config': {format_validation_error(exc)}") from None
         return RunSide(label, path, _read_table(table_path), saved["metrics"], config, str(saved.get("run_id")))
     raise InputError(f"{path}: not found, or neither a run directory nor a baseline .json")
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def save_baseline(run_dir: Path, out: Path) -> Path:
@@ -173,6 +182,7 @@ def save_baseline(run_dir: Path, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     table_path = out.with_suffix(".utterances.parquet")
     source = open_run_dir(run_dir).utterances
+    # the table first, the JSON naming its hash last: a kill between leaves a pair load_side refuses
     write_atomic(table_path, lambda tmp: shutil.copyfile(source, tmp))
     write_json(
         out,
@@ -182,6 +192,7 @@ def save_baseline(run_dir: Path, out: Path) -> Path:
             "from_run": str(run_dir.resolve()),
             **{k: v for k, v in side.describe().items() if k != "source"},
             "utterances": table_path.name,
+            "utterances_sha256": _sha256(table_path),
             "config": side.config.model_dump(mode="json"),
             "metrics": side.metrics,
         },

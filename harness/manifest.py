@@ -124,7 +124,7 @@ def read_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Se
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: manifest not found; pass the path to a .jsonl or .csv file")
-    roots = None if audio_roots is None else _audio_roots(path, audio_roots)
+    roots = None if audio_roots is None else audio_roots_of(path, audio_roots)
     raw = path.read_bytes()
     problems: list[Problem] = []
     vocabulary = read_vocabulary(path.parent / DATASET_CARD)
@@ -136,7 +136,7 @@ def read_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Se
             problems.append(row)
             continue
         utt, found = _parse_record(path, line, row, vocabulary)
-        if utt is not None and roots is not None and not _inside(utt.audio, roots):
+        if utt is not None and roots is not None and not is_inside(utt.audio, roots):
             found.append(_outside_problem(path, line, row["audio"], utt.audio))
             utt = None
         problems.extend(found)
@@ -164,11 +164,12 @@ def read_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Se
     return Manifest(path, tuple(utterances), tuple(problems), hashlib.sha256(raw).hexdigest())
 
 
-def _audio_roots(manifest: Path, extra: Sequence[Path]) -> tuple[Path, ...]:
+def audio_roots_of(manifest: Path, extra: Sequence[Path]) -> tuple[Path, ...]:
+    """The folders a manifest's audio may come from: its own, and those the user allows."""
     return tuple(root.resolve() for root in (manifest.parent, *extra))
 
 
-def _inside(audio: Path, roots: Sequence[Path]) -> bool:
+def is_inside(audio: Path, roots: Sequence[Path]) -> bool:
     return any(audio.is_relative_to(root) for root in roots)
 
 

@@ -329,18 +329,32 @@ def rescore(
     if len(given) == 1:  # a new headline; the config's comparisons stay
         given += configured[1:]
     chosen = resolve_normalizers(given or configured)
-    try:
-        old = json.loads(paths.metrics.read_text(encoding="utf-8")) if paths.metrics.is_file() else {}
-    except json.JSONDecodeError:
-        log.warning("%s is unreadable; its provenance is rebuilt from config.yaml only", paths.metrics)
-        old = {"provenance": {"run_name": config.name, "config": config.resolved()}}
-    provenance = {**old.get("provenance", {}), "rescored_utc": _now(), "harness_version": __version__}
+    provenance = {**_last_provenance(paths), "rescored_utc": _now(), "harness_version": __version__}
     if "fingerprint" in provenance.get("backend", {}):  # runs scored before these fields existed gain them
         backend = provenance["backend"]
         provenance["backend"] = _backend_provenance(backend["name"], backend["id"], backend["fingerprint"])
     metrics = _score_and_write(paths, frame, specs, chosen, config, provenance)
     record_run(config.history_path, paths.root, metrics)  # replaces the run's rows
     return metrics
+
+
+def _last_provenance(paths: RunPaths) -> dict[str, Any]:
+    """What produced the run, as its last scoring recorded it: metrics.json's block, else
+    provenance.json (written before the reports and metrics.json, so an interrupted scoring has it)."""
+    for source, read in ((paths.metrics, lambda d: d.get("provenance")), (paths.provenance, lambda d: d)):
+        try:
+            found = read(json.loads(source.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            continue
+        except (OSError, json.JSONDecodeError, AttributeError) as exc:
+            log.warning("%s is unreadable (%s); trying the next record of the run's provenance", source, exc)
+            continue
+        if isinstance(found, dict) and "manifest" in found and "backend" in found:
+            return found
+    raise InputError(
+        f"{paths.root}: neither metrics.json nor provenance.json says what produced this run; "
+        "rerun the 'asrfair run' command that made it (its transcripts are cached)"
+    )
 
 
 def fit_model(run_dir: Path, *, factors: list[str] | None = None, slices: list[SliceSpec] | None = None) -> ModelResult:
@@ -478,10 +492,7 @@ def recorded_rows(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
 
 def _read_metrics(paths: RunPaths, run_dir: Path) -> dict[str, Any]:
     if not paths.metrics.exists():
-        raise InputError(
-            f"{run_dir}: no metrics.json: the run stopped before scoring finished; "
-            f"'asrfair score {run_dir}' completes it"
-        )
+        raise InputError(f"{run_dir}: no metrics.json: scoring was interrupted; {paths.completion_hint()}")
     try:
         return json.loads(paths.metrics.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -528,7 +539,9 @@ def _score_and_write(
     provenance: dict[str, Any],
 ) -> dict[str, Any]:
     """Score under the headline normaliser (and each compared one), write utterances.parquet,
-    metrics.json, provenance.json and report.md."""
+    provenance.json, the reports and, last, metrics.json. A re-score first removes the old
+    metrics.json, so an interrupted one never leaves a directory that looks finished."""
+    paths.metrics.unlink(missing_ok=True)
     table = score_frame(frame, normalizers[0])
     options = config.stats.options()
     aggregates = summarise_aggregates(table, slices, options)

@@ -21,13 +21,15 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
-MIN_ENV_SECRET = 8  # a shorter value named by a *_env option is no key, and masking it would garble messages
+MIN_SECRET = 8
 _secrets: set[str] = set()
 
 
 def keep(value: str | None) -> str | None:
-    """Register a credential (and its URL-encoded forms, as a server may quote it back)."""
-    if value:
+    """Register a credential (and its URL-encoded forms, as a server may quote it back). A value
+    shorter than ``MIN_SECRET`` (a local server's dummy key, ``x``) is no secret, and masking it
+    would garble every message that holds the character."""
+    if value and len(value) >= MIN_SECRET:
         _secrets.update({value, quote(value, safe=""), quote_plus(value)})
     return value
 
@@ -36,9 +38,7 @@ def keep_env_options(options: Mapping[str, Any]) -> None:
     """Register the values of the environment variables that ``*_env`` options name."""
     for key, name in options.items():
         if key.endswith("_env") and isinstance(name, str):
-            value = os.environ.get(name, "").strip()
-            if len(value) >= MIN_ENV_SECRET:
-                keep(value)
+            keep(os.environ.get(name, "").strip())
 
 
 def redact(text: str) -> str:
@@ -53,7 +53,10 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not _secrets:
             return True
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed call; logging reports it, as without the filter
+            return True
         if record.exc_info:
             message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
             record.exc_info = record.exc_text = None

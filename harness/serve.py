@@ -264,6 +264,7 @@ def serve(
     log.warning("serving %s as model '%s' on http://%s:%d/v1", backend.name, model_name, host, port)
     app = create_app(backend, model_name, api_key, max_upload_mb=max_upload_mb, request_timeout=request_timeout)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        # log_config=None: uvicorn's loggers propagate to ours, whose filter redacts secrets
+        uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)
     finally:
         backend.close()

@@ -121,6 +121,12 @@ class RunPaths:
     def report_html(self) -> Path:
         return self.root / "report.html"
 
+    def completion_hint(self) -> str:
+        """How to finish a directory whose scoring was interrupted (no metrics.json)."""
+        if self.utterances.is_file() and self.provenance.is_file():
+            return f"'asrfair score {self.root}' completes it"
+        return "rerun the 'asrfair run' command that made it (its transcripts are cached)"
+
 
 def new_run_dir(parent: Path, name: str, now: datetime | None = None) -> RunPaths:
     """``<parent>/<name>-<UTC timestamp>/``, never reusing an existing directory."""

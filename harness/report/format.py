@@ -6,11 +6,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-# Every character that can open Markdown markup (emphasis, code, links, table cells) is backslash-escaped,
-# the backslash too; & < > become entities, so no raw tag is left even for a reader that renders no
-# Markdown; a line break would end a table row.
+# Every character that can open Markdown markup (emphasis, code, links, table cells, GitHub's $math$)
+# is backslash-escaped, the backslash too; & < > become entities, so no raw tag is left even for a
+# reader that renders no Markdown; a line break would end a table row.
 _MARKDOWN = str.maketrans(
-    {c: "\\" + c for c in "\\`*_~[]|"} | {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": " ", "\r": " "}
+    {c: "\\" + c for c in "\\`*_~[]|$"} | {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": " ", "\r": " "}
 )
 
 

@@ -107,3 +107,15 @@ def test_validate_takes_audio_root(layout):
     assert "Traceback" not in refused.stderr
     allowed = validate("--audio-root", str(elsewhere))
     assert allowed.returncode == 0, allowed.stderr
+
+
+def test_coverage_reads_durations_only_where_a_run_may_read_audio(layout, caplog):
+    from harness.coverage import coverage
+
+    data, elsewhere = layout
+    manifest = manifest_with(data, "clips/in.wav", "../elsewhere/out.wav")
+    refused = coverage(manifest, min_speakers=1, min_words=1)
+    assert refused.hours is None  # the outside file's length is unknown: it was never opened
+    assert "1 audio files lie outside the manifest's folder and were not opened" in caplog.text
+    allowed = coverage(manifest, min_speakers=1, min_words=1, audio_roots=[elsewhere])
+    assert allowed.hours == pytest.approx((0.5 + 0.6) / 3600)

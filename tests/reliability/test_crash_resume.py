@@ -116,7 +116,8 @@ def test_a_killed_whisper_run_resumes_to_the_same_metrics(tmp_path):
 
 def wait_for_started(started_log: Path, count: int) -> None:
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(started_log.read_text().split() if started_log.exists() else []) < count:
+    while len(started_log.read_text().split() if started_log.exists() else []) < count:
+        assert time.monotonic() < deadline, f"the run did not start {count} transcripts within 60 s"
         time.sleep(0.02)
 
 
@@ -125,7 +126,9 @@ def test_a_signal_lets_the_batch_in_flight_finish_says_where_results_are_and_the
     tmp_path,
     counting_config,  # noqa: F811
     stop,
+    monkeypatch,
 ):
+    monkeypatch.setenv("ASRFAIR_DELAY_S", "0.02")  # a 5 s run: the signal lands mid-run on a loaded machine too
     started_log, output = tmp_path / "started.log", tmp_path / "runs"
     proc = start(counting_config, output, started_log)
     wait_for_started(started_log, 40)

@@ -39,9 +39,9 @@ KINDS = ("500", "429", "slow", "drop", "hang")
 
 
 def flaky(seed: int) -> Faults:
-    """30 % faults in all. Client timeouts below are 0.5 s: 'slow' answers after 0.8 s."""
+    """30 % faults in all. Client timeouts below are 1 s (room for a loaded machine): 'slow' answers after 1.6 s."""
     return Faults(
-        error_500=0.08, error_429=0.07, slow=0.05, drop=0.05, hang=0.05, slow_seconds=0.8, retry_after=0.01, seed=seed
+        error_500=0.08, error_429=0.07, slow=0.05, drop=0.05, hang=0.05, slow_seconds=1.6, retry_after=0.01, seed=seed
     )
 
 
@@ -82,7 +82,7 @@ def backend(url: str, **options: object) -> dict:
         "name": "openai-compatible",
         "base_url": f"{url}/v1",
         "api_key_env": None,
-        "timeout": 0.5,
+        "timeout": 1.0,
         "backoff_initial": 0.01,
         **options,
     }
