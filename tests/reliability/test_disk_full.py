@@ -49,27 +49,47 @@ def assert_one_line_write_error(result: subprocess.CompletedProcess, output: Pat
     assert "free disk space" in error or "elsewhere" in error or "choose another" in error
 
 
+# Files a warm run writes before each of the two it is made to fail on (the cache's shared-memory
+# index, 32 KiB, included); the cap sits just above the largest of them.
+WRITTEN_BEFORE = {
+    "report.html": ("config.yaml", "transcripts.parquet", "utterances.parquet", "provenance.json", "report.md"),
+    "metrics.json": ("config.yaml", "transcripts.parquet", "utterances.parquet", "provenance.json", "report.md",
+                     "report.html"),
+}  # fmt: skip
+SQLITE_SHM = 32 * 1024
+
+
+def cap_failing_on(run_dir: Path, target: str) -> int:
+    """A file-size cap every file written before ``target`` fits under, and ``target`` does not."""
+    cap = max(SQLITE_SHM, *((run_dir / name).stat().st_size for name in WRITTEN_BEFORE[target])) + 1024
+    assert cap < (run_dir / target).stat().st_size, f"{target} is too small to fail on its own"
+    return cap
+
+
 @pytest.mark.parametrize(
-    ("warm", "max_kib", "fails_on"),
+    ("warm", "fails_on", "max_kib"),
     [
-        (False, 16, "transcripts.sqlite"),  # opening the cache
-        (False, 48, "transcripts.sqlite"),  # mid-transcription: earlier batches stay cached
-        (True, 40, "report.html"),  # the cache holds everything; the reports do not fit
-        (True, 200, "metrics.json"),  # everything but metrics.json, the file that marks a run done
+        (False, "transcripts.sqlite", 16),  # opening the cache
+        (False, "transcripts.sqlite", 48),  # mid-transcription: earlier batches stay cached
+        (True, "report.html", None),  # the cache holds everything; the reports do not fit
+        (True, "metrics.json", None),  # everything but metrics.json, the file that marks a run done
     ],
 )
 def test_a_full_disk_fails_cleanly_at_each_stage_and_a_rerun_resumes(
     tmp_path,
     counting_config,  # noqa: F811
     warm,
-    max_kib,
     fails_on,
+    max_kib,
 ):
     output, started_log = tmp_path / "runs", tmp_path / "started.log"
+    cap = (max_kib or 0) * 1024
     if warm:
         finish(start(counting_config, output, started_log))
+        [done] = run_dirs(output)
+        cap = cap_failing_on(done, fails_on)
     before = run_dirs(output)
-    full = run_capped(counting_config, output, started_log, max_kib * 1024)
+    full = run_capped(counting_config, output, started_log, cap)
     assert_one_line_write_error(full, output)
     assert f"{fails_on}: cannot" in full.stderr
     assert not any((d / "metrics.json").exists() for d in run_dirs(output) - before)  # never presented as done
