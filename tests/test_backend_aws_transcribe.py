@@ -8,15 +8,13 @@ import builtins
 import logging
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 from conftest import write_config
-from fakes.aws_transcribe import transcribe_app
+from fakes.aws_transcribe import moto_s3, transcribe_app  # noqa: F401 - moto_s3 is a fixture
 from loopback import LoopbackServer, Oracle, tone_corpus
-from moto.server import ThreadedMotoServer
 from starlette.responses import JSONResponse
 
 from harness.backends.aws_transcribe import AWSTranscribeBackend
@@ -54,16 +52,6 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-
-
-@pytest.fixture(scope="module")
-def moto_s3() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def s3_client(url: str):

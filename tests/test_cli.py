@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, REPO, write_config
+from conftest import DEMO, REPO, install_backend_plugin, write_config
 
 
 def asrfair(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -26,16 +26,13 @@ def asrfair(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
 
 
 def install_plugin(directory: Path, name: str, body: str) -> None:
-    """A real third-party backend package on PYTHONPATH: a module plus dist-info declaring the entry point."""
-    (directory / f"{name}_asr.py").write_text(
+    """A plugin backend ``name`` whose class body is ``body``."""
+    source = (
         "from harness.backends.base import Backend\n"
         f"class Plugin(Backend):\n    name = '{name}'\n{body}"
         f"    def fingerprint(self):\n        return {{'backend': '{name}'}}\n"
     )
-    dist = directory / f"{name}_asr-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}-asr\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[asrfair.backends]\n{name} = {name}_asr:Plugin\n")
+    install_backend_plugin(directory, f"{name}_asr", source, name, "Plugin")
 
 
 def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:

@@ -21,17 +21,20 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import random
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlparse
 
 import boto3
+import pytest
 import soundfile as sf
+from moto.server import ThreadedMotoServer
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -268,3 +271,14 @@ def public(job: dict[str, Any]) -> dict[str, Any]:
 
 def missing_job() -> str:
     return "The requested job couldn't be found. Check the job name and try your request again."
+
+
+@pytest.fixture(scope="module")
+def moto_s3() -> Iterator[str]:
+    """A real moto S3 server on 127.0.0.1 for the module's tests: the bucket the backend uploads to."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from conftest import DEMO, REPO, write_config, write_jsonl
+from conftest import DEMO, REPO, install_backend_plugin, write_config, write_jsonl
 
 BATCH = 8
 PLUGIN = f'''
@@ -32,14 +32,6 @@ class CountingStub(StubBackend):
         time.sleep(float(os.environ.get("ASRFAIR_DELAY_S", "0.004")) * len(batch))
         return super().transcribe(batch)
 '''
-
-
-def install_counting_stub(folder: Path) -> None:
-    (folder / "counting_asr.py").write_text(PLUGIN)
-    dist = folder / "counting_asr-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: counting-asr\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[asrfair.backends]\ncounting-stub = counting_asr:CountingStub\n")
 
 
 def run_dirs(output: Path) -> set[Path]:
@@ -63,7 +55,7 @@ def check_not_corrupt(output: Path) -> None:
 
 @pytest.fixture
 def counting_config(tmp_path: Path) -> Path:
-    install_counting_stub(tmp_path)
+    install_backend_plugin(tmp_path, "counting_asr", PLUGIN, "counting-stub", "CountingStub")
     data = tmp_path / "data"
     data.mkdir()
     records = [json.loads(line) for line in (DEMO / "manifest.jsonl").read_text().splitlines()]

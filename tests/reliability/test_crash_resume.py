@@ -60,7 +60,7 @@ def cached_count(output: Path) -> int:
         return db.execute("SELECT count(*) FROM transcripts").fetchone()[0]
 
 
-def test_twenty_kills_lose_nothing_and_compute_nothing_twice(tmp_path, counting_config):  # noqa: F811
+def test_twenty_kills_lose_nothing_and_compute_nothing_twice(tmp_path, counting_config):
     kills = int(os.environ.get("ASRFAIR_KILLS", "20"))
     clean_log, killed_log = tmp_path / "clean.log", tmp_path / "killed.log"
     cold_s, expected = timed(counting_config, tmp_path / "clean", clean_log)
@@ -124,7 +124,7 @@ def wait_for_started(started_log: Path, count: int) -> None:
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_lets_the_batch_in_flight_finish_says_where_results_are_and_the_rerun_resumes(
     tmp_path,
-    counting_config,  # noqa: F811
+    counting_config,
     stop,
     monkeypatch,
 ):
@@ -150,7 +150,7 @@ def test_a_signal_lets_the_batch_in_flight_finish_says_where_results_are_and_the
     assert sum(started.values()) == len(started)  # nothing computed twice
 
 
-def test_a_second_signal_stops_at_once(tmp_path, counting_config, monkeypatch):  # noqa: F811
+def test_a_second_signal_stops_at_once(tmp_path, counting_config, monkeypatch):
     monkeypatch.setenv("ASRFAIR_DELAY_S", "0.5")  # a batch of 8 takes 4 s
     started_log, output = tmp_path / "started.log", tmp_path / "runs"
     proc = start(counting_config, output, started_log)

@@ -77,7 +77,7 @@ def cap_failing_on(run_dir: Path, target: str) -> int:
 )
 def test_a_full_disk_fails_cleanly_at_each_stage_and_a_rerun_resumes(
     tmp_path,
-    counting_config,  # noqa: F811
+    counting_config,
     warm,
     fails_on,
     max_kib,
@@ -118,7 +118,7 @@ def small_tmpfs(folder: Path, kib: int):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
-def test_a_real_full_disk_and_a_read_only_one(tmp_path, counting_config):  # noqa: F811
+def test_a_real_full_disk_and_a_read_only_one(tmp_path, counting_config):
     started_log = tmp_path / "started.log"
     with small_tmpfs(tmp_path / "disk", 160) as disk:
         full = run_capped(counting_config, disk / "runs", started_log, 1 << 40)

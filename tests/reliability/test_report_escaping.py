@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
-from conftest import write_config, write_jsonl
+from conftest import install_backend_plugin, write_config, write_jsonl
 from loopback import tone_clips
 from markdown_it import MarkdownIt
 
@@ -85,13 +85,7 @@ class HostileBackend(StubBackend):
 
 
 def install_plugin(folder: Path) -> Path:
-    folder.mkdir()
-    (folder / "hostile_plugin.py").write_text(textwrap.dedent(PLUGIN), encoding="utf-8")
-    info = folder / "hostile_plugin-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hostile-plugin\nVersion: 0.1\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text("[asrfair.backends]\nhostile = hostile_plugin:HostileBackend\n")
-    return folder
+    return install_backend_plugin(folder, "hostile_plugin", textwrap.dedent(PLUGIN), "hostile", "HostileBackend")
 
 
 def asrfair(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:

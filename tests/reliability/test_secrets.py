@@ -32,15 +32,14 @@ import duckdb
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_config
+from conftest import install_backend_plugin, write_config
 from fakes.assemblyai import assemblyai_app
-from fakes.aws_transcribe import transcribe_app
+from fakes.aws_transcribe import moto_s3, transcribe_app  # noqa: F401 - moto_s3 is a fixture
 from fakes.azure_speech import azure_speech_app
 from fakes.deepgram import deepgram_app
 from fakes.google_speech import google_speech_app
 from fakes.openai import openai_app
 from loopback import LoopbackServer, Oracle, tone_corpus
-from moto.server import ThreadedMotoServer
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -186,24 +185,7 @@ class LeakyBackend(Backend):
 
 
 def install_plugin(folder: Path) -> Path:
-    """A module and its dist-info on a PYTHONPATH folder: the ``asrfair.backends`` entry point finds it."""
-    folder.mkdir()
-    (folder / "leaky_plugin.py").write_text(textwrap.dedent(PLUGIN), encoding="utf-8")
-    info = folder / "leaky_plugin-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: leaky-plugin\nVersion: 0.1\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text("[asrfair.backends]\nleaky = leaky_plugin:LeakyBackend\n")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def moto_s3() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    return install_backend_plugin(folder, "leaky_plugin", textwrap.dedent(PLUGIN), "leaky", "LeakyBackend")
 
 
 def fake_app(cloud: Cloud, oracle: Oracle, s3_url: str) -> ASGIApp:
