@@ -19,7 +19,6 @@ Failure rates are counted, not estimated, and are checked against thresholds onl
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ import pandas as pd
 from pydantic import ValidationError
 from scipy import sparse
 
+from harness.audio import file_sha256
 from harness.conditions import CONDITION_TAG
 from harness.config import GateConfig, RunConfig
 from harness.degradation import Degradation, compared_dimensions, degradation, pair_conditions
@@ -156,7 +156,7 @@ def load_side(path: Path, label: str) -> RunSide:
             )
         table_path = path.parent / saved["utterances"]
         recorded = saved.get("utterances_sha256")  # baselines set before it existed have none
-        if recorded and table_path.is_file() and _sha256(table_path) != recorded:
+        if recorded and table_path.is_file() and file_sha256(table_path) != recorded:
             raise InputError(
                 f"{table_path}: not the table {path.name} was saved with (an interrupted 'asrfair baseline set', "
                 "or one file of the pair edited); set the baseline again"
@@ -167,11 +167,6 @@ def load_side(path: Path, label: str) -> RunSide:
             raise InputError(f"{path}: 'config': {format_validation_error(exc)}") from None
         return RunSide(label, path, _read_table(table_path), saved["metrics"], config, str(saved.get("run_id")))
     raise InputError(f"{path}: not found, or neither a run directory nor a baseline .json")
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def save_baseline(run_dir: Path, out: Path) -> Path:
@@ -192,7 +187,7 @@ def save_baseline(run_dir: Path, out: Path) -> Path:
             "from_run": str(run_dir.resolve()),
             **{k: v for k, v in side.describe().items() if k != "source"},
             "utterances": table_path.name,
-            "utterances_sha256": _sha256(table_path),
+            "utterances_sha256": file_sha256(table_path),
             "config": side.config.model_dump(mode="json"),
             "metrics": side.metrics,
         },

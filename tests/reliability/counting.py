@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -66,9 +67,16 @@ def counting_config(tmp_path: Path) -> Path:
     )
 
 
-def start(config: Path, output: Path, started_log: Path, *, to_be_killed: bool = False) -> subprocess.Popen:
+def start(
+    config: Path, output: Path, started_log: Path, *, to_be_killed: bool = False, max_file_bytes: int | None = None
+) -> subprocess.Popen:
     """``asrfair run CONFIG --json`` in a subprocess. A run that will be killed writes to /dev/null:
-    nobody reads its pipes, and a full pipe would park it on its last write, away from the work."""
+    nobody reads its pipes, and a full pipe would park it on its last write, away from the work.
+    ``max_file_bytes`` caps every file it writes (RLIMIT_FSIZE: a write past it fails, as on a full disk)."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -82,6 +90,7 @@ def start(config: Path, output: Path, started_log: Path, *, to_be_killed: bool =
         stdout=subprocess.DEVNULL if to_be_killed else subprocess.PIPE,
         stderr=subprocess.DEVNULL if to_be_killed else subprocess.PIPE,
         text=True,
+        preexec_fn=None if max_file_bytes is None else cap,
     )
 
 

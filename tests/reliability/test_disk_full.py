@@ -10,35 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 from counting import BATCH, counting_config, finish, run_dirs, start  # noqa: F401 - fixture
-
-STUB_ENV = {"HF_HUB_OFFLINE": "1"}
 
 
 def run_capped(config: Path, output: Path, started_log: Path, max_file_bytes: int) -> subprocess.CompletedProcess:
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
-
-    env = {**os.environ, **STUB_ENV, "PYTHONPATH": str(config.parent), "ASRFAIR_STARTED_LOG": str(started_log)}
-    return subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(config), "--output", str(output), "--json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        preexec_fn=cap,
-    )
+    proc = start(config, output, started_log, max_file_bytes=max_file_bytes)
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def assert_one_line_write_error(result: subprocess.CompletedProcess, output: Path) -> None:
