@@ -292,6 +292,9 @@ def load_history(
         raise InputError(f"no history at {db_path}; runs record there after 'asrfair run'")
     try:
         with _retrying(lock_wait_s)(duckdb.connect, str(db_path), read_only=True) as con:
+            if not con.execute(_HAS_RUNS_TABLE).fetchone()[0]:
+                # a run killed before its first record committed leaves an empty database file
+                raise InputError(f"{db_path}: no runs recorded; runs record there after 'asrfair run'")
             runs = con.execute(_RECENT_RUNS, {"name": name, "last": last}).df()
             ids = {"ids": runs["run_id"].tolist()}
             slices = con.execute("SELECT * FROM slices WHERE list_contains($ids, run_id)", ids).df()
@@ -304,6 +307,7 @@ def load_history(
     return History(runs, slices)
 
 
+_HAS_RUNS_TABLE = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'"
 _RUN_NAMES = "SELECT string_agg(DISTINCT run_name, ', ' ORDER BY run_name) FROM runs"
 _RECENT_RUNS = """
 SELECT * FROM (

@@ -272,6 +272,9 @@ def test_history_selection_and_input_errors(recorded, tmp_path):
         show(tmp_path / "none.duckdb", slices=[])
     with pytest.raises(InputError, match="--last 0: must be at least 1"):
         load_history(recorded.db, last=0)
+    duckdb.connect(str(tmp_path / "empty.duckdb")).close()  # what a kill before the first commit leaves
+    with pytest.raises(InputError, match=r"empty\.duckdb: no runs recorded; runs record there after"):
+        show(tmp_path / "empty.duckdb", slices=[])
     show(recorded.db, slices=["accent=y"])
     assert "accent=y" in console.file.getvalue()
 

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from conftest import DEMO, REPO, install_backend_plugin, write_config, write_jsonl
 
+from harness.history import TABLES
+
 BATCH = 8
 PLUGIN = f'''
 import os, time
@@ -50,8 +52,12 @@ def check_not_corrupt(output: Path) -> None:
             json.loads(document.read_text(encoding="utf-8"))
     history = output / "history.duckdb"
     if history.exists():
+        # all tables or none: a kill before the first record's commit leaves an empty database
         with duckdb.connect(str(history), read_only=True) as con:
-            con.execute("SELECT count(*) FROM runs").fetchone()
+            tables = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            assert tables in (set(), set(TABLES)), tables
+            if tables:
+                con.execute("SELECT count(*) FROM runs").fetchone()
 
 
 @pytest.fixture
