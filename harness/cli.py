@@ -174,6 +174,105 @@ def validate_command(
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
+@app.command("import")
+@_handle_errors
+def import_command(
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="corpus format; 'asrfair importers' lists them")],
+    source: Annotated[Path, typer.Argument(help="the corpus folder, as released")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="manifest to write, e.g. datasets/NAME/manifest.jsonl")
+    ],
+    split: Annotated[str | None, typer.Option("--split", help="which split, where the format has them")] = None,
+    tag_map: Annotated[
+        Path | None, typer.Option("--map", help="YAML mapping raw tag values to canonical ones (docs/datasets.md)")
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="write every rejected row here (default: <manifest>.rejects.jsonl if any)"),
+    ] = None,
+    options: Annotated[
+        list[str] | None, typer.Option("--option", "-O", help="importer option key=value (repeatable)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Turn a released corpus into a manifest, streaming: counts per tag value, every rejected row kept."""
+    from harness.importers import ImporterRegistry, parse_options
+    from harness.importers.tagmap import read_tag_map
+    from harness.importers.writer import import_corpus
+    from harness.report.imports import print_import_summary
+
+    mapping = read_tag_map(tag_map) if tag_map is not None else None
+    importer = ImporterRegistry.default().create(fmt, source, parse_options(options or []), split)
+    progress = Progress(
+        TextColumn(f"importing {escape(fmt)}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,
+    )
+    with progress:
+        task = progress.add_task("import", total=importer.estimate())
+        summary = import_corpus(
+            importer, output, tag_map=mapping, rejects=rejects, progress=lambda n: progress.advance(task, n)
+        )
+    if as_json:
+        typer.echo(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print_import_summary(summary, _stdout_console())
+    if summary.card_kept:
+        err_console.print(escape(f"kept {summary.card}, which was not written by an import"))
+    root = f" --audio-root {summary.audio_outside}" if summary.audio_outside else ""
+    err_console.print(escape(f"next: asrfair validate {output}{root}"), highlight=False)
+    if summary.audio_outside:
+        err_console.print(
+            escape(
+                f"the audio stays in {summary.audio_outside}: add 'audio_roots: [{summary.audio_outside}]' "
+                "to run configs that use this manifest"
+            ),
+            highlight=False,
+        )
+
+
+@app.command("importers")
+@_handle_errors
+def importers_command(as_json: Annotated[bool, typer.Option("--json", help="machine-readable list")] = False) -> None:
+    """List corpus formats 'asrfair import' reads (built-in and 'asrfair.importers' entry points)."""
+    from harness.importers import ImporterRegistry
+
+    registry = ImporterRegistry.default()
+    listing = []
+    for name in registry.names():
+        cls = registry.load(name)
+        listing.append(
+            {
+                "name": name,
+                "description": cls.description,
+                "splits": list(cls.splits),
+                "tags": {tag: info.description for tag, info in cls.tags.items()},
+                "options": {
+                    key: {"default": f.get_default(call_default_factory=True), "description": f.description or ""}
+                    for key, f in cls.Options.model_fields.items()
+                },
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(listing, indent=2, default=str))
+        return
+    console = _stdout_console()
+    for entry in listing:
+        table = Table(title=escape(f"{entry['name']}: {entry['description']}"), title_justify="left")
+        table.add_column("yields / option")
+        table.add_column("description")
+        if entry["splits"]:
+            table.add_row("--split", escape(", ".join(entry["splits"]) + f" (default {entry['splits'][0]})"))
+        for tag, description in entry["tags"].items():
+            table.add_row(escape(tag), escape(description))
+        for key, option in entry["options"].items():
+            table.add_row(escape(f"-O {key}={option['default']}"), escape(option["description"]))
+        console.print(table)
+
+
 @app.command("coverage")
 @_handle_errors
 def coverage_command(

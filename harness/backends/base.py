@@ -8,16 +8,13 @@ manufacture disparity.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import importlib
 import json
 import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -27,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from harness import redaction
 from harness.errors import BackendUnavailable, format_validation_error
 from harness.manifest import Utterance
+from harness.plugins import PluginRegistry
 
 ENTRY_POINT_GROUP = "asrfair.backends"
 log = logging.getLogger(__name__)
@@ -135,46 +133,17 @@ BUILTIN_BACKENDS: dict[str, str] = {
 }
 
 
-class Registry:
+class Registry(PluginRegistry[Backend]):
     """Backend names to lazily imported ``module:Class`` targets (listing imports no engine)."""
 
-    def __init__(self, targets: dict[str, str] | None = None) -> None:
-        self._targets: dict[str, str] = {}
-        for name, target in (targets or {}).items():
-            self.register(name, target)
+    kind = "backend"
+    base = Backend
+    error = BackendUnavailable
 
     @classmethod
     def default(cls) -> Registry:
         """Built-ins plus third-party backends from the ``asrfair.backends`` entry points."""
-        registry = cls(BUILTIN_BACKENDS)
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            registry.register(ep.name, ep.value)
-        return registry
-
-    def register(self, name: str, target: str | type[Backend]) -> None:
-        if name in self._targets:
-            raise BackendUnavailable(
-                f"backend '{name}' is registered twice ({self._targets[name]} and {_target_str(target)}); "
-                "rename one of them"
-            )
-        self._targets[name] = _target_str(target)
-
-    def names(self) -> list[str]:
-        return sorted(self._targets)
-
-    def load(self, name: str) -> type[Backend]:
-        if name not in self._targets:
-            close = difflib.get_close_matches(name, self._targets, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise BackendUnavailable(f"unknown backend '{name}'; {hint}available: {', '.join(self.names())}")
-        module_name, _, class_name = self._targets[name].partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as exc:
-            raise BackendUnavailable(f"backend '{name}' cannot be loaded from {self._targets[name]}: {exc}") from None
-        if not (isinstance(cls, type) and issubclass(cls, Backend)):
-            raise BackendUnavailable(f"backend '{name}' ({self._targets[name]}) is not a harness Backend subclass")
-        return cls
+        return cls.with_entry_points(BUILTIN_BACKENDS, ENTRY_POINT_GROUP)  # type: ignore[return-value]
 
     def create(self, name: str, options: dict[str, Any] | None = None) -> Backend:
         cls = self.load(name)
@@ -184,10 +153,6 @@ class Registry:
             raise BackendUnavailable(f"backend '{name}': {format_validation_error(exc)}") from None
         redaction.keep_env_options(parsed.model_dump())  # before the backend can quote its key in an error
         return cls(parsed)
-
-
-def _target_str(target: str | type[Backend]) -> str:
-    return target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
 
 
 _WHOLE_FILE_LIMIT = 16 << 20  # model files up to this size are hashed whole (configs, vocabularies, small LMs)

@@ -1,0 +1,103 @@
+"""Mozilla Common Voice: a release's locale folder (``cv-corpus-*/en``) of TSVs plus ``clips/``.
+
+Each split TSV (``test.tsv``, ``validated.tsv``, ...) has one row per clip. Common Voice writes
+them without quoting, so a sentence may hold a bare ``"``: the rows are read with quoting off.
+Columns changed across releases (``accent`` became ``accents``; ``variant``, ``sentence_id``,
+``sentence_domain`` arrived later); columns are found by name, so every release reads.
+``accents`` is free text typed by the speaker, possibly several joined by ``|``: ``accent_raw``
+keeps it verbatim and ``accent`` is the first one as a label (``--map`` narrows the labels to
+a small set); an empty cell gives no accent tag at all, never an empty group.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+from harness.errors import InputError
+from harness.importers.base import (
+    Importer,
+    ImporterOptions,
+    Record,
+    Reject,
+    TagInfo,
+    count_lines,
+    label,
+    tag_values,
+)
+
+csv.field_size_limit(sys.maxsize)  # a sentence is never near the limit, but a corrupt row may be
+
+
+class CommonVoiceImporter(Importer):
+    name = "commonvoice"
+    description = "Mozilla Common Voice release: a locale folder of split TSVs and clips/ (MP3)"
+    homepage = "https://commonvoice.mozilla.org/datasets"
+    licence = "CC0-1.0 (audio and sentences)"
+    splits = ("test", "dev", "train", "validated", "other", "invalidated")
+    tags: ClassVar = {
+        "accent": TagInfo("first accent the speaker typed, as a label (lower case, hyphens)"),
+        "accent_raw": TagInfo("the speaker's free-text 'accents' entry, verbatim ('|' separates several)"),
+        "variant": TagInfo("language variant the speaker chose from Common Voice's list"),
+        "locale": TagInfo("the release's locale code"),
+        "age": TagInfo("age band from the speaker's profile", demographic=True, self_reported=True),
+        "gender": TagInfo("gender from the speaker's profile, verbatim", demographic=True, self_reported=True),
+        "segment": TagInfo("Common Voice segment the clip belongs to (e.g. Benchmark)"),
+        "domain": TagInfo("sentence domain(s) from 'sentence_domain'"),
+    }
+
+    def __init__(self, source: Path, options: ImporterOptions, split: str | None = None) -> None:
+        super().__init__(source, options, split)
+        self.table = self.require(f"{self.split}.tsv")
+        self.clips = self.source / "clips"
+
+    def estimate(self) -> int:
+        return max(count_lines(self.table) - 1, 0)
+
+    def rows(self) -> Iterator[Record | Reject]:
+        with self.table.open(encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            header = next(reader, None)
+            if header is None:
+                return
+            column = {name: i for i, name in enumerate(header)}
+            for needed in ("client_id", "path", "sentence"):
+                if needed not in column:
+                    raise InputError(f"{self.table}: no '{needed}' column; is this a Common Voice split TSV?")
+            for line, cells in enumerate(reader, start=2):
+                where = self.where(self.table, line)
+                if len(cells) != len(header):
+                    detail = f"{len(cells)} cells, the header has {len(header)}"
+                    yield Reject("malformed row", where, cells[column["path"]] if len(cells) > 1 else None, detail)
+                    continue
+                yield self._record(dict(zip(header, cells, strict=True)), where)
+
+    def _record(self, row: dict[str, str], where: str) -> Record:
+        clip = row["path"]
+        accents = row.get("accents", row.get("accent", "")).strip()
+        first = label(accents.split("|")[0]) if accents else ""
+        locale = row.get("locale", "").strip()
+        tags = tag_values(
+            {
+                "accent": first,
+                "accent_raw": accents,
+                "variant": row.get("variant"),
+                "locale": locale,
+                "age": row.get("age"),
+                "gender": row.get("gender"),
+                "segment": row.get("segment"),
+                "domain": row.get("sentence_domain"),
+            }
+        )
+        return Record(
+            id=Path(clip).stem,
+            audio=self.clips / clip,
+            text=row["sentence"],
+            speaker=row["client_id"].strip() or None,
+            tags=tags,
+            language=locale.split("-")[0].lower() or "en",
+            source=where,
+        )
