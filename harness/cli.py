@@ -243,7 +243,11 @@ def importers_command(as_json: Annotated[bool, typer.Option("--json", help="mach
     registry = ImporterRegistry.default()
     listing = []
     for name in registry.names():
-        cls = registry.load(name)
+        try:
+            cls = registry.load(name)
+        except HarnessError as exc:  # one broken plugin does not hide the others
+            listing.append({"name": name, "description": str(exc), "splits": [], "tags": {}, "options": {}})
+            continue
         listing.append(
             {
                 "name": name,
