@@ -106,7 +106,7 @@ def _stream(
     tag_map: TagMap | None,
     progress: Callable[[int], None] | None,
 ) -> None:
-    folder = manifest_tmp.parent.resolve()
+    folder = str(manifest_tmp.parent.resolve())
     audio_exists = _ExistsCache()
     with manifest_tmp.open("w", encoding="utf-8") as out, rejects_tmp.open("w", encoding="utf-8") as bad:
         for item in _read(importer):
@@ -144,7 +144,7 @@ class _ExistsCache:
 
     def __call__(self, path: Path) -> bool:
         if path != self._path:
-            self._path, self._exists = path, path.is_file()
+            self._path, self._exists = path, os.path.isfile(path)
         return self._exists
 
 
@@ -159,17 +159,19 @@ def _checked(record: Record, audio_exists: _ExistsCache) -> Record | Reject:
         return Reject("missing audio", record.source, record.id, f"no file {record.audio}")
     if record.duration is not None and record.duration <= 0:
         return Reject("empty segment", record.source, record.id, f"duration {record.duration} s")
-    return replace(record, text=text)
+    return record if text == record.text else replace(record, text=text)
 
 
-def _manifest_row(record: Record, folder: Path, tag_map: TagMap | None, summary: ImportSummary) -> dict[str, Any]:
-    audio = record.audio.absolute()
-    if audio.is_relative_to(folder):
-        shown = audio.relative_to(folder).as_posix()
+def _manifest_row(record: Record, folder: str, tag_map: TagMap | None, summary: ImportSummary) -> dict[str, Any]:
+    audio = os.path.abspath(record.audio)  # string operations: pathlib's cost per row is most of an import's time
+    inside = folder + os.sep
+    if audio.startswith(inside):
+        shown = audio[len(inside) :].replace(os.sep, "/")
     else:
-        shown = str(audio)
-        if summary.audio_outside is None or not audio.is_relative_to(summary.audio_outside):
-            summary.audio_outside = _common_root(summary.audio_outside, audio.parent)
+        shown = audio
+        outside = summary.audio_outside
+        if outside is None or not audio.startswith(str(outside) + os.sep):
+            summary.audio_outside = _common_root(outside, Path(audio).parent)
     tags = dict(record.tags)
     if tag_map is not None:
         tags, unmapped = tag_map.apply(tags)
