@@ -213,9 +213,12 @@ def import_command(
     )
     with progress:
         task = progress.add_task("import", total=importer.estimate())
-        summary = import_corpus(
-            importer, output, tag_map=mapping, rejects=rejects, progress=lambda n: progress.advance(task, n)
-        )
+        try:
+            summary = import_corpus(
+                importer, output, tag_map=mapping, rejects=rejects, progress=lambda n: progress.advance(task, n)
+            )
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted; {output} is as it was before the import (rerun the command)") from None
     if as_json:
         typer.echo(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
     else:

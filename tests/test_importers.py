@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,10 +245,6 @@ def test_a_plugin_importer_from_an_entry_point(tmp_path):
     corpus = tmp_path / "corpus"
     write_tone(corpus / "a.wav")
     (corpus / "words.txt").write_text("a.wav\thello there\n", encoding="utf-8")
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "PYTHONPATH": str(plugin), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "harness", "import", "wordlist", str(corpus), "-o", str(corpus / "m.jsonl"), "--json"],
@@ -252,3 +253,27 @@ def test_a_plugin_importer_from_an_entry_point(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["tags"] == {"device": {"phone": 1}}
     assert json.loads((corpus / "m.jsonl").read_text())["text"] == "hello there"
+
+
+def test_ctrl_c_mid_import_exits_130_and_keeps_the_old_manifest(tmp_path):
+    source = tmp_path / "en"
+    shutil.copytree(CV_RELEASE / "clips", source / "clips")
+    line = "speaker\tcommon_voice_en_36000001.mp3\ts\tWords.\t\t2\t0\t\t\t\t\ten\t\n"
+    (source / "test.tsv").write_text(CV_HEADER + "\n" + line * 400_000, encoding="utf-8")
+    out = tmp_path / "ds" / "manifest.jsonl"
+    out.parent.mkdir()
+    out.write_text("the previous manifest\n", encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "import", "commonvoice", str(source), "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".manifest.jsonl.tmp") for p in out.parent.iterdir()):  # streaming has begun
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted;" in stderr and "is as it was before the import" in stderr and "Traceback" not in stderr
+    assert out.read_text(encoding="utf-8") == "the previous manifest\n"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["manifest.jsonl"]

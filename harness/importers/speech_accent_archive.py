@@ -34,6 +34,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
+from pydantic import Field
+
 from harness.errors import InputError
 from harness.importers.base import (
     Importer,
@@ -60,7 +62,9 @@ TRUE_CELLS = frozenset({"true", "1", "yes"})
 
 
 class SpeechAccentArchiveOptions(ImporterOptions):
-    include_synthesized: bool = False  # keep the text-to-speech 'synthesized' rows (l1 'synthesized', no age)
+    include_synthesized: bool = Field(
+        default=False, description="keep the text-to-speech 'synthesized' rows (l1 synthesized, no age tags)"
+    )
 
 
 class SpeechAccentArchiveImporter(Importer):

@@ -84,7 +84,7 @@ def parse_speaker_line(line: str) -> Speaker | None:
         return None
     comment = ""
     if "(" in text:  # 0.92's COMMENTS column: the parenthesised tail
-        text, comment = text[: text.index("(")].strip(), text[text.index("(") :].strip()
+        text, comment = text[: text.index("(")].strip(), text[text.index("(") :].strip(" ()")
     cells = text.split()
     if len(cells) < 3:
         return None
@@ -141,6 +141,10 @@ class VCTKImporter(Importer):
         assert isinstance(options, VCTKOptions)
         self.mics: tuple[str, ...] = options.mics
         self.keep_unlisted = options.unlisted == "keep"
+        if not (source / SPEAKER_INFO).is_file():
+            inner = sorted(child for child in source.glob(f"*/{SPEAKER_INFO}") if child.is_file())
+            if inner:  # the zip or tarball's own top folder (VCTK-Corpus/, VCTK-Corpus-0.92/)
+                raise InputError(f"{source}: no {SPEAKER_INFO} here, but {inner[0].parent} has one; pass that folder")
         self.info = self.require(SPEAKER_INFO)
         self.txt = self.require("txt")
         self.audio = self.require(NEW_AUDIO, OLD_AUDIO)
@@ -172,10 +176,10 @@ class VCTKImporter(Importer):
         tags = self._tags(speaker) if speaker else {}
         for utterance in sorted(texts | {utt for utt, _ in audio}):
             transcript = self.txt / folder / f"{utterance}.txt"
+            where = self.where(transcript, 1) if utterance in texts else self._first_audio(folder, utterance, audio)
             for mic in self.mics:
                 path = self._audio_path(folder, utterance, mic)
                 uid = f"{utterance}_{mic}" if len(self.mics) > 1 else utterance
-                where = self.where(transcript, 1) if utterance in texts else self.where(path)
                 if speaker is None and not self.keep_unlisted:
                     yield Reject("speaker not in speaker-info.txt", where, uid, f"{folder} has no row in {SPEAKER_INFO}")
                 elif utterance not in texts:
@@ -198,6 +202,11 @@ class VCTKImporter(Importer):
                 if mic in ("mic1", "mic2"):
                     found.add((utterance, mic))
         return found
+
+    def _first_audio(self, folder: str, utterance: str, audio: set[tuple[str, str]]) -> str:
+        """Where an utterance without a transcript comes from: its first audio file (any microphone)."""
+        mic = "mic1" if (utterance, "mic1") in audio else "mic2"
+        return self.where(self._audio_path(folder, utterance, mic))
 
     def _audio_path(self, folder: str, utterance: str, mic: str) -> Path:
         if self.old:
