@@ -171,7 +171,7 @@ def _manifest_row(record: Record, folder: str, tag_map: TagMap | None, summary: 
         shown = audio
         outside = summary.audio_outside
         if outside is None or not audio.startswith(str(outside) + os.sep):
-            summary.audio_outside = _common_root(outside, Path(audio).parent)
+            summary.audio_outside = _audio_root(outside, Path(audio), summary.source.resolve())
     tags = dict(record.tags)
     if tag_map is not None:
         tags, unmapped = tag_map.apply(tags)
@@ -195,10 +195,11 @@ def _manifest_row(record: Record, folder: str, tag_map: TagMap | None, summary: 
     return row
 
 
-def _common_root(root: Path | None, folder: Path) -> Path:
-    if root is None:
-        return folder
-    return Path(os.path.commonpath([root, folder]))
+def _audio_root(root: Path | None, audio: Path, source: Path) -> Path:
+    """The folder to allow with ``audio_roots``: the corpus folder where the audio is inside it,
+    else the deepest folder holding every audio file seen so far."""
+    folder = source if audio.is_relative_to(source) else audio.parent
+    return folder if root is None else Path(os.path.commonpath([root, folder]))
 
 
 def _reject_json(reject: Reject) -> dict[str, Any]:

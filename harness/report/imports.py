@@ -27,8 +27,8 @@ def print_import_summary(summary: ImportSummary, console: Console) -> None:
             table.add_row(escape(reason), str(count), style="yellow")
         console.print(table)
         console.print(escape(f"each rejected row, with its source line: {summary.rejects}"))
-    for tag, counts in summary.tags.items():
-        console.print(_value_table(tag, counts, summary.written))
+    if summary.tags:
+        console.print(_tags_table(summary))
     for tag, counts in summary.unmapped.items():
         listed = ", ".join(f"{value} ({n})" for value, n in counts.most_common(SHOWN_VALUES))
         more = len(counts) - SHOWN_VALUES
@@ -38,16 +38,18 @@ def print_import_summary(summary: ImportSummary, console: Console) -> None:
         )
 
 
-def _value_table(tag: str, counts: dict[str, int], utterances: int) -> Table:
-    shown = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    missing = utterances - sum(counts.values())
-    title = f"{tag}: {len(counts)} values" + (f", absent on {missing} utterances" if missing else "")
-    table = Table(title=escape(title), title_justify="left", title_style="bold")
-    table.add_column("value")
-    table.add_column("utterances", justify="right")
-    for value, count in shown[:SHOWN_VALUES]:
-        table.add_row(escape(value), str(count))
-    if len(shown) > SHOWN_VALUES:
-        rest = sum(count for _, count in shown[SHOWN_VALUES:])
-        table.add_row(f"[dim]… {len(shown) - SHOWN_VALUES} more[/]", f"[dim]{rest}[/]")
+def _tags_table(summary: ImportSummary) -> Table:
+    """One row per tag: how many values, how many utterances lack it, the largest values with counts."""
+    table = Table(title="utterances per tag value", title_justify="left", title_style="bold")
+    table.add_column("tag")
+    table.add_column("values", justify="right")
+    table.add_column("absent", justify="right")
+    table.add_column("largest values (utterances)", overflow="fold", max_width=80)
+    for tag, counts in summary.tags.items():
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        shown = ", ".join(f"{value} ({n})" for value, n in ranked[:SHOWN_VALUES])
+        if len(ranked) > SHOWN_VALUES:
+            shown += f", … {len(ranked) - SHOWN_VALUES} more"
+        absent = summary.written - sum(counts.values())
+        table.add_row(escape(tag), str(len(counts)), str(absent) if absent else "", escape(shown))
     return table
