@@ -5,26 +5,33 @@ Library entry points (the CLI is a thin layer over these)::
     from harness import load_config, load_manifest, prepare, run, rescore
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("asr-fairness-harness")
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+source"
 
-from harness.config import RunConfig, load_config
-from harness.manifest import Manifest, Utterance, load_manifest, read_manifest
-from harness.pipeline import prepare, rescore, run
+# Resolved on first use (PEP 562): every CLI command imports this package, and most need neither
+# the run pipeline nor the audio-conditions stack (scipy.signal alone costs about a second).
+_EXPORTS = {
+    "RunConfig": "harness.config",
+    "load_config": "harness.config",
+    "Manifest": "harness.manifest",
+    "Utterance": "harness.manifest",
+    "load_manifest": "harness.manifest",
+    "read_manifest": "harness.manifest",
+    "prepare": "harness.pipeline",
+    "rescore": "harness.pipeline",
+    "run": "harness.pipeline",
+}
 
-__all__ = [
-    "Manifest",
-    "RunConfig",
-    "Utterance",
-    "__version__",
-    "load_config",
-    "load_manifest",
-    "prepare",
-    "read_manifest",
-    "rescore",
-    "run",
-]
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

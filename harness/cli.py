@@ -249,13 +249,16 @@ def importers_command(as_json: Annotated[bool, typer.Option("--json", help="mach
         try:
             cls = registry.load(name)
         except HarnessError as exc:  # one broken plugin does not hide the others
-            listing.append({"name": name, "description": str(exc), "splits": [], "tags": {}, "options": {}})
+            listing.append(
+                {"name": name, "description": str(exc), "splits": [], "free_split": "", "tags": {}, "options": {}}
+            )
             continue
         listing.append(
             {
                 "name": name,
                 "description": cls.description,
                 "splits": list(cls.splits),
+                "free_split": cls.free_split,
                 "tags": {tag: info.description for tag, info in cls.tags.items()},
                 "options": {
                     key: {"default": f.get_default(call_default_factory=True), "description": f.description or ""}
@@ -273,6 +276,8 @@ def importers_command(as_json: Annotated[bool, typer.Option("--json", help="mach
         table.add_column("description")
         if entry["splits"]:
             table.add_row("--split", escape(", ".join(entry["splits"]) + f" (default {entry['splits'][0]})"))
+        elif entry["free_split"]:
+            table.add_row("--split NAME", escape(entry["free_split"]))
         for tag, description in entry["tags"].items():
             table.add_row(escape(tag), escape(description))
         for key, option in entry["options"].items():

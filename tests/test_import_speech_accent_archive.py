@@ -43,7 +43,7 @@ def test_kaggle_release_imports_validates_and_runs(tmp_path):
     assert [(by_id[m]["l1"], by_id[m]["l1_raw"]) for m in ("mandarin1", "mandarin2")] == [
         ("mandarin", "Mandarin"), ("mandarin", "mandarin"),
     ]  # fmt: skip
-    assert by_id["sinhala6"]["l1"] == "sinhala"  # the release also spells it 'sinhalese': not merged here
+    assert by_id["sinhala6"]["l1"] == "sinhala"  # flagged rows spell it 'sinhalese': not merged
     assert (by_id["taiwanese7"]["gender"], by_id["taiwanese7"]["speaker"]) == ("female", "1864")  # 'famale'
 
     assert imported.summary["rejected"] == {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from importing import FIXTURES, asrfair, import_validate_run
 
@@ -137,3 +139,13 @@ def test_speaker_info_header_blank_and_labels():
     assert (accent_label("SouthAfrican"), accent_label("Unknown"), accent_label("NewZealand English")) == (
         "south-african", "", "new-zealand-english",
     )  # fmt: skip
+
+
+def test_a_speaker_info_row_too_short_is_a_reject_with_its_line(tmp_path):
+    copy = tmp_path / "VCTK-Corpus-0.92"
+    shutil.copytree(RELEASE, copy)
+    info = copy / "speaker-info.txt"
+    info.write_text(info.read_text(encoding="utf-8") + "p999  23\n", encoding="utf-8")
+    imported = import_validate_run("vctk", copy, tmp_path / "out")
+    bad = [r for r in imported.rejects if r["reason"] == "malformed speaker-info row"]
+    assert [(r["source"], r["detail"]) for r in bad] == [("speaker-info.txt:8", "p999  23")]

@@ -266,6 +266,7 @@ def test_ctrl_c_mid_import_exits_130_and_keeps_the_old_manifest(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "import", "commonvoice", str(source), "-o", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a child inherits an ignored SIGINT
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not any(p.name.startswith(".manifest.jsonl.tmp") for p in out.parent.iterdir()):  # streaming has begun

@@ -73,6 +73,7 @@ class Importer(ABC):
     licence: ClassVar[str] = ""
     tags: ClassVar[Mapping[str, TagInfo]] = {}
     splits: ClassVar[tuple[str, ...]] = ()  # accepted --split values, the default first; () = no splits
+    free_split: ClassVar[str] = ""  # where set, --split takes any value, and this says what it picks
     Options: ClassVar[type[ImporterOptions]] = ImporterOptions
 
     def __init__(self, source: Path, options: ImporterOptions, split: str | None = None) -> None:
@@ -86,6 +87,8 @@ class Importer(ABC):
     def _split(self, split: str | None) -> str | None:
         if split is None:
             return self.splits[0] if self.splits else None
+        if self.free_split:
+            return split
         if not self.splits:
             raise InputError(f"--split {split}: {self.name} has no splits; leave --split out")
         if split not in self.splits:

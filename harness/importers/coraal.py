@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BeforeValidator, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from harness.errors import InputError
 from harness.importers.base import (
@@ -195,6 +195,7 @@ def interviewee_tags(row: dict[str, str]) -> dict[str, str]:
 
 
 def interviewer_tags(row: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The file's interviewer as the metadata describes them (given for ``speakers=all``)."""
     return tuple(
         tag_values(
             {
@@ -232,11 +233,17 @@ def _components(value: object) -> object:
 
 
 class CoraalOptions(ImporterOptions):
-    speakers: Literal["interviewees", "all"] = "interviewees"  # all: interviewers and others too
-    untranscribed: Literal["reject", "strip"] = "reject"  # lines with redacted/unintelligible speech
-    overlap: Literal["keep", "reject"] = "keep"  # lines with [overlapping speech]
-    uncertain: Literal["keep", "reject"] = "keep"  # lines with /best-guess/ words
-    components: Annotated[tuple[str, ...], BeforeValidator(_components)] = ()  # e.g. DCB,PRV; () = all
+    speakers: Literal["interviewees", "all"] = Field(
+        "interviewees", description="all: also interviewer and other speakers' lines, tagged by role"
+    )
+    untranscribed: Literal["reject", "strip"] = Field(
+        "reject", description="strip: keep lines with redactions or /unintelligible/, the marks removed"
+    )
+    overlap: Literal["keep", "reject"] = Field("keep", description="reject: drop lines with [overlapping speech]")
+    uncertain: Literal["keep", "reject"] = Field("keep", description="reject: drop lines with /best-guess/ words")
+    components: Annotated[tuple[str, ...], BeforeValidator(_components)] = Field(
+        (), description="only these components, e.g. DCA,DCB (default: all found)"
+    )
 
     @field_validator("components")
     @classmethod
@@ -303,7 +310,9 @@ class CoraalImporter(Importer):
             )
         missing = sorted(set(self.opts.components) - {stem[:3] for stem in found})
         if missing:
-            raise InputError(f"{self.source}: no transcripts for component(s) {', '.join(missing)}; check -O components")
+            raise InputError(
+                f"{self.source}: no transcripts for component(s) {', '.join(missing)}; check -O components"
+            )
         return sorted(found.values(), key=lambda p: p.stem)
 
     def estimate(self) -> int:

@@ -12,7 +12,7 @@ built-in :data:`PASSAGE`.
 * its header ends ``file_missing?,,,`` and every row ``,,,``: three unnamed empty columns, which
   are ignored (one row holds a stray ``no`` there). A row shorter than the named columns, or
   longer than the header (an unquoted comma in ``birthplace``), is a malformed row.
-* 32 rows have ``file_missing?`` TRUE and no recording; their ``filename`` lacks the number
+* 32 rows have ``file_missing?`` TRUE and no recording; most of their filenames lack the number
   (six rows are all ``haitian``). They are rejected as ``flagged file_missing``.
 * ages are mostly whole numbers with a few halves (``15.5``; ``age_onset`` ``2.5``); a copy
   re-saved by pandas writes ``27.0`` and ``False``: both read, ``27.0`` becomes ``27``.
@@ -74,11 +74,9 @@ class SpeechAccentArchiveImporter(Importer):
     licence = "CC BY-NC-SA 2.0 (as stated for the Kaggle release)"
     Options = SpeechAccentArchiveOptions
     tags: ClassVar = {
-        "l1": TagInfo("native language, as a label (lower case, hyphens)", demographic=True, self_reported=True),
+        "l1": TagInfo("native language, as a label (lower case, hyphens)"),
         "l1_raw": TagInfo("the 'native_language' cell, verbatim"),
-        "region": TagInfo(
-            "country of birth ('country', the end of 'birthplace'), as a label", demographic=True, self_reported=True
-        ),
+        "region": TagInfo("country of birth ('country', the end of 'birthplace'), as a label"),
         "region_raw": TagInfo("the 'country' cell, verbatim"),
         "birthplace": TagInfo("place of birth as given ('city, region, country'), verbatim"),
         "age": TagInfo("age in years when recorded", demographic=True, self_reported=True),

@@ -122,7 +122,7 @@ def _folders(folder: Path) -> set[str]:
 
 class VCTKImporter(Importer):
     name = "vctk"
-    description = "CSTR VCTK Corpus (0.92 with mic1/mic2 FLAC, or 0.80 wav48): read English, 110 accents-tagged speakers"
+    description = "CSTR VCTK Corpus (0.92 mic1/mic2 FLAC or 0.80 wav48): read English from 110 speakers of many accents"
     homepage = "https://datashare.ed.ac.uk/handle/10283/3443"
     licence = "CC-BY-4.0 (release 0.92); ODC-By-1.0 (release 0.80)"
     tags: ClassVar = {
@@ -174,21 +174,33 @@ class VCTKImporter(Importer):
         texts = {name[: -len(".txt")] for name in _files(self.txt / folder) if name.endswith(".txt")}
         audio = self._audio_files(folder)
         tags = self._tags(speaker) if speaker else {}
+        # string paths, joined once per speaker: pathlib per row would be most of the import's time
+        txt_dir, audio_dir = os.path.join(self.txt, folder), os.path.join(self.audio, folder)
+        shown_txt, shown_audio = self.where(self.txt / folder), self.where(self.audio / folder)
         for utterance in sorted(texts | {utt for utt, _ in audio}):
-            transcript = self.txt / folder / f"{utterance}.txt"
-            where = self.where(transcript, 1) if utterance in texts else self._first_audio(folder, utterance, audio)
+            has_text = utterance in texts
+            if has_text:
+                where = f"{shown_txt}/{utterance}.txt:1"
+            else:  # no transcript: the row is named by its first audio file
+                first = "mic1" if (utterance, "mic1") in audio else "mic2"
+                where = f"{shown_audio}/{self._audio_name(utterance, first)}"
+            text: str | None = None
             for mic in self.mics:
-                path = self._audio_path(folder, utterance, mic)
+                name = self._audio_name(utterance, mic)
                 uid = f"{utterance}_{mic}" if len(self.mics) > 1 else utterance
                 if speaker is None and not self.keep_unlisted:
-                    yield Reject("speaker not in speaker-info.txt", where, uid, f"{folder} has no row in {SPEAKER_INFO}")
-                elif utterance not in texts:
-                    yield Reject("no transcript file", where, uid, f"no {self.where(transcript)}")
+                    detail = f"{folder} has no row in {SPEAKER_INFO}"
+                    yield Reject("speaker not in speaker-info.txt", where, uid, detail)
+                elif not has_text:
+                    yield Reject("no transcript file", where, uid, f"no {shown_txt}/{utterance}.txt")
                 elif (utterance, mic) not in audio:
                     comment = f" ({SPEAKER_INFO}: {speaker.comment})" if speaker and speaker.comment else ""
-                    yield Reject(f"no {mic} recording", where, uid, f"no {self.where(path)}{comment}")
+                    yield Reject(f"no {mic} recording", where, uid, f"no {shown_audio}/{name}{comment}")
                 else:
-                    text = transcript.read_text(encoding="utf-8")
+                    if text is None:  # one read per utterance, however many microphones
+                        with open(os.path.join(txt_dir, f"{utterance}.txt"), encoding="utf-8") as handle:
+                            text = handle.read().strip()
+                    path = Path(os.path.join(audio_dir, name))
                     yield Record(uid, path, text, folder, {**tags, "device": mic}, source=where)
 
     def _audio_files(self, folder: str) -> set[tuple[str, str]]:
@@ -203,15 +215,8 @@ class VCTKImporter(Importer):
                     found.add((utterance, mic))
         return found
 
-    def _first_audio(self, folder: str, utterance: str, audio: set[tuple[str, str]]) -> str:
-        """Where an utterance without a transcript comes from: its first audio file (any microphone)."""
-        mic = "mic1" if (utterance, "mic1") in audio else "mic2"
-        return self.where(self._audio_path(folder, utterance, mic))
-
-    def _audio_path(self, folder: str, utterance: str, mic: str) -> Path:
-        if self.old:
-            return self.audio / folder / f"{utterance}.wav"
-        return self.audio / folder / f"{utterance}_{mic}.flac"
+    def _audio_name(self, utterance: str, mic: str) -> str:
+        return f"{utterance}.wav" if self.old else f"{utterance}_{mic}.flac"
 
     @staticmethod
     def _tags(speaker: Speaker) -> dict[str, str]:
