@@ -48,6 +48,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_conditions.py
 	$(BIN)/python benchmarks/bench_normalization.py
 	$(BIN)/python benchmarks/bench_coverage.py --plan-trials 1000
+	$(BIN)/python benchmarks/bench_import.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

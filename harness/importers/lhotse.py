@@ -133,8 +133,7 @@ class LhotseImporter(Importer):
     def __init__(self, source: Path, options: ImporterOptions, split: str | None = None) -> None:
         super().__init__(source, options, split)
         self.cuts, self.supervisions, self.recordings = self._manifests()
-        table = self.cuts or self.recordings
-        assert table is not None
+        table = self.cuts or self.recordings or self.source  # _manifests() names cuts or both of the pair
         self.audio_root = self.options.audio_root or table.parent
         self._check_audio_root(table)
 
