@@ -96,6 +96,13 @@ def run_command(
         Path | None, typer.Option("--output", "-o", help="parent of the run directory (default: runs/)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print metrics.json to stdout instead of the table")] = False,
+    executor: Annotated[
+        str | None, typer.Option("--executor", help="local (default) or ray: overrides execute.executor")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster to join: auto or ray://host:10001")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Ray actors (execute.workers)")] = None,
 ) -> None:
     """Transcribe the dataset with the configured backend, score it per slice, write a run directory.
 
@@ -104,8 +111,11 @@ def run_command(
     from harness.config import load_config
     from harness.pipeline import prepare, run
 
-    overrides = {"output": str(output)} if output else None
-    prepared = prepare(load_config(config, overrides))
+    overrides: dict[str, Any] = {"output": str(output)} if output else {}
+    execute = {"executor": executor, "address": ray_address, "workers": workers}
+    if any(value is not None for value in execute.values()):
+        overrides["execute"] = {key: value for key, value in execute.items() if value is not None}
+    prepared = prepare(load_config(config, overrides or None))
     stop = threading.Event()
     with _LiveProgress(prepared.normalizer, prepared.requests) as progress, _stop_after_batch(stop):
         outcome = run(prepared, on_batch=progress.update, stop=stop)

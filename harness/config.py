@@ -99,6 +99,25 @@ class GateConfig(Strict):
     seed: int = Field(0, ge=0, description="seed of the gate's bootstrap")  # numpy: >= 0
 
 
+class ExecuteConfig(Strict):
+    """Where transcription runs: in this process (default), or on a Ray cluster (docs/scaling.md)."""
+
+    executor: Literal["local", "ray"] = "local"
+    workers: int = Field(2, ge=1, le=4096, description="Ray actors (each loads the model once)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs Ray reserves per actor")
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs Ray reserves per actor (fractions share one)")
+    address: str | None = Field(
+        None, description="Ray cluster to join: auto, ray://host:10001, or none to start one on this machine"
+    )
+    max_restarts: int = Field(3, ge=0, le=100, description="times Ray restarts a dead actor before giving up on it")
+
+    @model_validator(mode="after")
+    def _ray_only(self) -> ExecuteConfig:
+        if self.executor == "local" and self.address is not None:
+            raise ValueError("address: only for executor: ray")
+        return self
+
+
 class RunConfig(Strict):
     version: int = CONFIG_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -121,6 +140,7 @@ class RunConfig(Strict):
     cache: Path | None = None
     history: Path | None = Field(None, description="run-history DuckDB file (default: <output>/history.duckdb)")
     gate: GateConfig = Field(default_factory=GateConfig)
+    execute: ExecuteConfig = Field(default_factory=ExecuteConfig)
 
     @field_validator("output", "cache", "history")
     @classmethod
@@ -170,7 +190,11 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     data = read_yaml(path, "config")
     if not isinstance(data, dict):
         raise InputError(f"{path}: a run config must be a YAML mapping (name:, dataset:, backend:, ...)")
-    data.update(overrides or {})
+    for key, value in (overrides or {}).items():  # a nested override (execute.workers) keeps its siblings
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
     for key in ("dataset", "slices"):
         if isinstance(data.get(key), str):
             data[key] = str(_resolve(path, key, data[key]))

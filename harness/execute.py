@@ -50,32 +50,79 @@ def transcribe_all(
     decoded samples (on the prefetch thread) and its content key joins the cache key. Once
     ``stop`` is set, no new batch starts (:class:`StopRequested`); the one in flight is cached first.
     """
-    fingerprint = backend.fingerprint_id()
+    plan = plan_work(utterances, backend, cache, rendering, on_batch)
     caps = backend.capabilities
+    prefetched = _prefetch(plan.batches, caps.sample_rate, caps.needs_audio, rendering)
+    for batch, (requests, failed) in zip(plan.batches, prefetched, strict=True):
+        if stop is not None and stop.is_set():
+            raise StopRequested
+        produced = transcribe_requests(backend, requests)
+        plan.record(cache, batch, failed, produced, on_batch)
+    return TranscribeResult(plan.transcripts, plan.from_cache)
+
+
+@dataclass
+class WorkPlan:
+    """What one pass must still transcribe, and what it has so far; shared by every executor."""
+
+    fingerprint: str
+    keys: dict[str, str]  # utterance id -> cache key
+    transcripts: dict[str, Transcript]  # filled from the cache, then batch by batch
+    from_cache: frozenset[str]
+    batches: list[list[Utterance]]
+
+    def record(
+        self,
+        cache: TranscriptCache,
+        batch: Sequence[Utterance],
+        failed: Sequence[Transcript],
+        produced: Sequence[Transcript],
+        on_batch: BatchCallback | None,
+    ) -> None:
+        """Cache a finished batch's transcripts (one transaction) and report it."""
+        cache.put_many((self.keys[t.id], self.fingerprint, t) for t in produced)
+        self.transcripts.update((t.id, t) for t in (*failed, *produced))
+        if on_batch:
+            on_batch(batch, [self.transcripts[u.id] for u in batch])
+
+
+def plan_work(
+    utterances: Sequence[Utterance],
+    backend: Backend,
+    cache: TranscriptCache,
+    rendering: Rendering | None,
+    on_batch: BatchCallback | None,
+) -> WorkPlan:
+    """Cache keys, the cached transcripts (reported at once), and the rest in backend-sized batches."""
+    fingerprint = backend.fingerprint_id()
+    size = backend.capabilities.max_batch_size
     keys = _request_keys(utterances, backend, fingerprint, rendering)
     hits = cache.get_many(list(keys.values()))
     transcripts = {utt.id: Transcript.ok(utt.id, *hits[keys[utt.id]]) for utt in utterances if keys[utt.id] in hits}
     if transcripts and on_batch:
         done = [u for u in utterances if u.id in transcripts]
         on_batch(done, [transcripts[u.id] for u in done])
-    from_cache = frozenset(transcripts)
     pending = [utt for utt in utterances if utt.id not in transcripts]
-    log.info("%d cached, %d to transcribe with %s", len(from_cache), len(pending), backend.name)
-    batches = [pending[i : i + caps.max_batch_size] for i in range(0, len(pending), caps.max_batch_size)]
-    prefetched = _prefetch(batches, caps.sample_rate, caps.needs_audio, rendering)
-    for batch, (requests, failed) in zip(batches, prefetched, strict=True):
-        if stop is not None and stop.is_set():
-            raise StopRequested
-        results = list(failed)
-        if requests:
-            produced = [_redacted(t) for t in backend.transcribe(requests)]
-            _check_results(backend, requests, produced)
-            results.extend(produced)
-            cache.put_many((keys[t.id], fingerprint, t) for t in produced)
-        transcripts.update((t.id, t) for t in results)
-        if on_batch:
-            on_batch(batch, [transcripts[u.id] for u in batch])
-    return TranscribeResult(transcripts, from_cache)
+    log.info("%d cached, %d to transcribe with %s", len(transcripts), len(pending), backend.name)
+    batches = [pending[i : i + size] for i in range(0, len(pending), size)]
+    return WorkPlan(fingerprint, keys, transcripts, frozenset(transcripts), batches)
+
+
+def transcribe_requests(backend: Backend, requests: Sequence[AudioRequest]) -> list[Transcript]:
+    """The backend's transcripts for ``requests``, credentials masked in failures, order checked."""
+    if not requests:
+        return []
+    produced = [_redacted(t) for t in backend.transcribe(requests)]
+    _check_results(backend, requests, produced)
+    return produced
+
+
+def prepare_batch(
+    batch: Sequence[Utterance], backend: Backend, rendering: Rendering | None
+) -> tuple[list[AudioRequest], list[Transcript]]:
+    """Decode (and render) a batch for ``backend``: its requests, and the clips that failed to load."""
+    caps = backend.capabilities
+    return _prepare(batch, caps.sample_rate, caps.needs_audio, rendering)
 
 
 def _request_keys(

@@ -12,7 +12,7 @@ import logging
 import platform
 import subprocess
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ from harness.config import RunConfig
 from harness.degradation import degradation
 from harness.discover import DiscoverOptions, Discovery, discover, discovery_tags
 from harness.errors import BackendUnavailable, InputError, Interrupted, TooManyFailures, format_validation_error
-from harness.execute import BatchCallback, StopRequested, transcribe_all
+from harness.execute import BatchCallback, StopRequested, TranscribeResult, transcribe_all
 from harness.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
 from harness.history import record_run
 from harness.manifest import Manifest, Utterance, load_manifest
@@ -234,9 +234,16 @@ def _run_into(
     write_yaml(paths.config, config.resolved())
     cache = TranscriptCache(config.cache_path)
     frames, tables, transcribed, cached = [], [], 0, 0
+    transcribe: Callable[..., TranscribeResult] = transcribe_all
+    pool = None
     try:
+        if config.execute.executor == "ray":
+            from harness.ray_executor import RayPool  # imports ray: only for runs that use it
+
+            pool = RayPool(config.backend, config.execute, backend)
+            transcribe = pool.transcribe_all
         for rendering, utterances in _passes(prepared):
-            result = transcribe_all(utterances, backend, cache, rendering=rendering, on_batch=on_batch, stop=stop)
+            result = transcribe(utterances, backend, cache, rendering=rendering, on_batch=on_batch, stop=stop)
             frames.append(utterance_frame(utterances, result.transcripts))
             table = _transcript_table(result.transcripts.values(), backend, result.from_cache)
             if rendering is not None:
@@ -245,6 +252,8 @@ def _run_into(
             transcribed += len(result.transcripts) - len(result.from_cache)
             cached += len(result.from_cache)
     finally:
+        if pool is not None:
+            pool.close()
         cache.close()
         backend.close()
     write_parquet(paths.transcripts, pd.concat(tables, ignore_index=True))
