@@ -92,11 +92,13 @@ def plan_work(
     cache: TranscriptCache,
     rendering: Rendering | None,
     on_batch: BatchCallback | None,
+    keys: dict[str, str] | None = None,
 ) -> WorkPlan:
-    """Cache keys, the cached transcripts (reported at once), and the rest in backend-sized batches."""
+    """Cache keys (``keys`` where another process made them), the cached transcripts (reported at
+    once), and the rest in backend-sized batches."""
     fingerprint = backend.fingerprint_id()
     size = backend.capabilities.max_batch_size
-    keys = _request_keys(utterances, backend, fingerprint, rendering)
+    keys = keys if keys is not None else request_keys(utterances, backend, rendering)
     hits = cache.get_many(list(keys.values()))
     transcripts = {utt.id: Transcript.ok(utt.id, *hits[keys[utt.id]]) for utt in utterances if keys[utt.id] in hits}
     if transcripts and on_batch:
@@ -125,11 +127,10 @@ def prepare_batch(
     return _prepare(batch, caps.sample_rate, caps.needs_audio, rendering)
 
 
-def _request_keys(
-    utterances: Sequence[Utterance], backend: Backend, fingerprint: str, rendering: Rendering | None
-) -> dict[str, str]:
+def request_keys(utterances: Sequence[Utterance], backend: Backend, rendering: Rendering | None) -> dict[str, str]:
     """Cache key per utterance. The audio is keyed by content even for backends that never decode
     it (a cloud API uploads the file), so an edited file is never served a stale transcript."""
+    fingerprint = backend.fingerprint_id()
     digests: dict[Path, str] = {}
 
     def audio_key_of(utt: Utterance) -> str:

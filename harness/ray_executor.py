@@ -1,12 +1,13 @@
 """Ray executor: the local executor's work, spread over the actors of a Ray cluster.
 
 The driver (``asrfair run``) keeps everything that is not transcription: it reads the manifest,
-keys each utterance by its audio's content (the same cache keys as the local executor), asks
-the cache, and writes every batch that comes back to the same transcript cache, in one
-transaction per batch, as it arrives. Workers are Ray actors that create the backend once (a
-local model is loaded once per actor, not per batch), then decode, render and transcribe the
-batches they are given: the driver never decodes audio, and each worker reads the clips from a
-path it can see (a shared filesystem on a real cluster; docs/scaling.md).
+asks the cache, and writes every batch that comes back to the same transcript cache as the
+local executor, in one transaction per batch, as it arrives. Workers are Ray actors that create
+the backend once (a local model is loaded once per actor, not per batch). They compute the
+cache keys (the audio's content hash, the same keys as the local executor's) for shards of the
+manifest, then decode, render and transcribe the batches they are given: the driver reads no
+audio, and each worker reads the clips from a path it can see (a shared filesystem on a real
+cluster; docs/scaling.md).
 
 Each actor has at most two batches queued, so it always has the next one while it works and a
 slow actor is never handed a long queue. Results arrive in completion order; every transcript
@@ -43,6 +44,7 @@ from harness.execute import (
     TranscribeResult,
     plan_work,
     prepare_batch,
+    request_keys,
     transcribe_requests,
 )
 from harness.manifest import Utterance
@@ -51,6 +53,7 @@ from harness.store import TranscriptCache
 log = logging.getLogger(__name__)
 
 QUEUED_PER_ACTOR = 2  # the batch being transcribed and the next one
+KEY_SHARD = 2_000  # utterances per cache-key task: recordings' segments stay together, shards stay small
 SPLIT_LIMITS = ("concurrency", "rate_limit")  # remote backends' global limits, shared among the actors
 
 
@@ -67,6 +70,10 @@ class Worker:
 
     def fingerprint_id(self) -> str:
         return self.backend.fingerprint_id()
+
+    def keys(self, shard: Sequence[Utterance], rendering: Rendering | None) -> dict[str, str]:
+        """Cache keys of a shard of the manifest: hashing the audio is the workers' job, not the driver's."""
+        return request_keys(shard, self.backend, rendering)
 
     def transcribe(
         self, batch: Sequence[Utterance], rendering: Rendering | None
@@ -190,9 +197,9 @@ class RayPool:
         """As :func:`harness.execute.transcribe_all`, on the actors. Once ``stop`` is set no batch is
         handed out; those in flight are cached, then :class:`StopRequested` is raised."""
         ray = self._ray
-        plan = plan_work(utterances, backend, cache, rendering, on_batch)
-        queue = deque(plan.batches)
         rendering_ref = ray.put(rendering)  # shipped once, not with every batch
+        plan = plan_work(utterances, backend, cache, rendering, on_batch, keys=self._keys(utterances, rendering_ref))
+        queue = deque(plan.batches)
         jobs: dict[Any, _Job] = {}
 
         def submit(actor: Any, batch: list[Utterance], attempts: int = 0) -> None:
@@ -219,6 +226,16 @@ class RayPool:
         if queue:
             raise StopRequested
         return TranscribeResult(plan.transcripts, plan.from_cache)
+
+    def _keys(self, utterances: Sequence[Utterance], rendering_ref: Any) -> dict[str, str]:
+        """Every utterance's cache key, computed by the actors shard by shard (Ray retries a shard
+        whose actor dies), so the driver reads no audio at all."""
+        shards = [utterances[i : i + KEY_SHARD] for i in range(0, len(utterances), KEY_SHARD)]
+        refs = [self.actors[i % len(self.actors)].keys.remote(s, rendering_ref) for i, s in enumerate(shards)]
+        keys: dict[str, str] = {}
+        for part in self._ray.get(refs):
+            keys.update(part)
+        return keys
 
     def _retry_elsewhere(self, job: _Job, exc: Exception, submit: Any) -> None:
         self.actors = [a for a in self.actors if a is not job.actor]
