@@ -195,3 +195,20 @@ def cached_rows(cache: Path) -> int:
             return db.execute("SELECT count(*) FROM transcripts").fetchone()[0]
         except sqlite3.OperationalError:  # the table is not made yet
             return 0
+
+
+def test_ray_is_imported_only_by_runs_that_use_it(demo_config, tmp_path):
+    probe = (
+        "import sys\n"
+        "from harness.cli import main\n"
+        "import harness.pipeline, harness.ray_executor\n"
+        "try:\n"
+        f"    main(['run', {str(demo_config)!r}, '-o', {str(tmp_path / 'out')!r}])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "print('ray' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=False,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
