@@ -93,9 +93,11 @@ def plan_work(
     rendering: Rendering | None,
     on_batch: BatchCallback | None,
     keys: dict[str, str] | None = None,
+    spread: int = 1,
 ) -> WorkPlan:
     """Cache keys (``keys`` where another process made them), the cached transcripts (reported at
-    once), and the rest in backend-sized batches."""
+    once), and the rest in backend-sized batches: smaller ones where that leaves fewer than
+    ``spread`` batches, so every one of ``spread`` workers has one."""
     fingerprint = backend.fingerprint_id()
     size = backend.capabilities.max_batch_size
     keys = keys if keys is not None else request_keys(utterances, backend, rendering)
@@ -106,6 +108,7 @@ def plan_work(
         on_batch(done, [transcripts[u.id] for u in done])
     pending = [utt for utt in utterances if utt.id not in transcripts]
     log.info("%d cached, %d to transcribe with %s", len(transcripts), len(pending), backend.name)
+    size = max(1, min(size, -(-len(pending) // spread)))
     batches = [pending[i : i + size] for i in range(0, len(pending), size)]
     return WorkPlan(fingerprint, keys, transcripts, frozenset(transcripts), batches)
 

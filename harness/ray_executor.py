@@ -198,7 +198,8 @@ class RayPool:
         handed out; those in flight are cached, then :class:`StopRequested` is raised."""
         ray = self._ray
         rendering_ref = ray.put(rendering)  # shipped once, not with every batch
-        plan = plan_work(utterances, backend, cache, rendering, on_batch, keys=self._keys(utterances, rendering_ref))
+        keys = self._keys(utterances, rendering_ref)
+        plan = plan_work(utterances, backend, cache, rendering, on_batch, keys=keys, spread=len(self.actors))
         queue = deque(plan.batches)
         jobs: dict[Any, _Job] = {}
 

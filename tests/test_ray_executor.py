@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, demo_records, install_backend_plugin, write_config, write_jsonl
+from fakes.openai import openai_app
+from loopback import Faults, LoopbackServer, Oracle, tone_corpus
 
 from harness.backends.faster_whisper import FasterWhisperBackend
 from harness.backends.openai_compatible import OpenAICompatibleBackend
@@ -23,6 +25,7 @@ from harness.ray_executor import actor_count, worker_options
 
 pytest.importorskip("ray")
 
+REMOTE_KEY = "sk-ray-test-5d1e-do-not-leak"
 STATS = {"min_speakers": 1, "min_words": 1, "bootstrap": 200}
 STUB = {"name": "stub", "default_rate": 0.05, "error_rates": {"accent": {"scottish": 0.2}}, "seed": 3}
 
@@ -212,3 +215,30 @@ def test_ray_is_imported_only_by_runs_that_use_it(demo_config, tmp_path):
                             env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_remote_api_keeps_its_global_concurrency_across_actors(tmp_path, monkeypatch):
+    """Two actors share the config's concurrency of 4 (2 each): the server never sees more than 4."""
+    monkeypatch.setenv("ASRFAIR_TEST_KEY", REMOTE_KEY)  # before Ray starts: its workers inherit it
+    corpus = tone_corpus(tmp_path / "corpus", 24)
+    inner = openai_app(Oracle.for_manifest(corpus), api_key=REMOTE_KEY)
+    in_flight = {"now": 0, "max": 0}
+
+    async def counting(scope, receive, send):
+        in_flight["now"] += 1
+        in_flight["max"] = max(in_flight["max"], in_flight["now"])
+        try:
+            await Faults(latency=0.05).wrap(inner)(scope, receive, send)
+        finally:
+            in_flight["now"] -= 1
+
+    with LoopbackServer(counting) as server:
+        backend = {"name": "openai-compatible", "base_url": f"{server.url}/v1", "api_key_env": "ASRFAIR_TEST_KEY",
+                   "concurrency": 4}  # fmt: skip
+        config = write_config(tmp_path / "run.yaml", corpus, backend, stats=STATS)
+        on_ray, stderr = run_json(config, "-o", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2")
+        assert 2 < in_flight["max"] <= 4  # both actors at work, neither above its share
+        assert "(24 transcribed, 0 from cache)" in stderr
+        local, _ = run_json(config, "-o", str(tmp_path / "local"))
+    assert comparable(on_ray) == comparable(local)
+    assert on_ray["overall"]["wer"] == 0.0 and on_ray["overall"]["failed"] == 0
