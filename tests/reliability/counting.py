@@ -3,6 +3,7 @@ it starts to a file that survives kill -9 (one write per batch), installed as a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -43,8 +44,10 @@ def run_dirs(output: Path) -> set[Path]:
 
 def check_not_corrupt(output: Path) -> None:
     """Every file a killed or finished run left is whole: the cache, each Parquet/JSON, the history."""
-    with sqlite3.connect(output / ".cache" / "transcripts.sqlite") as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    cache = output / ".cache" / "transcripts.sqlite"
+    if cache.exists():  # a kill during start-up comes before the cache is made
+        with contextlib.closing(sqlite3.connect(cache)) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     for run_dir in run_dirs(output):
         for parquet in run_dir.glob("*.parquet"):
             pd.read_parquet(parquet)
