@@ -49,6 +49,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_normalization.py
 	$(BIN)/python benchmarks/bench_coverage.py --plan-trials 1000
 	$(BIN)/python benchmarks/bench_import.py
+	$(BIN)/python benchmarks/bench_ray.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
