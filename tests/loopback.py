@@ -151,6 +151,22 @@ async def _drop(receive: Receive, send: Send) -> None:
     await _until_disconnect(receive, 5.0)
 
 
+class InFlight:
+    """Wraps an app, each request delayed by ``latency``; ``max`` is the most requests it held at once."""
+
+    def __init__(self, app: ASGIApp, latency: float) -> None:
+        self._app = Faults(latency=latency).wrap(app)
+        self.now = self.max = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.now += 1
+        self.max = max(self.max, self.now)
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            self.now -= 1
+
+
 class Oracle:
     """A recogniser for fake servers: the reference text of the clip with the same sample count."""
 

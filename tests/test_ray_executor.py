@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, demo_records, install_backend_plugin, write_config, write_jsonl
 from fakes.openai import openai_app
-from loopback import Faults, LoopbackServer, Oracle, tone_corpus
+from loopback import InFlight, LoopbackServer, Oracle, tone_corpus
 
 from harness.backends.faster_whisper import FasterWhisperBackend
 from harness.backends.openai_compatible import OpenAICompatibleBackend
@@ -221,23 +221,13 @@ def test_a_remote_api_keeps_its_global_concurrency_across_actors(tmp_path, monke
     """Two actors share the config's concurrency of 4 (2 each): the server never sees more than 4."""
     monkeypatch.setenv("ASRFAIR_TEST_KEY", REMOTE_KEY)  # before Ray starts: its workers inherit it
     corpus = tone_corpus(tmp_path / "corpus", 24)
-    inner = openai_app(Oracle.for_manifest(corpus), api_key=REMOTE_KEY)
-    in_flight = {"now": 0, "max": 0}
-
-    async def counting(scope, receive, send):
-        in_flight["now"] += 1
-        in_flight["max"] = max(in_flight["max"], in_flight["now"])
-        try:
-            await Faults(latency=0.05).wrap(inner)(scope, receive, send)
-        finally:
-            in_flight["now"] -= 1
-
+    counting = InFlight(openai_app(Oracle.for_manifest(corpus), api_key=REMOTE_KEY), latency=0.05)
     with LoopbackServer(counting) as server:
         backend = {"name": "openai-compatible", "base_url": f"{server.url}/v1", "api_key_env": "ASRFAIR_TEST_KEY",
                    "concurrency": 4}  # fmt: skip
         config = write_config(tmp_path / "run.yaml", corpus, backend, stats=STATS)
         on_ray, stderr = run_json(config, "-o", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2")
-        assert 2 < in_flight["max"] <= 4  # both actors at work, neither above its share
+        assert 2 < counting.max <= 4  # both actors at work, neither above its share
         assert "(24 transcribed, 0 from cache)" in stderr
         local, _ = run_json(config, "-o", str(tmp_path / "local"))
     assert comparable(on_ray) == comparable(local)

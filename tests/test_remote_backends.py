@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import write_config
 from fakes.openai import openai_app
-from loopback import Faults, LoopbackServer, Oracle, tone_corpus
+from loopback import Faults, InFlight, LoopbackServer, Oracle, tone_corpus
 from starlette.responses import JSONResponse
 
 from harness.backends.base import Registry
@@ -116,20 +116,10 @@ def test_a_rerun_is_served_from_the_cache(tmp_path, corpus, oracle, api_key):
 
 
 def test_concurrency_is_bounded_and_used(tmp_path, corpus, oracle, api_key):
-    in_flight = {"now": 0, "max": 0}
-    inner = openai_app(oracle, api_key=KEY)
-
-    async def counting(scope, receive, send):
-        in_flight["now"] += 1
-        in_flight["max"] = max(in_flight["max"], in_flight["now"])
-        try:
-            await Faults(latency=0.05).wrap(inner)(scope, receive, send)
-        finally:
-            in_flight["now"] -= 1
-
+    counting = InFlight(openai_app(oracle, api_key=KEY), latency=0.05)
     with LoopbackServer(counting) as server:
         run(prepare(remote_config(tmp_path, corpus, server.url, concurrency=5)))
-    assert in_flight["max"] == 5
+    assert counting.max == 5
 
 
 def test_rate_limit_and_retry_after_are_honoured(tmp_path, corpus, oracle, api_key):
