@@ -278,3 +278,12 @@ def test_ctrl_c_mid_import_exits_130_and_keeps_the_old_manifest(tmp_path):
     assert "interrupted;" in stderr and "is as it was before the import" in stderr and "Traceback" not in stderr
     assert out.read_text(encoding="utf-8") == "the previous manifest\n"
     assert sorted(p.name for p in out.parent.iterdir()) == ["manifest.jsonl"]
+
+
+def test_an_importer_yielding_a_reserved_field_as_a_tag_is_stopped(tmp_path):
+    audio = write_tone(tmp_path / "a.wav")
+    out = tmp_path / "ds" / "manifest.jsonl"
+    importer = listed(tmp_path, Record("u", audio, "t", "s", {"wer": "0.1"}, source="l:1"))
+    with pytest.raises(InputError, match="import format 'listed' yields a tag 'wer', which is a reserved manifest"):
+        import_corpus(importer, out)
+    assert not out.exists()

@@ -188,7 +188,10 @@ def _manifest_row(record: Record, folder: str, tag_map: TagMap | None, summary: 
         row["duration"] = round(record.duration, 3)
     for tag, value in tags.items():
         if tag in RESERVED_FIELDS or tag in RESULT_COLUMNS:
-            raise InputError(f"{summary.format}: tag '{tag}' is a reserved manifest field; rename it in the tag map")
+            raise InputError(
+                f"import format '{summary.format}' yields a tag '{tag}', which is a reserved manifest field; "
+                "the importer must rename it (a bug in the importer: please report it)"
+            )
         row[tag] = value
         summary.tags.setdefault(tag, Counter())[value] += 1
     summary.written += 1
