@@ -127,6 +127,15 @@ def label(text: str) -> str:
     return re.sub(r"[\W_]+", "-", folded).strip("-")
 
 
+GENDER_CODES = {"f": "female", "m": "male"}
+
+
+def gender_code(text: str) -> str | None:
+    """``female``/``male`` for a corpus's one-letter code (``F``, ``m``); None for anything else,
+    which each importer keeps in its own way (verbatim, or as a label)."""
+    return GENDER_CODES.get(text.lower())
+
+
 def age_band(years: str) -> str | None:
     """Ten-year band of an age in years (``"23"`` → ``20-29``); None where it is not a number."""
     try:

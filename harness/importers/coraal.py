@@ -41,6 +41,7 @@ from harness.importers.base import (
     TagInfo,
     age_band,
     count_lines,
+    gender_code,
     label,
     split_commas,
     tag_values,
@@ -61,7 +62,6 @@ TRANSCRIPT_STEM = re.compile(r"(?P<speaker>(?P<component>[A-Z]{3})_se(?P<se>\d+)
 SPEAKER_ID = re.compile(r"[A-Z]{3}_se(?P<se>\d+)_ag\d+_(?P<g>[a-z])_\d+")
 METADATA_NAME = re.compile(r"(?P<component>[A-Z]{3})_metadata_.*\.txt")
 NEEDED_COLUMNS = ("Spkr", "StTime", "Content", "EnTime")
-GENDER_CODES = {"f": "female", "m": "male"}
 
 # -- reference cleaning: each rule is one pattern, applied in this order by clean_content ------------------------
 
@@ -173,7 +173,7 @@ def code_tags(speaker: str) -> dict[str, str]:
     match = SPEAKER_ID.fullmatch(speaker)
     if match is None:
         return {}
-    tags = {"gender": GENDER_CODES.get(match["g"], "")}
+    tags = {"gender": gender_code(match["g"]) or ""}
     if int(match["se"]) > 0:
         tags["sec_group"] = str(int(match["se"]))
     return tag_values(tags)

@@ -40,13 +40,21 @@ from typing import ClassVar
 from pydantic import Field
 
 from harness.errors import InputError
-from harness.importers.base import Importer, ImporterOptions, Record, Reject, TagInfo, age_band, count_lines
+from harness.importers.base import (
+    Importer,
+    ImporterOptions,
+    Record,
+    Reject,
+    TagInfo,
+    age_band,
+    count_lines,
+    gender_code,
+)
 from harness.manifest import RESERVED_FIELDS, RESULT_COLUMNS
 
 _KEYED = re.compile(r"([^ \t]+)[ \t]*(.*)")  # Kaldi splits at the first run of spaces/tabs, nothing wider
 _TAG_FILE = re.compile(r"(utt|spk)2(\w+)")
 NOT_TAGS = {"utt": {"spk", "dur", "num_frames", "uniq", "warp"}, "spk": {"utt", "warp"}}
-_GENDERS = {"m": "male", "f": "female"}
 WAV_SCP = "wav.scp"  # a joined file's name; it cannot clash with a tag name (those hold no dot)
 Where = Callable[[Path, int | None], str]
 
@@ -208,7 +216,7 @@ def speaker_tags(files: Mapping[str, Path]) -> dict[str, dict[str, str]]:
                 continue
             given = tags.setdefault(speaker, {})
             if tag == "gender":
-                value = _GENDERS.get(value.lower(), value)
+                value = gender_code(value) or value
             given[tag] = value
             if tag == "age" and (band := age_band(value)) is not None:
                 given.setdefault("age_band", band)

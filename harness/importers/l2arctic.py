@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from harness.errors import InputError
-from harness.importers.base import Importer, ImporterOptions, Record, Reject, TagInfo, label, tag_values
+from harness.importers.base import Importer, ImporterOptions, Record, Reject, TagInfo, gender_code, label, tag_values
 
 SUITCASE = "suitcase_corpus"
 README = "README.md"
-GENDERS = {"F": "female", "M": "male"}
 # The v5.0 README's table (Speaker | Gender | Native Language): code → (gender, native language).
 SPEAKERS: Mapping[str, tuple[str, str]] = {
     "ABA": ("M", "Arabic"), "SKA": ("F", "Arabic"), "YBAA": ("M", "Arabic"), "ZHAA": ("F", "Arabic"),
@@ -183,7 +182,7 @@ class L2ArcticImporter(Importer):
             {
                 "l1": l1,
                 "accent": l1,
-                "gender": GENDERS.get(gender.upper(), label(gender)),
+                "gender": gender_code(gender) or label(gender),
                 "prompt_set": prompt.group(1) if prompt else None,
                 "annotated": "yes" if annotated else "no",
             }

@@ -55,6 +55,7 @@ from harness.importers.base import (
     TagInfo,
     age_band,
     count_lines,
+    gender_code,
     label,
     split_commas,
 )
@@ -79,7 +80,6 @@ LANGUAGES = {  # names lhotse recipes write (``language="English"``), as ISO 639
 }  # fmt: skip
 SHAR = re.compile(r"cuts\.\d{6}\.jsonl(?:\.gz)?")  # Lhotse Shar: cuts.000000.jsonl.gz beside tar shards
 CODE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
-GENDERS = {"m": "male", "f": "female"}
 SOURCE_FIXES = {  # AudioSource types other than "file", and how to get a file from each
     "url": "download it and point the recording at the file",
     "command": "run the command once to write a file",
@@ -416,7 +416,7 @@ class LhotseImporter(Importer):
         tags: dict[str, str] = {}
         gender = _scalar(sup.get("gender"))
         if gender:
-            tags["gender"], tags["gender_raw"] = GENDERS.get(gender.lower(), label(gender)) or gender, gender
+            tags["gender"], tags["gender_raw"] = gender_code(gender) or label(gender) or gender, gender
         raw_language = _scalar(sup.get("language"))
         _, dropped = language_code(raw_language)
         if dropped and raw_language:
@@ -434,7 +434,7 @@ class LhotseImporter(Importer):
             return
         tag = f"custom_{key}" if key in RESERVED_FIELDS or key in RESULT_COLUMNS else key
         if tag == "gender":
-            yield tag, GENDERS.get(text.lower(), label(text)) or text
+            yield tag, gender_code(text) or label(text) or text
             yield "gender_raw", text
         elif tag in FREE_TEXT:
             yield tag, label(text) or text

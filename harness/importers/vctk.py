@@ -39,6 +39,7 @@ from harness.importers.base import (
     Reject,
     TagInfo,
     age_band,
+    gender_code,
     label,
     split_commas,
     tag_values,
@@ -47,7 +48,6 @@ from harness.importers.base import (
 NEW_AUDIO = "wav48_silence_trimmed"  # 0.92: <utt>_mic1.flac, <utt>_mic2.flac
 OLD_AUDIO = "wav48"  # 0.80: <utt>.wav, one microphone (the DPA 4035, 0.92's mic1)
 SPEAKER_INFO = "speaker-info.txt"
-GENDERS = {"F": "female", "M": "male"}
 UNKNOWN_ACCENT = "unknown"  # p280's ACCENTS cell: no accent group, only the raw text
 
 
@@ -227,6 +227,6 @@ class VCTKImporter(Importer):
                 "region": speaker.region,
                 "age": speaker.age,
                 "age_band": age_band(speaker.age),
-                "gender": GENDERS.get(speaker.gender.upper(), label(speaker.gender)),
+                "gender": gender_code(speaker.gender) or label(speaker.gender),
             }
         )
