@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from importing import FIXTURES, asrfair, import_validate_run
 
@@ -74,3 +75,45 @@ def test_map_narrows_free_text_accents_and_lists_the_unmapped(tmp_path):
     assert "accent: 1 values not in the tag map: canadian-english (1)" in table.stdout
     assert "missing audio" in table.stdout and "next: asrfair validate" in table.stderr
     assert json.loads((tmp_path / "t" / "m.rejects.jsonl").read_text().splitlines()[0])["reason"] == "missing audio"
+
+
+CV11 = FIXTURES / "commonvoice" / "cv-corpus-11.0-2022-09-21" / "en"
+CV61 = FIXTURES / "commonvoice" / "cv-corpus-6.1-2020-12-11" / "en"
+CV4_WELSH = FIXTURES / "commonvoice" / "cv-corpus-4-2019-12-10" / "cy"
+
+
+def test_releases_8_to_16_list_accents_with_commas_and_the_first_is_the_accent(tmp_path):
+    imported = import_validate_run("commonvoice", CV11, tmp_path)
+    by_id = {r["id"]: r for r in imported.records}
+    boston = by_id["common_voice_en_32845010"]
+    assert boston["accent"] == "united-states-english"  # not one fragment label of both accents
+    assert boston["accent_raw"].startswith("United States English,Southern New England English (Boston,")
+    # a comma inside a listed accent's parentheses does not split it
+    assert by_id["common_voice_en_32845011"]["accent"] == "india-and-south-asia-india-pakistan-sri-lanka"
+    assert by_id["common_voice_en_32845013"]["accent"] == "scottish-english"
+
+
+def test_a_sentence_of_two_quote_marks_is_an_empty_transcript(tmp_path):
+    imported = import_validate_run("commonvoice", CV11, tmp_path)
+    assert "common_voice_en_32845012" not in {r["id"] for r in imported.records}
+    assert imported.summary["rejected"] == {"empty transcript": 1}
+    (reject,) = imported.rejects
+    assert (reject["id"], reject["source"]) == ("common_voice_en_32845012", "test.tsv:4")
+    assert "'\"\"'" in reject["detail"]
+
+
+def test_release_6_1_writes_an_empty_segment_as_two_apostrophes(tmp_path):
+    imported = import_validate_run("commonvoice", CV61, tmp_path)
+    assert len(imported.records) == 2 and all("segment" not in r for r in imported.records)
+    assert "segment" not in imported.summary["tags"]
+    assert imported.records[0]["accent"] == "us"
+
+
+def test_releases_without_a_locale_column_take_the_locale_from_the_folder(tmp_path):
+    imported = import_validate_run("commonvoice", CV4_WELSH, tmp_path)
+    assert [(r["language"], r["locale"]) for r in imported.records] == [("cy", "cy"), ("cy", "cy")]
+    renamed = tmp_path / "welsh clips"
+    shutil.copytree(CV4_WELSH, renamed)
+    bad = asrfair("import", "commonvoice", str(renamed), "-o", str(tmp_path / "bad" / "m.jsonl"))
+    assert bad.returncode == 2 and "'welsh clips' is not a locale code" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -4,14 +4,19 @@ Each split TSV (``test.tsv``, ``validated.tsv``, ...) has one row per clip. Comm
 them without quoting, so a sentence may hold a bare ``"``: the rows are read with quoting off.
 Columns changed across releases (``accent`` became ``accents``; ``variant``, ``sentence_id``,
 ``sentence_domain`` arrived later); columns are found by name, so every release reads.
-``accents`` is free text typed by the speaker, possibly several joined by ``|``: ``accent_raw``
-keeps it verbatim and ``accent`` is the first one as a label (``--map`` narrows the labels to
-a small set); an empty cell gives no accent tag at all, never an empty group.
+``accents`` is free text typed by the speaker, possibly several: joined by ``,`` in releases 8
+to 16, by ``|`` in some later ones (a listed accent may hold commas in parentheses: "India and
+South Asia (India, Pakistan, Sri Lanka)"). ``accent_raw`` keeps the cell verbatim and ``accent``
+is the first accent as a label (``--map`` narrows the labels to a small set); an empty cell gives
+no accent tag at all, never an empty group. Releases up to 4 have no ``locale`` column: the
+locale is the folder's name (``cv-corpus-4-2019-12-10/cy``). Release 6.1 writes an empty
+``segment`` as ``''``: a cell of quote marks only is empty.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +35,7 @@ from harness.importers.base import (
 )
 
 csv.field_size_limit(sys.maxsize)  # a sentence is never near the limit, but a corrupt row may be
+LOCALE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")  # Common Voice's locale folders: en, cy, pt-BR, rm-sursilv
 
 
 class CommonVoiceImporter(Importer):
@@ -40,7 +46,7 @@ class CommonVoiceImporter(Importer):
     splits = ("test", "dev", "train", "validated", "other", "invalidated")
     tags: ClassVar = {
         "accent": TagInfo("first accent the speaker typed, as a label (lower case, hyphens)"),
-        "accent_raw": TagInfo("the speaker's free-text 'accents' entry, verbatim ('|' separates several)"),
+        "accent_raw": TagInfo("the speaker's free-text 'accents' entry, verbatim (',' or '|' separates several)"),
         "variant": TagInfo("language variant the speaker chose from Common Voice's list"),
         "locale": TagInfo("the release's locale code"),
         "age": TagInfo("age band from the speaker's profile", demographic=True, self_reported=True),
@@ -53,6 +59,7 @@ class CommonVoiceImporter(Importer):
         super().__init__(source, options, split)
         self.table = self.require(f"{self.split}.tsv")
         self.clips = self.source / "clips"
+        self.folder_locale = self.source.resolve().name  # the locale where the TSV has no column (releases <= 4)
 
     def estimate(self) -> int:
         return max(count_lines(self.table) - 1, 0)
@@ -67,6 +74,11 @@ class CommonVoiceImporter(Importer):
             for needed in ("client_id", "path", "sentence"):
                 if needed not in column:
                     raise InputError(f"{self.table}: no '{needed}' column; is this a Common Voice split TSV?")
+            if "locale" not in column and not LOCALE.fullmatch(self.folder_locale):
+                raise InputError(
+                    f"{self.table}: no 'locale' column (a release before v5) and the folder name "
+                    f"'{self.folder_locale}' is not a locale code; pass the locale folder as the release has it (e.g. .../cy)"
+                )
             table = self.where(self.table)
             for line, cells in enumerate(reader, start=2):
                 where = f"{table}:{line}"
@@ -78,19 +90,18 @@ class CommonVoiceImporter(Importer):
 
     def _record(self, row: dict[str, str], where: str) -> Record:
         clip = row["path"]
-        accents = row.get("accents", row.get("accent", "")).strip()
-        first = label(accents.split("|")[0]) if accents else ""
-        locale = row.get("locale", "").strip()
+        accents = _cell(row.get("accents", row.get("accent", "")))
+        locale = _cell(row["locale"]) if "locale" in row else self.folder_locale
         tags = tag_values(
             {
-                "accent": first,
+                "accent": label(first_accent(accents)),
                 "accent_raw": accents,
-                "variant": row.get("variant"),
+                "variant": _cell(row.get("variant")),
                 "locale": locale,
-                "age": row.get("age"),
-                "gender": row.get("gender"),
-                "segment": row.get("segment"),
-                "domain": row.get("sentence_domain"),
+                "age": _cell(row.get("age")),
+                "gender": _cell(row.get("gender")),
+                "segment": _cell(row.get("segment")),
+                "domain": _cell(row.get("sentence_domain")),
             }
         )
         return Record(
@@ -102,3 +113,20 @@ class CommonVoiceImporter(Importer):
             language=locale.split("-")[0].lower() or "en",
             source=where,
         )
+
+
+def _cell(value: str | None) -> str:
+    """A cell stripped; one of quote marks only (6.1's ``''`` segment) is empty, as is a missing column."""
+    text = (value or "").strip()
+    return "" if not text.strip("'\"") else text
+
+
+def first_accent(accents: str) -> str:
+    """The first accent of a cell listing several: split at ``|``, or at a comma outside parentheses
+    ("India and South Asia (India, Pakistan, Sri Lanka),Welsh English" → the first of the two)."""
+    depth = 0
+    for index, char in enumerate(accents):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "|" or (char == "," and depth <= 0):
+            return accents[:index].strip()
+    return accents.strip()

@@ -1,6 +1,6 @@
 """Stream an importer's rows into a manifest, a rejects file and a dataset card.
 
-One pass, constant memory: each record is checked (audio exists, transcript not empty),
+One pass, constant memory: each record is checked (audio exists, transcript has a word),
 mapped (``--map``), counted and written as one JSONL line; each reject is written to the rejects
 file. Both files are written beside their targets and renamed into place at the end, so an
 interrupted or failed import leaves the previous manifest untouched, never half of a new one.
@@ -153,8 +153,9 @@ def _checked(record: Record, audio_exists: _ExistsCache) -> Record | Reject:
     text = " ".join(record.text.split())  # a transcript is one line of single-spaced words
     if not record.id.strip():
         return Reject("no utterance id", record.source, None, "the source row gives no id")
-    if not text:
-        return Reject("empty transcript", record.source, record.id, f"audio {record.audio}")
+    if not any(char.isalnum() for char in text):  # '""' or '-' normalises to no words: nothing to score
+        detail = f"text {record.text!r}, audio {record.audio}" if text else f"audio {record.audio}"
+        return Reject("empty transcript", record.source, record.id, detail)
     if not audio_exists(record.audio):
         return Reject("missing audio", record.source, record.id, f"no file {record.audio}")
     if record.duration is not None and record.duration <= 0:
