@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo demo-stub demo-pocketsphinx last-mile test lint bench clean
+.PHONY: demo demo-real demo-stub demo-pocketsphinx last-mile test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.runtime
 	$(BIN)/asrfair run configs/demo.yaml
+
+# real people (datasets/real-mini: CMU ARCTIC, VCTK), real Whisper tiny.en; then what to record next
+demo-real: $(VENV)/.runtime
+	$(BIN)/asrfair run configs/demo-real.yaml
+	$(BIN)/asrfair coverage datasets/real-mini/manifest.jsonl
+	$(BIN)/asrfair plan $$(ls -d runs/demo-real-* | tail -n 1) --gap 0.05
 
 demo-stub: $(VENV)/.runtime
 	$(BIN)/asrfair run configs/demo-stub.yaml
