@@ -32,6 +32,7 @@ DEFAULT_REJECTS = {
     ("DCB_se1_ag1_f_01_1-0006", "redacted or unintelligible speech", f"{DCB}:7"),
     ("DCB_se1_ag1_f_01_1-0008", "no speech after stripping annotations", f"{DCB}:9"),
     ("DCB_se1_ag1_f_01_1-0009", "unparsed annotation", f"{DCB}:10"),
+    ("DCB_se1_ag1_f_01_1-0011", "no speech after stripping annotations", f"{DCB}:12"),
     ("PRV_se0_ag1_f_01_1-0001", "interviewer turn", f"{PRV1}:2"),
     ("PRV_se0_ag1_f_01_1-0003", "no speech after stripping annotations", f"{PRV1}:4"),
     ("PRV_se0_ag1_f_01_1-0004", "not an interviewee", f"{PRV1}:5"),
@@ -50,6 +51,9 @@ DEFAULT_REJECTS = {
         ("<laugh> that boy was crazy <cough>", "that boy was crazy"),
         ("<ts> I don't know <clears throat>", "I don't know"),
         ("we was on the [porch]", "we was on the porch"),
+        ("wasn't nothing [els]e to do", "wasn't nothing else to do"),
+        ("[<laugh>] we stayed {pause 0.17} out", "we stayed out"),
+        ("{pause 0.17}", ""),
         ("[Mm-hm.]", "Mm-hm."),
         ("I was finna wha- what you call it", "I was finna what you call it"),
         ("she - she ain't say nothing", "she she ain't say nothing"),
@@ -68,6 +72,8 @@ def test_clean_content_rules(content, text):
 def test_clean_content_reports_what_it_found():
     assert clean_content("I grew up off /RD-ADDRESS-1/ <laugh>") == Cleaned("I grew up off", ("/RD-ADDRESS-1/",))
     assert clean_content("[we was] always /outside/") == Cleaned("we was always outside", overlap=True, uncertain=True)
+    assert clean_content("[<laugh>] yeah") == Cleaned("yeah")  # a sound overlapped, no words did
+    assert clean_content("[els]e") == Cleaned("else", overlap=True)
     assert clean_content("[laugh> yeah").leftover == ">"  # a slip in the markup is reported, never guessed at
     assert clean_content("I <laugh").leftover == "<"
     assert clean_content("<laugh> (pause 0.20)") == Cleaned("")
@@ -89,7 +95,8 @@ def test_each_rule_alone():
     assert strip_notes("so (pause 0.34) <laugh> yeah") == "so     yeah"
     assert unwrap_uncertain("I /think/ so") == ("I  think  so", True)
     assert unwrap_uncertain("no slashes") == ("no slashes", False)
-    assert unwrap_overlap("[yeah] I know") == (" yeah  I know", True)
+    assert unwrap_overlap("[yeah] I know") == ("yeah I know", True)
+    assert unwrap_overlap("[els]e and [ ] so") == ("else and   so", True)
     assert drop_cut_offs("wha- what, tha-, -") == "  what,    "
 
 
@@ -115,6 +122,8 @@ def test_interviewees_import_validate_and_run(tmp_path):
     assert list(by_id) == [
         "DCB_se1_ag1_f_01_1-0004",
         "DCB_se1_ag1_f_01_1-0007",
+        "DCB_se1_ag1_f_01_1-0010",
+        "DCB_se1_ag1_f_01_1-0012",
         "PRV_se0_ag1_f_01_1-0002",
         "PRV_se0_ag1_f_01_1-0005",
         "PRV_se0_ag1_f_01_2-0001",
@@ -138,6 +147,12 @@ def test_interviewees_import_validate_and_run(tmp_path):
     assert (prv["text"], prv["region"], prv["age_group"], prv["interview_year"]) == (
         "We ain't have nothing left, mm-hm.", "princeville-nc", "-29", "2004",
     )  # fmt: skip
+    # an overlap that begins inside a word is one word; a laugh in brackets is no overlapping speech
+    assert (by_id["DCB_se1_ag1_f_01_1-0010"]["text"], by_id["DCB_se1_ag1_f_01_1-0010"]["overlap"]) == (
+        "Wasn't nothing else to do", "yes",
+    )  # fmt: skip
+    braced = by_id["DCB_se1_ag1_f_01_1-0012"]
+    assert braced["text"] == "We stayed out there all day" and "overlap" not in braced  # {pause 0.17} is a pause
     assert "sec_group" not in prv  # PRV is se0: not divided by socio-economic group
     assert "offset" not in by_id["PRV_se0_ag1_f_01_2-0001"]  # a segment at 0 s
     cousin = by_id["PRV_se0_ag1_f_01_2-0002"]  # a second interviewee the metadata lists for this file
@@ -147,7 +162,7 @@ def test_interviewees_import_validate_and_run(tmp_path):
 
     assert imported.summary["rejected"] == {
         "interviewer turn": 3,
-        "no speech after stripping annotations": 3,
+        "no speech after stripping annotations": 4,
         "redacted or unintelligible speech": 3,
         "unparsed annotation": 1,
         "not an interviewee": 1,
@@ -157,7 +172,7 @@ def test_interviewees_import_validate_and_run(tmp_path):
     assert detail["DCB_se1_ag1_f_01_1-0003"] == "I grew up in Northeast <laugh> off /RD-ADDRESS-1/"
     assert detail["PRV_se0_ag1_f_01_1-0004"] == "PRV_misc_01: Come here girl"
     assert imported.summary["speakers"] == 3
-    assert imported.summary["tags"]["component"] == {"PRV": 4, "DCB": 2}
+    assert imported.summary["tags"]["component"] == {"PRV": 4, "DCB": 4}
     card = (imported.manifest.parent / "dataset.yaml").read_text(encoding="utf-8")
     assert "CC BY-NC-SA 4.0" in card and "self_reported: true" not in card and "self_reported: false" in card
 
@@ -165,7 +180,7 @@ def test_interviewees_import_validate_and_run(tmp_path):
 def test_all_speakers_with_roles_and_interviewer_tags(tmp_path):
     imported = import_validate_run("coraal", CORPUS, tmp_path, "-O", "speakers=all")
     by_id = {r["id"]: r for r in imported.records}
-    assert len(by_id) == 10
+    assert len(by_id) == 12
     interviewer = by_id["DCB_se1_ag1_f_01_1-0001"]
     assert (interviewer["speaker"], interviewer["role"], interviewer["gender"], interviewer["age_group"]) == (
         "DCB_int_01", "interviewer", "female", "30-35",
@@ -176,7 +191,7 @@ def test_all_speakers_with_roles_and_interviewer_tags(tmp_path):
     other = by_id["PRV_se0_ag1_f_01_1-0004"]
     assert (other["role"], other["speaker"]) == ("other", "PRV_misc_01")
     assert {"dialect", "gender", "age"}.isdisjoint(other)
-    assert imported.summary["tags"]["role"] == {"interviewee": 6, "interviewer": 3, "other": 1}
+    assert imported.summary["tags"]["role"] == {"interviewee": 8, "interviewer": 3, "other": 1}
     assert "interviewer turn" not in imported.summary["rejected"]
 
 
@@ -187,7 +202,7 @@ def test_untranscribed_strip_keeps_the_lines_without_the_marks(tmp_path):
     assert texts["DCB_se1_ag1_f_01_1-0006"] == "my mama"
     assert texts["PRV_se0_ag1_f_01_2-0003"] == "he know ."
     assert "redacted or unintelligible speech" not in stripped.summary["rejected"]
-    assert len(stripped.records) == 9
+    assert len(stripped.records) == 11
 
 
 def test_overlap_and_uncertain_rejects(tmp_path):
@@ -196,7 +211,8 @@ def test_overlap_and_uncertain_rejects(tmp_path):
     reasons = {r["id"]: (r["reason"], r["source"]) for r in imported.rejects}
     assert reasons["DCB_se1_ag1_f_01_1-0004"] == ("overlapping speech", f"{DCB}:5")
     assert reasons["DCB_se1_ag1_f_01_1-0007"] == ("uncertain transcription", f"{DCB}:8")
-    assert len(imported.records) == 4
+    assert reasons["DCB_se1_ag1_f_01_1-0010"] == ("overlapping speech", f"{DCB}:11")  # [els]e
+    assert len(imported.records) == 5  # [<laugh>] overlaps no words: line 12 stays
 
 
 def test_components_option_and_a_flat_folder(tmp_path):
@@ -209,7 +225,7 @@ def test_components_option_and_a_flat_folder(tmp_path):
         if path.is_file() and path.name != "README.md":
             shutil.copy(path, flat / path.name)
     imported = import_validate_run("coraal", flat, tmp_path / "f")
-    assert len(imported.records) == 6
+    assert len(imported.records) == 8
     assert {(r["id"], r["reason"], r["source"]) for r in imported.rejects} == {
         (uid, reason, source.split("/", 1)[1]) for uid, reason, source in DEFAULT_REJECTS
     }
@@ -220,7 +236,7 @@ def test_components_option_and_a_flat_folder(tmp_path):
         folder = {".wav": "DCB_audio_part01_2018.10.06", ".txt": "DCB_textfiles_2018.10.06"}[path.suffix]
         (split / folder).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, split / folder / path.name)
-    assert len(import_validate_run("coraal", split, tmp_path / "p").records) == 6
+    assert len(import_validate_run("coraal", split, tmp_path / "p").records) == 8
 
 
 def test_rows_the_format_alone_can_fault(tmp_path):

@@ -71,9 +71,12 @@ REDACTION = re.compile(r"/?\bRD-\s?[A-Za-z]+(?:-\s?\d+)?-?/?")
 # Speech the transcriber could not make out: /unintelligible/, /inaudible/, /?/ (any number of ?).
 UNINTELLIGIBLE = re.compile(r"/\s*(?:unintelligible|inaudible|\?+)\s*/", re.IGNORECASE)
 PARENTHESISED = re.compile(r"\([^()]*\)")  # (pause 0.52), and any other note in parentheses
+BRACED_PAUSE = re.compile(r"\{\s*pause\s+[\d.]+\s*\}", re.IGNORECASE)  # {pause 0.17}: a pause typed with braces
 ANGLED = re.compile(r"<[^<>]*>")  # non-linguistic sounds and notes: <laugh>, <cough>, <ts>, <clears throat>
 UNCERTAIN = re.compile(r"/([^/]+)/")  # the transcriber's best guess at unclear words: /going to/
 OVERLAP = re.compile(r"[\[\]]")  # [overlapping speech]: the words stay, the brackets go
+# brackets around no words once notes are gone ([<laugh>], [ ]): a sound overlapped, no words did
+EMPTY_OVERLAP = re.compile(r"\[\s*\]")
 CUT_OFF = re.compile(r"(?<!\S)\S*-[,.?!]*(?!\S)")  # a word broken off (wha-), or a lone hyphen; never mm-hm
 MARKUP = re.compile(r"[<>/()\[\]{}]")  # a markup character no rule above accounts for
 
@@ -100,8 +103,8 @@ def strip_untranscribed(content: str) -> str:
 
 
 def strip_notes(content: str) -> str:
-    """``content`` without ``(pause 1.23)``-style notes and ``<laugh>``-style sounds."""
-    return ANGLED.sub(" ", PARENTHESISED.sub(" ", content))
+    """``content`` without ``(pause 1.23)``/``{pause 1.23}`` notes and ``<laugh>``-style sounds."""
+    return ANGLED.sub(" ", PARENTHESISED.sub(" ", BRACED_PAUSE.sub(" ", content)))
 
 
 def unwrap_uncertain(content: str) -> tuple[str, bool]:
@@ -111,8 +114,9 @@ def unwrap_uncertain(content: str) -> tuple[str, bool]:
 
 
 def unwrap_overlap(content: str) -> tuple[str, bool]:
-    """``[overlapping words]`` → ``overlapping words``; and whether there were brackets."""
-    text, found = OVERLAP.subn(" ", content)
+    """``[overlapping words]`` → ``overlapping words``; and whether brackets held words. A bracket
+    may fall inside a word, where the overlap began or ended (``[els]e``): it goes without a space."""
+    text, found = OVERLAP.subn("", EMPTY_OVERLAP.sub(" ", content))
     return text, bool(found)
 
 
@@ -126,10 +130,12 @@ def clean_content(content: str) -> Cleaned:
 
     1. redactions ``/RD-NAME-2/`` and ``/unintelligible/``, ``/inaudible/``, ``/?/`` are removed
        (and reported in ``untranscribed``: the caller decides whether the line can be scored);
-    2. ``(pause 0.52)`` and any other parenthesised note are removed;
+    2. ``(pause 0.52)``, any other parenthesised note, and a pause typed in braces ``{pause 0.17}``
+       are removed;
     3. ``<laugh>``, ``<cough>``, ``<ts>`` and any other angle-bracketed sound or note are removed;
     4. ``/best guess/`` keeps its words, drops the slashes (``uncertain``);
-    5. ``[overlapping speech]`` keeps its words, drops the brackets (``overlap``);
+    5. ``[overlapping speech]`` keeps its words, drops the brackets with no space (``[els]e`` is
+       ``else``); ``overlap`` only where words are left inside them (``[<laugh>]`` is no overlap);
     6. broken-off words ``wha-`` and lone hyphens are removed (``mm-hm``, ``twenty-two`` stay);
     7. runs of spaces become one. Words, spelling, capitals and punctuation are otherwise kept as
        transcribed (``ain't``, ``finna``, ``gonna``): normalisation is the scorer's job.
