@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 
+import numpy as np
+import pytest
+import soundfile as sf
 from importing import FIXTURES, asrfair, import_validate_run
+
+from harness.importers.kaldi import Piped, parse_pipe
 
 RECIPE = FIXTURES / "kaldi" / "s5"
 SEGMENTED = RECIPE / "data" / "test"
@@ -104,3 +111,91 @@ def test_repeated_keys_tag_files_and_bad_layouts(tmp_path):
     assert split.returncode == 2 and "kaldi has no splits" in split.stderr
     root = asrfair("import", "kaldi", str(SEGMENTED), "-o", str(tmp_path / "m.jsonl"), "-O", "root=/no/such/dir")
     assert root.returncode == 2 and "-O root=/no/such/dir: not a folder" in root.stderr
+
+
+LHOTSE_EXPORT = RECIPE / "data" / "lhotse_export"  # written by lhotse's export_to_kaldi (make_fixture_pipes.py)
+SOX = RECIPE / "data" / "test_sox"
+
+
+def test_lhotse_export_to_kaldi_ffmpeg_pipes_and_utt2gender(tmp_path):
+    imported = import_validate_run("kaldi", LHOTSE_EXPORT, tmp_path)
+    by_id = {r["id"]: r for r in imported.records}
+    assert list(by_id) == ["f005-conv_d-0000", "f005-conv_d-0060", "m006-conv_a-0010", "m006-conv_e-0000"]
+    flac = by_id["f005-conv_d-0060"]
+    assert flac["audio"].endswith("kaldi/s5/wav/flac/conv_d.flac")  # the file the ffmpeg pipe decodes
+    assert (flac["offset"], flac["duration"]) == (0.6, 0.6)
+    assert [r["gender"] for r in imported.records] == ["female", "female", "male", "male"]  # utt2gender f/m
+    assert by_id["m006-conv_a-0010"]["audio"].endswith("kaldi/s5/wav/conv_a.wav")  # a one-channel WAV: no pipe
+    assert not imported.rejects
+
+
+def test_sox_and_flac_pipes_are_read_as_their_files_and_other_commands_rejected(tmp_path):
+    imported = import_validate_run("kaldi", SOX, tmp_path)
+    by_id = {r["id"]: r for r in imported.records}
+    assert list(by_id) == ["f007-u1", "f007-u2", "f007-u3", "m008-u1"]
+    assert by_id["f007-u1"]["audio"].endswith("kaldi/s5/wav/utts/f003-u1.wav")  # format options dropped
+    trimmed = by_id["f007-u2"]
+    assert trimmed["audio"].endswith("kaldi/s5/wav/conv_a.wav") and (trimmed["offset"], trimmed["duration"]) == (
+        0.2, 0.5,
+    )  # fmt: skip  # sox trim START LENGTH
+    assert by_id["f007-u3"]["audio"].endswith("wav/flac/conv_d.flac")  # remix 1 of a one-channel file
+    assert by_id["m008-u1"]["audio"].endswith("wav/flac/conv_e.flac")  # LibriSpeech's flac -c -d -s
+    assert [r["gender"] for r in imported.records] == ["female", "female", "female", "male"]
+    rejects = {r["id"]: (r["reason"], r["detail"]) for r in imported.rejects}
+    assert rejects["m008-u2"][0] == "piped audio" and "effect 'vol' changes the audio" in rejects["m008-u2"][1]
+    assert rejects["m008-u3"][0] == "piped audio" and "more than one command" in rejects["m008-u3"][1]
+    assert not (tmp_path / "copy.wav").exists() and not Path("/tmp/copy.wav").exists()  # nothing was run
+
+
+def test_a_pipe_picking_one_channel_of_a_stereo_file_is_rejected(tmp_path):
+    data = tmp_path / "data" / "test"
+    data.mkdir(parents=True)
+    rate = 8000
+    stereo = np.zeros((rate, 2), dtype=np.float32)
+    sf.write(tmp_path / "call.wav", stereo, rate)
+    (data / "wav.scp").write_text("a-1 sox call.wav -t wav - remix 2 |\nb-1 sox call.wav -t wav - |\n")
+    (data / "text").write_text("a-1 hello there\nb-1 hello again\n")
+    (data / "utt2spk").write_text("a-1 a\nb-1 b\n")
+    manifest = tmp_path / "out" / "m.jsonl"
+    result = asrfair("import", "kaldi", str(data), "-o", str(manifest), "-O", f"root={tmp_path}", "--json")
+    assert result.returncode == 0, result.stderr
+    (reject,) = [json.loads(line) for line in manifest.with_name("m.rejects.jsonl").read_text().splitlines()]
+    assert (reject["id"], reject["reason"]) == ("a-1", "one channel of a multi-channel file")
+    assert "picks channel 2" in reject["detail"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("sox wav/a.wav -t wav -r 16k -b 16 -e signed - |", Piped("wav/a.wav")),
+        ("sox a.wav -t wav - trim 0:01.5 =3.5 rate -v 16k |", Piped("a.wav", 1.5, 2.0)),
+        ("sox a.flac -t wav - remix 1 |", Piped("a.flac", channel=0)),
+        ("ffmpeg -threads 1 -i x.flac -ar 16000 -map_channel 0.0.1  -f wav -threads 1 pipe:1 |",
+         Piped("x.flac", channel=1)),
+        ("ffmpeg -nostdin -ss 2 -t 1.5 -i a.mp3 -f wav - |", Piped("a.mp3", 2.0, 1.5)),
+        ("flac -c -d -s /LibriSpeech/test-clean/1089/134686/1089-134686-0000.flac |",
+         Piped("/LibriSpeech/test-clean/1089/134686/1089-134686-0000.flac")),
+    ],
+)
+def test_parse_pipe_reads_the_well_known_decoders(entry, expected):
+    assert parse_pipe(entry) == expected
+
+
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ("sph2pipe -f wav -p -c 1 /LDC/sw02001.sph |", "shorten-compressed"),
+        ("sph2pipe x.sph -f wav -c 1 -p | ffmpeg -threads 1 -i pipe:0 -ar 8000 -f wav -threads 1 pipe:1 |", "shorten"),
+        ("gunzip -c x.wav.gz |", "'gunzip' is not a decoder"),
+        ("sox a.wav -t wav - ; rm -rf ~ |", "shell syntax"),
+        ("sox $(cat list) -t wav - |", "shell syntax"),
+        ("sox a.wav -t wav - vol 2 |", "effect 'vol'"),
+        ("sox a.wav out.wav |", "standard output"),
+        ("ffmpeg -i a.wav -af volume=2 pipe:1 |", "option '-af'"),
+        ("ffmpeg -i pipe:0 -f wav pipe:1 |", "standard input"),
+        ("sox a.wav -t wav - trim 10s |", "time '10s'"),
+    ],
+)
+def test_parse_pipe_rejects_anything_else_with_the_reason(entry, why):
+    reason = parse_pipe(entry)
+    assert isinstance(reason, str) and why in reason, reason

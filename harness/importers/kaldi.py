@@ -11,16 +11,21 @@ with a repeated key) stops the import with its file and line, and the command th
   place; an end of ``-1`` runs to the end of the file, as in ``extract-segments``); ``wav.scp``
   lists recordings and is loaded. Absent: each utterance id is a ``wav.scp`` key, and ``wav.scp``
   (one line per utterance then) is joined like the others.
-* ``wav.scp`` entries that run a command (ending in ``|``) or point into an ark (``x.ark:123``)
-  are rejected: the harness reads audio files, so extract them to files first. A path may hold
-  spaces (the value is the rest of the line). A relative path is relative to the directory the
+* ``wav.scp`` entries that run a command (ending in ``|``) are never run (a data directory that
+  made the harness execute what it holds would be a hole): the well-known decoders recipes write,
+  ``sox IN -t wav - [trim S D]``, ``ffmpeg -i IN ... pipe:1`` (lhotse's ``export_to_kaldi``) and
+  ``flac -c -d -s IN`` (LibriSpeech), are read as the file they decode, with the stretch a trim
+  keeps as offset/duration (see :func:`parse_pipe`); any other command is rejected with the reason.
+  Entries pointing into an ark (``x.ark:123``) are rejected: extract them to files first. A path
+  may hold spaces (the value is the rest of the line). A relative path is relative to the directory the
   recipe ran in, which the data directory does not record: ``-O root=DIR`` names it; otherwise
   the data directory, its parent and its grandparent (a recipe root above ``data/test``) are
   tried in turn, the first holding the file wins.
 * ``utt2<name>`` files (``utt2accent``, ``utt2dialect``, ``utt2lang``...) give a tag ``<name>``
   per utterance, joined in step; ``spk2<name>`` files (``spk2gender``...) give speaker tags and
-  are loaded (one line per speaker). ``spk2gender``'s ``m``/``f`` become ``male``/``female``;
-  ``spk2age`` adds ``age_band``. An utterance tag overrides a speaker tag of the same name.
+  are loaded (one line per speaker). ``m``/``f`` in ``spk2gender`` or ``utt2gender`` (lhotse's
+  ``export_to_kaldi`` writes the latter) become ``male``/``female``; ``spk2age`` adds ``age_band``.
+  An utterance tag overrides a speaker tag of the same name.
   Not tags, skipped: ``utt2spk`` (the speaker), ``utt2dur``, ``utt2num_frames``, ``utt2uniq``,
   ``utt2warp``, ``spk2utt``, ``spk2warp``, and every ``reco2*`` file (``reco2file_and_channel``,
   ``reco2dur``...: bookkeeping, not speaker or recording attributes).
@@ -32,11 +37,13 @@ with a repeated key) stops the import with its file and line, and the command th
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import soundfile
 from pydantic import Field
 
 from harness.errors import InputError
@@ -211,16 +218,28 @@ def speaker_tags(files: Mapping[str, Path]) -> dict[str, dict[str, str]]:
     tags: dict[str, dict[str, str]] = {}
     for tag, path in files.items():
         for speaker, entry in load(path).items():
-            value = entry.value.strip()
-            if not value:
-                continue
-            given = tags.setdefault(speaker, {})
-            if tag == "gender":
-                value = gender_code(value) or value
-            given[tag] = value
-            if tag == "age" and (band := age_band(value)) is not None:
-                given.setdefault("age_band", band)
+            if entry.value.strip():
+                given = tags.setdefault(speaker, {})
+                for name, value in tag_pairs(tag, entry.value):
+                    given.setdefault(name, value)
     return tags
+
+
+def tag_pairs(tag: str, value: str) -> list[tuple[str, str]]:
+    """A tag file's value as tags: gender codes as words (base.gender_code), an age with its band."""
+    value = value.strip()
+    if tag == "gender":
+        return [(tag, gender_code(value) or value)]
+    band = age_band(value) if tag == "age" else None
+    return [(tag, value), ("age_band", band)] if band else [(tag, value)]
+
+
+def _stretch(piped: Piped, start: float, end: float | None) -> tuple[float, float | None]:
+    """Offset and duration in the file of the utterance ``start``-``end`` (``end`` None: to the end)
+    of the audio a pipe decodes, which may itself be a stretch of the file (a trim)."""
+    if end is not None:
+        return piped.offset + start, end - start
+    return piped.offset + start, None if piped.duration is None else piped.duration - start
 
 
 def is_command(entry: str) -> bool:
@@ -243,7 +262,7 @@ class KaldiImporter(Importer):
     licence = "that of the corpus the data directory describes"
     Options = KaldiOptions
     tags: ClassVar = {
-        "gender": TagInfo("speaker gender from spk2gender (m/f as male/female)", demographic=True),
+        "gender": TagInfo("gender from spk2gender or utt2gender (m/f as male/female)", demographic=True),
         "age": TagInfo("speaker age from spk2age, verbatim", demographic=True),
         "age_band": TagInfo("ten-year band of spk2age", demographic=True),
         "accent": TagInfo("from utt2accent or spk2accent, verbatim"),
@@ -254,6 +273,7 @@ class KaldiImporter(Importer):
 
     def __init__(self, source: Path, options: ImporterOptions, split: str | None = None) -> None:
         super().__init__(source, options, split)
+        self._channels: dict[Path, int | None] = {}  # audio file → channel count (None: unreadable)
         self.text = self.require("text")
         self.require("utt2spk")
         self.wav_scp = self.require(WAV_SCP)
@@ -287,29 +307,50 @@ class KaldiImporter(Importer):
     def _record(self, utt: Utterance, entry: str | None, speaker: Mapping[str, str]) -> Record | Reject:
         if not entry:
             return Reject("not in wav.scp", utt.source, utt.id, f"wav.scp has no recording '{utt.recording}'")
+        piped = Piped(entry)
         if is_command(entry):
-            detail = f"wav.scp runs a command ('{entry}'); extract the audio to files first and list those in wav.scp"
-            return Reject("piped audio", utt.source, utt.id, detail)
-        if is_ark(entry):
+            parsed = parse_pipe(entry)
+            if isinstance(parsed, str):
+                detail = f"wav.scp runs '{entry}': {parsed}; extract the audio to files first and list those"
+                return Reject("piped audio", utt.source, utt.id, detail)
+            piped = parsed
+        elif is_ark(entry):
             detail = f"wav.scp points into an archive ('{entry}'); extract the audio to files first (wav-copy)"
             return Reject("audio in an ark", utt.source, utt.id, detail)
-        audio = self._resolve(Path(entry))
+        audio = self._resolve(Path(piped.audio))
         if audio is None:
             bases = ", ".join(str(base) for base in self._bases())
-            detail = f"no file {entry} relative to {bases}; pass -O root=DIR, the directory the recipe ran in"
+            detail = f"no file {piped.audio} relative to {bases}; pass -O root=DIR, the directory the recipe ran in"
             return Reject("missing audio", utt.source, utt.id, detail)
-        tags = {**speaker, **{tag: value.strip() for tag, value in utt.joined.items() if tag != WAV_SCP}}
+        if piped.channel is not None and self._channel_count(audio) not in (None, 1):
+            detail = f"'{entry}' picks channel {piped.channel + 1} of {audio}; the harness mixes to mono: split it"
+            return Reject("one channel of a multi-channel file", utt.source, utt.id, detail)
+        tags: dict[str, str] = dict(speaker)
+        for tag, value in utt.joined.items():
+            if tag != WAV_SCP and value.strip():
+                tags.update(tag_pairs(tag, value))
+        offset, duration = _stretch(piped, utt.start, utt.end)
         return Record(
             id=utt.id,
             audio=audio,
             text=utt.text,
             speaker=utt.speaker,
-            tags={tag: value for tag, value in tags.items() if value},
-            offset=utt.start if self.segmented else None,
-            duration=None if utt.end is None else utt.end - utt.start,
+            tags=tags,
+            offset=offset or None,
+            duration=duration,
             language=self.options.language,
             source=utt.source,
         )
+
+    def _channel_count(self, audio: Path) -> int | None:
+        """Channels of ``audio`` (its header, read once per file); None where it cannot be read (the
+        writer or validate names that)."""
+        if audio not in self._channels:
+            try:
+                self._channels[audio] = soundfile.info(str(audio)).channels
+            except (RuntimeError, OSError):  # soundfile.LibsndfileError is a RuntimeError
+                self._channels[audio] = None
+        return self._channels[audio]
 
     def _bases(self) -> list[Path]:
         if self.options.root is not None:
@@ -327,3 +368,151 @@ class KaldiImporter(Importer):
             if (base / path).is_file():
                 return base / path
         return bases[0] / path if self.options.root is not None else None
+
+
+# -- piped wav.scp entries: understood, never run ---------------------------------------------------------------
+
+SHELL_SYNTAX = re.compile(r"[;&`$<>|]")  # a second stage, redirection, substitution: not one decoder
+SOX_VALUE_OPTIONS = frozenset({"-r", "-b", "-c", "-e", "-t", "-C", "-v", "--rate", "--bits", "--channels",
+                               "--encoding", "--type", "--compression", "--volume", "--buffer"})  # fmt: skip
+SOX_EFFECTS = frozenset({"trim", "rate", "remix", "channels", "dither"})  # timing and format only
+FFMPEG_VALUE_OPTIONS = frozenset({"-threads", "-ar", "-ac", "-f", "-acodec", "-c:a", "-codec:a", "-sample_fmt",
+                                  "-loglevel", "-v", "-map_channel", "-ss", "-t", "-to", "-i"})  # fmt: skip
+FFMPEG_FLAGS = frozenset({"-nostdin", "-y", "-hide_banner", "-vn", "-nostats"})
+FFMPEG_OUTPUTS = frozenset({"pipe:1", "pipe:", "-"})
+FLAC_FLAGS = frozenset({"-c", "-d", "-s", "--stdout", "--decode", "--silent"})
+PIPE_FIXES = {
+    "sph2pipe": "NIST SPHERE is often shorten-compressed, which the harness cannot decode (sph2pipe -f wav IN "
+    "OUT.wav converts a file)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Piped:
+    """What a ``sox``/``ffmpeg``/``flac`` pipe in ``wav.scp`` decodes: which file, and which stretch of it."""
+
+    audio: str
+    offset: float = 0.0
+    duration: float | None = None  # None: to the end of the file
+    channel: int | None = None  # a channel the pipe picks (0-based); None: all, mixed as the harness does
+
+
+def parse_pipe(entry: str) -> Piped | str:
+    """A ``wav.scp`` command (``... |``) as the file it decodes, or why it cannot be read without running it.
+
+    Only one-stage ``sox IN [opts] -t wav - [trim S [D]] [rate R] [remix N]``, ``ffmpeg [-ss S] [-t D]
+    -i IN [-ar R] [-map_channel 0.0.N] -f wav pipe:1`` (lhotse's ``export_to_kaldi``) and ``flac -c -d -s IN``
+    (LibriSpeech) are understood; resampling and format options are dropped (the harness resamples). The
+    command is never run: a manifest must not make the harness execute what it holds.
+    """
+    command = entry.rstrip()[:-1].strip()
+    first = Path(command.split(maxsplit=1)[0]).name if command else ""
+    if first in PIPE_FIXES:
+        return PIPE_FIXES[first]
+    if SHELL_SYNTAX.search(command):
+        return "more than one command, or shell syntax; only a single sox, ffmpeg or flac decoder is understood"
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        return f"cannot split the command ({exc})"
+    if not words:
+        return "an empty command"
+    tool = Path(words[0]).name
+    parser = {"sox": _sox, "ffmpeg": _ffmpeg, "flac": _flac}.get(tool)
+    if parser is None:
+        return PIPE_FIXES.get(tool, f"'{tool}' is not a decoder the importer understands (sox, ffmpeg, flac)")
+    try:
+        return parser(words[1:])
+    except (ValueError, IndexError) as exc:
+        return f"{tool}: {exc}"
+
+
+def _seconds(text: str) -> float:
+    """``12.5``, ``1:02.5`` or ``0:01:02.5`` as seconds (sox and ffmpeg time syntax; no sample counts)."""
+    parts = text.split(":")
+    if len(parts) > 3 or not all(re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", part) for part in parts):
+        raise ValueError(f"time '{text}' is not seconds or [hh:]mm:ss")
+    return sum(float(part) * 60**power for power, part in enumerate(reversed(parts)))
+
+
+def _sox(args: list[str]) -> Piped:
+    files: list[str] = []
+    index = 0
+    while index < len(args) and len(files) < 2:
+        word = args[index]
+        if word in SOX_VALUE_OPTIONS:
+            index += 2
+            continue
+        if word.startswith("-") and word != "-":
+            index += 1  # a flag (-q, -G, -V3, --norm) or --option=value
+            continue
+        files.append(word)
+        index += 1
+    if len(files) < 2 or files[1] != "-" or files[0] == "-":
+        raise ValueError("expected 'sox IN ... -' writing to standard output")
+    offset, duration, channel = 0.0, None, None
+    effects = args[index:]
+    while effects:
+        name = effects.pop(0)
+        values = []
+        while effects and effects[0] not in SOX_EFFECTS:
+            values.append(effects.pop(0))
+        if name not in SOX_EFFECTS:
+            raise ValueError(f"effect '{name}' changes the audio; only trim, rate, remix N, channels 1 are understood")
+        if name == "trim":
+            if not 1 <= len(values) <= 2 or offset:
+                raise ValueError(f"'trim {' '.join(values)}': expected one trim START [LENGTH]")
+            offset = _seconds(values[0])
+            if len(values) == 2:
+                end = values[1]
+                duration = _seconds(end[1:]) - offset if end.startswith("=") else _seconds(end)
+                if duration <= 0:
+                    raise ValueError(f"'trim {' '.join(values)}' keeps nothing")
+        elif name == "remix":
+            if len(values) != 1 or not values[0].isdigit() or int(values[0]) < 1:
+                raise ValueError(f"'remix {' '.join(values)}': only one channel by number is understood")
+            channel = int(values[0]) - 1
+        elif name == "channels" and values != ["1"]:
+            raise ValueError(f"'channels {' '.join(values)}': only channels 1 (a mix to mono) is understood")
+    return Piped(files[0], offset, duration, channel)
+
+
+def _ffmpeg(args: list[str]) -> Piped:
+    values: dict[str, str] = {}
+    index = 0
+    while index < len(args) - 1:
+        word = args[index]
+        if word in FFMPEG_FLAGS:
+            index += 1
+        elif word in FFMPEG_VALUE_OPTIONS:
+            if word in values and word != "-threads":  # -threads comes twice in lhotse's commands
+                raise ValueError(f"'{word}' given twice")
+            values[word] = args[index + 1]
+            index += 2
+        else:
+            raise ValueError(f"option '{word}' is not understood (filters and mapping change what is decoded)")
+    if index != len(args) - 1 or args[-1] not in FFMPEG_OUTPUTS or "-i" not in values:
+        raise ValueError("expected 'ffmpeg ... -i IN ... pipe:1' writing to standard output")
+    if values["-i"] in ("-", "pipe:", "pipe:0"):
+        raise ValueError("it reads standard input, which another command feeds")
+    offset = _seconds(values["-ss"]) if "-ss" in values else 0.0
+    duration = _seconds(values["-t"]) if "-t" in values else None
+    if "-to" in values:
+        end = _seconds(values["-to"])
+        duration = end - offset if duration is None else min(duration, end - offset)
+    channel = None
+    if "-map_channel" in values:
+        match = re.fullmatch(r"0\.0\.(\d+)", values["-map_channel"])
+        if match is None:
+            raise ValueError(f"-map_channel {values['-map_channel']}: only 0.0.N (a channel of the input) is read")
+        channel = int(match.group(1))
+    if duration is not None and duration <= 0:
+        raise ValueError("the trimmed stretch is empty")
+    return Piped(values["-i"], offset, duration, channel)
+
+
+def _flac(args: list[str]) -> Piped:
+    files = [word for word in args if word not in FLAC_FLAGS]
+    if len(files) != 1 or files[0].startswith("-") or not {"-d", "--decode"} & set(args):
+        raise ValueError("expected 'flac -c -d -s IN' decoding one file to standard output")
+    return Piped(files[0])
