@@ -359,3 +359,45 @@ def test_damaged_files_and_other_lhotse_layouts(lhotse, tmp_path):
     with gzip.open(broken / "x_cuts_dev.jsonl.gz", "wb") as handle:
         handle.write(b"\xff\xfe not utf-8\n")
     assert "not UTF-8" in failed(asrfair("import", "lhotse", str(broken), "-o", out))
+
+
+EDACC_RECIPE = FIXTURES / "lhotse-edacc"  # lhotse's prepare_edacc ran here (make_fixture.py)
+EDACC_MANIFESTS = EDACC_RECIPE / "data" / "manifests"
+
+
+def test_edacc_recipe_output_gets_the_edacc_transcript_rules(tmp_path):
+    imported = import_validate_run(
+        "lhotse", EDACC_MANIFESTS, tmp_path, "--split", "test", "-O", f"audio_root={EDACC_RECIPE}"
+    )
+    texts = {r["id"]: r["text"] for r in imported.records}
+    assert texts == {
+        "EDACC-C06-000000002": "YEAH THAT'S RIGHT",  # <LAUGH> is no word
+        "EDACC-C06-000000003": "I THINK SO",
+        "EDACC-C35_P1-000000001": "THE SMALL PUP GNAWED A HOLE IN THE SOCK",
+        "EDACC-C35_P1-000000002": "I SAID MEANS HELLO",
+    }
+    by_id = {r["id"]: r for r in imported.records}
+    assert by_id["EDACC-C06-000000003"]["untranscribed"] == "overlap"
+    assert by_id["EDACC-C35_P1-000000002"]["untranscribed"] == "foreign"
+    assert by_id["EDACC-C06-000000002"]["accent"] == "american"  # the recipe's questionnaire fields stay tags
+    assert {(r["id"], r["reason"]) for r in imported.rejects} == {
+        ("EDACC-C06-000000001", "ignored in scoring"),  # the read passage, text IGNORE_TIME_SEGMENT_IN_SCORING
+        ("EDACC-C06-000000004", "no speech"),  # <NO-SPEECH>: no reference at all, never an empty one
+        ("EDACC-C35_P1-000000003", "no speech"),
+    }
+
+
+def test_edacc_markup_on_the_supervision_pair_and_its_options(tmp_path):
+    dev = import_validate_run("lhotse", EDACC_MANIFESTS, tmp_path / "dev", "--split", "dev",
+                              "-O", f"audio_root={EDACC_RECIPE}")  # fmt: skip
+    assert [r["text"] for r in dev.records] == ["SO HOW WAS YOUR WEEKEND", "IT WAS GREAT"]
+    strict = import_validate_run(
+        "lhotse", EDACC_MANIFESTS, tmp_path / "strict", "--split", "test", "-O", f"audio_root={EDACC_RECIPE}",
+        "-O", "untranscribed=reject",
+    )  # fmt: skip
+    assert strict.summary["rejected"]["untranscribed speech"] == 2
+    raw = import_validate_run(
+        "lhotse", EDACC_MANIFESTS, tmp_path / "raw", "--split", "test", "-O", f"audio_root={EDACC_RECIPE}",
+        "-O", "markup=none",
+    )  # fmt: skip
+    assert "IGNORE_TIME_SEGMENT_IN_SCORING" in {r["text"] for r in raw.records}  # what the rules are there for

@@ -77,7 +77,8 @@ class CommonVoiceImporter(Importer):
             if "locale" not in column and not LOCALE.fullmatch(self.folder_locale):
                 raise InputError(
                     f"{self.table}: no 'locale' column (a release before v5) and the folder name "
-                    f"'{self.folder_locale}' is not a locale code; pass the locale folder as the release has it (e.g. .../cy)"
+                    f"'{self.folder_locale}' is not a locale code; pass the locale folder as the release names it "
+                    "(e.g. .../cy)"
                 )
             table = self.where(self.table)
             for line, cells in enumerate(reader, start=2):

@@ -29,6 +29,7 @@ import csv
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -51,6 +52,8 @@ from harness.importers.kaldi import Utterance, utterances
 RELEASE = "edacc_v1.0"
 BACKGROUND = "linguistic_background.csv"
 IGNORE = "IGNORE_TIME_SEGMENT_IN_SCORING"
+IGNORED = "ignored in scoring"  # the reject reason
+READ_PASSAGE = "read speech, left out of EdAcc's scoring"
 TAG = re.compile(r"<([^<>\s]*)>")
 UNTRANSCRIBED = ("foreign", "overlap")  # speech that is there but has no words in the reference
 NOT_GIVEN = {"", "na", "n/a"}
@@ -120,28 +123,52 @@ class EdAccImporter(Importer):
 
     def _record(self, utt: Utterance, ignored: Mapping[tuple, int], speaker: Mapping[str, str]) -> Record | Reject:
         marked = ignored.get(stm_key(utt.recording, utt.speaker, utt.start, utt.end))
-        if marked is not None or IGNORE in utt.text.split():
-            where = self.where(self.folder / "stm", marked) if marked is not None else utt.source
-            detail = f"{where} marks it {IGNORE} (read speech, left out of EdAcc's scoring)"
-            return Reject("ignored in scoring", utt.source, utt.id, detail)
-        words, tags = strip_tags(utt.text)
-        if not words:
-            return Reject("no speech", utt.source, utt.id, f"only non-speech tags: {utt.text.strip()}")
-        untranscribed = sorted(set(tags) & set(UNTRANSCRIBED))
-        if untranscribed and self.options.untranscribed == "reject":
-            shown = ", ".join(f"<{tag}>" for tag in untranscribed)
-            return Reject("untranscribed speech", utt.source, utt.id, f"{shown}: speech the reference leaves out")
-        extra = {"conversation": re.sub(r"_P\d+$", "", utt.recording), "untranscribed": ",".join(untranscribed)}
+        if marked is not None:
+            detail = f"{self.where(self.folder / 'stm', marked)} marks it {IGNORE} ({READ_PASSAGE})"
+            return Reject(IGNORED, utt.source, utt.id, detail)
+        ref = reference(utt.text, self.options.untranscribed)
+        if ref.reject:
+            return Reject(ref.reject, utt.source, utt.id, ref.detail)
+        extra = {"conversation": re.sub(r"_P\d+$", "", utt.recording), "untranscribed": ",".join(ref.untranscribed)}
         return Record(
             id=utt.id,
             audio=self.audio / f"{utt.recording}.wav",
-            text=words,
+            text=ref.words,
             speaker=utt.speaker,
             tags=tag_values({**speaker, **extra}),
             offset=utt.start,
             duration=None if utt.end is None else utt.end - utt.start,
             source=utt.source,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """An EdAcc transcript as a reference: its words and the untranscribed speech it marks, or, where
+    ``reject`` is set, why the segment cannot be scored (the reason and its detail)."""
+
+    words: str
+    untranscribed: tuple[str, ...] = ()
+    reject: str = ""
+    detail: str = ""
+
+
+def reference(text: str, untranscribed: str = "keep") -> Reference:
+    """EdAcc's transcript rules, for the native importer and for lhotse's EdAcc recipe output alike:
+    a segment marked ``IGNORE_TIME_SEGMENT_IN_SCORING`` (the read passage) is not scored; every
+    ``<...>`` tag (any case: ``<LAUGH>``, ``<no-speech>``) is removed, and a segment left with no
+    words is not scored; ``<overlap>``/``<foreign>`` mark speech the reference leaves out, kept
+    (and reported) unless ``untranscribed`` is ``reject``."""
+    if IGNORE in text.split():
+        return Reference("", reject=IGNORED, detail=f"its text is {IGNORE} ({READ_PASSAGE})")
+    words, tags = strip_tags(text)
+    if not words:
+        return Reference("", reject="no speech", detail=f"only non-speech tags: {text.strip()}")
+    found = tuple(sorted(set(tags) & set(UNTRANSCRIBED)))
+    if found and untranscribed == "reject":
+        shown = ", ".join(f"<{tag}>" for tag in found)
+        return Reference(words, found, "untranscribed speech", f"{shown}: speech the reference leaves out")
+    return Reference(words, found)
 
 
 def strip_tags(text: str) -> tuple[str, list[str]]:

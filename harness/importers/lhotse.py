@@ -29,6 +29,11 @@ Quirks of the format:
 * ``language`` is whatever the recipe wrote: a name (``English``, ``Chinese``), a code (``en``)
   or a variety (``English-Nigerian``); see :func:`language_code`.
 * ``custom`` holds anything: string and scalar values become tags, nested ones are skipped.
+* A recipe copies the corpus's transcripts verbatim, markup included. For EdAcc (manifests named
+  ``edacc_*``, or ``-O markup=edacc``) the native ``edacc`` importer's rules apply, through the
+  same function (:func:`harness.importers.edacc.reference`): the read passage, whose text is
+  ``IGNORE_TIME_SEGMENT_IN_SCORING``, and segments of only ``<NO-SPEECH>``-like tags are
+  rejected, and ``<LAUGH>``, ``<OVERLAP>``... are removed from the reference.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from typing import Annotated, Any, ClassVar, Literal, TextIO
 from pydantic import BeforeValidator, Field
 
 from harness.errors import InputError
+from harness.importers import edacc
 from harness.importers.base import (
     Importer,
     ImporterOptions,
@@ -102,6 +108,12 @@ class LhotseOptions(ImporterOptions):
         ("*",), description="custom keys that become tags: * for every key, a comma list, or empty for none"
     )
     language: str = Field("en", min_length=1, description="language code for supervisions that give none")
+    markup: Literal["auto", "edacc", "none"] = Field(
+        "auto", description="corpus transcript markup to apply: auto (edacc for edacc_* manifests), edacc, none"
+    )
+    untranscribed: Literal["keep", "reject"] = Field(
+        "keep", description="with EdAcc markup: reject segments holding <overlap> or <foreign>, as -O for edacc"
+    )
 
 
 class LhotseImporter(Importer):
@@ -126,6 +138,7 @@ class LhotseImporter(Importer):
         "region_raw": TagInfo("custom 'region', verbatim"),
         "age": TagInfo("custom 'age', verbatim", demographic=True),
         "age_band": TagInfo("ten-year band of a numeric custom 'age'", demographic=True),
+        "untranscribed": TagInfo("EdAcc markup: 'foreign' and/or 'overlap', speech the reference leaves out"),
     }
 
     options: LhotseOptions
@@ -136,6 +149,8 @@ class LhotseImporter(Importer):
         table = self.cuts or self.recordings or self.source  # _manifests() names cuts or both of the pair
         self.audio_root = self.options.audio_root or table.parent
         self._check_audio_root(table)
+        markup = self.options.markup
+        self.edacc_markup = markup == "edacc" or (markup == "auto" and _name_parts(table)[0].lower() == "edacc")
 
     # -- choosing the files -------------------------------------------------------------------------------
 
@@ -371,12 +386,20 @@ class LhotseImporter(Importer):
         audio = self._audio(recording, channel, where, sup_id)
         if isinstance(audio, Reject):
             return audio
+        text, tags = str(sup.get("text") or ""), self._tags(sup, cut)
+        if self.edacc_markup:
+            ref = edacc.reference(text, self.options.untranscribed)
+            if ref.reject:
+                return Reject(ref.reject, where, sup_id, ref.detail)
+            text = ref.words
+            if ref.untranscribed:
+                tags["untranscribed"] = ",".join(ref.untranscribed)
         return Record(
             id=sup_id or "",
             audio=audio,
-            text=str(sup.get("text") or ""),
+            text=text,
             speaker=str(sup["speaker"]) if sup.get("speaker") not in (None, "") else None,
-            tags=self._tags(sup, cut),
+            tags=tags,
             offset=max(offset, 0.0),
             duration=duration,
             language=language_code(sup.get("language"))[0] or self.options.language,
