@@ -25,6 +25,7 @@ BUILTIN_IMPORTERS: dict[str, str] = {
     "coraal": "harness.importers.coraal:CoraalImporter",
     "kaldi": "harness.importers.kaldi:KaldiImporter",
     "lhotse": "harness.importers.lhotse:LhotseImporter",
+    "hf": "harness.importers.huggingface:HuggingFaceImporter",
 }
 
 __all__ = ["Importer", "ImporterOptions", "ImporterRegistry", "Record", "Reject", "TagInfo", "parse_options"]

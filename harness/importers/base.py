@@ -99,6 +99,9 @@ class Importer(ABC):
         """About how many rows :meth:`rows` will yield (for the progress bar), if cheap to know."""
         return None
 
+    def set_output(self, manifest: Path) -> None:  # noqa: B027  (most importers write nothing themselves)
+        """Where the manifest goes, told before :meth:`rows`: an importer that writes audio (``hf``) puts it beside."""
+
     @abstractmethod
     def rows(self) -> Iterator[Record | Reject]:
         """Every source row, in source order, as a record or a reject."""

@@ -80,6 +80,7 @@ def import_corpus(
     manifest.parent.mkdir(parents=True, exist_ok=True)
     default_rejects = manifest.with_name(f"{manifest.stem}.rejects.jsonl")
     rejects_path = rejects or default_rejects
+    importer.set_output(manifest)
     summary = ImportSummary(importer.name, importer.source, manifest, importer.split)
 
     def write_both(manifest_tmp: Path) -> None:
