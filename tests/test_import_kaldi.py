@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from importing import FIXTURES, asrfair, import_validate_run
 
 from harness.importers.kaldi import Piped, parse_pipe
@@ -199,3 +201,13 @@ def test_parse_pipe_reads_the_well_known_decoders(entry, expected):
 def test_parse_pipe_rejects_anything_else_with_the_reason(entry, why):
     reason = parse_pipe(entry)
     assert isinstance(reason, str) and why in reason, reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80), st.sampled_from(["sox", "ffmpeg", "flac", "sph2pipe", "/usr/bin/sox", ""]))
+def test_parse_pipe_answers_any_text_and_never_passes_shell_syntax(tail, tool):
+    entry = f"{tool} {tail} |"
+    parsed = parse_pipe(entry)
+    assert isinstance(parsed, Piped | str)
+    if any(char in entry[:-1].rstrip() for char in ";&`$<>|"):
+        assert isinstance(parsed, str)  # never read as a file: a second command could hide there

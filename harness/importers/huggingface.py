@@ -98,9 +98,11 @@ class HuggingFaceImporter(Importer):
     def __init__(self, source: Path, options: ImporterOptions, split: str | None = None) -> None:
         super().__init__(source, options, split)
         try:
-            import datasets  # noqa: F401  (an optional dependency: say how to get it)
+            import datasets
         except ImportError:
-            raise InputError("import hf needs the 'datasets' package: pip install 'asr-fairness-harness[hf]'") from None
+            datasets = None
+        if not hasattr(datasets, "load_from_disk"):  # absent, or a checkout's datasets/ folder read as a namespace
+            raise InputError("import hf needs the 'datasets' package: pip install 'asr-fairness-harness[hf]'")
         self.output: Path | None = None
         self.root = _snapshot(self.source)
         self.saved = (self.root / "dataset_dict.json").is_file() or (self.root / "state.json").is_file()
