@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import logging
 import os
 import random
 import socket
@@ -24,12 +26,11 @@ import yaml
 from conftest import demo_records, write_config, write_jsonl
 from loopback import LoopbackServer
 
-from harness.backends.base import AudioRequest, Backend, Registry, Transcript
+from harness.backends.base import AudioRequest, Backend, Capabilities, Registry, Transcript
 from harness.config import load_config
 from harness.errors import InputError
 from harness.pipeline import prepare, run
-from harness.serve import create_app, load_backend
-from harness.serve import serve as serve_forever
+from harness.serve import Limits, bind, create_app, load_backend, uvicorn_config
 
 WHISPER = {"name": "faster-whisper", "model": "tiny.en", "compute_type": "int8", "beam_size": 1, "device": "cpu"}
 
@@ -38,6 +39,7 @@ class SampleCounter(Backend):
     """Answers with what it heard: the sample count and the language, so decoding is checkable."""
 
     name: ClassVar[str] = "sample-counter"
+    capabilities: ClassVar[Capabilities] = Capabilities(detects_language=True)
 
     def transcribe(self, batch: Sequence[AudioRequest]) -> list[Transcript]:
         out = []
@@ -75,8 +77,8 @@ def test_upload_is_decoded_and_resampled_to_the_backend_rate(client):
     response = post(client, wav(0.5, 8_000), language="fr")
     assert response.status_code == 200
     assert response.json() == {"text": "8000 samples fr"}
-    assert post(client, wav(0.25, 16_000), response_format="text").text == "4000 samples en"
-    verbose = post(client, wav(0.25, 16_000), response_format="verbose_json").json()
+    assert post(client, wav(0.25, 16_000), response_format="text", language="en").text == "4000 samples en"
+    verbose = post(client, wav(0.25, 16_000), response_format="verbose_json", language="en").json()
     assert verbose["duration"] == 0.25 and verbose["text"] == "4000 samples en"
     assert client.get("/models").json()["data"][0]["id"] == "counter"
 
@@ -152,6 +154,7 @@ class Gated(Backend):
     """Holds each transcription until ``release`` is set; counts calls and the most run at once."""
 
     name: ClassVar[str] = "gated"
+    capabilities: ClassVar[Capabilities] = Capabilities(detects_language=True)  # it ignores the language
 
     def __init__(self, options: Backend.Options) -> None:
         super().__init__(options)
@@ -175,27 +178,46 @@ class Gated(Backend):
         return {"engine": self.name}
 
 
-def test_serve_binds_loopback_with_openai_limits_by_default(tmp_path, monkeypatch):
+def test_the_cli_defaults_are_the_library_limits_and_bind_loopback():
+    import inspect
+
+    from harness import cli
+
+    defaults = {name: p.default for name, p in inspect.signature(cli.serve_command).parameters.items()}
+    assert defaults["host"] == "127.0.0.1" and defaults["port"] == 8000
+    limits = Limits()
+    assert (defaults["max_upload_mb"], defaults["request_timeout"]) == (limits.max_upload_mb, limits.request_timeout)
+    assert (defaults["header_timeout"], defaults["body_timeout"]) == (limits.header_timeout, limits.body_timeout)
+    assert (defaults["max_audio_seconds"], defaults["max_connections"]) == (limits.max_audio_s, limits.max_connections)
+    assert limits.max_upload_mb == 25.0  # OpenAI's own limit
+
+
+def test_a_bad_or_busy_port_or_host_is_one_line_exit_2(tmp_path):
+    """Issue 29 item 10: --port 99999 listened on 34463 and a busy port exited 3."""
     from typer.testing import CliRunner
 
-    from harness import cli, serve
+    from harness import cli
 
-    seen: dict = {}
-    monkeypatch.setattr(serve, "serve", lambda backend, **options: seen.update(options))
     config = tmp_path / "serve.yaml"
     config.write_text(yaml.safe_dump({"backend": {"name": "stub"}}))
-    result = CliRunner().invoke(cli.app, ["serve", "--backend", str(config)])
-    assert result.exit_code == 0, result.output
-    assert seen == {
-        "host": "127.0.0.1",
-        "port": 8000,
-        "model_name": "stub",
-        "api_key": None,
-        "max_upload_mb": 25.0,
-        "request_timeout": 120.0,
-    }
-    assert CliRunner().invoke(cli.app, ["serve", "--backend", str(config), "--max-upload-mb", "0"]).exit_code == 2
-    assert serve_forever.__kwdefaults__["max_upload_mb"] == 25.0  # the library default matches the CLI's
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        cases = {
+            ("--port", "99999"): "--port 99999: a TCP port is 1-65535",
+            ("--port", "0"): "--port 0: a TCP port is 1-65535",
+            ("--port", "-5"): "--port -5: a TCP port is 1-65535",
+            ("--port", str(taken)): f"--port {taken}: cannot listen there (Address already in use)",
+            ("--host", "192.0.2.1"): "--host 192.0.2.1 --port 8000: cannot listen there",  # TEST-NET-1: not ours
+            ("--host", "not a host name"): "--host not a host name: not an address",
+        }
+        for args, says in cases.items():
+            result = CliRunner().invoke(cli.app, ["serve", "--backend", str(config), *args])
+            assert result.exit_code == 2, (args, result.output)
+            assert says in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    with pytest.raises(InputError, match="a TCP port is 1-65535"):
+        bind("127.0.0.1", 65536)
 
 
 def test_the_api_key_is_required_on_every_route():
@@ -237,7 +259,7 @@ def test_uploads_that_are_not_audio_are_refused_before_the_backend(tmp_path):
 
 
 def test_an_upload_over_the_limit_is_refused_while_it_streams():
-    app = create_app(Registry.default().create("stub", {}), "stub", max_upload_mb=1)
+    app = create_app(Registry.default().create("stub", {}), "stub", limits=Limits(max_upload_mb=1))
     limit = 1024 * 1024
     with LoopbackServer(app) as server, httpx.Client(base_url=f"{server.url}/v1") as http:
         assert post(http, wav((limit - 4096) / 2 / 16_000, 16_000), model="stub").status_code == 200  # 1 MB fits
@@ -265,15 +287,13 @@ def test_an_upload_over_the_limit_is_refused_while_it_streams():
 
 def test_a_slow_transcription_answers_504_and_the_backend_still_runs_one_at_a_time():
     backend = Gated(Gated.Options())
-    app = create_app(backend, "gated", request_timeout=0.3)
+    app = create_app(backend, "gated", limits=Limits(request_timeout=0.3))
     with (
         LoopbackServer(app) as server,
         httpx.Client(base_url=f"{server.url}/v1", timeout=10) as http,
         ThreadPoolExecutor(2) as pool,
     ):
-        start = time.monotonic()
         running, queued = pool.map(lambda _: post(http, wav(0.1, 16_000), model="gated"), range(2))
-        assert time.monotonic() - start < 2  # the backend is still holding the first one
         for response in (running, queued):
             assert response.status_code == 504
             assert response.json()["error"] == {
@@ -284,3 +304,169 @@ def test_a_slow_transcription_answers_504_and_the_backend_still_runs_one_at_a_ti
         backend.release.set()
         assert post(http, wav(0.1, 16_000), model="gated").json() == {"text": "done"}
     assert (backend.calls, backend.most) == (2, 1)
+
+
+def flac_silence(seconds: int, rate: int = 16_000, *, hide_length: bool = False) -> bytes:
+    """Silence as FLAC, which compresses it ~300-fold: ten minutes is about 28 kB.
+
+    ``hide_length`` zeroes the STREAMINFO total-samples field (the low 36 bits of bytes 18-25:
+    "fLaC", a 4-byte block header, then 10 bytes of block and frame sizes, 20 bits of rate, 3 of
+    channels, 5 of sample size; https://xiph.org/flac/format.html#metadata_block_streaminfo).
+    The format allows 0 as "unknown", so only decoding can tell how long the file is.
+    """
+    buffer = io.BytesIO()
+    with sf.SoundFile(buffer, "w", rate, 1, format="FLAC") as out:
+        for _ in range(seconds // 10):
+            out.write(np.zeros(10 * rate, dtype="float32"))
+    data = bytearray(buffer.getvalue())
+    if hide_length:
+        data[21] &= 0xF0
+        data[22:26] = bytes(4)
+    return bytes(data)
+
+
+def test_long_audio_is_refused_by_its_header_and_decoding_stops_at_the_limit():
+    """Issue 29 item 3: a 1.8 MB FLAC of 10 h of silence was decoded whole (3 GB, five at once 9 GB)."""
+    backend = Gated(Gated.Options())
+    backend.release.set()
+    app = create_app(backend, "gated", limits=Limits(max_audio_s=60))
+    five_minutes, unlabelled = flac_silence(300), flac_silence(300, hide_length=True)
+    assert len(five_minutes) < 20_000 and sf.info(io.BytesIO(five_minutes)).duration == 300
+    uploads = [five_minutes] * 4 + [unlabelled] * 3 + [flac_silence(50)]
+    with (
+        LoopbackServer(app) as server,
+        httpx.Client(base_url=f"{server.url}/v1", timeout=120) as http,
+        ThreadPoolExecutor(len(uploads)) as pool,
+    ):
+        send = lambda data: http.post(  # noqa: E731
+            "/audio/transcriptions", data={"model": "gated"}, files={"file": ("silence.flac", data)}
+        )
+        responses = list(pool.map(send, uploads))
+    limit = "'silence.flac' is longer than this server's limit of 60 s of audio"
+    for response in responses[:4]:
+        assert response.status_code == 400
+        assert response.json()["error"] == {
+            "message": f"the uploaded file {limit} (its header says 300.0 s)",
+            "type": "invalid_request_error",
+        }
+    for response in responses[4:7]:  # no length in the header: decoding stops a second past the limit
+        assert response.status_code == 400
+        assert response.json()["error"]["message"] == f"the uploaded file {limit} (decoding stopped at 61.0 s)"
+    assert responses[7].json() == {"text": "done"}
+    assert backend.calls == 1
+
+
+class Broken(Backend):
+    """A backend with a bug: its exception escapes transcribe."""
+
+    name: ClassVar[str] = "broken"
+    capabilities: ClassVar[Capabilities] = Capabilities(detects_language=True)
+
+    def transcribe(self, batch: Sequence[AudioRequest]) -> list[Transcript]:
+        raise MemoryError("cannot allocate 3 GiB")
+
+    def fingerprint(self) -> dict[str, str]:
+        return {"engine": self.name}
+
+
+def test_a_server_bug_still_answers_in_openai_error_shape():
+    """Issue 29 item 3: some requests got a plain-text 500 ("Internal Server Error")."""
+    with (
+        LoopbackServer(create_app(Broken(Broken.Options()), "broken")) as server,
+        httpx.Client(base_url=f"{server.url}/v1") as http,
+    ):
+        response = post(http, wav(0.1, 16_000), model="broken")
+    assert response.status_code == 500
+    assert response.json() == {"error": {"message": "internal server error: MemoryError", "type": "server_error"}}
+
+
+class GuardedServer:
+    """The server ``asrfair serve`` runs (uvicorn under :func:`uvicorn_config`), in a thread."""
+
+    def __init__(self, app, limits: Limits) -> None:
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn_config(app, limits))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> GuardedServer:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            assert time.monotonic() < deadline and self._thread.is_alive(), "server did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+        self.sock.close()
+
+    def connect(self, first: bytes = b"") -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+        sock.sendall(first)
+        return sock
+
+
+def answer_of(sock: socket.socket) -> tuple[int, dict]:
+    """Status and JSON body of the one answer on ``sock``, read until the server closes it."""
+    data = b""
+    with sock:
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+HALF_HEADERS = b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: localhost\r\nContent-Ty"
+HALF_BODY = (
+    b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n"
+    b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+    b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF'
+)
+
+
+def test_half_sent_requests_get_408_while_normal_clients_are_served(caplog):
+    """Issue 29 item 4: 1,100 half-sent requests locked clients out and logged ClientDisconnect tracebacks."""
+    caplog.set_level(logging.INFO)
+    limits = Limits(header_timeout=3, body_timeout=3)
+    with GuardedServer(create_app(Registry.default().create("stub", {}), "stub", limits=limits), limits) as server:
+        slow = [server.connect(HALF_HEADERS) for _ in range(40)] + [server.connect(HALF_BODY) for _ in range(40)]
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}/v1", timeout=60) as http:
+            assert post(http, wav(0.1, 16_000), model="stub").json() == {"text": ""}
+        outcomes = [answer_of(sock) for sock in slow]
+        server.connect(HALF_BODY).close()  # a client that leaves mid-upload
+        deadline = time.monotonic() + 30
+        while not any("went away" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the departed client was never noticed"
+            time.sleep(0.05)
+    assert outcomes[:40] == [
+        (408, {"error": {"message": "the request headers did not arrive within 3 s", "type": "invalid_request_error"}})
+    ] * 40
+    slow_body = "the request body did not arrive within this server's limit of 3 s"
+    assert outcomes[40:] == [(408, {"error": {"message": slow_body, "type": "invalid_request_error"}})] * 40
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]  # no tracebacks
+
+
+def test_connections_over_the_cap_get_503_at_once_and_the_server_recovers():
+    limits = Limits(max_connections=20, header_timeout=600)  # nothing times out during the test
+    with GuardedServer(create_app(Registry.default().create("stub", {}), "stub", limits=limits), limits) as server:
+        held = [server.connect() for _ in range(20)]  # idle connections: they hold their places
+        refused = [answer_of(server.connect()) for _ in range(10)]
+        message = "the server has its limit of 20 connections open; retry"
+        assert refused == [(503, {"error": {"message": message, "type": "server_error"}})] * 10
+        for sock in held:
+            sock.close()
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}/v1", timeout=60) as http:
+            for _ in range(200):  # the server notices the closed connections on its next loop turns
+                try:
+                    response = post(http, wav(0.1, 16_000), model="stub")
+                except httpx.TransportError:  # refused before the request was read: a reset
+                    continue
+                if response.status_code == 200:
+                    break
+                time.sleep(0.05)
+            assert response.json() == {"text": ""}
