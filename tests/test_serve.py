@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
-from conftest import demo_records, write_config, write_jsonl
+from conftest import demo_records, install_backend_plugin, write_config, write_jsonl
 from loopback import LoopbackServer
 
 from harness.backends.base import AudioRequest, Backend, Capabilities, Registry, Transcript
@@ -470,3 +470,136 @@ def test_connections_over_the_cap_get_503_at_once_and_the_server_recovers():
                     break
                 time.sleep(0.05)
             assert response.json() == {"text": ""}
+
+
+LANGUAGE_ECHO = '''
+from harness.backends.base import Backend, Capabilities, Transcript
+
+
+class LanguageEcho(Backend):
+    """Says what it was asked: the language it was given and how much audio."""
+
+    name = "language-echo"
+    capabilities = Capabilities(detects_language=True)
+
+    def transcribe(self, batch):
+        heard = [f"language {r.utterance.language!r} samples {r.samples.size}" for r in batch]
+        return [Transcript.ok(r.utterance.id, text) for r, text in zip(batch, heard)]
+
+    def fingerprint(self):
+        return {"engine": self.name}
+'''
+
+
+def start_serve(arguments: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """The real ``asrfair serve`` on a free port; returns the process and its /v1 URL once it answers."""
+    port = _free_port()
+    command = [sys.executable, "-m", "harness", "serve", *arguments, "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            httpx.get(f"{url}/models", timeout=1).raise_for_status()
+            return server, url
+        except httpx.HTTPError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"serve did not start: {server.communicate()[1]}")
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def echo_server(tmp_path_factory):
+    """``asrfair serve`` with a third-party backend installed through its entry point."""
+    folder = tmp_path_factory.mktemp("echo")
+    plugin = install_backend_plugin(folder / "plugin", "language_echo", LANGUAGE_ECHO, "language-echo", "LanguageEcho")
+    config = folder / "serve.yaml"
+    config.write_text(yaml.safe_dump({"backend": {"name": "language-echo"}}))
+    path = os.pathsep.join(filter(None, [str(plugin), os.environ.get("PYTHONPATH")]))
+    server, url = start_serve(["--backend", str(config)], {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1"})
+    try:
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def echo_post(url: str, **form: str) -> httpx.Response:
+    files = {"file": ("a.wav", wav(0.5, 16_000))}
+    return httpx.post(f"{url}/audio/transcriptions", data={"model": "language-echo", **form}, files=files, timeout=60)
+
+
+def test_no_language_reaches_the_backend_as_none_so_it_detects(echo_server):
+    """Issue 24 item 4: with no `language` from the client the backend was told `en`."""
+    assert echo_post(echo_server).json() == {"text": "language None samples 8000"}
+    assert echo_post(echo_server, language="").json() == {"text": "language None samples 8000"}
+    assert echo_post(echo_server, language="cy").json() == {"text": "language 'cy' samples 8000"}
+
+
+class FixedLanguage(SampleCounter):
+    """A backend that needs to be told the language (most cloud APIs without their detection option)."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+
+def test_a_backend_that_cannot_detect_the_language_asks_for_one():
+    fixed = FixedLanguage(FixedLanguage.Options())
+    with LoopbackServer(create_app(fixed, "counter")) as server, httpx.Client(base_url=f"{server.url}/v1") as http:
+        refused = post(http, wav(0.1, 16_000))
+        assert refused.status_code == 400
+        assert refused.json()["error"] == {
+            "message": "backend 'sample-counter' cannot detect the language; send 'language' (e.g. en)",
+            "type": "invalid_request_error",
+        }
+        assert post(http, wav(0.1, 16_000), language="en").json() == {"text": "1600 samples en"}
+
+
+def sse_events(response: httpx.Response) -> list[dict]:
+    """The ``data:`` payloads of a server-sent event stream (https://html.spec.whatwg.org/#server-sent-events)."""
+    return [json.loads(line[len("data: ") :]) for line in response.text.splitlines() if line.startswith("data: ")]
+
+
+def test_stream_true_answers_openai_transcript_events(echo_server):
+    """Issue 24 item 8: `stream=true` was ignored; OpenAI's client then saw zero events."""
+    response = echo_post(echo_server, stream="true", language="en")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    assert sse_events(response) == [
+        {"type": "transcript.text.delta", "delta": "language 'en' samples 8000"},
+        {"type": "transcript.text.done", "text": "language 'en' samples 8000"},
+    ]
+    assert echo_post(echo_server, stream="false").json() == {"text": "language None samples 8000"}
+    for form, says in (
+        ({"stream": "yes"}, "stream 'yes' is not a boolean"),
+        ({"stream": "true", "response_format": "verbose_json"}, "use response_format json or text"),
+    ):
+        refused = echo_post(echo_server, **form)
+        assert refused.status_code == 400 and says in refused.json()["error"]["message"]
+
+
+def test_verbose_json_has_openai_segments(echo_server):
+    verbose = echo_post(echo_server, response_format="verbose_json", language="en").json()
+    text = "language 'en' samples 8000"
+    assert verbose["text"] == text and verbose["duration"] == 0.5 and verbose["language"] == "en"
+    [segment] = verbose["segments"]
+    assert segment["id"] == 0 and (segment["start"], segment["end"]) == (0.0, 0.5) and segment["text"] == text
+    assert segment["tokens"] == [] and segment["compression_ratio"] > 0
+    assert set(segment) == {
+        "id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob", "compression_ratio",
+        "no_speech_prob",
+    }  # fmt: skip
+
+
+def test_the_official_openai_client_streams_and_reads_segments(echo_server):
+    openai = pytest.importorskip("openai")  # the dev extra installs it
+    client = openai.OpenAI(base_url=echo_server, api_key="unused", max_retries=0)
+    audio = ("a.wav", wav(0.5, 16_000))
+    events = list(client.audio.transcriptions.create(model="language-echo", file=audio, stream=True))
+    assert [e.type for e in events] == ["transcript.text.delta", "transcript.text.done"]
+    assert events[-1].text == "language None samples 8000"
+    verbose = client.audio.transcriptions.create(
+        model="language-echo", file=audio, response_format="verbose_json", language="fr"
+    )
+    assert verbose.text == "language 'fr' samples 8000" and verbose.segments[0].end == 0.5
+    with pytest.raises(openai.NotFoundError, match="this server serves 'language-echo'"):
+        client.audio.transcriptions.create(model="whisper-1", file=audio)
