@@ -594,13 +594,14 @@ def serve_command(
     ] = 100,
 ) -> None:
     """Serve a configured backend over the OpenAI transcription protocol (POST /v1/audio/transcriptions)."""
-    from harness.serve import Limits, bind, load_backend, serve, server_key
+    from harness.serve import Limits, bind, create_backend, read_backend_spec, serve, server_key
 
     key = server_key(api_key_env)
     limits = Limits(max_upload_mb, max_audio_seconds, request_timeout, header_timeout, body_timeout, max_connections)
+    spec = read_backend_spec(backend)
     sock = bind(host, port)  # before the model loads: a bad or busy port is a one-line exit 2 at once
     try:
-        engine = load_backend(backend)
+        engine = create_backend(backend, spec)
     except BaseException:
         sock.close()
         raise

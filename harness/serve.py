@@ -88,13 +88,22 @@ class Limits:
 
 def load_backend(path: Path, registry: Registry | None = None) -> Backend:
     """The backend of a YAML file with a ``backend:`` section (a run config is one)."""
+    return create_backend(path, read_backend_spec(path), registry)
+
+
+def read_backend_spec(path: Path) -> BackendSpec:
+    """The ``backend:`` section of a YAML file, checked; nothing is loaded yet."""
     data = read_yaml(path, "backend config")
     if not isinstance(data, dict) or not isinstance(data.get("backend"), dict):
         raise InputError(f"{path}: needs a 'backend:' mapping, e.g. backend: {{name: faster-whisper, model: tiny.en}}")
     try:
-        spec = BackendSpec.model_validate(data["backend"])
+        return BackendSpec.model_validate(data["backend"])
     except ValidationError as exc:
         raise InputError(f"{path}: {format_validation_error(exc, 'backend')}") from None
+
+
+def create_backend(path: Path, spec: BackendSpec, registry: Registry | None = None) -> Backend:
+    """The backend ``spec`` (read from ``path``) names, its engine loaded."""
     try:
         return (registry or Registry.default()).create(spec.name, spec.options)
     except BackendUnavailable as exc:
