@@ -588,10 +588,10 @@ def serve_command(
     ] = 10.0,
     body_timeout: Annotated[
         float, typer.Option("--body-timeout", min=0.001, help="seconds for a request's whole body; then 408")
-    ] = 120.0,
+    ] = 60.0,
     max_connections: Annotated[
         int, typer.Option("--max-connections", min=1, help="open connections; more get 503 and are closed")
-    ] = 100,
+    ] = 256,
 ) -> None:
     """Serve a configured backend over the OpenAI transcription protocol (POST /v1/audio/transcriptions)."""
     from harness.serve import Limits, bind, create_backend, read_backend_spec, serve, server_key
