@@ -301,7 +301,7 @@ def _check_upload(path: Path, filename: str, max_audio_s: float) -> _Failure | N
         return _Failure(f"the uploaded file '{name}' is empty, not audio", "invalid_request_error", 400)
     if _is_text(head):  # JSON, CSV, a transcript: say so rather than "cannot decode"
         return _Failure(f"the uploaded file '{name}' is text, not audio", "invalid_request_error", 400)
-    seconds = header_duration(path)
+    seconds = _header_duration(path)
     if seconds is not None and seconds > max_audio_s:
         return _too_long(name, f"its header says {seconds:.1f} s", max_audio_s)
     return None
@@ -312,7 +312,7 @@ def _too_long(name: str, how: str, max_audio_s: float) -> _Failure:
     return _Failure(message, "invalid_request_error", 400)
 
 
-def header_duration(path: Path) -> float | None:
+def _header_duration(path: Path) -> float | None:
     """Seconds of audio as the file's header (libsndfile) or container (FFmpeg) states them, without
     decoding; None when neither says (a FLAC may leave its length out; a stream has none)."""
     try:
