@@ -438,6 +438,11 @@ def test_half_sent_requests_get_408_while_normal_clients_are_served(caplog):
         with httpx.Client(base_url=f"http://127.0.0.1:{server.port}/v1", timeout=60) as http:
             assert post(http, wav(0.1, 16_000), model="stub").json() == {"text": ""}
         outcomes = [answer_of(sock) for sock in slow]
+        # Keep-alive: after a full request, half of the next one's headers gets the same deadline.
+        with server.connect(b"GET /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\nGET /v1/mo") as kept:
+            kept_answers = b""
+            while chunk := kept.recv(65536):
+                kept_answers += chunk
         server.connect(HALF_BODY).close()  # a client that leaves mid-upload
         deadline = time.monotonic() + 30
         while not any("went away" in r.getMessage() for r in caplog.records):
@@ -448,6 +453,8 @@ def test_half_sent_requests_get_408_while_normal_clients_are_served(caplog):
     ] * 40
     slow_body = "the request body did not arrive within this server's limit of 3 s"
     assert outcomes[40:] == [(408, {"error": {"message": slow_body, "type": "invalid_request_error"}})] * 40
+    assert kept_answers.startswith(b"HTTP/1.1 200 ") and kept_answers.count(b"HTTP/1.1 ") == 2
+    assert b"HTTP/1.1 408 Request Timeout" in kept_answers and b"headers did not arrive within 3 s" in kept_answers
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]  # no tracebacks
 
 
