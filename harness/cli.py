@@ -597,7 +597,14 @@ def serve_command(
     from harness.serve import Limits, bind, create_backend, read_backend_spec, serve, server_key
 
     key = server_key(api_key_env)
-    limits = Limits(max_upload_mb, max_audio_seconds, request_timeout, header_timeout, body_timeout, max_connections)
+    limits = Limits(
+        max_upload_mb=max_upload_mb,
+        max_audio_s=max_audio_seconds,
+        request_timeout=request_timeout,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        max_connections=max_connections,
+    )
     spec = read_backend_spec(backend)
     sock = bind(host, port)  # before the model loads: a bad or busy port is a one-line exit 2 at once
     try:
