@@ -43,6 +43,7 @@ class Capabilities:
     sample_rate: int = 16_000
     needs_audio: bool = True
     max_batch_size: int = 1
+    detects_language: bool = False  # takes an utterance with language None and detects it
 
 
 @dataclass(frozen=True)
