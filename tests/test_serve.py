@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
-from conftest import demo_records, install_backend_plugin, write_config, write_jsonl
+from conftest import demo_records, free_port, install_backend_plugin, write_config, write_jsonl
 from loopback import LoopbackServer
 
 from harness.backends.base import AudioRequest, Backend, Capabilities, Registry, Transcript
@@ -108,18 +108,12 @@ def test_backend_file_errors_name_the_file(tmp_path):
     assert load_backend(path, registry).name == "sample-counter"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_served_whisper_gives_the_same_transcripts_as_whisper_directly(tmp_path):
     """`asrfair serve` (the real command) with faster-whisper, read by openai-compatible."""
     manifest = write_jsonl(tmp_path / "manifest.jsonl", demo_records(per_dialect=1, into=tmp_path))
     serve_config = write_config(tmp_path / "serve.yaml", manifest, WHISPER)
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "harness", "serve", "--backend", str(serve_config), "--port", str(port)]
     server = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE, text=True)
     try:
@@ -500,7 +494,7 @@ class LanguageEcho(Backend):
 
 def start_serve(arguments: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     """The real ``asrfair serve`` on a free port; returns the process and its /v1 URL once it answers."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "harness", "serve", *arguments, "--port", str(port)]
     server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/v1"
