@@ -124,7 +124,8 @@ class AssemblyAIBackend(RemoteBackend):
             if status == "completed":
                 finished = True
                 text = job.get("text")
-                return text if isinstance(text, str) else ""  # null text: no speech was heard
+                # No field proves silence: null or empty text is an unusable answer (retried, then failed).
+                return text if isinstance(text, str) else ""
             if status == "error":
                 finished = True
                 raise RemoteError(f"transcription failed: {job.get('error') or 'no reason given'}")
