@@ -170,7 +170,7 @@ class Registry(PluginRegistry[Backend]):
             parsed = cls.Options.model_validate(options or {})
         except ValidationError as exc:
             raise BackendUnavailable(f"backend '{name}': {format_validation_error(exc)}") from None
-        redaction.keep_env_options(parsed.model_dump())  # before the backend can quote its key in an error
+        redaction.keep_options(parsed.model_dump())  # before the backend can quote its key in an error
         return cls(parsed)
 
 
