@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.backends.base import AudioRequest
+from harness.backends.base import AudioRequest, StopRequested
 from harness.backends.remote import (
     Poll,
     RemoteBackend,
@@ -143,7 +143,7 @@ class AssemblyAIBackend(RemoteBackend):
         """Remove the transcript; a failure is logged, not charged to the utterance (its text is good)."""
         try:
             await self.send("DELETE", job_url, headers=self._headers)
-        except RemoteError as exc:
+        except (RemoteError, StopRequested) as exc:  # after a stop the DELETE is tried once, not retried
             log.warning(
                 "assemblyai: could not delete transcript %s (%s); delete it by hand", job_id, self.redact(str(exc))
             )

@@ -351,8 +351,6 @@ class RemoteBackend(Backend):
         async def attempt() -> httpx.Response:
             if self._limiter is not None:
                 await self._limiter.acquire()
-            if self.stopping():
-                raise StopRequested
             try:
                 async with asyncio.timeout(timeout):  # the whole exchange: a trickled body cannot extend it
                     response = await self._exchange(client, request)
