@@ -469,3 +469,20 @@ def test_keys_written_into_the_config_reach_no_output(tmp_path: Path) -> None:
     params = json.loads(next((tmp_path / "params" / "runs").glob("*/metrics.json")).read_text())
     assert params["provenance"]["backend"]["fingerprint"]["params"] == {"token": MASK, "keyterm": "alpha"}
     assert params["failures"]["count"] == 0 and userinfo["failures"]["count"] == 0
+
+
+def test_scrub_masks_credentials_in_urls_and_named_options_only() -> None:
+    options = {
+        "base_url": "https://bob:pw@api.example/v1?api_key=K1&model=m&X-Amz-Signature=S",
+        "api_key_env": "OPENAI_API_KEY",  # names a variable: kept, it is what the user must set
+        "params": {"token": "T", "keyterm": "alpha", "keywords": ["a:1"], "accessToken": "A"},
+        "keep": True,
+    }
+    assert redaction.scrub(options) == {
+        "base_url": f"https://{MASK}@api.example/v1?api_key={MASK}&model=m&X-Amz-Signature={MASK}",
+        "api_key_env": "OPENAI_API_KEY",
+        "params": {"token": MASK, "keyterm": "alpha", "keywords": ["a:1"], "accessToken": MASK},
+        "keep": True,
+    }
+    line = "POST http://u:pw@h:1/v1/listen?model=a&token=t0k&keyterm=k failed"
+    assert redaction.redact(line) == f"POST http://{MASK}@h:1/v1/listen?model=a&token={MASK}&keyterm=k failed"
