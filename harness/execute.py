@@ -48,7 +48,8 @@ def transcribe_all(
 
     With ``rendering`` every clip is heard under that condition: the transform runs on the
     decoded samples (on the prefetch thread) and its content key joins the cache key. Once
-    ``stop`` is set, no new batch starts (:class:`StopRequested`); the one in flight is cached first.
+    ``stop`` is set, no new batch starts (:class:`StopRequested`); the one in flight is cached first
+    (a remote backend stops inside it: no new request, no wait, what came back is committed).
     """
     plan = plan_work(utterances, backend, cache, rendering, on_batch)
     caps = backend.capabilities
