@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from harness import redaction
 from harness.conditions import Condition, check_conditions
 from harness.errors import InputError, format_validation_error
 from harness.manifest import usable_path
@@ -179,9 +180,9 @@ class RunConfig(Strict):
         return self.slices
 
     def resolved(self) -> dict[str, Any]:
-        """The config as it ran: absolute input paths, every default filled in."""
+        """The config as it ran: absolute input paths, every default filled in, credentials masked."""
         data = self.model_dump(mode="json")
-        data["backend"] = {"name": self.backend.name, **self.backend.options}
+        data["backend"] = {"name": self.backend.name, **redaction.scrub(self.backend.options)}
         return data
 
 

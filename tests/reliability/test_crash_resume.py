@@ -8,6 +8,7 @@ transcript may be computed twice only when its batch was in flight at a kill.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import random
@@ -18,8 +19,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 from conftest import demo_records, write_config, write_jsonl
 from counting import BATCH, check_not_corrupt, counting_config, finish, run_dirs, start  # noqa: F401 - fixture
+from fakes.openai import openai_app
+from loopback import Faults, LoopbackServer, Oracle, tone_corpus
 
 log = logging.getLogger(__name__)
 
@@ -164,3 +168,39 @@ def test_a_second_signal_stops_at_once(tmp_path, counting_config, monkeypatch):
     assert proc.returncode == 130 and time.monotonic() - asked < 2.0, err  # did not wait for the batch
     assert "Traceback" not in err and "rerun the same command" in err
     assert cached_count(output) == 0  # the batch in flight was abandoned, as asked
+
+
+def test_kill_9_during_a_remote_run_resends_at_most_the_requests_in_flight(tmp_path):
+    """A remote batch is concurrency x 32 paid requests (one batch here); it was cached only once
+    whole, so each kill -9 threw away every answer of the batch (124 of 364 requests sent twice in
+    the audit). Each transcript is now committed as it arrives: a kill re-sends at most the
+    ``concurrency`` requests that were in flight."""
+    utterances, concurrency, kills = 48, 4, 3
+    corpus = tone_corpus(tmp_path / "data", utterances)
+    oracle = Oracle.for_manifest(corpus)
+    sent: Counter[int] = Counter()  # requests per clip, by its sample count
+
+    def recognise(wav: bytes) -> str:
+        sent[len(sf.read(io.BytesIO(wav))[0])] += 1
+        return oracle(wav)
+
+    app = Faults(latency=0.05).wrap(openai_app(recognise, api_key=None))
+    with LoopbackServer(app) as server:
+        backend = {"name": "openai-compatible", "base_url": f"{server.url}/v1", "api_key_env": None}
+        config = write_config(tmp_path / "run.yaml", corpus, backend | {"concurrency": concurrency})
+        output = tmp_path / "runs"
+        for _ in range(kills):
+            before = sent.total()
+            proc = start(config, output, tmp_path / "unused.log", to_be_killed=True)
+            deadline = time.monotonic() + 120
+            while sent.total() < before + 8:  # killed mid-batch, once it has had answers to lose
+                assert proc.poll() is None and time.monotonic() < deadline, "the run ended or sent nothing"
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=60)
+            check_not_corrupt(output)
+        metrics = finish(start(config, output, tmp_path / "unused.log"))
+    resent = sent.total() - utterances
+    log.info("remote kill -9: %d requests, %d clips, %d kills, %d re-sent", sent.total(), utterances, kills, resent)
+    assert len(sent) == utterances and metrics["failures"]["count"] == 0 and metrics["overall"]["wer"] == 0.0
+    assert resent <= kills * concurrency, f"{resent} requests sent twice over {kills} kills"
