@@ -90,16 +90,29 @@ def contrasts(r: Ratios, coef: sparse.spmatrix | np.ndarray, conservative: bool 
     """Standard error and df of each column of ``coef`` ((k + 1) × m) applied to the ratios; with
     ``conservative`` the df count speakers by their squared influences (for the dimension test)."""
     coef = sparse.csc_matrix(coef)
-    d = (r.influence @ coef).tocsc()  # clusters × m
-    involved = (r.pattern @ abs(coef)).tocsc()
+    m = coef.shape[1]
+    strata = r.k + 1
+    shape = (strata, m)
+
+    def by_stratum(matrix: sparse.spmatrix, *powers: str) -> list[np.ndarray]:
+        """Sums over each stratum's speakers of the entries (and their powers), strata × m."""
+        entries = matrix.tocoo()
+        key = r.stratum[entries.row] * m + entries.col
+        out = []
+        for power in powers:
+            values = {"one": entries.data, "abs": np.abs(entries.data), "sq": entries.data**2}.get(power)
+            if power == "four":
+                values = entries.data**4
+            out.append(np.bincount(key, weights=values, minlength=strata * m).reshape(shape))
+        return out
+
+    involved = r.pattern @ abs(coef)
     involved.data = (involved.data > 0).astype(np.float64)
-    st = r.strata.T.tocsr()
-    n = (st @ involved).toarray()  # strata × m: speakers of each stratum a contrast involves
-    s1 = (st @ d).toarray()
-    d2 = d.multiply(d)
-    s2 = (st @ d2).toarray()
-    s_abs = (st @ abs(d)).toarray()
-    s4 = (st @ d2.multiply(d2)).toarray() if conservative else None
+    (n,) = by_stratum(involved, "one")  # speakers of each stratum a contrast involves
+    d = r.influence @ coef  # clusters × m
+    powers = ("one", "sq", "abs", "four") if conservative else ("one", "sq", "abs")
+    s1, s2, s_abs, *rest = by_stratum(d, *powers)
+    s4 = rest[0] if conservative else None
     with np.errstate(invalid="ignore", divide="ignore"):
         centred = np.where(n >= 2, (s2 - s1**2 / np.maximum(n, 1)) * (n - 1) / np.maximum(n, 1), s2)
         centred = np.maximum(centred, 0.0)

@@ -80,6 +80,7 @@ class Comparison:
     se: float | None = None  # cluster-robust (linearised) standard error of the difference
     df: float | None = None  # its Welch–Satterthwaite degrees of freedom
     note: str | None = None  # why there is no interval (one speaker, no spread)
+    detect_df: float | None = None  # the df min_detectable uses: the dimension test's conservative count
 
 
 @dataclass(frozen=True)
@@ -443,11 +444,13 @@ def _with_intervals(
     wer_cis, wer_notes = rate_intervals(r, index, confidence, enabled)
     diff = r.values[:k] - r.values[k]
     vs = contrasts(r, unit_contrasts(k, index, [k] * k))
+    vs_test = contrasts(r, unit_contrasts(k, index, [k] * k), conservative=True)
     diff_cis, diff_notes = t_intervals(diff, vs.se, vs, confidence, enabled)
     ref_index = next((i for i, s in enumerate(slices) if s.label == reference), None)
     if ref_index is not None:
         ref_diff = r.values[:k] - r.values[ref_index]
         vr = contrasts(r, unit_contrasts(k, index, [ref_index] * k))
+        vr_test = contrasts(r, unit_contrasts(k, index, [ref_index] * k), conservative=True)
         ref_cis, ref_notes = t_intervals(ref_diff, vr.se, vr, confidence, enabled)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_ratio = np.log(r.values[:k] / r.values[ref_index])
@@ -461,6 +464,7 @@ def _with_intervals(
             se=finite_or_none(vs.se[i]) if vs.clusters[i] >= 2 else None,
             df=finite_or_none(vs.df[i]),
             note=diff_notes[i],
+            detect_df=finite_or_none(vs_test.df[i]),
         )
         vs_reference = None
         if ref_index is not None:
@@ -472,6 +476,7 @@ def _with_intervals(
                 ratio_cis[i],
                 se=finite_or_none(vr.se[i]) if vr.clusters[i] >= 2 else None,
                 df=finite_or_none(vr.df[i]),
+                detect_df=finite_or_none(vr_test.df[i]),
                 note=ref_notes[i] if i != ref_index else "the reference itself",
             )
         out.append(
@@ -480,7 +485,9 @@ def _with_intervals(
             )
         )
     if ref_index is not None:
-        gaps = detectable_gaps([s.vs_reference for s in out], confidence, 1, power)  # type: ignore[misc]
+        gaps = detectable_gaps(
+            [s.vs_reference for s in out], confidence, 1, power, [s.wer for s in out]  # type: ignore[misc]
+        )
         out = [
             replace(s, vs_reference=replace(s.vs_reference, min_detectable=g))  # type: ignore[arg-type]
             for s, g in zip(out, gaps, strict=True)
@@ -489,18 +496,28 @@ def _with_intervals(
 
 
 def detectable_gaps(
-    comparisons: Sequence[Comparison], confidence: float, tests: int, power: float
+    comparisons: Sequence[Comparison],
+    confidence: float,
+    tests: int,
+    power: float,
+    levels: Sequence[float | None] | None = None,
 ) -> list[float | None]:
-    """Per comparison, the smallest true difference the ★ rule finds with ``power``:
-    (t_{1−α/2m} + t_power) × se with the comparison's Welch–Satterthwaite df and ``m`` the tests of
-    the Holm family (its worst case); None where the difference has no standard error."""
+    """Per comparison, the smallest true difference the ★ rule finds with ``power``, conservatively:
+    ``M × se(δ)`` with ``M = t_{1−α/2m}(ν) + t_power(ν)``, ``m`` the tests of the Holm family (its
+    worst case) and ``ν`` the dimension test's (conservative) df; a slice's standard error grows
+    with its WER (speaker effects are multiplicative), ``se(δ) = se × (level + δ) / level``, so
+    ``δ = M se / (1 − M se / level)`` — None where no gap is detectable at all (M se ≥ level) or the
+    difference has no standard error."""
     se = np.array([c.se if c.se is not None else np.nan for c in comparisons], dtype=float)
-    df = np.array([c.df if c.df is not None else np.nan for c in comparisons], dtype=float)
+    df = np.array([c.detect_df or c.df or np.nan for c in comparisons], dtype=float)
+    level = np.array([v if v else np.inf for v in (levels or [None] * len(comparisons))], dtype=float)
     usable = (se > 0) & np.isfinite(df)
     alpha = (1 - confidence) / max(tests, 1)
     safe_df = np.where(usable, df, 1.0)
-    multiplier = t_quantile(1 - alpha / 2, safe_df) + t_quantile(power, safe_df)
-    return [finite_or_none(m * v) if ok else None for m, v, ok in zip(multiplier, se, usable, strict=True)]
+    base = (t_quantile(1 - alpha / 2, safe_df) + t_quantile(power, safe_df)) * np.where(usable, se, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.where(base < level, base / (1 - base / level), np.nan)
+    return [finite_or_none(v) if ok else None for v, ok in zip(gap, usable, strict=True)]
 
 
 def detectable_gap(comparison: Comparison, confidence: float, tests: int, power: float) -> float | None:
@@ -564,7 +581,7 @@ def _holm_and_marks(dimensions: list[Dimension], options: StatsOptions) -> list[
     out = []
     for dim, test in zip(dimensions, tests, strict=True):
         comparisons = [s.vs_overall or Comparison(None, [None, None]) for s in dim.slices]
-        gaps = detectable_gaps(comparisons, options.confidence, family, options.power)
+        gaps = detectable_gaps(comparisons, options.confidence, family, options.power, [s.wer for s in dim.slices])
         slices = []
         for s, gap in zip(dim.slices, gaps, strict=True):
             vs = replace(s.vs_overall, min_detectable=gap) if s.vs_overall is not None else None
