@@ -309,7 +309,7 @@ def detectable_sentence(dimension: dict[str, Any], stats: dict[str, Any]) -> str
         if low == high
         else f"±{100 * low:.1f} pp ({best}) to ±{100 * high:.1f} pp ({worst})"
     )
-    level = f"power {stats.get('power', 0.8):.0%}, α {1 - stats['confidence']:.2g}"
+    level = f"power ≥ {stats.get('power', 0.8):.0%}, α {1 - stats['confidence']:.2g}, conservative"
     if any(s.get("significantly_worse") for s in dimension["slices"]):
         return f"Smallest gap against the overall this data detects ({level}): {span}."
     return (
