@@ -195,6 +195,8 @@ def wald_test(r: Ratios, log: bool = True) -> WaldResult | None:
     scale = r.values[columns] if use_log else np.ones(columns.size)
     m = columns.size
     scale_name = "log " if use_log else ""
+    if np.all(values == values[0]):  # identical figures (e.g. a condition that changed nothing): no evidence
+        return WaldResult(0.0, 1.0, (m - 1.0, 0.0), f"identical {scale_name}ratios")
     present = r.stratum >= 0
     shared = float(np.mean(r.stratum[present] == k)) if present.any() else 0.0
     # Welch when the slices' speakers are (nearly) disjoint: a few speakers in several slices (a

@@ -823,7 +823,8 @@ def _pairwise(
         v1, v2 = v[first], v[second]
         df1, df2 = own.df[first], own.df[second]
         with np.errstate(invalid="ignore", divide="ignore"):
-            df = (v1 + v2) ** 2 / (v1**2 / df1 + v2**2 / df2)
+            # A slice without spread (no errors at all) adds nothing to either sum.
+            df = (v1 + v2) ** 2 / (np.where(v1 > 0, v1**2 / df1, 0.0) + np.where(v2 > 0, v2**2 / df2, 0.0))
         out.append(Contrasts(np.sqrt(v1 + v2), df, np.minimum(own.clusters[first], own.clusters[second])))
     return out[0], out[1]
 
