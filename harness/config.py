@@ -50,7 +50,7 @@ class StatsConfig(Strict):
         description="speaker bootstrap replicates of discover/compare (0: also no slice intervals)",
     )
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="interval level; 1 - confidence is the test level")
-    seed: int = Field(0, ge=0, description="seed of the bootstrap and permutation streams")  # numpy: >= 0
+    seed: int = Field(0, ge=0, description="seed of the bootstrap streams (discover, compare, gate)")  # numpy: >= 0
     permutations: int = Field(
         1000, ge=0, le=MAX_RESAMPLES, description="0 switches the dimension tests off (they are analytic)"
     )

@@ -11,10 +11,11 @@ below ``min_speakers`` or ``min_words`` are reported but flagged, and never rank
 worst. An utterance without a speaker id counts as its own speaker (and is flagged).
 A ``(missing)`` slice (utterances without the tag) is reported but not ranked either.
 
-Uncertainty (see :mod:`harness.bootstrap` and :mod:`harness.significance`): every WER, every
-disparity figure and every comparison with a reference group carries a percentile interval
-from one shared speaker-clustered bootstrap; each dimension gets a speaker-level permutation
-test, Holm-corrected across dimensions. A slice is marked significantly worse than its
+Uncertainty (see :mod:`harness.inference`, docs/statistics.md): every WER, every disparity
+figure and every comparison with a reference group carries a t interval with the speaker as the
+unit (leave-one-speaker-out variance, Welch–Satterthwaite df), or none with the reason; the
+disparity's are simultaneous over all pairs of ranked slices. Each dimension gets a Welch /
+cluster-robust Wald F test on log WER, Holm-corrected across dimensions. A slice is marked significantly worse than its
 dimension's overall WER only when (a) it is ranked, (b) its dimension's Holm-adjusted p-value is
 below ``1 - confidence`` and (c) the interval of its difference from that overall excludes 0.
 """

@@ -76,16 +76,10 @@ def test_sentence(test: dict[str, Any] | None, confidence: float) -> str:
     if not test:
         return "No test (fewer than two ranked slices, or permutations: 0)."
     verdict = "WER depends on this dimension" if test["significant"] else "no significant dependence on this dimension"
-    floor = test.get("min_p", 0.0)
-    replicates = test.get("replicates", test.get("permutations"))
-    limited = (
-        f" (with {replicates} replicates p cannot fall below {floor:.2g}; the test cannot decide)"
-        if floor >= 1 - confidence
-        else ""
-    )
+    method = test.get("method") or "test"
     return (
-        f"Wild cluster bootstrap test ({test['kind']}, {replicates} replicates): p = {test['p_value']:.3g}, "
-        f"Holm-adjusted {test['p_holm']:.3g} — {verdict} at the {1 - confidence:.2g} level{limited}."
+        f"{method[0].upper()}{method[1:]} ({test['kind']}): p = {test['p_value']:.3g}, "
+        f"Holm-adjusted {test['p_holm']:.3g} — {verdict} at the {1 - confidence:.2g} level."
     )
 
 
