@@ -430,10 +430,12 @@ def speaker_label(sc: Scenario) -> str:
 # ---------------------------------------------------------------- figures
 
 
-def measure_slices(args: argparse.Namespace, res: Results, rng: np.random.Generator) -> None:
+def measure_slices(
+    args: argparse.Namespace, res: Results, rng: np.random.Generator, cells: Sequence[Scenario] | None = None
+) -> None:
     """One summarise_aggregates per dataset: slice intervals (3 aggregates), vs-overall,
     vs-reference, disparity (gap, ratio, worst-vs-overall), ★ and dimension tests, Holm."""
-    for sc in sweep():
+    for sc in cells or sweep():
         tr = truth(sc)
         label = speaker_label(sc)
         g_min = min(s.speakers for s in sc.slices)
@@ -523,9 +525,11 @@ def _is_ranked(s: object) -> bool:
     return bool(getattr(s, "supported", False)) and getattr(s, "wer", None) is not None
 
 
-def measure_conditions(args: argparse.Namespace, res: Results, rng: np.random.Generator) -> None:
+def measure_conditions(
+    args: argparse.Namespace, res: Results, rng: np.random.Generator, cells: Sequence[Scenario] | None = None
+) -> None:
     """ΔWER interval coverage per slice and overall; ▲ and the interaction test's size."""
-    for sc in condition_scenarios():
+    for sc in cells or condition_scenarios():
         tr = truth(sc)
         label = speaker_label(sc)
         cover = coverage_target(min(s.speakers for s in sc.slices))
