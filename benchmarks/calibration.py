@@ -50,6 +50,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -354,6 +355,14 @@ class Results:
             self.rows[key] = (Tally(), target)
         self.rows[key][0].add(hit)
 
+    def merge(self, other: Results) -> None:
+        for key, (tally, target) in other.rows.items():
+            mine = self.rows.setdefault(key, (Tally(), target))[0]
+            mine.hits, mine.trials, mine.missing = (
+                mine.hits + tally.hits, mine.trials + tally.trials, mine.missing + tally.missing
+            )
+        self.notes.update(other.notes)
+
     def table(self) -> list[dict[str, object]]:
         out = []
         for (figure, method, scenario, speakers), (tally, target) in self.rows.items():
@@ -560,10 +569,18 @@ def measure_conditions(
         log.info("conditions %s %s done", sc.name, label)
 
 
-def measure_model(args: argparse.Namespace, res: Results, rng: np.random.Generator) -> None:
+MODEL_CELLS = (*SPEAKER_COUNTS, 1)  # 1: a level with one speaker
+
+
+def measure_model(
+    args: argparse.Namespace, res: Results, rng: np.random.Generator, cells: Sequence[int] | None = None
+) -> None:
     """Rate-model (Poisson GEE) interval coverage of accent and noise rate ratios, by speakers per level;
     and that a one-speaker level gets no interval and no p-value."""
-    for g in (3, 5, 10, 20, 60):
+    for g in cells or MODEL_CELLS:
+        if g == 1:
+            _one_speaker_level(args, res, rng)
+            continue
         sc = Scenario(
             "model",
             (SliceDesign(0.12, g), SliceDesign(0.15, g, sigma=0.7), SliceDesign(0.12, g, tails="t3")),
@@ -581,6 +598,9 @@ def measure_model(args: argparse.Namespace, res: Results, rng: np.random.Generat
                 true_ratio = sc.noise_effect if e.factor == "noise" else rates[int(e.level[1:])] / rates[0]
                 res.add(f"rate model CI ({e.factor})", "GEE", "model", str(g), target, covers(e.ci, true_ratio))
         log.info("model %d done", g)
+
+
+def _one_speaker_level(args: argparse.Namespace, res: Results, rng: np.random.Generator) -> None:
     sc = Scenario("model-1spk", (SliceDesign(0.12, 20), SliceDesign(0.15, 1), SliceDesign(0.12, 20)))
     for _ in range(max(5, args.reps // 10)):
         with warnings.catch_warnings():
@@ -592,13 +612,15 @@ def measure_model(args: argparse.Namespace, res: Results, rng: np.random.Generat
                 res.add("1-speaker level shows CI/p", "GEE", "model-1spk", "1", Target(0.0, 0.0, "0"), shown)
 
 
-def measure_model_covariance(args: argparse.Namespace, res: Results, rng: np.random.Generator) -> None:
+def measure_model_covariance(
+    args: argparse.Namespace, res: Results, rng: np.random.Generator, cells: Sequence[int] | None = None
+) -> None:
     """Why the rate model uses bias-reduced SEs with t(G − 1): the same GEE fitted with each
     covariance (plain or bias-reduced sandwich) and quantile (z, t with G − 1 df), on the model
     scenario. Not part of the default run (``--only model-cov``)."""
     import statsmodels.api as sm
 
-    for g in (3, 5, 10, 20, 60):
+    for g in cells or SPEAKER_COUNTS:
         sc = Scenario(
             "model",
             (SliceDesign(0.12, g), SliceDesign(0.15, g, sigma=0.7), SliceDesign(0.12, g, tails="t3")),
@@ -630,9 +652,14 @@ def measure_model_covariance(args: argparse.Namespace, res: Results, rng: np.ran
         log.info("model-cov %d done", g)
 
 
-def measure_detectable(args: argparse.Namespace, res: Results, rng: np.random.Generator) -> None:
+DETECTABLE_CELLS = (10, 20, 60)
+
+
+def measure_detectable(
+    args: argparse.Namespace, res: Results, rng: np.random.Generator, cells: Sequence[int] | None = None
+) -> None:
     """Plant the printed minimum detectable gap (vs overall, slice a0) and count ★ on it."""
-    for g in (10, 20, 60):
+    for g in cells or DETECTABLE_CELLS:
         base = Scenario("detectable", tuple(SliceDesign(0.15, g) for _ in range(4)))
         printed = _printed_detectable(args, base, rng, max(10, args.reps // 10))
         if printed is None:
@@ -678,16 +705,24 @@ def _planted(sc: Scenario, k: int, gap: float) -> Scenario:
     return dataclasses.replace(sc, slices=tuple(slices))
 
 
-def measure_plan(args: argparse.Namespace, res: Results, rng: np.random.Generator) -> None:
+PLAN_CELLS = (
+    ("plan lognormal", SliceDesign(0.15, 10)),
+    ("plan t3 spread", SliceDesign(0.15, 10, sigma=0.8, tails="t3")),
+)
+
+
+def measure_plan(
+    args: argparse.Namespace,
+    res: Results,
+    rng: np.random.Generator,
+    cells: Sequence[tuple[str, SliceDesign]] | None = None,
+) -> None:
     """`plan` from a pilot with 10 speakers in the target accent (30 in each of two others, 10
     utterances each): plant the gap against the rest, grow the target accent to the planned
     speakers, and count ★ on it (averaged over pilots; a pilot whose plan gives no number counts
     as missing)."""
     gap = 0.06
-    for name, design in (
-        ("plan lognormal", SliceDesign(0.15, 10)),
-        ("plan t3 spread", SliceDesign(0.15, 10, sigma=0.8, tails="t3")),
-    ):
+    for name, design in cells or PLAN_CELLS:
         others = dataclasses.replace(design, speakers=30)
         pilot_sc = Scenario(name, (dataclasses.replace(design, wer=0.15 + gap), others, others))
         key = ("plan achieved power", "★ rule", name, "pilot 10")
@@ -720,13 +755,15 @@ def _planted_vs_rest(sc: Scenario, speakers: int, gap: float) -> Scenario:
     return dataclasses.replace(sc, slices=tuple(slices))
 
 
-FIGURES: dict[str, Callable[[argparse.Namespace, Results, np.random.Generator], None]] = {
-    "slices": measure_slices,
-    "conditions": measure_conditions,
-    "model": measure_model,
-    "detectable": measure_detectable,
-    "plan": measure_plan,
-    "model-cov": measure_model_covariance,
+# figure -> (its cells, how to measure a list of them); each cell gets its own seeded stream, so a
+# figure's numbers do not depend on --only or --jobs.
+FIGURES: dict[str, tuple[Callable[[], Sequence[object]], Callable[..., None]]] = {
+    "slices": (sweep, measure_slices),
+    "conditions": (condition_scenarios, measure_conditions),
+    "model": (lambda: MODEL_CELLS, measure_model),
+    "detectable": (lambda: DETECTABLE_CELLS, measure_detectable),
+    "plan": (lambda: PLAN_CELLS, measure_plan),
+    "model-cov": (lambda: SPEAKER_COUNTS, measure_model_covariance),
 }
 DEFAULT = ("slices", "conditions", "model", "detectable", "plan")
 
@@ -758,10 +795,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="few datasets per cell (a smoke run, wide MC error)")
     p.add_argument("--reps", type=int, default=None, help="datasets per scenario × speaker count (default 400)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--only", choices=sorted(FIGURES), action="append", help="measure only these figures")
+    p.add_argument("--only", choices=list(FIGURES), action="append", help="measure only these figures")
     p.add_argument("--bootstrap", type=int, default=400, help="bootstrap replicates inside the simulation")
     p.add_argument("--permutations", type=int, default=400, help="test replicates inside the simulation")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--jobs", type=int, default=1, help="processes (cells run in parallel; same numbers)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.reps is None:
@@ -769,12 +807,26 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace) -> list[dict[str, object]]:
+def measure_cell(args: argparse.Namespace, name: str, index: int) -> Results:
+    """One cell of one figure, on its own random stream."""
+    cells, measure = FIGURES[name]
     res = Results()
-    for name in args.only or DEFAULT:
-        started = time.perf_counter()
-        FIGURES[name](args, res, np.random.default_rng([args.seed, list(FIGURES).index(name)]))
-        log.info("%s: %.0f s", name, time.perf_counter() - started)
+    started = time.perf_counter()
+    measure(args, res, np.random.default_rng([args.seed, list(FIGURES).index(name), index]), [cells()[index]])
+    log.info("%s cell %d: %.0f s", name, index, time.perf_counter() - started)
+    return res
+
+
+def run(args: argparse.Namespace) -> list[dict[str, object]]:
+    tasks = [(name, i) for name in args.only or DEFAULT for i in range(len(FIGURES[name][0]()))]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            parts = list(pool.map(measure_cell, [args] * len(tasks), *zip(*tasks, strict=True)))
+    else:
+        parts = [measure_cell(args, name, i) for name, i in tasks]
+    res = Results()
+    for part in parts:
+        res.merge(part)
     return res.table()
 
 
