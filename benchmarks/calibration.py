@@ -661,15 +661,17 @@ def measure_detectable(
     """Plant the printed minimum detectable gap (vs overall, slice a0) and count ★ on it."""
     for g in cells or DETECTABLE_CELLS:
         base = Scenario("detectable", tuple(SliceDesign(0.15, g) for _ in range(4)))
+        key = ("detectable gap power", "★ rule", "detectable", str(g))
         printed = _printed_detectable(args, base, rng, max(10, args.reps // 10))
-        if printed is None:
+        if printed is None or _planted(base, 0, printed) is None:
+            res.add(*key, POWER, None)
+            res.notes[key] = "no detectable gap printed" if printed is None else f"printed {printed:.3g}: unplantable"
             continue
         planted = _planted(base, 0, printed)
         # The printed figure depends on the data: re-read it under the planted gap once.
         again = _printed_detectable(args, planted, rng, max(10, args.reps // 10))
-        if again is not None:
+        if again is not None and _planted(base, 0, again) is not None:
             planted = _planted(base, 0, again)
-        key = ("detectable gap power", "★ rule", "detectable", str(g))
         gap = again or printed
         for rep in range(args.reps):
             with warnings.catch_warnings():
@@ -694,12 +696,15 @@ def _printed_detectable(args: argparse.Namespace, sc: Scenario, rng: np.random.G
     return float(np.mean(values)) if values else None
 
 
-def _planted(sc: Scenario, k: int, gap: float) -> Scenario:
-    """Slice k's WER such that its vs-overall (pooled) estimand equals ``gap``."""
+def _planted(sc: Scenario, k: int, gap: float) -> Scenario | None:
+    """Slice k's WER such that its vs-overall (pooled) estimand equals ``gap`` (None: it would
+    exceed what the generator can draw)."""
     volume = np.array([s.speakers * s.utts for s in sc.slices], float)
     w = volume / volume.sum()
     others = sum(w[j] * s.wer for j, s in enumerate(sc.slices) if j != k)
     wer = (gap + others) / (1 - w[k])
+    if wer >= 0.9 * CAP:
+        return None
     slices = list(sc.slices)
     slices[k] = dataclasses.replace(slices[k], wer=wer)
     return dataclasses.replace(sc, slices=tuple(slices))
