@@ -35,6 +35,7 @@ from harness.slices import UNRANKED, SliceSpec, TagCodes, slice_codes
 from harness.stats import cluster_units
 
 MIN_SPEAKERS_PLANNED = 2
+PILOT_CONFIDENCE = 0.5  # plan with this upper confidence bound of the pilot's variances (0.5: as estimated)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,16 @@ class Components:
         else:
             unevenness, words = 1.0, per_speaker * self.words_per_utterance
         return (self.between * unevenness + self.within / words) / speakers
+
+
+    def inflated(self, confidence: float | None = None) -> Components:
+        """The components scaled to the upper ``confidence`` bound of a variance estimated from
+        this many speakers: (G − 1) / χ²_{G−1, 1−confidence} (normal theory)."""
+        confidence = PILOT_CONFIDENCE if confidence is None else confidence
+        if confidence <= 0.5 or self.speakers < 2:
+            return self
+        factor = (self.speakers - 1) / stats.chi2.ppf(1 - confidence, self.speakers - 1)
+        return replace(self, between=self.between * factor, within=self.within * factor)
 
 
 def components(errors: np.ndarray, words: np.ndarray, speaker: np.ndarray) -> Components | None:
@@ -228,7 +239,10 @@ def _slice_plan(
             note=f"{missing}: fewer than two speakers, or no reference words; no variance to plan from",
         )
     allowed = gap**2 / lam  # the variance of the difference that gives the power
-    both = own.planned_variance(1, utts_per_speaker) + other.planned_variance(1, utts_per_speaker)
+    # A pilot's variances are themselves uncertain, and power is concave in them: plan with an
+    # upper confidence bound of each (measured: benchmarks/calibration.py --only plan).
+    own_up, other_up = own.inflated(), other.inflated()
+    both = own_up.planned_variance(1, utts_per_speaker) + other_up.planned_variance(1, utts_per_speaker)
     known = SlicePlan(
         label,
         other_name,
@@ -240,15 +254,15 @@ def _slice_plan(
         detectable_now=math.sqrt(lam * (own.variance() + other.variance())),
         need_both=max(min_speakers, math.ceil(both / allowed)),
     )
-    budget = allowed - other.variance()
+    budget = allowed - other_up.variance()
     if budget <= 0:
         note = (
             f"{other_name} alone is too uncertain to show a {gap * 100:.1f} pp gap: it needs more speakers too "
             f"({known.need_both} in each if both grow alike)"
         )
         return replace(known, note=note)
-    need = max(min_speakers, math.ceil(own.planned_variance(1, utts_per_speaker) / budget))
-    floor = max(min_speakers, math.ceil(own.between / budget))
+    need = max(min_speakers, math.ceil(own_up.planned_variance(1, utts_per_speaker) / budget))
+    floor = max(min_speakers, math.ceil(own_up.between / budget))
     return replace(known, need=need, record_more=max(0, need - own.speakers), floor=floor)
 
 
