@@ -35,7 +35,7 @@ from harness.slices import UNRANKED, SliceSpec, TagCodes, slice_codes
 from harness.stats import cluster_units
 
 MIN_SPEAKERS_PLANNED = 2
-PILOT_CONFIDENCE = 0.5  # plan with this upper confidence bound of the pilot's variances (0.5: as estimated)
+PILOT_CONFIDENCE = 0.9  # plan with this upper confidence bound of the pilot's variances (measured)
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Components:
     between: float  # σ_b²: variance of speakers' own rates
     within: float  # σ_w²: per-word variance of errors within a speaker
     squared_words: float  # Σ b²: how unevenly the speakers recorded
+    pooled_speakers: int = 0  # > 0: σ_b² comes from the dimension's pooled spread over this many speakers
 
     @property
     def per_speaker(self) -> float:
@@ -79,10 +80,33 @@ class Components:
         """The components scaled to the upper ``confidence`` bound of a variance estimated from
         this many speakers: (G − 1) / χ²_{G−1, 1−confidence} (normal theory)."""
         confidence = PILOT_CONFIDENCE if confidence is None else confidence
-        if confidence <= 0.5 or self.speakers < 2:
+        speakers = max(self.speakers, self.pooled_speakers)
+        if confidence <= 0.5 or speakers < 2:
             return self
-        factor = (self.speakers - 1) / stats.chi2.ppf(1 - confidence, self.speakers - 1)
+        factor = (speakers - 1) / stats.chi2.ppf(1 - confidence, speakers - 1)
         return replace(self, between=self.between * factor, within=self.within * factor)
+
+
+    def at_least(self, spread: tuple[float, int] | None) -> Components:
+        """σ_b² no smaller than ``spread``'s relative between-speaker variance at this group's rate
+        (a few speakers rarely show a slice's tail; the dimension's pooled speakers do more often),
+        with the pooled speaker count behind it where that is the larger."""
+        if spread is None:
+            return self
+        relative, speakers = spread
+        pooled = relative * self.rate**2
+        return replace(self, between=pooled, pooled_speakers=speakers) if pooled > self.between else self
+
+
+def pooled_spread(groups: Sequence[Components]) -> tuple[float, int] | None:
+    """The dimension's relative between-speaker variance, σ_b² / rate², pooled over its slices
+    (weights: speakers − 1), with the speakers behind it; None without a slice that has errors."""
+    usable = [g for g in groups if g.rate > 0 and g.speakers >= 2]
+    if not usable:
+        return None
+    weights = np.array([g.speakers - 1 for g in usable], float)
+    relative = np.array([g.between / g.rate**2 for g in usable])
+    return float(weights @ relative / weights.sum()), int(sum(g.speakers for g in usable))
 
 
 def components(errors: np.ndarray, words: np.ndarray, speaker: np.ndarray) -> Components | None:
@@ -191,6 +215,8 @@ def plan(
 
         lam = noncentrality(alpha / tests, power, max(1, len(ranked) - 1))
         group = {i: parts(coded.codes == i) for i in ranked}
+        spread = pooled_spread([g for g in group.values() if g is not None])
+        group = {i: g.at_least(spread) if g is not None else None for i, g in group.items()}
         slices = []
         for i in ranked:
             mine = coded.codes == i

@@ -14,7 +14,7 @@ from test_cli import asrfair, assert_clean_error
 from harness.config import load_config
 from harness.errors import InputError
 from harness.pipeline import plan_run, prepare, run
-from harness.power import Components, components, plan, simulate
+from harness.power import Components, components, plan, pooled_spread, simulate
 from harness.slices import SliceSpec
 from harness.stats import StatsOptions, summarise
 
@@ -39,8 +39,8 @@ def test_variance_components_recover_the_truth():
 
 def test_the_plan_formula_gives_the_requested_power_on_its_own_model():
     """Plan from a pilot, then draw corpora of the planned size with the planted gap and the
-    pilot's variance components: the bootstrap interval of the difference against the reference
-    excludes 0 at a rate within ±5 points of the requested power. (A check of the algebra only:
+    variance components the plan used: the interval of the difference against the reference
+    excludes 0 at about the requested power. (A check of the algebra only:
     the plan is validated against the run's ★ on another generator by benchmarks/calibration.py.)"""
     pilot = simulate(np.random.default_rng(1), [("ref", 0.2, 60, 10, TRUTH), ("target", 0.2, 10, 10, TRUTH)])
     gap, power = 0.04, 0.8
@@ -49,6 +49,8 @@ def test_the_plan_formula_gives_the_requested_power_on_its_own_model():
     )
     assert target.compared_with == "ref" and target.need > target.speakers and target.floor < target.need
     ref, own = parts_of(pilot, "ref"), parts_of(pilot, "target")
+    # as the plan sees them: the target's spread at least the pooled one, both at their upper bounds
+    ref, own = ref.inflated(), own.at_least(pooled_spread([ref, own])).inflated()
     options = StatsOptions(min_speakers=1, min_words=1, bootstrap=200, permutations=0)
     trials, detected = 500, 0
     for r in range(trials):
@@ -56,7 +58,9 @@ def test_the_plan_formula_gives_the_requested_power_on_its_own_model():
         dimension = summarise(simulate(np.random.default_rng(1000 + r), groups), [SPEC], options).dimensions[0]
         slice_ = next(s for s in dimension.slices if s.label == "target")
         detected += slice_.vs_reference.difference_ci[0] > 0
-    assert detected / trials == pytest.approx(power, abs=0.05)
+    # at least the power asked for (MC error ±0.018); rounding up the speakers and the t interval's
+    # own df make it a little more (measured 0.86)
+    assert power - 0.04 <= detected / trials <= power + 0.09
 
 
 def test_more_utterances_per_speaker_cannot_beat_the_floor():
