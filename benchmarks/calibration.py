@@ -807,11 +807,26 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--permutations", type=int, default=400, help="test replicates inside the simulation")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--jobs", type=int, default=1, help="processes (cells run in parallel; same numbers)")
+    p.add_argument("--speakers", type=lambda v: {int(x) for x in v.split(",")}, default=None,
+                   help="only these speakers per slice, e.g. 5,20 (fixed designs are always run)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.reps is None:
         args.reps = 40 if args.quick else 400
     return args
+
+
+def _wanted(cell: object, speakers: set[int] | None) -> bool:
+    """Whether --speakers keeps a cell: swept scenarios and speaker-count cells by their count;
+    fixed designs (volume, one-speaker level, plan pilots) always."""
+    if speakers is None:
+        return True
+    if isinstance(cell, Scenario):
+        label = speaker_label(cell)
+        return not label.isdigit() or int(label) in speakers
+    if isinstance(cell, int):
+        return cell == 1 or cell in speakers
+    return True
 
 
 def measure_cell(args: argparse.Namespace, name: str, index: int) -> Results:
@@ -825,7 +840,12 @@ def measure_cell(args: argparse.Namespace, name: str, index: int) -> Results:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, object]]:
-    tasks = [(name, i) for name in args.only or DEFAULT for i in range(len(FIGURES[name][0]()))]
+    tasks = [
+        (name, i)
+        for name in args.only or DEFAULT
+        for i, cell in enumerate(FIGURES[name][0]())
+        if _wanted(cell, args.speakers)
+    ]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             parts = list(pool.map(measure_cell, [args] * len(tasks), *zip(*tasks, strict=True)))
