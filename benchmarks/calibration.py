@@ -32,10 +32,12 @@ exactly log-linear in accent × noise, so the Poisson GEE's population target is
 Each figure is measured on ``--reps`` datasets per scenario and speaker count, calling the product's
 public functions exactly as the pipeline does (``summarise_aggregates`` with ``SliceSpec``s,
 ``degradation``, ``fit_rate_model``, ``plan``), and printed with its Monte-Carlo standard error
-``sqrt(p(1 − p)/n)``. Inside the simulation the bootstrap uses ``--bootstrap`` replicates (default
-400, not the product's 1000) and the tests ``--permutations`` (default 400): coverage and size
-change by less than their MC error (checked with ``--bootstrap 1000 --only intervals``; see
-docs/statistics.md). Usage::
+``sqrt(p(1 − p)/n)``. Inside the simulation ``--bootstrap`` (default 400) sets the bootstrap
+replicates where a method still resamples and ``--permutations`` (default 400, not the product's
+1000) the test replicates: a p-value ``(1 + #{T* ≥ T})/(1 + B)`` has its size at any ``B``, so this
+changes power a little and size not beyond the tests' own approximation. ``--jobs N`` runs cells
+in parallel; every cell has its own seeded stream, so the numbers do not depend on ``--jobs`` or
+``--only``. Usage::
 
     python benchmarks/calibration.py [--quick] [--reps N] [--seed S] [--only FIGURE] [--markdown]
 """
