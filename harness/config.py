@@ -44,11 +44,16 @@ class StatsConfig(Strict):
     min_speakers: int = Field(5, ge=1, description="slices with fewer speakers are flagged, not ranked")
     min_words: int = Field(200, ge=1, description="slices with fewer reference words are flagged, not ranked")
     bootstrap: int = Field(
-        1000, ge=0, le=MAX_RESAMPLES, description="speaker-clustered bootstrap replicates (0: no intervals)"
+        1000,
+        ge=0,
+        le=MAX_RESAMPLES,
+        description="speaker bootstrap replicates of discover/compare (0: also no slice intervals)",
     )
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="interval level; 1 - confidence is the test level")
-    seed: int = Field(0, ge=0, description="seed of the bootstrap and permutation streams")  # numpy: >= 0
-    permutations: int = Field(1000, ge=0, le=MAX_RESAMPLES, description="permutations per dimension test (0: no tests)")
+    seed: int = Field(0, ge=0, description="seed of the bootstrap streams (discover, compare, gate)")  # numpy: >= 0
+    permutations: int = Field(
+        1000, ge=0, le=MAX_RESAMPLES, description="0 switches the dimension tests off (they are analytic)"
+    )
     aggregate: Literal["pooled", "speaker-mean", "utterance-mean"] = Field(
         "pooled", description="the headline aggregate; all three are always computed"
     )

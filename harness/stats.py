@@ -11,10 +11,11 @@ below ``min_speakers`` or ``min_words`` are reported but flagged, and never rank
 worst. An utterance without a speaker id counts as its own speaker (and is flagged).
 A ``(missing)`` slice (utterances without the tag) is reported but not ranked either.
 
-Uncertainty (see :mod:`harness.bootstrap` and :mod:`harness.significance`): every WER, every
-disparity figure and every comparison with a reference group carries a percentile interval
-from one shared speaker-clustered bootstrap; each dimension gets a speaker-level permutation
-test, Holm-corrected across dimensions. A slice is marked significantly worse than its
+Uncertainty (see :mod:`harness.inference`, docs/statistics.md): every WER, every disparity
+figure and every comparison with a reference group carries a t interval with the speaker as the
+unit (leave-one-speaker-out variance, Welch–Satterthwaite df), or none with the reason; the
+disparity's are simultaneous over all pairs of ranked slices. Each dimension gets a Welch /
+cluster-robust Wald F test on log WER, Holm-corrected across dimensions. A slice is marked significantly worse than its
 dimension's overall WER only when (a) it is ranked, (b) its dimension's Holm-adjusted p-value is
 below ``1 - confidence`` and (c) the interval of its difference from that overall excludes 0.
 """
@@ -29,7 +30,7 @@ import pandas as pd
 from scipy import sparse
 
 from harness.arrays import ratio_or_nan, unique_inverse
-from harness.inference import Contrasts, Ratios, contrasts, ratios, t_quantile, wild_test, wilson
+from harness.inference import Contrasts, Ratios, contrasts, own_strata, ratios, t_quantile, wald_test, wilson
 from harness.scoring import COUNT_COLUMNS
 from harness.significance import holm
 from harness.slices import UNRANKED, SliceCodes, SliceSpec, TagCodes, slice_codes
@@ -80,6 +81,7 @@ class Comparison:
     se: float | None = None  # cluster-robust (linearised) standard error of the difference
     df: float | None = None  # its Welch–Satterthwaite degrees of freedom
     note: str | None = None  # why there is no interval (one speaker, no spread)
+    detect_df: float | None = None  # the df min_detectable uses: the dimension test's conservative count
 
 
 @dataclass(frozen=True)
@@ -138,13 +140,14 @@ class Test:
     """Test of "WER does not depend on this dimension" over its ranked slices (docs/statistics.md)."""
 
     kind: str  # the design: between-speaker | within-speaker | mixed
-    statistic: float  # Σ_k d_k² / V_k, d_k a slice minus the ranked slices' pooled value
-    replicates: int  # wild bootstrap replicates (stats.permutations)
+    statistic: float  # the F statistic (``method``)
+    replicates: int  # resampling replicates used: 0, the test is analytic (kept for metrics.json readers)
     p_value: float
-    min_p: float  # the smallest p-value this many replicates can give
+    min_p: float  # the smallest p-value the method can give (0: analytic)
     p_holm: float | None = None
     significant: bool = False
-    method: str = ""
+    method: str = ""  # Welch heteroscedastic F, or Wald F (Hotelling), on log ratios
+    df: list[float] = field(default_factory=list)  # the F distribution's degrees of freedom
 
 
 @dataclass(frozen=True)
@@ -164,8 +167,8 @@ class Summary:
     dimensions: list[Dimension]
     options: StatsOptions
     method: str = (
-        "linearised cluster-robust (speaker) t intervals with Welch–Satterthwaite df; simultaneous pairwise "
-        "intervals for the disparity; wild cluster bootstrap test (null imposed, studentised), Holm-corrected"
+        "leave-one-speaker-out (jackknife) t intervals with Welch–Satterthwaite df; simultaneous pairwise "
+        "intervals for the disparity; Welch heteroscedastic / cluster-robust Wald F test on log WER, Holm-corrected"
     )
     aggregate: str = "pooled"
 
@@ -333,7 +336,7 @@ def summarise_aggregates(table: pd.DataFrame, specs: Sequence[SliceSpec], option
                     finite_or_none(values[k]),
                     dim_ci[0],
                     _disparity(slices, ranked, lin[g], spec.reference, options.confidence, with_intervals),
-                    _test(slice_pairs[g], ranked, aggregate, threshold, options, seed_offset=g),
+                    _test(slice_pairs[g], ranked, aggregate, threshold, options),
                 )
             )
         blocks[aggregate] = Summary(overall, _holm_and_marks(dimensions, options), options, aggregate=aggregate)
@@ -369,8 +372,7 @@ def rate_intervals(
     r: Ratios, columns: Sequence[int], confidence: float, enabled: bool = True
 ) -> tuple[list[Interval | None], list[str | None]]:
     """Log-scale t intervals of the ratios in ``columns``, with the reason where there is none."""
-    m = len(columns)
-    c = contrasts(r, sparse.csc_matrix((np.ones(m), (list(columns), range(m))), shape=(r.k + 1, m)))
+    c = contrasts(r, select(r.k, columns))
     values = r.values[list(columns)]
     with np.errstate(divide="ignore", invalid="ignore"):
         log_se = c.se / values
@@ -415,6 +417,12 @@ def t_intervals(
     return out, notes
 
 
+def select(k: int, columns: Sequence[int]) -> sparse.csc_matrix:
+    """Contrast columns picking each of ``columns`` alone."""
+    m = len(columns)
+    return sparse.csc_matrix((np.ones(m), (np.asarray(columns, dtype=np.int64), np.arange(m))), shape=(k + 1, m))
+
+
 def unit_contrasts(
     k: int, plus: Sequence[int], minus: Sequence[int], scale: np.ndarray | None = None
 ) -> sparse.csc_matrix:
@@ -437,11 +445,13 @@ def _with_intervals(
     wer_cis, wer_notes = rate_intervals(r, index, confidence, enabled)
     diff = r.values[:k] - r.values[k]
     vs = contrasts(r, unit_contrasts(k, index, [k] * k))
+    vs_test = contrasts(r, unit_contrasts(k, index, [k] * k), conservative=True)
     diff_cis, diff_notes = t_intervals(diff, vs.se, vs, confidence, enabled)
     ref_index = next((i for i, s in enumerate(slices) if s.label == reference), None)
     if ref_index is not None:
         ref_diff = r.values[:k] - r.values[ref_index]
         vr = contrasts(r, unit_contrasts(k, index, [ref_index] * k))
+        vr_test = contrasts(r, unit_contrasts(k, index, [ref_index] * k), conservative=True)
         ref_cis, ref_notes = t_intervals(ref_diff, vr.se, vr, confidence, enabled)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_ratio = np.log(r.values[:k] / r.values[ref_index])
@@ -455,6 +465,7 @@ def _with_intervals(
             se=finite_or_none(vs.se[i]) if vs.clusters[i] >= 2 else None,
             df=finite_or_none(vs.df[i]),
             note=diff_notes[i],
+            detect_df=finite_or_none(vs_test.df[i]),
         )
         vs_reference = None
         if ref_index is not None:
@@ -466,42 +477,60 @@ def _with_intervals(
                 ratio_cis[i],
                 se=finite_or_none(vr.se[i]) if vr.clusters[i] >= 2 else None,
                 df=finite_or_none(vr.df[i]),
+                detect_df=finite_or_none(vr_test.df[i]),
                 note=ref_notes[i] if i != ref_index else "the reference itself",
             )
-            vs_reference = replace(vs_reference, min_detectable=detectable_gap(vs_reference, confidence, 1, power))
         out.append(
             replace(
                 s, wer_ci=wer_cis[i], interval_note=wer_notes[i], vs_overall=vs_overall, vs_reference=vs_reference
             )
         )
+    if ref_index is not None:
+        gaps = detectable_gaps(
+            [s.vs_reference for s in out], confidence, 1, power, [s.wer for s in out]  # type: ignore[misc]
+        )
+        out = [
+            replace(s, vs_reference=replace(s.vs_reference, min_detectable=g))  # type: ignore[arg-type]
+            for s, g in zip(out, gaps, strict=True)
+        ]
     return out
 
 
-def detectable_gap(comparison: Comparison, confidence: float, tests: int, power: float) -> float | None:
-    """The smallest true difference the ★ rule finds with ``power``: (t_{1−α/2m} + t_power) × se with
-    the comparison's Welch–Satterthwaite df and ``m`` the tests sharing the Holm family (its worst
-    case); None where the difference has no standard error."""
-    if comparison.se is None or comparison.df is None or not comparison.se > 0:
-        return None
+def detectable_gaps(
+    comparisons: Sequence[Comparison],
+    confidence: float,
+    tests: int,
+    power: float,
+    levels: Sequence[float | None] | None = None,
+) -> list[float | None]:
+    """Per comparison, the smallest true difference the ★ rule finds with ``power``, conservatively:
+    ``M × se(δ)`` with ``M = t_{1−α/2m}(ν) + t_power(ν)``, ``m`` the tests of the Holm family (its
+    worst case) and ``ν`` the dimension test's (conservative) df; a slice's standard error grows
+    with its WER (speaker effects are multiplicative), ``se(δ) = se × (level + δ) / level``, so
+    ``δ = M se / (1 − M se / level)`` — None where no gap is detectable at all (M se ≥ level) or the
+    difference has no standard error."""
+    se = np.array([c.se if c.se is not None else np.nan for c in comparisons], dtype=float)
+    df = np.array([c.detect_df or c.df or np.nan for c in comparisons], dtype=float)
+    level = np.array([v if v else np.inf for v in (levels or [None] * len(comparisons))], dtype=float)
+    usable = (se > 0) & np.isfinite(df)
     alpha = (1 - confidence) / max(tests, 1)
-    multiplier = t_quantile(1 - alpha / 2, comparison.df) + t_quantile(power, comparison.df)
-    return finite_or_none(float(multiplier) * comparison.se)
+    safe_df = np.where(usable, df, 1.0)
+    base = (t_quantile(1 - alpha / 2, safe_df) + t_quantile(power, safe_df)) * np.where(usable, se, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.where(base < level, base / (1 - base / level), np.nan)
+    return [finite_or_none(v) if ok else None for v, ok in zip(gap, usable, strict=True)]
 
 
-def _test(
-    pairs: _Pairs, ranked: list[int], aggregate: str, threshold: float, options: StatsOptions, seed_offset: int
-) -> Test | None:
-    """The dimension's wild cluster bootstrap test over its ranked slices, on the (speaker, slice)
-    sums of ``aggregate``."""
+def detectable_gap(comparison: Comparison, confidence: float, tests: int, power: float) -> float | None:
+    """:func:`detectable_gaps` of one comparison."""
+    return detectable_gaps([comparison], confidence, tests, power)[0]
+
+
+def _test(pairs: _Pairs, ranked: list[int], aggregate: str, threshold: float, options: StatsOptions) -> Test | None:
+    """The dimension's test over its ranked slices, on the (speaker, slice) sums of ``aggregate``."""
     keep, numerator, denominator = pairs.ratio_terms(aggregate, threshold)
     codes = np.where(keep, pairs.slice, -1)
-    return ranked_test(
-        pairs.cluster, codes, ranked, numerator, denominator, replicates=options.permutations,
-        seed=options.seed + seed_offset,
-    )
-
-
-TEST_METHOD = "wild cluster bootstrap, null imposed, studentised (speaker clusters)"
+    return ranked_test(pairs.cluster, codes, ranked, numerator, denominator, enabled=options.permutations > 0)
 
 
 def ranked_test(
@@ -511,13 +540,13 @@ def ranked_test(
     numerator: np.ndarray,
     denominator: np.ndarray,
     *,
-    replicates: int,
-    seed: int,
+    enabled: bool = True,
+    log: bool = True,
 ) -> Test | None:
     """The test over the ranked slices only (rows of other slices, code -1 or not ranked, take no
     part); rows are summed per (speaker, slice) first. None with fewer than two ranked slices or
-    no replicates."""
-    if len(ranked) < 2 or replicates < 1:
+    when switched off (``stats.permutations: 0``)."""
+    if len(ranked) < 2 or not enabled:
         return None
     remap = np.full(max(int(codes.max()) + 2, 1), -1)
     remap[ranked] = np.arange(len(ranked))
@@ -528,20 +557,22 @@ def ranked_test(
     a = np.bincount(inverse, weights=numerator[keep])
     b = np.bincount(inverse, weights=denominator[keep])
     pair_cluster, pair_label = pair_ids // k, pair_ids % k
-    result = wild_test(pair_cluster, pair_label, a, b, k, replicates=replicates, seed=seed)
+    _, speaker = unique_inverse(pair_cluster)
+    n_speakers = int(speaker.max()) + 1 if speaker.size else 0
+    r = ratios(
+        np.concatenate([speaker, speaker]),
+        np.concatenate([pair_label, np.full(pair_label.size, k)]),
+        np.concatenate([a, a]),
+        np.concatenate([b, b]),
+        n_speakers,
+        k,
+    )
+    result = wald_test(r, log=log)
     if result is None:
         return None
-    labels_per_speaker = np.bincount(unique_inverse(pair_cluster)[1])
-    several = labels_per_speaker > 1
+    several = np.bincount(speaker) > 1
     kind = "between-speaker" if not several.any() else "within-speaker" if several.all() else "mixed"
-    return Test(
-        kind,
-        result.statistic,
-        result.replicates,
-        result.p_value,
-        1 / (1 + result.replicates),
-        method=f"{TEST_METHOD}, {result.weights} weights",
-    )
+    return Test(kind, result.statistic, 0, result.p_value, 0.0, method=result.method, df=list(result.df))
 
 
 def _holm_and_marks(dimensions: list[Dimension], options: StatsOptions) -> list[Dimension]:
@@ -550,11 +581,11 @@ def _holm_and_marks(dimensions: list[Dimension], options: StatsOptions) -> list[
     family = sum(t is not None for t in tests)
     out = []
     for dim, test in zip(dimensions, tests, strict=True):
+        comparisons = [s.vs_overall or Comparison(None, [None, None]) for s in dim.slices]
+        gaps = detectable_gaps(comparisons, options.confidence, family, options.power, [s.wer for s in dim.slices])
         slices = []
-        for s in dim.slices:
-            vs = s.vs_overall
-            if vs is not None:
-                vs = replace(vs, min_detectable=detectable_gap(vs, options.confidence, family, options.power))
+        for s, gap in zip(dim.slices, gaps, strict=True):
+            vs = replace(s.vs_overall, min_detectable=gap) if s.vs_overall is not None else None
             star = bool(test and test.significant and _rankable(s) and vs and above_zero(vs.difference_ci))
             slices.append(replace(s, vs_overall=vs, significantly_worse=star))
         out.append(replace(dim, test=test, slices=slices))
@@ -749,22 +780,22 @@ def gap_bounds(
     first, second = np.triu_indices(len(ranked), 1)
     i, j = np.asarray(ranked)[first], np.asarray(ranked)[second]
     values = r.values
-    diffs = np.abs(values[i] - values[j])
-    c = contrasts(r, unit_contrasts(r.k, i, j))
-    if (c.clusters < 2).any() or not (c.se > 0).all():
+    pairs = len(i)
+    diff, diff_log = _pairwise(r, np.asarray(ranked), first, second)
+    if (diff.clusters < 2).any() or not (diff.se > 0).all():
         return None, None, None
-    q = t_quantile(1 - alpha / (2 * len(i)), c.df)
-    gap_ci = [float(max(0.0, np.max(diffs - q * c.se))), float(np.max(diffs + q * c.se))]
+    q = t_quantile(1 - alpha / (2 * pairs), diff.df)
+    gaps = np.abs(values[i] - values[j])
+    gap_ci = [float(max(0.0, np.max(gaps - q * diff.se))), float(np.max(gaps + q * diff.se))]
     positive = (values[i] > 0) & (values[j] > 0)
     ratio_ci = None
     if positive.any():
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             logs = np.abs(np.log(values[i] / values[j]))
-        cl = contrasts(r, unit_contrasts(r.k, i, j, scale=values))
-        ql = t_quantile(1 - alpha / (2 * len(i)), cl.df)
-        ok = positive & (cl.se > 0)
-        low = float(np.exp(max(0.0, np.max(np.where(ok, logs - ql * cl.se, 0.0)))))
-        high = float(np.exp(np.max(logs[ok] + ql[ok] * cl.se[ok]))) if ok.all() else None
+            ql = t_quantile(1 - alpha / (2 * pairs), diff_log.df)
+            ok = positive & (diff_log.se > 0)
+            low = float(np.exp(max(0.0, np.max(np.where(ok, logs - ql * diff_log.se, 0.0)))))
+            high = finite_or_none(np.exp(np.max(logs[ok] + ql[ok] * diff_log.se[ok]))) if ok.all() else None
         ratio_ci = [low, high]
     cw = contrasts(r, unit_contrasts(r.k, ranked, [r.k] * len(ranked)))
     worst_ci = None
@@ -773,6 +804,30 @@ def gap_bounds(
         d = values[ranked] - values[r.k]
         worst_ci = [float(np.max(d - qw * cw.se)), float(np.max(d + qw * cw.se))]
     return gap_ci, ratio_ci, worst_ci
+
+
+def _pairwise(
+    r: Ratios, ranked: np.ndarray, first: np.ndarray, second: np.ndarray
+) -> tuple[Contrasts, Contrasts]:
+    """Contrasts of every pair of ``ranked`` columns, raw and on the log scale. In a between-speaker
+    design each slice is its own stratum, so the pair's variance and Welch–Satterthwaite df follow
+    from the slices' own (linear in the number of slices, not quadratic); otherwise in full."""
+    i, j = ranked[first], ranked[second]
+    if not own_strata(r, ranked):
+        raw = contrasts(r, unit_contrasts(r.k, i, j))
+        return raw, contrasts(r, unit_contrasts(r.k, i, j, scale=r.values))
+    m = len(ranked)
+    own = contrasts(r, select(r.k, ranked))
+    out = []
+    for scale in (np.ones(m), np.where(r.values[ranked] > 0, r.values[ranked], np.nan)):
+        v = (own.se / scale) ** 2
+        v1, v2 = v[first], v[second]
+        df1, df2 = own.df[first], own.df[second]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # A slice without spread (no errors at all) adds nothing to either sum.
+            df = (v1 + v2) ** 2 / (np.where(v1 > 0, v1**2 / df1, 0.0) + np.where(v2 > 0, v2**2 / df2, 0.0))
+        out.append(Contrasts(np.sqrt(v1 + v2), df, np.minimum(own.clusters[first], own.clusters[second])))
+    return out[0], out[1]
 
 
 def difference(a: float | None, b: float | None) -> float | None:

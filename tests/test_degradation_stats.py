@@ -126,7 +126,7 @@ def test_interaction_null_is_calibrated():
     for seed in range(100):
         result = run(simulate(np.random.default_rng(seed)), opts=options(bootstrap=0, seed=seed))
         test = dimension(result).shifts[0].interaction
-        assert test.kind == "between-speaker" and test.replicates == 199 and test.min_p == pytest.approx(1 / 200)
+        assert test.kind == "between-speaker" and test.replicates == 0 and test.method.startswith("Welch")
         p_values.append(test.p_value)
     p = np.array(p_values)
     assert np.mean(p < 0.05) <= 0.10
@@ -146,11 +146,11 @@ def test_interaction_detects_one_accent_hurt_more():
     assert most_degraded / len(seeds) >= 0.8
 
 
-@pytest.mark.parametrize("seed, holm_withholds", [(0, False), (7, True), (26, True)])
+@pytest.mark.parametrize("seed, holm_withholds", [(0, False), (74, True), (105, True)])
 def test_degrades_more_marks_the_hurt_accent_under_the_hurting_condition_only(seed, holm_withholds):
     """Three conditions (noisy hurts everyone alike, phone hurts scottish 15 points more), two dimensions
     (accent, and device, which does nothing): Holm over the four tests, and the ▲ lands on the cell of
-    phone — the second shift, the third cell — of scottish, nowhere else. In seeds 7 and 26 a null
+    phone — the second shift, the third cell — of scottish, nowhere else. In seeds 74 and 105 a null
     test has a raw p below 0.05 that Holm lifts above it: no significance, no mark."""
     table = simulate(np.random.default_rng(seed), conditions=(CLEAN, NOISY, PHONE), extra={PHONE: {"scottish": 0.15}})
     result = run(table, specs=(ACCENT, SliceSpec(by="device")), conditions=(CLEAN, NOISY, PHONE))
@@ -325,7 +325,7 @@ def test_seeded_and_reproducible():
     assert run(table, opts=options(seed=1)) == run(table, opts=options(seed=1))
     one, other = dimension(run(table, opts=options(seed=1))), dimension(run(table, opts=options(seed=2)))
     assert one.slices[0].cells[1].delta_ci == other.slices[0].cells[1].delta_ci  # analytic: no seed
-    assert one.shifts[0].interaction.p_value != other.shifts[0].interaction.p_value
+    assert one.shifts[0].interaction.p_value == other.shifts[0].interaction.p_value  # analytic test
 
 
 # --- slices too thin to rank, without speakers, without the tag, filtered -------------------------------------------

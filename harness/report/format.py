@@ -76,16 +76,10 @@ def test_sentence(test: dict[str, Any] | None, confidence: float) -> str:
     if not test:
         return "No test (fewer than two ranked slices, or permutations: 0)."
     verdict = "WER depends on this dimension" if test["significant"] else "no significant dependence on this dimension"
-    floor = test.get("min_p", 0.0)
-    replicates = test.get("replicates", test.get("permutations"))
-    limited = (
-        f" (with {replicates} replicates p cannot fall below {floor:.2g}; the test cannot decide)"
-        if floor >= 1 - confidence
-        else ""
-    )
+    method = test.get("method") or "test"
     return (
-        f"Wild cluster bootstrap test ({test['kind']}, {replicates} replicates): p = {test['p_value']:.3g}, "
-        f"Holm-adjusted {test['p_holm']:.3g} — {verdict} at the {1 - confidence:.2g} level{limited}."
+        f"{method[0].upper()}{method[1:]} ({test['kind']}): p = {test['p_value']:.3g}, "
+        f"Holm-adjusted {test['p_holm']:.3g} — {verdict} at the {1 - confidence:.2g} level."
     )
 
 
@@ -313,7 +307,7 @@ def detectable_sentence(dimension: dict[str, Any], stats: dict[str, Any]) -> str
         if low == high
         else f"±{100 * low:.1f} pp ({best}) to ±{100 * high:.1f} pp ({worst})"
     )
-    level = f"power {stats.get('power', 0.8):.0%}, α {1 - stats['confidence']:.2g}"
+    level = f"power ≥ {stats.get('power', 0.8):.0%}, α {1 - stats['confidence']:.2g}, conservative"
     if any(s.get("significantly_worse") for s in dimension["slices"]):
         return f"Smallest gap against the overall this data detects ({level}): {span}."
     return (
