@@ -1,5 +1,5 @@
 """Fast subset of benchmarks/calibration.py (issue 22): the generator's estimands, and the
-calibration of the figures the audit found wrong, on few datasets.
+calibration of the figures the audit found wrong, on few datasets (all hold since the stats rewrite).
 
 MONTE-CARLO TOLERANCES: each assertion allows the measured rate to miss its target by 3 Monte-Carlo
 standard errors (sqrt(p(1-p)/n) at the target p), so a correct method fails with probability
@@ -15,7 +15,6 @@ import math
 import sys
 
 import numpy as np
-import pytest
 from conftest import REPO
 
 from harness.stats import StatsOptions, summarise_aggregates
@@ -85,7 +84,6 @@ def test_slice_intervals_cover_at_20_speakers_with_unequal_spread():
         assert r["measured"] >= 0.93 - tolerance(0.93, r["n"]), r
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22 item 2: open after stats f8f405a (accent test rejects 0.15)")
 def test_the_dimension_test_and_stars_keep_their_size_when_slices_differ_in_volume_and_spread():
     """6 speakers × 40 utterances (spread 1.0, t3) against 60 × 8 (spread 0.4), equal WER: the
     label-permutation test rejected in 0.26 of 150 datasets (the audit: 0.24–0.33); the target is
