@@ -413,6 +413,7 @@ def plan_run(
         power=power or config.stats.power,
         alpha=alpha or 1 - config.stats.confidence,
         utts_per_speaker=utts_per_speaker,
+        min_speakers=config.stats.min_speakers,
     )
 
 

@@ -1,20 +1,23 @@
-"""How many speakers a slice needs before a WER gap that matters would be seen.
+"""How many speakers a slice needs before a WER gap that matters would be starred (★).
 
-The model (docs/coverage.md, *Planning*): each utterance's WER is its speaker's own rate plus
-noise, ``y = μ_slice + b_speaker + e``, with speakers drawn from the slice (``Var b = σ_b²``,
-between speakers) and utterances from the speaker (``Var e = σ_w²``, within a speaker). The two
-components are estimated per slice from a finished run by the one-way random-effects analysis
-of variance (method of moments, unbalanced). A slice mean over ``n`` speakers with ``k``
-utterances each then has variance ``σ_b²/n + σ_w²/(n k)`` (as recorded, with ``nᵢ`` utterances
-per speaker and ``N`` in all: ``σ_b² Σnᵢ²/N² + σ_w²/N``), and a two-sided test at level α
-detects a gap Δ against an independent comparison group with probability ``power`` when
+The planning model (docs/coverage.md, *Planning*) is the linearised variance of the *pooled* WER
+R = Σa/Σb over speakers (a: a speaker's errors, b: their reference words), the same quantity the
+run's intervals and ★ are built on. Speaker g's errors around the slice's rate have variance
+``σ_b² b_g² + σ_w² b_g``: σ_b² is the variance of speakers' own rates (between speakers), σ_w²
+the per-word variance within a speaker. Both are estimated per slice from a finished run by the
+method of moments (within from utterances around their speaker's rate, between from the
+speaker-level residuals the run's cluster-robust interval uses). As recorded,
+``Var R = (σ_b² Σb² + σ_w² Σb)/(Σb)²``; for ``n`` speakers who record like the pilot's (mean words
+W per speaker, unevenness c = n Σb²/(Σb)²) it is ``(σ_b² c + σ_w²/W)/n``.
 
-    Δ ≥ (z_{1-α/2} + z_power) · sqrt(V_slice(n, k) + V_comparison).
-
-The comparison group is the dimension's ``reference`` slice when it has one, else the rest of
-the dimension, each at its current size. Solving for ``n`` gives the speakers a slice needs; more
-utterances per speaker only shrink the within term, so there is a floor no ``k`` gets under.
-:func:`simulate` draws corpora from the same model, to check the plan against the run's own test.
+A ★ needs the dimension's test to reject after Holm and the slice's interval to exclude 0. The
+plan takes the worst case of Holm (α/m over the m dimensions with two or more slices) and the
+dimension test as a χ² test with K − 1 degrees of freedom (K slices): a gap Δ against the
+comparison group is found with probability ``power`` when the noncentrality
+``Δ² / (V_slice(n) + V_comparison)`` reaches λ*, where ``P(χ²_{K−1}(λ*) > χ²_{K−1, 1−α/m}) = power``.
+Solving for ``n`` gives the speakers a slice needs; more utterances per speaker only shrink the
+within term, so there is a floor no number of utterances gets under. The plan is validated
+against the run's own ★ on data from a different generator (benchmarks/calibration.py --only plan).
 """
 
 from __future__ import annotations
@@ -26,53 +29,115 @@ from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
+from scipy import optimize, stats
 
 from harness.slices import UNRANKED, SliceSpec, TagCodes, slice_codes
 from harness.stats import cluster_units
 
 MIN_SPEAKERS_PLANNED = 2
+PILOT_CONFIDENCE = 0.9  # plan with this upper confidence bound of the pilot's variances (measured)
 
 
 @dataclass(frozen=True)
 class Components:
-    """Variance components of utterance WER in one group of utterances."""
+    """Variance components of a group's pooled WER: per-word error variance between speakers'
+    own rates (σ_b²) and within a speaker (σ_w²), with the recording that was seen."""
 
     speakers: int
     utterances: int
-    per_speaker: float  # mean utterances per speaker
-    mean: float  # mean utterance WER
-    between: float  # σ_b²
-    within: float  # σ_w²
-    squared_counts: float = 0.0  # Σ (utterances of a speaker)²: how unevenly the speakers recorded
+    words: float  # Σ b: reference words
+    rate: float  # pooled WER
+    between: float  # σ_b²: variance of speakers' own rates
+    within: float  # σ_w²: per-word variance of errors within a speaker
+    squared_words: float  # Σ b²: how unevenly the speakers recorded
+    pooled_speakers: int = 0  # > 0: σ_b² comes from the dimension's pooled spread over this many speakers
+
+    @property
+    def per_speaker(self) -> float:
+        """Mean utterances per speaker."""
+        return self.utterances / self.speakers
+
+    @property
+    def words_per_utterance(self) -> float:
+        return self.words / self.utterances
 
     def variance(self) -> float:
-        """Variance of the group's mean WER as recorded: each speaker weighs as many utterances as
-        they gave, so uneven recording makes it larger than the balanced formula's."""
-        n = self.utterances
-        return self.between * self.squared_counts / n**2 + self.within / n
+        """Variance of the group's pooled WER as recorded."""
+        return (self.between * self.squared_words + self.within * self.words) / self.words**2
 
-    def planned_variance(self, speakers: float, per_speaker: float) -> float:
-        """Variance of the mean over ``speakers`` who each record ``per_speaker`` utterances."""
-        return self.between / speakers + self.within / (speakers * per_speaker)
+    def planned_variance(self, speakers: float, per_speaker: float | None = None) -> float:
+        """Variance over ``speakers`` who record like this group's speakers (``per_speaker``
+        None), or who each record ``per_speaker`` utterances of the usual length (evenly)."""
+        if per_speaker is None:
+            unevenness = self.speakers * self.squared_words / self.words**2
+            words = self.words / self.speakers
+        else:
+            unevenness, words = 1.0, per_speaker * self.words_per_utterance
+        return (self.between * unevenness + self.within / words) / speakers
 
 
-def components(wer: np.ndarray, speaker: np.ndarray) -> Components | None:
-    """One-way random-effects ANOVA of utterance WERs by speaker; None with fewer than two speakers."""
-    codes, uniques = pd.factorize(speaker)
-    s, n = len(uniques), len(wer)
-    if s < 2 or n <= s:
+    def inflated(self, confidence: float | None = None) -> Components:
+        """The components scaled to the upper ``confidence`` bound of a variance estimated from
+        this many speakers: (G − 1) / χ²_{G−1, 1−confidence} (normal theory)."""
+        confidence = PILOT_CONFIDENCE if confidence is None else confidence
+        speakers = max(self.speakers, self.pooled_speakers)
+        if confidence <= 0.5 or speakers < 2:
+            return self
+        factor = (speakers - 1) / stats.chi2.ppf(1 - confidence, speakers - 1)
+        return replace(self, between=self.between * factor, within=self.within * factor)
+
+
+    def at_least(self, spread: tuple[float, int] | None) -> Components:
+        """σ_b² no smaller than ``spread``'s relative between-speaker variance at this group's rate
+        (a few speakers rarely show a slice's tail; the dimension's pooled speakers do more often),
+        with the pooled speaker count behind it where that is the larger."""
+        if spread is None:
+            return self
+        relative, speakers = spread
+        pooled = relative * self.rate**2
+        return replace(self, between=pooled, pooled_speakers=speakers) if pooled > self.between else self
+
+
+def pooled_spread(groups: Sequence[Components]) -> tuple[float, int] | None:
+    """The dimension's relative between-speaker variance, σ_b² / rate², pooled over its slices
+    (weights: speakers − 1), with the speakers behind it; None without a slice that has errors."""
+    usable = [g for g in groups if g.rate > 0 and g.speakers >= 2]
+    if not usable:
         return None
-    counts = np.bincount(codes, minlength=s).astype(float)
-    means = np.bincount(codes, weights=wer, minlength=s) / counts
-    grand = float(wer.mean())
-    within = float(((wer - means[codes]) ** 2).sum() / (n - s))
-    between_ms = float((counts * (means - grand) ** 2).sum() / (s - 1))
-    m0 = (n - (counts**2).sum() / n) / (s - 1)
-    between = float(max(0.0, (between_ms - within) / m0))
-    return Components(s, n, n / s, grand, between, within, float((counts**2).sum()))
+    weights = np.array([g.speakers - 1 for g in usable], float)
+    relative = np.array([g.between / g.rate**2 for g in usable])
+    return float(weights @ relative / weights.sum()), int(sum(g.speakers for g in usable))
+
+
+def components(errors: np.ndarray, words: np.ndarray, speaker: np.ndarray) -> Components | None:
+    """Method-of-moments components of pooled WER from per-utterance errors and words; None with
+    fewer than two speakers or no words."""
+    codes, uniques = pd.factorize(speaker)
+    g = len(uniques)
+    if g < 2 or words.sum() <= 0:
+        return None
+    a = np.bincount(codes, weights=errors, minlength=g)
+    b = np.bincount(codes, weights=words, minlength=g)
+    own = np.divide(a, b, out=np.zeros(g), where=b > 0)
+    # Within: utterances around their own speaker's rate; E = σ_w² Σ_g (b_g − Σ_u N_u² / b_g).
+    squares = np.bincount(codes, weights=(errors - own[codes] * words) ** 2, minlength=g)
+    dof = (b - np.divide(np.bincount(codes, weights=words**2, minlength=g), b, out=np.zeros(g), where=b > 0)).sum()
+    within = float(squares.sum() / dof) if dof > 0 else 0.0
+    # Between: the cluster-robust residuals, E ≈ σ_b² Σb² + σ_w² Σb (with the G/(G−1) correction).
+    rate = a.sum() / b.sum()
+    total = g / (g - 1) * float(((a - rate * b) ** 2).sum())
+    between = max(0.0, (total - within * b.sum()) / float((b**2).sum()))
+    return Components(g, len(errors), float(b.sum()), float(rate), between, within, float((b**2).sum()))
+
+
+def noncentrality(alpha: float, power: float, df: int = 1) -> float:
+    """λ with P(χ²_df(λ) > its 1 − α quantile) = power."""
+    critical = stats.chi2.ppf(1 - alpha, df)
+    return float(optimize.brentq(lambda lam: stats.ncx2.sf(critical, df, lam) - power, 1e-9, 1e4))
 
 
 def z_sum(alpha: float, power: float) -> float:
+    """The two-sided normal multiplier z_{1-α/2} + z_power (one comparison, no Holm)."""
     return NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
 
 
@@ -85,7 +150,7 @@ class SlicePlan:
     planned_per_speaker: float
     between: float | None
     within: float | None
-    detectable_now: float | None = None  # the gap detectable with the data as it is (model-based)
+    detectable_now: float | None = None  # the gap the ★ rule finds with ``power`` now (model-based)
     need: int | None = None  # speakers at planned_per_speaker; None: not reachable by this slice alone
     record_more: int | None = None
     floor: int | None = None  # speakers needed however many utterances each records
@@ -97,6 +162,8 @@ class SlicePlan:
 class DimensionPlan:
     name: str
     slices: list[SlicePlan]
+    tests: int = 1  # dimensions sharing the Holm correction (m)
+    slice_count: int = 2  # K: the χ² test's K − 1 degrees of freedom
 
 
 @dataclass(frozen=True)
@@ -107,11 +174,13 @@ class Plan:
     utts_per_speaker: float | None  # None: each slice keeps its own mean
     method: str
     dimensions: list[DimensionPlan]
+    tests: int = 1  # m: dimensions tested (Holm's worst case is α/m)
 
 
 METHOD = (
-    "one-way random-effects variance components of utterance WER per slice (method of moments); "
-    "two-sided normal test against the reference slice or the rest of the dimension, at its current size"
+    "linearised variance of pooled WER, between- and within-speaker components per slice (method of moments); "
+    "★ rule as χ² test with K−1 df at Holm's worst case α/m, against the reference slice or the rest of the "
+    "dimension at its current size"
 )
 
 
@@ -123,19 +192,31 @@ def plan(
     power: float,
     alpha: float,
     utts_per_speaker: float | None = None,
+    min_speakers: int = MIN_SPEAKERS_PLANNED,
 ) -> Plan:
     """A plan per ranked slice of every dimension, from a scored utterance table."""
     usable = (table["status"] == "ok").to_numpy() & (table["ref_words"].fillna(0).to_numpy(dtype=float) > 0)
     rows = table[usable].reset_index(drop=True)
-    wer = (rows["errors"].to_numpy(dtype=float)) / rows["ref_words"].to_numpy(dtype=float)
+    errors = rows["errors"].to_numpy(dtype=float)
+    words = rows["ref_words"].to_numpy(dtype=float)
     speaker = cluster_units(rows).to_numpy()
     coder = TagCodes(rows)
-    z = z_sum(alpha, power)
+    coded_all = [slice_codes(rows, spec, coder) for spec in specs]
+    ranked_all = [
+        [i for i, _ in enumerate(coded.labels) if not set(coded.values[i].values()) & UNRANKED] for coded in coded_all
+    ]
+    tests = max(1, sum(len(r) >= 2 for r in ranked_all))
+    floor_speakers = max(MIN_SPEAKERS_PLANNED, min_speakers)
     dimensions = []
-    for spec in specs:
-        coded = slice_codes(rows, spec, coder)
-        ranked = [i for i, label in enumerate(coded.labels) if not set(coded.values[i].values()) & UNRANKED]
-        group = {i: components(wer[coded.codes == i], speaker[coded.codes == i]) for i in ranked}
+    for spec, coded, ranked in zip(specs, coded_all, ranked_all, strict=True):
+
+        def parts(mask: np.ndarray) -> Components | None:
+            return components(errors[mask], words[mask], speaker[mask])
+
+        lam = noncentrality(alpha / tests, power, max(1, len(ranked) - 1))
+        group = {i: parts(coded.codes == i) for i in ranked}
+        spread = pooled_spread([g for g in group.values() if g is not None])
+        group = {i: g.at_least(spread) if g is not None else None for i, g in group.items()}
         slices = []
         for i in ranked:
             mine = coded.codes == i
@@ -145,8 +226,9 @@ def plan(
             else:
                 other_mask = np.isin(coded.codes, [j for j in ranked if j != i])
                 other_name = f"rest of {spec.label}"
-            other = components(wer[other_mask], speaker[other_mask])
-            plan_of = _slice_plan(coded.labels[i], other_name, group[i], other, gap, z, utts_per_speaker)
+            plan_of = _slice_plan(
+                coded.labels[i], other_name, group[i], parts(other_mask), gap, lam, utts_per_speaker, floor_speakers
+            )
             per_speaker = utterances / speakers if speakers else 0.0
             slices.append(
                 replace(
@@ -156,8 +238,8 @@ def plan(
                     planned_per_speaker=utts_per_speaker or per_speaker,
                 )
             )
-        dimensions.append(DimensionPlan(spec.label, slices))
-    return Plan(gap, power, alpha, utts_per_speaker, METHOD, dimensions)
+        dimensions.append(DimensionPlan(spec.label, slices, tests, len(ranked)))
+    return Plan(gap, power, alpha, utts_per_speaker, METHOD, dimensions, tests)
 
 
 def _slice_plan(
@@ -166,8 +248,9 @@ def _slice_plan(
     own: Components | None,
     other: Components | None,
     gap: float,
-    z: float,
+    lam: float,
     utts_per_speaker: float | None,
+    min_speakers: int,
 ) -> SlicePlan:
     if own is None or other is None:  # the caller fills in the slice's real speaker counts
         missing = label if own is None else other_name
@@ -179,30 +262,33 @@ def _slice_plan(
             0.0,
             own.between if own else None,
             own.within if own else None,
-            note=f"{missing}: fewer than two speakers, or one utterance each; no variance to plan from",
+            note=f"{missing}: fewer than two speakers, or no reference words; no variance to plan from",
         )
-    k = utts_per_speaker or own.per_speaker
-    both = own.planned_variance(1, k) + other.planned_variance(1, utts_per_speaker or other.per_speaker)
+    allowed = gap**2 / lam  # the variance of the difference that gives the power
+    # A pilot's variances are themselves uncertain, and power is concave in them: plan with an
+    # upper confidence bound of each (measured: benchmarks/calibration.py --only plan).
+    own_up, other_up = own.inflated(), other.inflated()
+    both = own_up.planned_variance(1, utts_per_speaker) + other_up.planned_variance(1, utts_per_speaker)
     known = SlicePlan(
         label,
         other_name,
         own.speakers,
         own.per_speaker,
-        k,
+        utts_per_speaker or own.per_speaker,
         own.between,
         own.within,
-        detectable_now=z * math.sqrt(own.variance() + other.variance()),
-        need_both=max(MIN_SPEAKERS_PLANNED, math.ceil(both / (gap / z) ** 2)),
+        detectable_now=math.sqrt(lam * (own.variance() + other.variance())),
+        need_both=max(min_speakers, math.ceil(both / allowed)),
     )
-    budget = (gap / z) ** 2 - other.variance()
+    budget = allowed - other_up.variance()
     if budget <= 0:
         note = (
             f"{other_name} alone is too uncertain to show a {gap * 100:.1f} pp gap: it needs more speakers too "
             f"({known.need_both} in each if both grow alike)"
         )
         return replace(known, note=note)
-    need = max(MIN_SPEAKERS_PLANNED, math.ceil(own.planned_variance(1, k) / budget))
-    floor = max(MIN_SPEAKERS_PLANNED, math.ceil(own.between / budget))
+    need = max(min_speakers, math.ceil(own_up.planned_variance(1, utts_per_speaker) / budget))
+    floor = max(min_speakers, math.ceil(own_up.between / budget))
     return replace(known, need=need, record_more=max(0, need - own.speakers), floor=floor)
 
 
@@ -213,13 +299,16 @@ def simulate(
     words: int = 100,
     tag: str = "accent",
 ) -> pd.DataFrame:
-    """A scored utterance table drawn from the planning model: per group ``(value, mean WER,
-    speakers, utterances per speaker, components)``, speaker rates ``mean + N(0, between)`` and
-    utterance rates ``rate + N(0, within)``, clipped to [0, 1], as errors over ``words`` words."""
+    """A scored utterance table drawn from the planning model (for tests of the estimators; the
+    plan itself is validated on another generator, benchmarks/calibration.py): per group
+    ``(value, mean WER, speakers, utterances per speaker, components)``, speaker rates
+    ``mean + N(0, between)`` and utterance rates ``rate + N(0, within / words)``, clipped to [0, 1],
+    as errors over ``words`` words."""
     frames = []
     for value, mean, speakers, per_speaker, parts in groups:
         rates = mean + rng.normal(0, math.sqrt(parts.between), speakers)
-        utterance = np.repeat(rates, per_speaker) + rng.normal(0, math.sqrt(parts.within), speakers * per_speaker)
+        noise = rng.normal(0, math.sqrt(parts.within / words), speakers * per_speaker)
+        utterance = np.repeat(rates, per_speaker) + noise
         errors = np.rint(np.clip(utterance, 0, 1) * words).astype(np.int64)
         speaker = np.repeat([f"{value}-{s}" for s in range(speakers)], per_speaker)
         frames.append(

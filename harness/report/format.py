@@ -132,17 +132,21 @@ def model_lines(model: dict[str, Any] | None) -> list[str]:
 
 
 def effect_cells(effect: dict[str, Any]) -> list[str]:
-    """factor, level, ratio, [CI], p; "–" where the data cannot say (a level without errors)."""
+    """factor, level, ratio, [CI], p; "–" with the reason where the data cannot say (a level
+    without errors, or with one speaker)."""
 
     def number(value: float | None, spec: str) -> str:
         return "–" if value is None else format(value, spec)
 
     low, high = effect["ci"]
+    ci = f"[{number(low, '.2f')}, {number(high, '.2f')}]"
+    if low is None and high is None:
+        ci = f"– ({effect['note']})" if effect.get("note") else "–"
     return [
         effect["factor"],
         effect["level"],
         "–" if effect["rate_ratio"] is None else f"{effect['rate_ratio']:.2f}×",
-        f"[{number(low, '.2f')}, {number(high, '.2f')}]",
+        ci,
         number(effect["p_value"], ".3g"),
     ]
 
