@@ -43,11 +43,11 @@ from harness.power import Plan, plan
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
 from harness.report.metrics import build_metrics
-from harness.robust import agreed_marks, headline_scope, robust_view, sanity_warnings
+from harness.robust import agreed_marks, headline_aggregates, robust_view, sanity_warnings
 from harness.runaway import capped
 from harness.scoring import score_frame, tag_columns, utterance_frame
 from harness.slices import SliceSpec, check_slices, default_slices
-from harness.stats import AGGREGATES, Summary, summarise, summarise_aggregates
+from harness.stats import AGGREGATES, Summary, summarise
 from harness.store import (
     RunPaths,
     TranscriptCache,
@@ -559,19 +559,20 @@ def _score_and_write(
     present = set(table[CONDITION_TAG].unique()) if CONDITION_TAG in table.columns else set()
     conditions = [c for c in config.conditions if c.name in present]
     reference = conditions[0].name if conditions else None
-    headline_table, headline_specs, scope = headline_scope(table, slices, reference)
-    aggregates = summarise_aggregates(headline_table, headline_specs, options)
+    aggregates, headline_specs, scope = headline_aggregates(table, slices, options, reference)
+    capped_table = capped(table)
     names, descriptions = [c.name for c in conditions], {c.name: c.describe() for c in conditions}
     changes = degradation(table, slices, names, descriptions, options)
-    capped_changes = degradation(capped(table), slices, names, descriptions, options) if changes else None
+    capped_changes = degradation(capped_table, slices, names, descriptions, options) if changes else None
     robust = robust_view(
-        headline_table,
+        table,
         headline_specs,
         aggregates.headline,
-        summarise(capped(headline_table), headline_specs, options),
+        headline_aggregates(capped_table, slices, options, reference)[0].headline,
         rules,
         scope,
-        (table, changes, capped_changes) if changes and capped_changes else None,
+        reference,
+        (changes, capped_changes) if changes and capped_changes else None,
     )
     if changes and capped_changes:
         changes = agreed_marks(changes, capped_changes)
@@ -584,8 +585,7 @@ def _score_and_write(
         "counts": _counts(table, aggregates.headline, len(conditions)),
         "slices": [s.model_dump(mode="json", exclude_defaults=True) for s in slices],
     }
-    scoped_frame = frame if reference is None else frame[frame[CONDITION_TAG] == reference].reset_index(drop=True)
-    sensitivity = _sensitivity(scoped_frame, headline_table, aggregates.headline, headline_specs, normalizers, config)
+    sensitivity = _sensitivity(frame, table, aggregates.headline, headline_specs, normalizers, config)
     model = (
         model_for_slices(table, slices, config.stats.model_factors, config.stats.confidence)
         if config.stats.model == "poisson-gee"

@@ -17,7 +17,7 @@ from harness.conditions import CONDITION_TAG
 from harness.degradation import Degradation, where_tags
 from harness.runaway import REASONS, ROBUST, RUNAWAY_COLUMN, RunawayRules
 from harness.slices import SliceSpec, TagCodes, slice_codes
-from harness.stats import Dimension, Summary, rankable
+from harness.stats import Aggregates, Dimension, StatsOptions, Summary, rankable, summarise_aggregates
 
 
 @dataclass(frozen=True)
@@ -308,22 +308,25 @@ class RobustView:
 
 
 def robust_view(
-    headline_table: pd.DataFrame,
+    table: pd.DataFrame,
     specs: Sequence[SliceSpec],
     headline: Summary,
     robust: Summary,
     rules: RunawayRules,
     scope: str,
-    changes: tuple[pd.DataFrame, Degradation, Degradation] | None = None,
+    reference: str | None = None,
+    changes: tuple[Degradation, Degradation] | None = None,
 ) -> RobustView:
-    """``changes``: the whole table with the headline and capped paired comparisons, for a run
-    with simulated conditions."""
-    dimensions = robust_dimensions(headline_table, specs, headline, robust)
-    conditions = robust_conditions(*changes) if changes else []
-    shifts = robust_shifts(changes[1], changes[2]) if changes else []
+    """``specs``, ``headline`` and ``robust`` as :func:`headline_aggregates` gives them (the capped
+    one from the capped table); ``changes``: the headline and capped paired comparisons of a run
+    with simulated conditions, whose ``reference`` the headline's overall covers."""
+    dimensions = robust_dimensions(table, specs, headline, robust)
+    conditions = robust_conditions(table, *changes) if changes else []
+    shifts = robust_shifts(*changes) if changes else []
     flagged = any(d.changes for d in dimensions) or any(s.changes for s in shifts)
+    rows = table if reference is None else table[table[CONDITION_TAG] == reference]
     return RobustView(
-        rules, scope, RunawayCount.of(headline_table), robust.overall.wer_ci, dimensions, conditions, shifts, flagged
+        rules, scope, RunawayCount.of(rows), robust.overall.wer_ci, dimensions, conditions, shifts, flagged
     )
 
 
@@ -357,13 +360,35 @@ def sanity_warnings(view: RobustView, table: pd.DataFrame, headline: Summary, ch
     return out
 
 
-def headline_scope(
-    table: pd.DataFrame, specs: Sequence[SliceSpec], reference: str | None
-) -> tuple[pd.DataFrame, list[SliceSpec], str]:
-    """The rows and dimensions of the headline: with simulated conditions, the reference
-    condition's rows and the dimensions that do not slice by condition (recorded and simulated
-    audio are never pooled; each condition is compared, paired, under Simulated conditions)."""
+def scoped_specs(specs: Sequence[SliceSpec], reference: str | None) -> list[SliceSpec]:
+    """With simulated conditions, each dimension that does not slice by condition keeps only the
+    reference condition's rows (``where`` gains ``condition == reference``): recorded and
+    simulated audio are never pooled in one slice. Dimensions by condition keep every condition
+    (each of their slices is one condition, labelled)."""
+    if reference is None:
+        return list(specs)
+    out = []
+    for spec in specs:
+        if CONDITION_TAG in spec.by or CONDITION_TAG in where_tags(spec):
+            out.append(spec)
+        elif isinstance(spec.where, str):
+            out.append(spec.model_copy(update={"where": f"({spec.where}) and {CONDITION_TAG} == {reference!r}"}))
+        else:
+            out.append(spec.model_copy(update={"where": {**spec.where, CONDITION_TAG: (reference,)}}))
+    return out
+
+
+def headline_aggregates(
+    table: pd.DataFrame, specs: Sequence[SliceSpec], options: StatsOptions, reference: str | None
+) -> tuple[Aggregates, list[SliceSpec], str]:
+    """The headline: with simulated conditions, the overall and every recorded dimension on the
+    reference condition's rows only (see :func:`scoped_specs`), one Holm family over all
+    dimensions as without conditions. Returns the aggregates, the scoped specs and the scope."""
     if reference is None or CONDITION_TAG not in table.columns:
-        return table, list(specs), "every utterance"
-    kept = [s for s in specs if CONDITION_TAG not in s.by and CONDITION_TAG not in where_tags(s)]
-    return table[table[CONDITION_TAG] == reference].reset_index(drop=True), kept, f"condition {reference} only"
+        return summarise_aggregates(table, specs, options), list(specs), "every utterance"
+    base = summarise_aggregates(table[table[CONDITION_TAG] == reference].reset_index(drop=True), [], options)
+    options = replace(options, speaker_wer_threshold=base.speaker_wer_threshold)
+    scoped = scoped_specs(specs, reference)
+    full = summarise_aggregates(table, scoped, options)
+    blocks = {name: replace(block, overall=base.blocks[name].overall) for name, block in full.blocks.items()}
+    return replace(full, blocks=blocks, empty_references=base.empty_references), scoped, f"condition {reference} only"

@@ -178,7 +178,8 @@ def test_conditions_headline_is_the_reference_and_one_clip_cannot_decide_a_trian
     outcome = run(prepare(config))
     metrics = outcome.metrics
     assert metrics["overall"]["utterances"] == len(records)  # clean only: nothing pooled across conditions
-    assert "condition" not in [d["name"] for d in metrics["dimensions"]]
+    accent = next(d for d in metrics["dimensions"] if d["name"] == "accent")
+    assert sum(s["utterances"] for s in accent["slices"]) == len(records)
     block = metrics["runaway"]
     assert block["scope"] == "condition clean only"
     clean, phone = block["conditions"]

@@ -50,7 +50,7 @@ from harness.report.format import (
     test_sentence,
 )
 from harness.report.svg import Bar, HeatCell, heatmap, interval_chart
-from harness.robust import headline_scope
+from harness.robust import scoped_specs
 from harness.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
 from harness.stats import cluster_units
 
@@ -97,8 +97,8 @@ def _context(
 ) -> dict[str, Any]:
     prov, stats = metrics["provenance"], metrics["stats"]
     conditions = prov.get("config", {}).get("conditions") or []
-    if metrics.get("runaway"):  # scored with the headline on the reference condition only
-        table, specs, _ = headline_scope(table, specs, conditions[0]["name"] if conditions else None)
+    if metrics.get("runaway") and conditions:  # scored with recorded dimensions on the reference condition only
+        specs = scoped_specs(specs, conditions[0]["name"])
     dimensions = [_dimension(dim, table, spec, stats) for dim, spec in zip(metrics["dimensions"], specs, strict=True)]
     has_audio = _attach_audio(dimensions, prov, report_dir)
     return {
