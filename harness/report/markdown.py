@@ -260,7 +260,8 @@ _CONDITIONS_HOW_TO_READ = (
     "and, in brackets, its change in points "
     "against **{reference}** on the same utterances. {marker} marks a slice the condition hurts significantly "
     "more than the rest of its dimension: the interaction test is significant after Holm correction across "
-    "dimensions × conditions *and* the interval of the slice's excess change lies above 0."
+    "dimensions × conditions *and* the interval of the slice's excess change lies above 0, *and* both hold again "
+    "with each utterance's errors capped at its reference length (one runaway clip cannot decide a ▲)."
 )
 
 
