@@ -194,3 +194,31 @@ def test_conditions_headline_is_the_reference_and_one_clip_cannot_decide_a_trian
     assert not welsh["cells"][1]["degrades_more"]  # one looping clip never earns welsh a ▲
     assert "welsh" not in shift["degrades_more"]["capped"]
     assert "welsh" in shift["withdrawn"] or "welsh" not in shift["degrades_more"]["headline"]
+
+
+def test_a_triangle_stays_only_where_the_capped_analysis_marks_it_too():
+    """agreed_marks on a real paired comparison (scottish truly hurt +15 pp under noisy): a ▲ the
+    capped analysis lacks is withdrawn and named; one it shares stays."""
+    from dataclasses import replace
+
+    from test_degradation_stats import ACCENT, simulate
+
+    from harness.degradation import degradation
+    from harness.robust import agreed_marks, robust_shifts
+    from harness.stats import StatsOptions
+
+    table = simulate(np.random.default_rng(3), extra={"noisy": {"scottish": 0.15}})
+    options = StatsOptions(min_speakers=2, min_words=10, bootstrap=300, permutations=300)
+    headline = degradation(table, [ACCENT], ["clean", "noisy"], {}, options)
+    marked = lambda d: [s.label for s in d.dimensions[0].slices if s.cells[1].degrades_more]  # noqa: E731
+    assert marked(headline) == ["scottish"]
+    assert marked(agreed_marks(headline, headline)) == ["scottish"]
+    dim = headline.dimensions[0]
+    unmarked = [replace(s, cells=[s.cells[0], replace(s.cells[1], degrades_more=False)]) for s in dim.slices]
+    capped_view = replace(headline, dimensions=[replace(dim, slices=unmarked)])
+    assert marked(agreed_marks(headline, capped_view)) == []
+    (shift,) = robust_shifts(headline, capped_view)
+    assert shift.withdrawn == ["scottish"]
+    assert shift.changes == [
+        "▲ under noisy: scottish in the headline, none capped; a ▲ needs both, so none is shown for scottish"
+    ]
