@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from harness import redaction
 from harness.conditions import Condition, check_conditions
 from harness.errors import InputError, format_validation_error
 from harness.manifest import usable_path
@@ -45,11 +46,16 @@ class StatsConfig(Strict):
     min_speakers: int = Field(5, ge=1, description="slices with fewer speakers are flagged, not ranked")
     min_words: int = Field(200, ge=1, description="slices with fewer reference words are flagged, not ranked")
     bootstrap: int = Field(
-        1000, ge=0, le=MAX_RESAMPLES, description="speaker-clustered bootstrap replicates (0: no intervals)"
+        1000,
+        ge=0,
+        le=MAX_RESAMPLES,
+        description="speaker bootstrap replicates of discover/compare (0: also no slice intervals)",
     )
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="interval level; 1 - confidence is the test level")
-    seed: int = Field(0, ge=0, description="seed of the bootstrap and permutation streams")  # numpy: >= 0
-    permutations: int = Field(1000, ge=0, le=MAX_RESAMPLES, description="permutations per dimension test (0: no tests)")
+    seed: int = Field(0, ge=0, description="seed of the bootstrap streams (discover, compare, gate)")  # numpy: >= 0
+    permutations: int = Field(
+        1000, ge=0, le=MAX_RESAMPLES, description="0 switches the dimension tests off (they are analytic)"
+    )
     aggregate: Literal["pooled", "speaker-mean", "utterance-mean"] = Field(
         "pooled", description="the headline aggregate; all three are always computed"
     )
@@ -196,9 +202,9 @@ class RunConfig(Strict):
         return self.slices
 
     def resolved(self) -> dict[str, Any]:
-        """The config as it ran: absolute input paths, every default filled in."""
+        """The config as it ran: absolute input paths, every default filled in, credentials masked."""
         data = self.model_dump(mode="json")
-        data["backend"] = {"name": self.backend.name, **self.backend.options}
+        data["backend"] = {"name": self.backend.name, **redaction.scrub(self.backend.options)}
         return data
 
 

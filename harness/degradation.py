@@ -8,16 +8,16 @@ table every cell of a row covers the same words and ΔWER is exactly the differe
 
 For each slice dimension (accent, dialect, ...) and each condition ``c``:
 
-* ``ΔWER_s(c) = WER_s(c) − WER_s(reference)`` per slice, with a speaker-clustered bootstrap
-  interval: one set of speaker weights per replicate is applied to both conditions, which is
-  what makes the interval paired;
+* ``ΔWER_s(c) = WER_s(c) − WER_s(reference)`` per slice, with a t interval from the
+  leave-one-speaker-out variance of the paired difference (each speaker dropped from both
+  conditions at once, which is what makes the interval paired);
 * the **excess** ``ΔWER_s(c) − ΔWER(c)`` against the dimension's pooled ΔWER: does the
   condition hurt this slice more than the others;
 * the **disparity shift**: the max − min gap and worst/best ratio across ranked slices under
   ``c`` against the same figures under the reference, each with an interval;
-* an **interaction test**: the speaker-level permutation test of :mod:`harness.significance`
-  applied to per-utterance error *differences* (the null: the condition's extra errors per word
-  do not depend on the slice), Holm-corrected across every dimension × condition.
+* an **interaction test**: the dimension test of :func:`harness.stats.ranked_test` applied to
+  per-utterance error *differences* on the raw scale (the null: the condition's extra errors per
+  word do not depend on the slice), Holm-corrected across every dimension × condition.
 
 A slice is marked as degraded more (``degrades_more``) only when it is ranked, its dimension's
 Holm-adjusted interaction p-value is below ``1 − confidence`` and its excess interval lies
@@ -26,6 +26,7 @@ above 0 — the same rule as the ★ of :mod:`harness.stats`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -33,9 +34,10 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from harness.arrays import unique_inverse
-from harness.bootstrap import Resampler
+from harness.arrays import ratio_or_nan, unique_inverse
+from harness.bootstrap import Resampler, percentile_interval
 from harness.conditions import CONDITION_TAG
+from harness.inference import Ratios, contrasts, ratios
 from harness.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
 from harness.stats import (
     Interval,
@@ -44,22 +46,25 @@ from harness.stats import (
     above_zero,
     cluster_units,
     difference,
-    extremes,
     finite_or_none,
+    gap_bounds,
     holm_adjusted,
-    intervals,
     rankable,
     ranked_test,
+    rate_intervals,
     rate_or_none,
-    ratio_replicates,
+    select,
     support_flags,
+    t_intervals,
+    unit_contrasts,
 )
 from harness.where import parse_where, referenced
 
 METHOD = (
-    "paired over utterances scored under every condition; speaker-clustered bootstrap with shared weights "
-    "across conditions; interaction: speaker-level permutation test of per-utterance error differences, "
-    "Holm-corrected across dimensions × conditions"
+    "paired over utterances scored under every condition; linearised cluster-robust (speaker) t intervals "
+    "of paired differences; gap and ratio change: speaker-clustered bootstrap with shared weights across "
+    "conditions; interaction: Welch heteroscedastic / cluster-robust Wald F test of per-utterance error "
+    "differences, Holm-corrected across dimensions × conditions"
 )
 
 
@@ -75,6 +80,7 @@ class Cell:
     excess: float | None  # delta − the dimension's pooled delta
     excess_ci: Interval | None
     degrades_more: bool = False
+    note: str | None = None  # why an interval is missing (one speaker, no errors, the reference itself)
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,7 @@ class Degradation:
     evidence: str = "simulated"
     method: str = METHOD
     paired_speakers: int = 0  # speaker clusters among the paired utterances
+    no_reference_words: int = 0  # paired utterances without reference words: no WER, left out
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,7 @@ class Paired:
     words: np.ndarray
     cluster: np.ndarray
     n_clusters: int
+    empty: int = 0  # complete cases left out for having no reference word
 
 
 def degradation(
@@ -191,18 +199,21 @@ def degradation(
         sparse.coo_matrix((e, (cl, col)), shape=shape), sparse.coo_matrix((n, (cl, col)), shape=shape)
     )
 
-    overall = _overall(table, paired, conditions, descriptions, reps, layout[0], options.confidence)
+    overall = _overall(table, paired, conditions, descriptions, options)
     dimensions = [
-        _dimension(spec, codes, paired, conditions, reps, starts, options, seed_offset=index)
-        for index, (spec, codes, starts) in enumerate(zip(dims, coded[1:], layout[1:], strict=True), start=1)
+        _dimension(spec, codes, paired, conditions, reps, starts, options)
+        for spec, codes, starts in zip(dims, coded[1:], layout[1:], strict=True)
     ]
     return Degradation(
         reference=conditions[0],
         conditions=overall,
         paired_utterances=len(paired.words),
         paired_speakers=paired.n_clusters,
-        excluded_utterances=int(table.loc[table[CONDITION_TAG].isin(conditions), "id"].nunique()) - len(paired.words),
+        excluded_utterances=int(table.loc[table[CONDITION_TAG].isin(conditions), "id"].nunique())
+        - len(paired.words)
+        - paired.empty,
         dimensions=_holm_and_marks(dimensions, 1.0 - options.confidence),
+        no_reference_words=paired.empty,
     )
 
 
@@ -223,6 +234,10 @@ def pair_conditions(table: pd.DataFrame, conditions: Sequence[str]) -> Paired:
     complete = per_id.index[per_id == len(conditions)]
     rows = scored[scored["id"].isin(complete)]
     reference = rows[rows[CONDITION_TAG] == conditions[0]].sort_values("id").reset_index(drop=True)
+    # A filler-only utterance (no reference word after normalisation) has no WER under any condition.
+    spoken = reference["ref_words"].to_numpy(dtype=np.float64) > 0
+    empty = int((~spoken).sum())
+    reference = reference[spoken].reset_index(drop=True)
     errors = (
         rows.pivot(index="id", columns=CONDITION_TAG, values="errors")
         .reindex(index=reference["id"], columns=list(conditions))
@@ -231,7 +246,12 @@ def pair_conditions(table: pd.DataFrame, conditions: Sequence[str]) -> Paired:
     )
     cluster, uniques = pd.factorize(cluster_units(reference))
     return Paired(
-        reference, errors, reference["ref_words"].to_numpy(dtype=np.float64), cluster.astype(np.int64), len(uniques)
+        reference,
+        errors,
+        reference["ref_words"].to_numpy(dtype=np.float64),
+        cluster.astype(np.int64),
+        len(uniques),
+        empty,
     )
 
 
@@ -240,20 +260,24 @@ def _overall(
     paired: Paired,
     conditions: Sequence[str],
     descriptions: Mapping[str, str],
-    reps: np.ndarray,
-    starts: list[int],
-    confidence: float,
+    options: StatsOptions,
 ) -> list[ConditionOverall]:
     words = paired.words.sum()
-    reference_reps = reps[:, starts[0]]
+    zeros = np.zeros(paired.words.size, dtype=np.int64)
+    enabled = options.bootstrap > 0
     out = []
     for c, name in enumerate(conditions):
         rows = table[table[CONDITION_TAG] == name]
         wer = rate_or_none(paired.errors[c].sum(), words)
         base = rate_or_none(paired.errors[0].sum(), words)
-        wer_ci, delta_ci = intervals(
-            np.column_stack([reps[:, starts[c]], reps[:, starts[c]] - reference_reps]), confidence
-        )
+        wer_r = linearise(paired.cluster, zeros, 1, paired.errors[c], paired.words, paired.n_clusters)
+        wer_ci = rate_intervals(wer_r, [0], options.confidence, enabled)[0][0]
+        delta_ci = None
+        if c:
+            delta_r = linearise(
+                paired.cluster, zeros, 1, paired.errors[c] - paired.errors[0], paired.words, paired.n_clusters
+            )
+            delta_ci = difference_intervals(delta_r, [0], options.confidence, enabled)[0][0]
         out.append(
             ConditionOverall(
                 name=name,
@@ -263,10 +287,35 @@ def _overall(
                 wer=wer,
                 wer_ci=wer_ci,
                 delta=difference(wer, base),
-                delta_ci=delta_ci if c or delta_ci is None else [0.0, 0.0],
+                delta_ci=delta_ci,
             )
         )
     return out
+
+
+def linearise(
+    cluster: np.ndarray, code: np.ndarray, k: int, errors: np.ndarray, words: np.ndarray, n_clusters: int
+) -> Ratios:
+    """Rows of ``k`` slices (code ≥ 0) linearised, with their pooled overall as column ``k``."""
+    inside = code >= 0
+    return ratios(
+        np.concatenate([cluster[inside], cluster[inside]]),
+        np.concatenate([code[inside], np.full(int(inside.sum()), k)]),
+        np.concatenate([errors[inside], errors[inside]]),
+        np.concatenate([words[inside], words[inside]]),
+        n_clusters,
+        k,
+    )
+
+
+def difference_intervals(
+    r: Ratios, columns: Sequence[int], confidence: float, enabled: bool, minus: int | None = None
+) -> tuple[list[Interval | None], list[str | None]]:
+    """Raw-scale t intervals of the ratios in ``columns`` (minus column ``minus``): differences."""
+    m = len(columns)
+    c = contrasts(r, unit_contrasts(r.k, columns, [minus] * m) if minus is not None else select(r.k, columns))
+    estimate = r.values[list(columns)] - (r.values[minus] if minus is not None else 0.0)
+    return t_intervals(estimate, c.se, c, confidence, enabled)
 
 
 def _dimension(
@@ -277,7 +326,6 @@ def _dimension(
     reps: np.ndarray,
     starts: list[int],
     options: StatsOptions,
-    seed_offset: int,
 ) -> ConditionDimension:
     k = len(codes.labels)
     inside = codes.codes >= 0
@@ -297,14 +345,20 @@ def _dimension(
     slices = [(i, support_flags(int(speakers[i]), words[i], options)) for i in range(k)]
     ranked = [i for i, support in slices if rankable(not support, words[i] > 0, codes.values[i])]
 
+    enabled = options.bootstrap > 0
     cells_by_slice: list[list[Cell]] = [[] for _ in range(k)]
+    index = list(range(k))
+    wer_lin = [linearise(paired.cluster, codes.codes, k, e, paired.words, paired.n_clusters) for e in paired.errors]
     for c, name in enumerate(conditions):
-        delta_reps = slice_reps[c] - slice_reps[0]
-        excess_reps = delta_reps - (dim_reps[c] - dim_reps[0])[:, None]
-        wer_cis = intervals(slice_reps[c], options.confidence)
-        no_spread: list[Interval | None] = [[0.0, 0.0] if reps.shape[0] else None] * k  # the reference itself
-        delta_cis = intervals(delta_reps, options.confidence) if c else no_spread
-        excess_cis = intervals(excess_reps, options.confidence) if c else no_spread
+        wer_cis, wer_notes = rate_intervals(wer_lin[c], index, options.confidence, enabled)
+        none: list[Interval | None] = [None] * k
+        delta_cis, excess_cis, notes = none, none, wer_notes
+        if c:
+            delta_lin = linearise(
+                paired.cluster, codes.codes, k, paired.errors[c] - paired.errors[0], paired.words, paired.n_clusters
+            )
+            delta_cis, notes = difference_intervals(delta_lin, index, options.confidence, enabled)
+            excess_cis, _ = difference_intervals(delta_lin, index, options.confidence, enabled, minus=k)
         dim_delta = dim_wer[c] - dim_wer[0]
         for i in range(k):
             delta = wer[c, i] - wer[0, i]
@@ -317,6 +371,7 @@ def _dimension(
                     delta_ci=delta_cis[i],
                     excess=finite_or_none(delta - dim_delta),
                     excess_ci=excess_cis[i],
+                    note=wer_notes[i] or notes[i],
                 )
             )
 
@@ -339,30 +394,38 @@ def _dimension(
                         ratio_reps - base_ratio_reps,
                     ]
                 )
-            cis = intervals(figures, options.confidence)
+            cis = _percentile(figures, options.confidence)
+            delta_lin = linearise(
+                paired.cluster, codes.codes, k, paired.errors[c] - paired.errors[0], paired.words, paired.n_clusters
+            )
+            delta_ci = difference_intervals(delta_lin, [k], options.confidence, enabled)[0][0]
+            gap_ci, ratio_ci, _ = gap_bounds(wer_lin[c], ranked, options.confidence) if enabled else (None,) * 3
             deltas = wer[c, ranked] - wer[0, ranked]
             shifts.append(
                 Shift(
                     condition=conditions[c],
                     delta=finite_or_none(dim_wer[c] - dim_wer[0]),
-                    delta_ci=cis[0],
+                    delta_ci=delta_ci,
                     gap=gap,
-                    gap_ci=cis[1],
+                    gap_ci=gap_ci,
                     gap_change=difference(gap, reference_gap),
                     gap_change_ci=cis[2],
                     ratio=ratio,
-                    ratio_ci=cis[3],
+                    ratio_ci=ratio_ci,
                     ratio_change=difference(ratio, base_ratio),
                     ratio_change_ci=cis[4],
                     worst=codes.labels[ranked[int(np.argmax(wer[c, ranked]))]],
                     most_degraded=codes.labels[ranked[int(np.argmax(deltas))]],
-                    interaction=_interaction(paired, codes.codes, ranked, c, options, seed_offset * 1000 + c),
+                    interaction=_interaction(paired, codes.codes, ranked, c, options),
                 )
             )
     else:
         note = "fewer than two slices meet min_speakers/min_words; no differential degradation is claimed"
         for c in range(1, len(conditions)):
-            delta_ci = intervals((dim_reps[c] - dim_reps[0])[:, None], options.confidence)[0]
+            delta_lin = linearise(
+                paired.cluster, codes.codes, k, paired.errors[c] - paired.errors[0], paired.words, paired.n_clusters
+            )
+            delta_ci = difference_intervals(delta_lin, [k], options.confidence, enabled)[0][0]
             shifts.append(
                 Shift(conditions[c], finite_or_none(dim_wer[c] - dim_wer[0]), delta_ci, *([None] * 8))  # type: ignore[arg-type]
             )
@@ -391,26 +454,48 @@ def _dimension(
     )
 
 
+def _percentile(replicates: np.ndarray, confidence: float) -> list[Interval | None]:
+    """Percentile interval per column of bootstrap replicates; None without replicates."""
+    if replicates.shape[0] == 0:
+        return [None] * replicates.shape[1]
+    low, high = percentile_interval(replicates, confidence)
+    return [[finite_or_none(lo), finite_or_none(hi)] for lo, hi in zip(low, high, strict=True)]
+
+
+def _extremes(replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Highest and lowest column of each replicate, ignoring slices a replicate drew no speaker of."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a replicate may draw no speaker of any slice
+        return np.nanmax(replicates, axis=1), np.nanmin(replicates, axis=1)
+
+
+def _ratio_replicates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Replicates of a ratio: +inf where only the denominator is 0, NaN where both are."""
+    ratios_ = ratio_or_nan(numerator, denominator)
+    return np.where((denominator <= 0) & (numerator > 0), np.inf, ratios_)
+
+
 def _spread(wers: np.ndarray, reps: np.ndarray) -> tuple[float | None, np.ndarray, float | None, np.ndarray]:
     """Max − min gap and max / min ratio of the ranked slices, with their replicates."""
-    high, low = extremes(reps)
+    high, low = _extremes(reps)
     best, worst = float(np.min(wers)), float(np.max(wers))
     ratio = worst / best if best > 0 else None
-    return worst - best, high - low, ratio, ratio_replicates(high, low)
+    return worst - best, high - low, ratio, _ratio_replicates(high, low)
 
 
 def _interaction(
-    paired: Paired, codes: np.ndarray, ranked: list[int], condition: int, options: StatsOptions, seed_offset: int
+    paired: Paired, codes: np.ndarray, ranked: list[int], condition: int, options: StatsOptions
 ) -> Test | None:
     """The dimension test on per-utterance error differences: does the extra error depend on the slice?"""
+    # ΔWER can be negative or zero: the interaction is tested on the raw scale.
     return ranked_test(
         paired.cluster,
         codes,
         ranked,
         paired.errors[condition] - paired.errors[0],
         paired.words,
-        permutations=options.permutations,
-        seed=options.seed + seed_offset,
+        enabled=options.permutations > 0,
+        log=False,
     )
 
 

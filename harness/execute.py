@@ -1,7 +1,10 @@
 """Local executor: every utterance once through the backend, cache first, batches in order.
 
 Audio for the next batch is decoded on a helper thread while the backend works on the current
-one, so decoding and resampling stay off the model's critical path.
+one, so decoding and resampling stay off the model's critical path. A backend that hands each
+transcript over as it arrives (remote backends: a batch is ``concurrency`` x 32 paid requests)
+has each committed at once, so a kill -9 loses at most the requests in flight; the rest of a
+batch is committed in one transaction when it ends.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness import redaction
 from harness.audio import AudioError, file_sha256, load_audio, segment_key
-from harness.backends.base import AudioRequest, Backend, Transcript
+from harness.backends.base import AudioRequest, Backend, ResultCallback, StopRequested, Transcript
 from harness.conditions import Rendering
 from harness.manifest import Utterance
 from harness.store import TranscriptCache, cache_key
@@ -23,10 +26,7 @@ from harness.store import TranscriptCache, cache_key
 log = logging.getLogger(__name__)
 
 BatchCallback = Callable[[Sequence[Utterance], Sequence[Transcript]], None]
-
-
-class StopRequested(Exception):
-    """A stop was asked for between batches: everything transcribed so far is cached."""
+__all__ = ["BatchCallback", "StopRequested", "TranscribeResult", "WorkPlan", "transcribe_all", "transcribe_requests"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ def transcribe_all(
 
     With ``rendering`` every clip is heard under that condition: the transform runs on the
     decoded samples (on the prefetch thread) and its content key joins the cache key. Once
-    ``stop`` is set, no new batch starts (:class:`StopRequested`); the one in flight is cached first.
+    ``stop`` is set, no new batch starts (:class:`StopRequested`); the one in flight is cached first
+    (a remote backend stops inside it: no new request, no wait, what came back is committed).
     """
     plan = plan_work(utterances, backend, cache, rendering, on_batch)
     caps = backend.capabilities
@@ -56,7 +57,7 @@ def transcribe_all(
     for batch, (requests, failed) in zip(plan.batches, prefetched, strict=True):
         if stop is not None and stop.is_set():
             raise StopRequested
-        produced = transcribe_requests(backend, requests)
+        produced = transcribe_requests(backend, requests, on_result=plan.committer(cache), stop=stop)
         plan.record(cache, batch, failed, produced, on_batch)
     return TranscribeResult(plan.transcripts, plan.from_cache)
 
@@ -70,6 +71,17 @@ class WorkPlan:
     transcripts: dict[str, Transcript]  # filled from the cache, then batch by batch
     from_cache: frozenset[str]
     batches: list[list[Utterance]]
+    committed: set[str] = field(default_factory=set)  # ids cached one by one as they arrived
+
+    def committer(self, cache: TranscriptCache) -> ResultCallback:
+        """Commit one transcript the moment the backend has it (one small transaction each)."""
+
+        def commit(transcript: Transcript) -> None:
+            if transcript.status == "ok":
+                cache.put_many([(self.keys[transcript.id], self.fingerprint, transcript)])
+                self.committed.add(transcript.id)
+
+        return commit
 
     def record(
         self,
@@ -79,8 +91,8 @@ class WorkPlan:
         produced: Sequence[Transcript],
         on_batch: BatchCallback | None,
     ) -> None:
-        """Cache a finished batch's transcripts (one transaction) and report it."""
-        cache.put_many((self.keys[t.id], self.fingerprint, t) for t in produced)
+        """Cache a finished batch's transcripts not committed yet (one transaction) and report it."""
+        cache.put_many((self.keys[t.id], self.fingerprint, t) for t in produced if t.id not in self.committed)
         self.transcripts.update((t.id, t) for t in (*failed, *produced))
         if on_batch:
             on_batch(batch, [self.transcripts[u.id] for u in batch])
@@ -113,11 +125,18 @@ def plan_work(
     return WorkPlan(fingerprint, keys, transcripts, frozenset(transcripts), batches)
 
 
-def transcribe_requests(backend: Backend, requests: Sequence[AudioRequest]) -> list[Transcript]:
-    """The backend's transcripts for ``requests``, credentials masked in failures, order checked."""
+def transcribe_requests(
+    backend: Backend,
+    requests: Sequence[AudioRequest],
+    *,
+    on_result: ResultCallback | None = None,
+    stop: threading.Event | None = None,
+) -> list[Transcript]:
+    """The backend's transcripts for ``requests``, credentials masked in failures, order checked;
+    ``on_result`` gets those the backend hands over one by one (:meth:`Backend.transcribe_each`)."""
     if not requests:
         return []
-    produced = [_redacted(t) for t in backend.transcribe(requests)]
+    produced = [_redacted(t) for t in backend.transcribe_each(requests, on_result, stop)]
     _check_results(backend, requests, produced)
     return produced
 

@@ -59,7 +59,7 @@ class Utterance:
     audio: Path
     text: str
     speaker: str | None = None
-    language: str = "en"
+    language: str | None = "en"  # None only from `serve` with no language: the backend detects it
     offset: float = 0.0
     duration: float | None = None
     tags: Mapping[str, str] = field(default_factory=dict)

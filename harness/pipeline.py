@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from harness import __version__
+from harness import __version__, redaction
 from harness.align import JIWER_VERSION, SCORER_VERSION
 from harness.audio import AudioError, load_audio
 from harness.backends.base import Backend, Registry, Transcript
@@ -703,7 +703,9 @@ def _provenance(config: RunConfig, manifest: Manifest, backend: Backend) -> dict
 
 
 def _backend_provenance(name: str, fingerprint_id: str, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """The backend as it ran; model, revision and decoding options lifted out of the fingerprint."""
+    """The backend as it ran; model, revision and decoding options lifted out of the fingerprint
+    (credentials written into a URL or option masked: this is published in metrics, reports, history)."""
+    fingerprint = redaction.scrub(fingerprint)
     return {
         "name": name,
         "id": fingerprint_id,

@@ -11,29 +11,28 @@ below ``min_speakers`` or ``min_words`` are reported but flagged, and never rank
 worst. An utterance without a speaker id counts as its own speaker (and is flagged).
 A ``(missing)`` slice (utterances without the tag) is reported but not ranked either.
 
-Uncertainty (see :mod:`harness.bootstrap` and :mod:`harness.significance`): every WER, every
-disparity figure and every comparison with a reference group carries a percentile interval
-from one shared speaker-clustered bootstrap; each dimension gets a speaker-level permutation
-test, Holm-corrected across dimensions. A slice is marked significantly worse than its
+Uncertainty (see :mod:`harness.inference`, docs/statistics.md): every WER, every disparity
+figure and every comparison with a reference group carries a t interval with the speaker as the
+unit (leave-one-speaker-out variance, Welch–Satterthwaite df), or none with the reason; the
+disparity's are simultaneous over all pairs of ranked slices. Each dimension gets a Welch /
+cluster-robust Wald F test on log WER, Holm-corrected across dimensions. A slice is marked significantly worse than its
 dimension's overall WER only when (a) it is ranked, (b) its dimension's Holm-adjusted p-value is
 below ``1 - confidence`` and (c) the interval of its difference from that overall excludes 0.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
 from harness.arrays import ratio_or_nan, unique_inverse
-from harness.bootstrap import Resampler, percentile_interval
+from harness.inference import Contrasts, Ratios, contrasts, own_strata, ratios, t_quantile, wald_test, wilson
 from harness.scoring import COUNT_COLUMNS
-from harness.significance import holm, permutation_test
+from harness.significance import holm
 from harness.slices import UNRANKED, SliceCodes, SliceSpec, TagCodes, slice_codes
 
 Interval = list[float | None]  # [low, high]
@@ -76,9 +75,13 @@ class Comparison:
     difference_ci: Interval
     ratio: float | None = None
     ratio_ci: Interval | None = None
-    # The smallest |difference| this data detects at α = 1 - confidence with ``power``: from the
-    # bootstrap standard error of the difference (null without replicates).
+    # The smallest |difference| the ★ rule detects with ``power`` (docs/statistics.md); None
+    # without a standard error.
     min_detectable: float | None = None
+    se: float | None = None  # cluster-robust (linearised) standard error of the difference
+    df: float | None = None  # its Welch–Satterthwaite degrees of freedom
+    note: str | None = None  # why there is no interval (one speaker, no spread)
+    detect_df: float | None = None  # the df min_detectable uses: the dimension test's conservative count
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ class SliceStats:
     flags: list[str] = field(default_factory=list)
     speakers_wer: SpeakerSpread | None = None
     wer_ci: Interval | None = None
+    interval_note: str | None = None  # why wer_ci is None: "one speaker", "no errors", ...
+    no_reference_words: int = 0  # scored utterances with N = 0 after normalisation: left out of every WER
     vs_overall: Comparison | None = None
     vs_reference: Comparison | None = None
     significantly_worse: bool = False
@@ -127,19 +132,22 @@ class Disparity:
     reference: str | None = None
     with_failures: list[str] = field(default_factory=list)  # slices where some utterances failed
     note: str | None = None
+    detected: bool | None = None  # gap_ci's lower end above 0; False: no detectable gap; None: no interval
 
 
 @dataclass(frozen=True)
 class Test:
-    """Permutation test of "WER does not depend on this dimension" over its ranked slices."""
+    """Test of "WER does not depend on this dimension" over its ranked slices (docs/statistics.md)."""
 
-    kind: str  # between-speaker | within-speaker | mixed
-    statistic: float
-    permutations: int  # as run: capped for very many speakers or rows (docs/statistics.md)
+    kind: str  # the design: between-speaker | within-speaker | mixed
+    statistic: float  # the F statistic (``method``)
+    replicates: int  # resampling replicates used: 0, the test is analytic (kept for metrics.json readers)
     p_value: float
-    min_p: float  # the smallest p-value this many permutations can give
+    min_p: float  # the smallest p-value the method can give (0: analytic)
     p_holm: float | None = None
     significant: bool = False
+    method: str = ""  # Welch heteroscedastic F, or Wald F (Hotelling), on log ratios
+    df: list[float] = field(default_factory=list)  # the F distribution's degrees of freedom
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,10 @@ class Summary:
     overall: SliceStats
     dimensions: list[Dimension]
     options: StatsOptions
-    method: str = "speaker-clustered percentile bootstrap; speaker-level permutation test, Holm-corrected"
+    method: str = (
+        "leave-one-speaker-out (jackknife) t intervals with Welch–Satterthwaite df; simultaneous pairwise "
+        "intervals for the disparity; Welch heteroscedastic / cluster-robust Wald F test on log WER, Holm-corrected"
+    )
     aggregate: str = "pooled"
 
 
@@ -183,7 +194,7 @@ class Aggregates:
     blocks: dict[str, Summary]
     sensitivity: list[Sensitivity]
     speaker_wer_threshold: float
-    empty_references: int  # scored utterances with N = 0: in pooled (as insertions), not in utterance-mean
+    empty_references: int  # scored utterances with N = 0 after normalisation: left out of every WER
 
     @property
     def headline(self) -> Summary:
@@ -194,7 +205,8 @@ class Aggregates:
 class _Rows:
     """The utterance table as arrays (one element per row), built once per summarise."""
 
-    ok: np.ndarray
+    ok: np.ndarray  # scored, with at least one reference word
+    empty: np.ndarray  # scored, but no reference word after normalisation
     cluster: np.ndarray  # speaker code among scored rows; -1 for failed rows
     n_clusters: int
     no_speaker: np.ndarray
@@ -203,14 +215,18 @@ class _Rows:
 
     @classmethod
     def of(cls, table: pd.DataFrame) -> _Rows:
-        ok = (table["status"] == "ok").to_numpy()
+        counts = {c: table[c].to_numpy(dtype=np.float64, na_value=0.0) for c in COUNT_COLUMNS}
+        status_ok = (table["status"] == "ok").to_numpy()
+        # An utterance with no reference word after normalisation (a filler-only clip) has no WER:
+        # it is left out of every aggregate, numerator and denominator, and counted instead.
+        empty = status_ok & (counts["ref_words"] <= 0)
+        ok = status_ok & ~empty
         units = cluster_units(table)
         cluster = np.full(len(table), -1, dtype=np.int64)
         codes, uniques = pd.factorize(units[ok])
         cluster[ok] = codes
-        counts = {c: table[c].to_numpy(dtype=np.float64, na_value=0.0) for c in COUNT_COLUMNS}
         wer = table["wer"].to_numpy(dtype=np.float64, na_value=np.nan)
-        return cls(ok, cluster, len(uniques), table["speaker"].isna().to_numpy(), counts, wer)
+        return cls(ok, empty, cluster, len(uniques), table["speaker"].isna().to_numpy(), counts, wer)
 
 
 @dataclass(frozen=True)
@@ -223,6 +239,7 @@ class _Pairs:
     words: np.ndarray
     wer_sum: np.ndarray  # Σ per-utterance WER over the pair's utterances with N > 0
     wer_count: np.ndarray  # how many such utterances
+    k: int  # slices
 
     @classmethod
     def of(cls, rows: _Rows, codes: np.ndarray, k: int) -> _Pairs:
@@ -236,6 +253,7 @@ class _Pairs:
             np.bincount(inverse, weights=rows.counts["ref_words"][scored]),
             np.bincount(inverse, weights=np.where(has_words, np.nan_to_num(rows.wer[scored]), 0.0)),
             np.bincount(inverse, weights=has_words.astype(np.float64)),
+            k,
         )
 
     def per_slice(self, aggregate: str, threshold: float, k: int) -> np.ndarray:
@@ -280,76 +298,65 @@ def summarise_aggregates(table: pd.DataFrame, specs: Sequence[SliceSpec], option
     if threshold is None:
         threshold = 2 * overall_pooled if overall_pooled is not None else 0.0
 
-    # One pass of bootstrap weights over every column of every aggregate: per group and
-    # aggregate, the group's slices, then the dimension's own overall.
-    columns, offset, layout = [], 0, {}
-    for g, codes in enumerate(coded):
-        k = len(codes.labels)
-        for aggregate in (*AGGREGATES, BADLY_SERVED):
-            for pairs, column in ((slice_pairs[g], offset + slice_pairs[g].slice), (dim_pairs[g], offset + k)):
-                keep, numerator, denominator = pairs.ratio_terms(aggregate, threshold)
-                column = np.broadcast_to(column, pairs.cluster.shape)
-                columns.append((pairs.cluster[keep], column[keep], numerator[keep], denominator[keep]))
-            layout[g, aggregate] = (offset, k)
-            offset += k + 1
-    shape = (rows.n_clusters, offset)
-    cl, col, e, n = (np.concatenate(parts) for parts in zip(*columns, strict=True))
-    reps_all = Resampler(rows.n_clusters, options.bootstrap, options.seed).rates(
-        sparse.coo_matrix((e, (cl, col)), shape=shape), sparse.coo_matrix((n, (cl, col)), shape=shape)
-    )
-
-    def point(g: int, aggregate: str) -> tuple[np.ndarray, float | None]:
-        """Per-slice values and the dimension's own overall under ``aggregate``."""
-        values = slice_pairs[g].per_slice(aggregate, threshold, len(coded[g].labels))
-        return values, finite_or_none(dim_pairs[g].per_slice(aggregate, threshold, 1)[0])
-
-    def reps_of(g: int, aggregate: str) -> tuple[np.ndarray, np.ndarray]:
-        start, k = layout[g, aggregate]
-        return reps_all[:, start : start + k], reps_all[:, start + k]
-
-    spreads = []
-    for g in range(len(coded)):
-        share, _ = point(g, BADLY_SERVED)
-        share_cis = intervals(reps_of(g, BADLY_SERVED)[0], options.confidence)
-        spreads.append(_speaker_spreads(slice_pairs[g], len(coded[g].labels), threshold, share, share_cis))
+    spreads = [
+        _speaker_spreads(slice_pairs[g], len(coded[g].labels), threshold, options.confidence)
+        for g in range(len(coded))
+    ]
+    with_intervals = options.bootstrap > 0
 
     blocks = {}
     for aggregate in AGGREGATES:
-        values, _ = point(0, aggregate)
+        lin = [
+            _linearise(slice_pairs[g], dim_pairs[g], aggregate, threshold, rows.n_clusters) for g in range(len(coded))
+        ]
+        overall_ci, overall_note = rate_intervals(lin[0], [0], options.confidence, with_intervals)
         overall = replace(
             base[0][0],
-            wer=finite_or_none(values[0]),
-            wer_ci=intervals(reps_of(0, aggregate)[0], options.confidence)[0],
+            wer=finite_or_none(lin[0].values[0]),
+            wer_ci=overall_ci[0],
+            interval_note=overall_note[0],
             speakers_wer=spreads[0][0],
         )
         dimensions = []
         for g, spec in enumerate(specs, start=1):
-            values, dim_value = point(g, aggregate)
-            reps, dim_reps = reps_of(g, aggregate)
+            k = len(coded[g].labels)
+            values = lin[g].values
             slices = [
                 replace(s, wer=finite_or_none(v), speakers_wer=spread)
-                for s, v, spread in zip(base[g], values, spreads[g], strict=True)
+                for s, v, spread in zip(base[g], values[:k], spreads[g], strict=True)
             ]
-            slices = _with_intervals(
-                slices, reps, dim_reps, dim_value, spec.reference, options.confidence, options.power
-            )
+            slices = _with_intervals(slices, lin[g], spec.reference, options.confidence, with_intervals, options.power)
             ranked = [i for i, s in enumerate(slices) if _rankable(s)]
+            dim_ci, _ = rate_intervals(lin[g], [k], options.confidence, with_intervals)
             dimensions.append(
                 Dimension(
                     spec.label,
                     list(spec.by),
                     slices,
-                    dim_value,
-                    intervals(dim_reps[:, None], options.confidence)[0],
-                    _disparity(slices, ranked, reps, dim_reps, dim_value, spec.reference, options.confidence),
-                    _test(rows, slice_pairs[g], coded[g].codes, ranked, aggregate, options, seed_offset=g),
+                    finite_or_none(values[k]),
+                    dim_ci[0],
+                    _disparity(slices, ranked, lin[g], spec.reference, options.confidence, with_intervals),
+                    _test(slice_pairs[g], ranked, aggregate, threshold, options),
                 )
             )
-        blocks[aggregate] = Summary(
-            overall, _holm_and_marks(dimensions, 1.0 - options.confidence), options, aggregate=aggregate
-        )
-    excluded = int((rows.ok & (rows.counts["ref_words"] <= 0)).sum())
+        blocks[aggregate] = Summary(overall, _holm_and_marks(dimensions, options), options, aggregate=aggregate)
+    excluded = int(rows.empty.sum())
     return Aggregates(options.aggregate, blocks, _sensitivity(blocks), threshold, excluded)
+
+
+def _linearise(pairs: _Pairs, dim_pairs: _Pairs, aggregate: str, threshold: float, n_clusters: int) -> Ratios:
+    """The slices' and the dimension overall's ratios under ``aggregate``, linearised per speaker."""
+    keep, num, den = pairs.ratio_terms(aggregate, threshold)
+    dim_keep, dim_num, dim_den = dim_pairs.ratio_terms(aggregate, threshold)
+    k = int(pairs.k)
+    return ratios(
+        np.concatenate([pairs.cluster[keep], dim_pairs.cluster[dim_keep]]),
+        np.concatenate([pairs.slice[keep], np.full(int(dim_keep.sum()), k)]),
+        np.concatenate([num[keep], dim_num[dim_keep]]),
+        np.concatenate([den[keep], dim_den[dim_keep]]),
+        n_clusters,
+        k,
+    )
 
 
 def cluster_units(table: pd.DataFrame) -> pd.Series:
@@ -361,137 +368,228 @@ def _rankable(s: SliceStats) -> bool:
     return rankable(s.supported, s.wer is not None, s.values)
 
 
-def intervals(replicates: np.ndarray, confidence: float) -> list[Interval | None]:
-    """One [low, high] per column; None when there are no replicates."""
-    if replicates.shape[0] == 0:
-        return [None] * replicates.shape[1]
-    low, high = percentile_interval(replicates, confidence)
-    return [[finite_or_none(lo), finite_or_none(hi)] for lo, hi in zip(low, high, strict=True)]
+def rate_intervals(
+    r: Ratios, columns: Sequence[int], confidence: float, enabled: bool = True
+) -> tuple[list[Interval | None], list[str | None]]:
+    """Log-scale t intervals of the ratios in ``columns``, with the reason where there is none."""
+    c = contrasts(r, select(r.k, columns))
+    values = r.values[list(columns)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_se = c.se / values
+    return t_intervals(np.log(np.where(values > 0, values, np.nan)), log_se, c, confidence, enabled, log=True)
+
+
+def t_intervals(
+    estimate: np.ndarray,
+    se: np.ndarray,
+    c: Contrasts,
+    confidence: float,
+    enabled: bool = True,
+    *,
+    log: bool = False,
+    level: float | None = None,
+) -> tuple[list[Interval | None], list[str | None]]:
+    """``estimate ± t_{df}·se`` (exponentiated with ``log``); None with a reason where degenerate:
+    one speaker, no errors (a log-scale rate of 0), or no spread between speakers."""
+    level = confidence if level is None else level
+    q = t_quantile(1 - (1 - level) / 2, c.df)
+    out: list[Interval | None] = []
+    notes: list[str | None] = []
+    for i in range(len(estimate)):
+        note = None
+        if not enabled:
+            pass
+        elif c.clusters[i] < 2:
+            note = "one speaker"
+        elif log and not np.isfinite(estimate[i]):
+            note = "no errors"
+        elif not np.isfinite(estimate[i]):
+            pass
+        elif not se[i] > 0 or not np.isfinite(c.df[i]):
+            note = "no spread between speakers"
+        if note is not None or not enabled or not np.isfinite(estimate[i]):
+            out.append(None)
+            notes.append(note)
+            continue
+        low, high = estimate[i] - q[i] * se[i], estimate[i] + q[i] * se[i]
+        out.append([float(np.exp(low)), float(np.exp(high))] if log else [float(low), float(high)])
+        notes.append(None)
+    return out, notes
+
+
+def select(k: int, columns: Sequence[int]) -> sparse.csc_matrix:
+    """Contrast columns picking each of ``columns`` alone."""
+    m = len(columns)
+    return sparse.csc_matrix((np.ones(m), (np.asarray(columns, dtype=np.int64), np.arange(m))), shape=(k + 1, m))
+
+
+def unit_contrasts(
+    k: int, plus: Sequence[int], minus: Sequence[int], scale: np.ndarray | None = None
+) -> sparse.csc_matrix:
+    """Contrast columns ``e_plus[j] − e_minus[j]`` (each term divided by ``scale`` at its index)."""
+    m = len(plus)
+    rows = np.concatenate([np.asarray(plus, dtype=np.int64), np.asarray(minus, dtype=np.int64)])
+    data = np.concatenate([np.ones(m), -np.ones(m)])
+    if scale is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            data = data / np.where(scale[rows] > 0, scale[rows], np.nan)
+        data = np.nan_to_num(data)
+    return sparse.csc_matrix((data, (rows, np.tile(np.arange(m), 2))), shape=(k + 1, m))
 
 
 def _with_intervals(
-    slices: list[SliceStats],
-    reps: np.ndarray,
-    dim_reps: np.ndarray,
-    dim_wer: float | None,
-    reference: str | None,
-    confidence: float,
-    power: float,
+    slices: list[SliceStats], r: Ratios, reference: str | None, confidence: float, enabled: bool, power: float
 ) -> list[SliceStats]:
-    wer_cis = intervals(reps, confidence)
-    diffs = reps - dim_reps[:, None]
-    diff_cis = intervals(diffs, confidence)
-    detectable = min_detectable_gaps(diffs, confidence, power)
+    k = r.k
+    index = list(range(k))
+    wer_cis, wer_notes = rate_intervals(r, index, confidence, enabled)
+    diff = r.values[:k] - r.values[k]
+    vs = contrasts(r, unit_contrasts(k, index, [k] * k))
+    vs_test = contrasts(r, unit_contrasts(k, index, [k] * k), conservative=True)
+    diff_cis, diff_notes = t_intervals(diff, vs.se, vs, confidence, enabled)
     ref_index = next((i for i, s in enumerate(slices) if s.label == reference), None)
+    if ref_index is not None:
+        ref_diff = r.values[:k] - r.values[ref_index]
+        vr = contrasts(r, unit_contrasts(k, index, [ref_index] * k))
+        vr_test = contrasts(r, unit_contrasts(k, index, [ref_index] * k), conservative=True)
+        ref_cis, ref_notes = t_intervals(ref_diff, vr.se, vr, confidence, enabled)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_ratio = np.log(r.values[:k] / r.values[ref_index])
+        vl = contrasts(r, unit_contrasts(k, index, [ref_index] * k, scale=r.values))
+        ratio_cis, _ = t_intervals(log_ratio, vl.se, vl, confidence, enabled, log=True)
     out = []
     for i, s in enumerate(slices):
-        # One speaker has no spread of its own: the replicates would show only the overall's.
-        own = detectable[i] if s.speakers >= 2 else None
-        vs_overall = Comparison(difference(s.wer, dim_wer), diff_cis[i] or [None, None], min_detectable=own)
+        vs_overall = Comparison(
+            finite_or_none(diff[i]),
+            diff_cis[i] or [None, None],
+            se=finite_or_none(vs.se[i]) if vs.clusters[i] >= 2 else None,
+            df=finite_or_none(vs.df[i]),
+            note=diff_notes[i],
+            detect_df=finite_or_none(vs_test.df[i]),
+        )
         vs_reference = None
         if ref_index is not None:
             ref = slices[ref_index]
-            ref_reps = reps[:, ref_index]
-            ratio_reps = ratio_replicates(reps[:, i], ref_reps)
-            ref_diffs = (reps[:, i] - ref_reps)[:, None]
             vs_reference = Comparison(
                 difference(s.wer, ref.wer),
-                intervals(ref_diffs, confidence)[0] or [None, None],
+                ref_cis[i] or [None, None],
                 s.wer / ref.wer if s.wer is not None and ref.wer else None,
-                intervals(ratio_reps[:, None], confidence)[0],
-                min_detectable_gaps(ref_diffs, confidence, power)[0] if min(s.speakers, ref.speakers) >= 2 else None,
+                ratio_cis[i],
+                se=finite_or_none(vr.se[i]) if vr.clusters[i] >= 2 else None,
+                df=finite_or_none(vr.df[i]),
+                detect_df=finite_or_none(vr_test.df[i]),
+                note=ref_notes[i] if i != ref_index else "the reference itself",
             )
-        out.append(replace(s, wer_ci=wer_cis[i], vs_overall=vs_overall, vs_reference=vs_reference))
+        out.append(
+            replace(
+                s, wer_ci=wer_cis[i], interval_note=wer_notes[i], vs_overall=vs_overall, vs_reference=vs_reference
+            )
+        )
+    if ref_index is not None:
+        gaps = detectable_gaps(
+            [s.vs_reference for s in out], confidence, 1, power, [s.wer for s in out]  # type: ignore[misc]
+        )
+        out = [
+            replace(s, vs_reference=replace(s.vs_reference, min_detectable=g))  # type: ignore[arg-type]
+            for s, g in zip(out, gaps, strict=True)
+        ]
     return out
 
 
-def min_detectable_gaps(differences: np.ndarray, confidence: float, power: float) -> list[float | None]:
-    """Per column of bootstrap replicates of a difference: (z_{1-α/2} + z_power) × its standard
-    error, the smallest true difference a two-sided level-α test would detect with ``power``
-    (None where the difference cannot vary)."""
-    finite = np.isfinite(differences)
-    count = finite.sum(axis=0)
-    mean = np.where(finite, differences, 0.0).sum(axis=0) / np.maximum(count, 1)
-    squares = ((np.where(finite, differences, mean) - mean) ** 2).sum(axis=0)  # undefined replicates add 0
-    se = np.sqrt(np.where(count > 1, squares / np.maximum(count - 1, 1), 0.0))  # under 2 replicates: none
-    multiplier = NormalDist().inv_cdf(1 - (1 - confidence) / 2) + NormalDist().inv_cdf(power)
-    # An SE of 0: nothing varies (a dimension's only slice, the reference against itself).
-    return [finite_or_none(multiplier * v) if v > 0 else None for v in se]
+def detectable_gaps(
+    comparisons: Sequence[Comparison],
+    confidence: float,
+    tests: int,
+    power: float,
+    levels: Sequence[float | None] | None = None,
+) -> list[float | None]:
+    """Per comparison, the smallest true difference the ★ rule finds with ``power``, conservatively:
+    ``M × se(δ)`` with ``M = t_{1−α/2m}(ν) + t_power(ν)``, ``m`` the tests of the Holm family (its
+    worst case) and ``ν`` the dimension test's (conservative) df; a slice's standard error grows
+    with its WER (speaker effects are multiplicative), ``se(δ) = se × (level + δ) / level``, so
+    ``δ = M se / (1 − M se / level)`` — None where no gap is detectable at all (M se ≥ level) or the
+    difference has no standard error."""
+    se = np.array([c.se if c.se is not None else np.nan for c in comparisons], dtype=float)
+    df = np.array([c.detect_df or c.df or np.nan for c in comparisons], dtype=float)
+    level = np.array([v if v else np.inf for v in (levels or [None] * len(comparisons))], dtype=float)
+    usable = (se > 0) & np.isfinite(df)
+    alpha = (1 - confidence) / max(tests, 1)
+    safe_df = np.where(usable, df, 1.0)
+    base = (t_quantile(1 - alpha / 2, safe_df) + t_quantile(power, safe_df)) * np.where(usable, se, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.where(base < level, base / (1 - base / level), np.nan)
+    return [finite_or_none(v) if ok else None for v, ok in zip(gap, usable, strict=True)]
 
 
-def _test(
-    rows: _Rows,
-    pairs: _Pairs,
-    codes: np.ndarray,
-    ranked: list[int],
-    aggregate: str,
-    options: StatsOptions,
-    seed_offset: int,
-) -> Test | None:
-    """The dimension's permutation test on the units the aggregate weighs equally: words (pooled),
-    speaker-slice pairs (speaker-mean) or utterances with words (utterance-mean)."""
-    if aggregate == "pooled":
-        cluster, unit_codes = rows.cluster, np.where(rows.ok, codes, -1)
-        numerator, denominator = rows.counts["errors"], rows.counts["ref_words"]
-    elif aggregate == "speaker-mean":
-        keep, numerator, denominator = pairs.ratio_terms(aggregate, 0.0)
-        cluster, unit_codes = pairs.cluster, np.where(keep, pairs.slice, -1)
-    else:
-        keep = rows.ok & (rows.counts["ref_words"] > 0)
-        cluster, unit_codes = rows.cluster, np.where(keep, codes, -1)
-        numerator, denominator = np.nan_to_num(rows.wer), np.ones(rows.wer.size)
-    return ranked_test(
-        cluster,
-        unit_codes,
-        ranked,
-        numerator,
-        denominator,
-        permutations=options.permutations,
-        seed=options.seed + seed_offset,
-    )
+def detectable_gap(comparison: Comparison, confidence: float, tests: int, power: float) -> float | None:
+    """:func:`detectable_gaps` of one comparison."""
+    return detectable_gaps([comparison], confidence, tests, power)[0]
+
+
+def _test(pairs: _Pairs, ranked: list[int], aggregate: str, threshold: float, options: StatsOptions) -> Test | None:
+    """The dimension's test over its ranked slices, on the (speaker, slice) sums of ``aggregate``."""
+    keep, numerator, denominator = pairs.ratio_terms(aggregate, threshold)
+    codes = np.where(keep, pairs.slice, -1)
+    return ranked_test(pairs.cluster, codes, ranked, numerator, denominator, enabled=options.permutations > 0)
 
 
 def ranked_test(
     cluster: np.ndarray,
     codes: np.ndarray,
     ranked: list[int],
-    errors: np.ndarray,
-    words: np.ndarray,
+    numerator: np.ndarray,
+    denominator: np.ndarray,
     *,
-    permutations: int,
-    seed: int,
+    enabled: bool = True,
+    log: bool = True,
 ) -> Test | None:
-    """The permutation test over the ranked slices only; rows of other slices (code -1 or not
-    ranked) take no part. None with fewer than two ranked slices or no permutations."""
-    if len(ranked) < 2 or permutations < 1:
+    """The test over the ranked slices only (rows of other slices, code -1 or not ranked, take no
+    part); rows are summed per (speaker, slice) first. None with fewer than two ranked slices or
+    when switched off (``stats.permutations: 0``)."""
+    if len(ranked) < 2 or not enabled:
         return None
-    remap = np.full(codes.max() + 2, -1)
+    remap = np.full(max(int(codes.max()) + 2, 1), -1)
     remap[ranked] = np.arange(len(ranked))
     label = remap[codes]  # codes of -1 map through the last entry to -1
     keep = label >= 0
-    result = permutation_test(
-        cluster[keep], label[keep], errors[keep], words[keep], permutations=permutations, seed=seed
+    k = len(ranked)
+    pair_ids, inverse = unique_inverse(cluster[keep] * k + label[keep])
+    a = np.bincount(inverse, weights=numerator[keep])
+    b = np.bincount(inverse, weights=denominator[keep])
+    pair_cluster, pair_label = pair_ids // k, pair_ids % k
+    _, speaker = unique_inverse(pair_cluster)
+    n_speakers = int(speaker.max()) + 1 if speaker.size else 0
+    r = ratios(
+        np.concatenate([speaker, speaker]),
+        np.concatenate([pair_label, np.full(pair_label.size, k)]),
+        np.concatenate([a, a]),
+        np.concatenate([b, b]),
+        n_speakers,
+        k,
     )
+    result = wald_test(r, log=log)
     if result is None:
         return None
-    return Test(result.kind, result.statistic, result.permutations, result.p_value, 1 / (1 + result.permutations))
+    several = np.bincount(speaker) > 1
+    kind = "between-speaker" if not several.any() else "within-speaker" if several.all() else "mixed"
+    return Test(kind, result.statistic, 0, result.p_value, 0.0, method=result.method, df=list(result.df))
 
 
-def _holm_and_marks(dimensions: list[Dimension], alpha: float) -> list[Dimension]:
-    out = list(dimensions)
-    for i, test in enumerate(holm_adjusted([d.test for d in dimensions], alpha)):
-        if test is None:
-            continue
-        slices = [
-            replace(s, significantly_worse=test.significant and _rankable(s) and above_zero(_difference_ci(s)))
-            for s in dimensions[i].slices
-        ]
-        out[i] = replace(dimensions[i], test=test, slices=slices)
+def _holm_and_marks(dimensions: list[Dimension], options: StatsOptions) -> list[Dimension]:
+    alpha = 1.0 - options.confidence
+    tests = holm_adjusted([d.test for d in dimensions], alpha)
+    family = sum(t is not None for t in tests)
+    out = []
+    for dim, test in zip(dimensions, tests, strict=True):
+        comparisons = [s.vs_overall or Comparison(None, [None, None]) for s in dim.slices]
+        gaps = detectable_gaps(comparisons, options.confidence, family, options.power, [s.wer for s in dim.slices])
+        slices = []
+        for s, gap in zip(dim.slices, gaps, strict=True):
+            vs = replace(s.vs_overall, min_detectable=gap) if s.vs_overall is not None else None
+            star = bool(test and test.significant and _rankable(s) and vs and above_zero(vs.difference_ci))
+            slices.append(replace(s, vs_overall=vs, significantly_worse=star))
+        out.append(replace(dim, test=test, slices=slices))
     return out
-
-
-def _difference_ci(s: SliceStats) -> Interval | None:
-    return s.vs_overall.difference_ci if s.vs_overall else None
 
 
 def holm_adjusted(tests: Sequence[Test | None], alpha: float) -> list[Test | None]:
@@ -527,13 +625,15 @@ def _point_estimates(rows: _Rows, coded: SliceCodes, pairs: _Pairs, options: Sta
     """Point estimates per slice, all from integer codes and bincounts."""
     k = len(coded.labels)
     inside = coded.codes >= 0
-    scored, failed_rows = inside & rows.ok, inside & ~rows.ok
+    scored, empty = inside & rows.ok, inside & rows.empty
+    failed_rows = inside & ~rows.ok & ~rows.empty
 
     def per_slice(weights: np.ndarray | None = None, mask: np.ndarray = scored) -> np.ndarray:
         return np.bincount(coded.codes[mask], weights=None if weights is None else weights[mask], minlength=k)
 
     sums = {c: per_slice(rows.counts[c]) for c in COUNT_COLUMNS}
-    utterances, failed = per_slice(), per_slice(mask=failed_rows)
+    failed, no_words = per_slice(mask=failed_rows), per_slice(mask=empty)
+    utterances = per_slice() + no_words  # filler-only utterances are scored, but have no WER
     unlabelled = per_slice(mask=scored & rows.no_speaker)
     speakers = np.bincount(pairs.slice, minlength=k)
     means = {aggregate: pairs.per_slice(aggregate, 0.0, k) for aggregate in AGGREGATES[1:]}
@@ -554,6 +654,7 @@ def _point_estimates(rows: _Rows, coded: SliceCodes, pairs: _Pairs, options: Sta
                 values=coded.values[i],
                 utterances=int(utterances[i]),
                 failed=int(failed[i]),
+                no_reference_words=int(no_words[i]),
                 speakers=int(speakers[i]),
                 words=words,
                 errors=int(sums["errors"][i]),
@@ -574,9 +675,7 @@ def _point_estimates(rows: _Rows, coded: SliceCodes, pairs: _Pairs, options: Sta
     return out
 
 
-def _speaker_spreads(
-    pairs: _Pairs, k: int, threshold: float, share: np.ndarray, share_cis: list[Interval | None]
-) -> list[SpeakerSpread]:
+def _speaker_spreads(pairs: _Pairs, k: int, threshold: float, confidence: float) -> list[SpeakerSpread]:
     """Per slice: how many of its speakers the model serves badly, and the quartiles of their WERs."""
     spoke = pairs.words > 0
     own = pairs.errors[spoke] / pairs.words[spoke]
@@ -587,13 +686,16 @@ def _speaker_spreads(
     for i in range(k):
         group = own[order][bounds[i] : bounds[i + 1]]
         quartiles = np.quantile(group, [0.25, 0.5, 0.75]).tolist() if group.size else [None] * 3
+        above = int((group > threshold).sum())
+        # Speakers are independent: a Wilson interval on the count keeps its level near 0 % and 100 %.
+        share_ci = wilson(above, int(group.size), confidence)
         out.append(
             SpeakerSpread(
                 threshold=threshold,
-                above=int((group > threshold).sum()),
+                above=above,
                 speakers=int(group.size),
-                share=finite_or_none(share[i]),
-                share_ci=share_cis[i],
+                share=above / group.size if group.size else None,
+                share_ci=list(share_ci) if share_ci else None,
                 quartiles=[finite_or_none(q) for q in quartiles],
             )
         )
@@ -630,13 +732,7 @@ def _ranked(dim: Dimension) -> list[SliceStats]:
 
 
 def _disparity(
-    slices: list[SliceStats],
-    ranked: list[int],
-    reps: np.ndarray,
-    dim_reps: np.ndarray,
-    dim_wer: float | None,
-    reference: str | None,
-    confidence: float,
+    slices: list[SliceStats], ranked: list[int], r: Ratios, reference: str | None, confidence: float, enabled: bool
 ) -> Disparity:
     with_failures = [s.label for s in slices if s.failed]
     if not slices:
@@ -653,11 +749,7 @@ def _disparity(
     wers = np.array([slices[i].wer for i in ranked], dtype=float)
     best, worst = ranked[int(np.argmin(wers))], ranked[int(np.argmax(wers))]
     best_wer, worst_wer = float(wers.min()), float(wers.max())
-    # Each replicate recomputes the statistic over the same ranked slices, so both ends' noise counts.
-    high, low = extremes(reps[:, ranked])
-    ratio_reps = ratio_replicates(high, low)
-    figures = np.column_stack([ratio_reps, high - low, reps[:, worst] - dim_reps]) if reps.shape[0] else reps[:, :0]
-    cis = intervals(figures, confidence) if reps.shape[0] else [None, None, None]
+    gap_ci, ratio_ci, worst_ci = gap_bounds(r, ranked, confidence) if enabled else (None, None, None)
     return Disparity(
         ranked=len(ranked),
         best=slices[best].label,
@@ -665,28 +757,77 @@ def _disparity(
         worst=slices[worst].label,
         worst_wer=worst_wer,
         ratio=worst_wer / best_wer if best_wer > 0 else None,
-        ratio_ci=cis[0],
+        ratio_ci=ratio_ci,
         gap=worst_wer - best_wer,
-        gap_ci=cis[1],
-        worst_vs_overall=difference(worst_wer, dim_wer),
-        worst_vs_overall_ci=cis[2],
+        gap_ci=gap_ci,
+        worst_vs_overall=difference(worst_wer, finite_or_none(r.values[r.k])),
+        worst_vs_overall_ci=worst_ci,
         reference=reference,
         with_failures=with_failures,
+        detected=None if gap_ci is None else gap_ci[0] > 0,
     )
 
 
-def extremes(replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Highest and lowest column of each replicate, ignoring slices a replicate drew no speaker of."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a replicate may draw no speaker of any slice
-        return np.nanmax(replicates, axis=1), np.nanmin(replicates, axis=1)
+def gap_bounds(
+    r: Ratios, ranked: Sequence[int], confidence: float
+) -> tuple[Interval | None, Interval | None, Interval | None]:
+    """Intervals for the true gap max_ij (μ_i − μ_j), ratio max_ij μ_i / μ_j and worst-vs-overall
+    max_i (μ_i − μ) over the ranked slices, from simultaneous (Bonferroni) t intervals: all pairwise
+    differences (log ratios) cover together with ≥ ``confidence``, so the true maximum lies between
+    the largest lower and the largest upper end. A gap whose lower end is 0 is not detectable."""
+    alpha = 1 - confidence
+    ranked = list(ranked)
+    first, second = np.triu_indices(len(ranked), 1)
+    i, j = np.asarray(ranked)[first], np.asarray(ranked)[second]
+    values = r.values
+    pairs = len(i)
+    diff, diff_log = _pairwise(r, np.asarray(ranked), first, second)
+    if (diff.clusters < 2).any() or not (diff.se > 0).all():
+        return None, None, None
+    q = t_quantile(1 - alpha / (2 * pairs), diff.df)
+    gaps = np.abs(values[i] - values[j])
+    gap_ci = [float(max(0.0, np.max(gaps - q * diff.se))), float(np.max(gaps + q * diff.se))]
+    positive = (values[i] > 0) & (values[j] > 0)
+    ratio_ci = None
+    if positive.any():
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            logs = np.abs(np.log(values[i] / values[j]))
+            ql = t_quantile(1 - alpha / (2 * pairs), diff_log.df)
+            ok = positive & (diff_log.se > 0)
+            low = float(np.exp(max(0.0, np.max(np.where(ok, logs - ql * diff_log.se, 0.0)))))
+            high = finite_or_none(np.exp(np.max(logs[ok] + ql[ok] * diff_log.se[ok]))) if ok.all() else None
+        ratio_ci = [low, high]
+    cw = contrasts(r, unit_contrasts(r.k, ranked, [r.k] * len(ranked)))
+    worst_ci = None
+    if (cw.clusters >= 2).all() and (cw.se > 0).all():
+        qw = t_quantile(1 - alpha / (2 * len(ranked)), cw.df)
+        d = values[ranked] - values[r.k]
+        worst_ci = [float(np.max(d - qw * cw.se)), float(np.max(d + qw * cw.se))]
+    return gap_ci, ratio_ci, worst_ci
 
 
-def ratio_replicates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """Replicates of a ratio: +inf where only the denominator is 0 (the interval then has no
-    upper end; JSON shows it as null), NaN where both are (no information)."""
-    ratios = ratio_or_nan(numerator, denominator)
-    return np.where((denominator <= 0) & (numerator > 0), np.inf, ratios)
+def _pairwise(
+    r: Ratios, ranked: np.ndarray, first: np.ndarray, second: np.ndarray
+) -> tuple[Contrasts, Contrasts]:
+    """Contrasts of every pair of ``ranked`` columns, raw and on the log scale. In a between-speaker
+    design each slice is its own stratum, so the pair's variance and Welch–Satterthwaite df follow
+    from the slices' own (linear in the number of slices, not quadratic); otherwise in full."""
+    i, j = ranked[first], ranked[second]
+    if not own_strata(r, ranked):
+        raw = contrasts(r, unit_contrasts(r.k, i, j))
+        return raw, contrasts(r, unit_contrasts(r.k, i, j, scale=r.values))
+    m = len(ranked)
+    own = contrasts(r, select(r.k, ranked))
+    out = []
+    for scale in (np.ones(m), np.where(r.values[ranked] > 0, r.values[ranked], np.nan)):
+        v = (own.se / scale) ** 2
+        v1, v2 = v[first], v[second]
+        df1, df2 = own.df[first], own.df[second]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # A slice without spread (no errors at all) adds nothing to either sum.
+            df = (v1 + v2) ** 2 / (np.where(v1 > 0, v1**2 / df1, 0.0) + np.where(v2 > 0, v2**2 / df2, 0.0))
+        out.append(Contrasts(np.sqrt(v1 + v2), df, np.minimum(own.clusters[first], own.clusters[second])))
+    return out[0], out[1]
 
 
 def difference(a: float | None, b: float | None) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -89,3 +90,10 @@ def write_config(path: Path, dataset: Path, backend: dict, **extra: object) -> P
     }
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

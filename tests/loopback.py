@@ -22,7 +22,7 @@ from pathlib import Path
 
 import soundfile as sf
 import uvicorn
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from harness.audio import load_audio
@@ -226,3 +226,75 @@ def tone_corpus(folder: Path, count: int = 12, *, french_every: int = 0) -> Path
         for i, (clip, text) in enumerate(zip(clips, texts, strict=True))
     ]
     return write_jsonl(folder / "manifest.jsonl", records)
+
+
+def redirect_app(target: str, status: int = 307) -> ASGIApp:
+    """Answers every request with ``status`` and ``Location: target + path?query``; counts them in ``seen``."""
+    seen: Counter = Counter()
+
+    async def redirect(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        seen["requests"] += 1
+        query = scope.get("query_string", b"").decode()
+        location = target + scope["path"] + (f"?{query}" if query else "")
+        await RedirectResponse(location, status_code=status)(scope, receive, send)
+
+    redirect.seen = seen  # type: ignore[attr-defined]
+    return redirect
+
+
+class Trickle:
+    """ASGI app: reads the request, answers 200 with a JSON content type, then sends the body one
+    byte every ``interval`` s (never finishing it) until the client leaves or ``limit`` s pass.
+    ``started`` counts the answers begun, ``left`` the clients that gave up."""
+
+    def __init__(self, interval: float = 0.2, limit: float = 120.0) -> None:
+        self.interval, self.limit = interval, limit
+        self.started = self.left = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        self.started += 1
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        gone = asyncio.ensure_future(_until_disconnect(receive, self.limit))
+        await send({"type": "http.response.body", "body": b'{"text": "', "more_body": True})
+        while not gone.done():
+            await asyncio.sleep(self.interval)
+            if not gone.done():
+                await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        self.left += gone.result()
+        await send({"type": "http.response.body", "body": b'"}', "more_body": False})
+
+
+class Huge:
+    """ASGI app: a 200 JSON answer of ``size`` bytes, streamed in 1 MiB chunks, with or without a
+    Content-Length; ``sent`` is how many bytes went out before the client stopped reading."""
+
+    def __init__(self, size: int, declare_length: bool) -> None:
+        self.size, self.declare_length, self.sent = size, declare_length, 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        headers = [(b"content-type", b"application/json")]
+        if self.declare_length:
+            headers.append((b"content-length", str(self.size).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        head, chunk = b'{"text": "', b"a" * (1 << 20)
+        await send({"type": "http.response.body", "body": head, "more_body": True})
+        left = self.size - len(head) - 2
+        while left > 0:
+            part = chunk[: min(left, len(chunk))]
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+            self.sent += len(part)
+            left -= len(part)
+        await send({"type": "http.response.body", "body": b'"}', "more_body": False})

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 
 from harness.backends.azure_speech import read_answer
 from harness.backends.base import Registry
-from harness.backends.remote import RemoteError
+from harness.backends.remote import RemoteError, Silence
 from harness.config import load_config
 from harness.errors import BackendUnavailable
 from harness.pipeline import prepare, run
@@ -156,7 +156,9 @@ def test_each_recognition_status_is_read_as_documented():
         "Hello there."
     )
     for status in ("NoMatch", "InitialSilenceTimeout", "BabbleTimeout"):  # the engine heard no words
-        assert read_answer({"RecognitionStatus": status, "Offset": 0, "Duration": 0}) == ""
+        assert read_answer({"RecognitionStatus": status, "Offset": 0, "Duration": 0}) == Silence(
+            f"RecognitionStatus {status}"
+        )
     with pytest.raises(RemoteError, match="RecognitionStatus Error") as caught:
         read_answer({"RecognitionStatus": "Error"})
     assert caught.value.retryable  # "try again if possible"
@@ -165,8 +167,9 @@ def test_each_recognition_status_is_read_as_documented():
     assert not caught.value.retryable
     with pytest.raises(RemoteError, match="no 'RecognitionStatus'"):
         read_answer({"DisplayText": "hello"})
-    with pytest.raises(RemoteError, match="no 'DisplayText'"):
+    with pytest.raises(RemoteError, match="no 'DisplayText'") as caught:
         read_answer({"RecognitionStatus": "Success"})
+    assert caught.value.retryable  # an incomplete answer is tried again, never scored
 
 
 def test_recognition_errors_are_retried_then_recorded_per_utterance(tmp_path, corpus, oracle, key):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, REPO, install_backend_plugin, write_config
+from conftest import DEMO, REPO, free_port, install_backend_plugin, write_config
 
 
 def asrfair(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -209,9 +209,11 @@ def test_serve_and_remote_backends_fail_in_one_line(tmp_path, make_manifest):
     assert_clean_error(asrfair("serve", "--backend", str(tmp_path / "none.yaml")), 2, "none.yaml", "not found")
     config = tmp_path / "serve.yaml"
     config.write_text("backend: {name: openai-compatible, api_key_env: ASRFAIR_UNSET_KEY}\n")
-    unset = asrfair("serve", "--backend", str(config), env={"ASRFAIR_UNSET_KEY": ""})
+    port = str(free_port())  # the default 8000 may be taken on a shared machine
+    unset = asrfair("serve", "--backend", str(config), "--port", port, env={"ASRFAIR_UNSET_KEY": ""})
     assert_clean_error(unset, 2, "ASRFAIR_UNSET_KEY is not set")
-    assert_clean_error(asrfair("serve", "--backend", str(config), "--api-key-env", "ASRFAIR_UNSET_KEY"), 2, "not set")
+    named = asrfair("serve", "--backend", str(config), "--api-key-env", "ASRFAIR_UNSET_KEY", "--port", port)
+    assert_clean_error(named, 2, "not set")
     manifest = make_manifest([{"id": "u1", "text": "a b", "speaker": "s"}])
     run_config = write_config(
         tmp_path / "run.yaml", manifest, {"name": "openai-compatible", "api_key_env": "ASRFAIR_UNSET_KEY"}

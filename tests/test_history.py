@@ -173,7 +173,7 @@ def test_rows_match_metrics_json(recorded):
             "SELECT dimension, label, wer, wer_ci_low, wer_ci_high, words, speakers, failed FROM slices WHERE run_id=?"
         )
         expected = {
-            (d["name"], s["label"], s["wer"], *s["wer_ci"], s["words"], s["speakers"], s["failed"])
+            (d["name"], s["label"], s["wer"], *(s["wer_ci"] or [None, None]), s["words"], s["speakers"], s["failed"])
             for d in metrics["dimensions"]
             for s in d["slices"]
         }

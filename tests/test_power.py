@@ -16,7 +16,7 @@ from harness.errors import InputError
 from harness.pipeline import plan_run, prepare, run
 from harness.power import Components, components, plan, simulate
 from harness.slices import SliceSpec
-from harness.stats import StatsOptions, min_detectable_gaps, summarise
+from harness.stats import StatsOptions, summarise
 
 TRUTH = Components(0, 0, 0.0, 0.0, between=0.05**2, within=0.10**2)
 SPEC = SliceSpec(by=("accent",), reference="ref")
@@ -98,11 +98,18 @@ def test_the_minimum_detectable_gap_shrinks_as_one_over_root_speakers():
     assert mean_gap(60) / mean_gap(30) == pytest.approx(1 / math.sqrt(2), abs=0.06)
 
 
-def test_min_detectable_gap_is_z_sum_times_the_bootstrap_se():
-    differences = np.random.default_rng(4).normal(0.0, 0.01, size=(20_000, 1))
-    (gap,) = min_detectable_gaps(differences, confidence=0.95, power=0.8)
-    assert gap == pytest.approx((1.959964 + 0.841621) * 0.01, rel=0.02)
-    assert min_detectable_gaps(np.zeros((100, 1)), 0.95, 0.8) == [None]  # nothing varies: nothing to detect
+def test_min_detectable_gap_is_the_t_sum_times_the_standard_error():
+    from scipy import stats as scipy_stats
+
+    from harness.stats import Comparison, detectable_gap
+
+    comparison = Comparison(0.0, [None, None], se=0.01, df=12.0)
+    expected = (scipy_stats.t.ppf(1 - 0.05 / 2, 12) + scipy_stats.t.ppf(0.8, 12)) * 0.01
+    assert detectable_gap(comparison, 0.95, 1, 0.8) == pytest.approx(expected)
+    # Holm's worst case over 3 tests: the level is α / 3.
+    holm_worst = (scipy_stats.t.ppf(1 - 0.05 / 6, 12) + scipy_stats.t.ppf(0.8, 12)) * 0.01
+    assert detectable_gap(comparison, 0.95, 3, 0.8) == pytest.approx(holm_worst)
+    assert detectable_gap(Comparison(0.0, [None, None]), 0.95, 1, 0.8) is None  # no standard error: nothing to say
 
 
 @pytest.fixture

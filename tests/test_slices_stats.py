@@ -124,7 +124,7 @@ def test_disparity_ranks_only_supported_non_missing(table):
     assert thin.disparity.worst is None and "no disparity" in thin.disparity.note
 
 
-def test_empty_reference_counts_insertions():
+def test_filler_only_utterance_has_no_wer_and_is_counted():
     t = score_frame(
         frame(
             [
@@ -136,7 +136,9 @@ def test_empty_reference_counts_insertions():
     )  # whisper's normaliser drops "uh"
     assert t.loc[0, "ref_words"] == 0 and t.loc[0, "insertions"] == 2 and pd.isna(t.loc[0, "wer"])
     summary = summarise(t, [], opts(1, 1))
-    assert summary.overall.wer == pytest.approx(2 / 2)
+    # Issue 22: its two insertions over no reference word are left out of every WER, and counted.
+    assert summary.overall.wer == 0.0 and summary.overall.insertions == 0
+    assert summary.overall.no_reference_words == 1 and summary.overall.utterances == 2
 
 
 def test_check_slices_suggests_tags_and_values():

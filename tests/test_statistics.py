@@ -9,9 +9,9 @@ from statsmodels.stats.multitest import multipletests
 
 from harness.bootstrap import Resampler, percentile_interval
 from harness.errors import InputError
-from harness.significance import holm, permutation_test
+from harness.significance import holm
 from harness.slices import OUTSIDE, SliceSpec, check_slices, slice_frame
-from harness.stats import StatsOptions, summarise
+from harness.stats import StatsOptions, ranked_test, summarise
 from harness.where import WhereError, evaluate, parse_where
 
 
@@ -65,7 +65,8 @@ def test_intervals_are_seeded_and_contain_the_estimate():
     again = summarise(table, [SliceSpec(by="accent")], options(seed=3))
     other = summarise(table, [SliceSpec(by="accent")], options(seed=4))
     assert first == again
-    assert first.overall.wer_ci != other.overall.wer_ci
+    # Analytic intervals and test: nothing is resampled, so the seed changes nothing here.
+    assert (first.overall, first.dimensions) == (other.overall, other.dimensions)
     for s in first.dimensions[0].slices:
         assert s.wer_ci[0] <= s.wer <= s.wer_ci[1]
 
@@ -75,7 +76,9 @@ def test_reference_comparisons():
     dim = summarise(table, [SliceSpec(by="accent", reference="a")], options()).dimensions[0]
     by_label = {s.label: s for s in dim.slices}
     ref = by_label["a"].vs_reference
-    assert ref.difference == 0 and ref.difference_ci == [0.0, 0.0] and ref.ratio == pytest.approx(1.0)
+    # The reference against itself has no interval (never a zero-width [0, 0]), and says why.
+    assert ref.difference == 0 and ref.difference_ci == [None, None] and ref.ratio == pytest.approx(1.0)
+    assert ref.ratio_ci is None and ref.note == "the reference itself"
     b = by_label["b"].vs_reference
     assert b.difference == pytest.approx(by_label["b"].wer - by_label["a"].wer)
     assert b.ratio == pytest.approx(by_label["b"].wer / by_label["a"].wer)
@@ -91,23 +94,22 @@ def test_flagged_slices_are_never_ranked_or_starred():
     assert not c.supported and not c.significantly_worse and dim.disparity.worst != "c"
 
 
-def test_null_permutation_p_values_are_uniform():
+def test_null_p_values_are_uniform():
     p_values = []
     for seed in range(200):
         table = synthetic_table(100 + seed, speakers_per_group=8)
         codes = pd.Categorical(table["accent"]).codes
-        result = permutation_test(
+        result = ranked_test(
             pd.factorize(table["speaker"])[0],
             codes,
+            [0, 1, 2],
             table["errors"].to_numpy(float),
             table["ref_words"].to_numpy(float),
-            permutations=199,
-            seed=seed,
         )
         p_values.append(result.p_value)
     p = np.array(p_values)
-    assert 0.02 <= np.mean(p < 0.05) <= 0.09  # false-positive rate ≈ alpha
-    assert abs(np.mean(p) - 0.5) < 0.06 and abs(np.mean(p < 0.5) - 0.5) < 0.1
+    assert 0.005 <= np.mean(p < 0.05) <= 0.07  # false-positive rate ≈ alpha (never much above)
+    assert abs(np.mean(p) - 0.5) < 0.07 and abs(np.mean(p < 0.5) - 0.5) < 0.1
 
 
 def test_within_speaker_dimension_uses_stratified_permutation():
@@ -215,25 +217,24 @@ def test_intervals_and_tests_can_be_switched_off():
     assert dim.disparity.gap is not None and dim.disparity.gap_ci is None
 
 
-def test_within_speaker_effect_is_detected_and_capped_runs_report_their_floor():
+def test_within_speaker_effect_is_detected_and_large_runs_are_not_capped():
     table = synthetic_table(8)
     noisy = table["noise"] == "cafe"
     table.loc[noisy, "errors"] = np.minimum(table.loc[noisy, "ref_words"], table.loc[noisy, "errors"] * 2 + 1)
     table["wer"] = table["errors"] / table["ref_words"]
     dim = summarise(table, [SliceSpec(by="noise")], options()).dimensions[0]
     assert dim.test.kind == "within-speaker" and dim.test.p_value < 0.01 and dim.test.significant
-    cluster = pd.factorize(table["speaker"])[0]
-    codes = pd.factorize(table["noise"])[0]
-    capped = permutation_test(
-        cluster,
-        codes,
-        table["errors"].to_numpy(float),
-        table["ref_words"].to_numpy(float),
-        permutations=1000,
-        seed=0,
-        row_budget=10 * len(table),
-    )
-    assert capped.permutations == 10 and capped.p_value == pytest.approx(1 / 11)
+    # Issue 22: 610 k rows once hid 25.7 % vs 17.4 % behind a capped 32-permutation test. The test is
+    # analytic on speaker × slice sums: no cap, no floor on p, whatever the rows.
+    rng = np.random.default_rng(3)
+    speakers, per_speaker = 2000, 300
+    speaker = np.repeat(np.arange(speakers), per_speaker)
+    noise = rng.integers(0, 2, speaker.size)
+    words = rng.integers(5, 20, speaker.size).astype(float)
+    rate = np.exp(rng.normal(np.log(0.17), 0.5, speakers))[speaker] * np.where(noise == 1, 1.45, 1.0)
+    errors = rng.poisson(rate * words).astype(float)
+    test = ranked_test(speaker, noise, [0, 1], errors, words)
+    assert test.replicates == 0 and test.min_p == 0.0 and test.p_value < 1e-10 and test.kind == "within-speaker"
 
 
 def test_one_mixed_speaker_does_not_disable_the_between_speaker_test():
@@ -241,26 +242,25 @@ def test_one_mixed_speaker_does_not_disable_the_between_speaker_test():
     first = table.index[table["speaker"] == "a0"][0]
     table.loc[first, "accent"] = "b"  # one clip of one speaker carries another label
     dim = summarise(table, [SliceSpec(by="accent")], options()).dimensions[0]
-    assert dim.test.kind == "mixed" and dim.test.p_value < 0.01
+    assert dim.test.kind == "mixed" and dim.test.method.startswith("Welch") and dim.test.p_value < 0.05
     assert {s.label for s in dim.slices if s.significantly_worse} == {"c"}
 
 
-def test_mixed_permutation_null_is_calibrated():
+def test_mixed_null_is_calibrated():
     p_values = []
     for seed in range(150):
         table = synthetic_table(500 + seed, speakers_per_group=8)
         table.loc[table.index[table["speaker"] == "a0"][:2], "accent"] = "b"
-        result = permutation_test(
+        result = ranked_test(
             pd.factorize(table["speaker"])[0],
             pd.factorize(table["accent"])[0],
+            [0, 1, 2],
             table["errors"].to_numpy(float),
             table["ref_words"].to_numpy(float),
-            permutations=199,
-            seed=seed,
         )
         assert result.kind == "mixed"
         p_values.append(result.p_value)
-    assert 0.01 <= np.mean(np.array(p_values) < 0.05) <= 0.1
+    assert 0.005 <= np.mean(np.array(p_values) < 0.05) <= 0.07
 
 
 def test_rate_model_reports_what_it_cannot_estimate():
@@ -276,10 +276,17 @@ def test_rate_model_reports_what_it_cannot_estimate():
     assert result.dropped["dialect"].startswith("missing for") and result.utterances == len(table)
 
 
-def test_ratio_interval_is_unbounded_when_the_best_slice_can_resample_to_zero():
+def test_zero_error_slice_has_no_interval_and_no_finite_ratio():
     table = synthetic_table(13, speakers_per_group=6, groups=("a", "b"))
     table.loc[table["accent"] == "a", "errors"] = 0
+    table["wer"] = table["errors"] / table["ref_words"]
+    dim = summarise(table, [SliceSpec(by="accent")], options(min_words=10)).dimensions[0]
+    a = next(s for s in dim.slices if s.label == "a")
+    assert a.wer == 0 and a.wer_ci is None and a.interval_note == "no errors"
+    assert dim.disparity.ratio is None and dim.disparity.ratio_ci is None  # worst / 0: no finite ratio
+    assert dim.disparity.gap_ci[0] <= dim.disparity.gap <= dim.disparity.gap_ci[1]
+    # One error in the best slice: the log-scale ratio interval is finite but very wide.
     table.loc[table.index[table["accent"] == "a"][0], "errors"] = 1
     table["wer"] = table["errors"] / table["ref_words"]
     disparity = summarise(table, [SliceSpec(by="accent")], options(min_words=10)).dimensions[0].disparity
-    assert disparity.ratio_ci[0] > 1 and disparity.ratio_ci[1] is None
+    assert disparity.ratio_ci[0] > 1 and disparity.ratio_ci[1] > 10 * disparity.ratio

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.backends.base import AudioRequest
+from harness.backends.base import AudioRequest, StopRequested
 from harness.backends.remote import (
     Poll,
     RemoteBackend,
@@ -124,7 +124,8 @@ class AssemblyAIBackend(RemoteBackend):
             if status == "completed":
                 finished = True
                 text = job.get("text")
-                return text if isinstance(text, str) else ""  # null text: no speech was heard
+                # No field proves silence: null or empty text is an unusable answer (retried, then failed).
+                return text if isinstance(text, str) else ""
             if status == "error":
                 finished = True
                 raise RemoteError(f"transcription failed: {job.get('error') or 'no reason given'}")
@@ -142,7 +143,7 @@ class AssemblyAIBackend(RemoteBackend):
         """Remove the transcript; a failure is logged, not charged to the utterance (its text is good)."""
         try:
             await self.send("DELETE", job_url, headers=self._headers)
-        except RemoteError as exc:
+        except (RemoteError, StopRequested) as exc:  # after a stop the DELETE is tried once, not retried
             log.warning(
                 "assemblyai: could not delete transcript %s (%s); delete it by hand", job_id, self.redact(str(exc))
             )

@@ -295,7 +295,11 @@ class AWSTranscribeBackend(RemoteBackend):
             raise RemoteError(f"poll: {exc}", status=exc.status) from None
 
     def _read_object(self, key: str) -> bytes:
-        return self._s3_client.get_object(Bucket=self.options.bucket, Key=key)["Body"].read()
+        limit = self.options.max_response_bytes
+        body = self._s3_client.get_object(Bucket=self.options.bucket, Key=key)["Body"].read(limit + 1)
+        if len(body) > limit:
+            raise RemoteError(f"read: transcript file over max_response_bytes ({limit:,})")
+        return body
 
     @staticmethod
     def _transcript_text(body: bytes) -> str:

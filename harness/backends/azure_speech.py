@@ -7,9 +7,10 @@ and ``Content-Type: audio/wav; codecs=audio/pcm; samplerate=16000``. The answer 
 
 ``RecognitionStatus`` decides what the answer means:
 
-* ``Success``: ``DisplayText`` is the transcript.
+* ``Success``: ``DisplayText`` is the transcript; an empty one is an unusable answer (retried,
+  then failed), like any empty 2xx answer.
 * ``NoMatch`` (speech heard, no words of the language matched), ``InitialSilenceTimeout`` (only
-  silence) and ``BabbleTimeout`` (only noise): the engine's real answer is "no words", so the
+  silence) and ``BabbleTimeout`` (only noise): the API's proof of silence (:class:`Silence`), so the
   transcript is empty and scores as deletions. Counting them as failures would drop exactly the
   clips an engine cannot hear (noisy conditions, unfamiliar accents) from WER and hide disparity.
 * ``Error`` ("internal error ... try again"): retried like a 5xx; then the utterance fails.
@@ -28,7 +29,9 @@ from harness.backends.remote import (
     RemoteBackend,
     RemoteError,
     RemoteOptions,
+    Silence,
     json_field,
+    json_text,
     read_secret,
     response_json,
     to_locale,
@@ -86,7 +89,7 @@ class AzureSpeechBackend(RemoteBackend):
             locale = "?"
         return f"{audio_key}|{utt.language}|{locale}"
 
-    async def recognise(self, request: AudioRequest, audio: bytes) -> str:
+    async def recognise(self, request: AudioRequest, audio: bytes) -> str | Silence:
         assert request.samples is not None
         seconds = len(request.samples) / request.sample_rate
         if seconds > MAX_SECONDS:
@@ -103,12 +106,8 @@ class AzureSpeechBackend(RemoteBackend):
             "Content-Type": CONTENT_TYPE,
             "Accept": "application/json",
         }
-
-        async def attempt() -> str:
-            response = await self.send("POST", self._url, params=params, content=audio, headers=headers)
-            return read_answer(response_json(response, "is base_url the endpoint root?"))
-
-        return await self.retrying(attempt)
+        response = await self.send("POST", self._url, params=params, content=audio, headers=headers)
+        return read_answer(response_json(response, "is base_url the endpoint root?"))  # retried by the caller
 
     def fingerprint(self) -> dict[str, Any]:
         o = self.options
@@ -123,16 +122,13 @@ class AzureSpeechBackend(RemoteBackend):
         }
 
 
-def read_answer(payload: Any) -> str:
-    """``DisplayText`` on Success, empty for the no-speech statuses, else a RemoteError."""
+def read_answer(payload: Any) -> str | Silence:
+    """``DisplayText`` on Success, :class:`Silence` for the no-speech statuses, else a RemoteError."""
     status = json_field(payload, "RecognitionStatus")
     if status == "Success":
-        text = json_field(payload, "DisplayText")
-        if not isinstance(text, str):
-            raise RemoteError("unexpected response: 'DisplayText' is not a string")
-        return text
+        return json_text(payload, "DisplayText")
     if status in NO_SPEECH:
-        return ""
+        return Silence(f"RecognitionStatus {status}")
     if status == "Error":
         raise RemoteError("RecognitionStatus Error (the service's internal error)", retryable=True)
     raise RemoteError(f"RecognitionStatus {status!r}")

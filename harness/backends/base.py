@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -43,6 +44,7 @@ class Capabilities:
     sample_rate: int = 16_000
     needs_audio: bool = True
     max_batch_size: int = 1
+    detects_language: bool = False  # takes an utterance with language None and detects it
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,13 @@ class Transcript:
     @classmethod
     def failed(cls, utt_id: str, error: str, latency_s: float = 0.0) -> Transcript:
         return cls(utt_id, None, "error", error, latency_s)
+
+
+ResultCallback = Callable[[Transcript], None]
+
+
+class StopRequested(Exception):
+    """A stop was asked for: no new work starts; everything finished so far is kept."""
 
 
 class Backend(ABC):
@@ -94,6 +103,17 @@ class Backend(ABC):
             else:
                 results.append(Transcript.ok(request.utterance.id, text, time.perf_counter() - start))
         return results
+
+    def transcribe_each(
+        self,
+        batch: Sequence[AudioRequest],
+        on_result: ResultCallback | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[Transcript]:
+        """:meth:`transcribe`, handing transcripts to ``on_result`` as they are made where the backend
+        can (the caller keeps the rest from the returned list) and, where it can, stopping early once
+        ``stop`` is set (:class:`StopRequested`). Default: the batch in one go, as :meth:`transcribe`."""
+        return self.transcribe(batch)
 
     def transcribe_one(self, request: AudioRequest) -> str:
         raise NotImplementedError(f"{type(self).__name__} implements neither transcribe nor transcribe_one")
@@ -151,7 +171,7 @@ class Registry(PluginRegistry[Backend]):
             parsed = cls.Options.model_validate(options or {})
         except ValidationError as exc:
             raise BackendUnavailable(f"backend '{name}': {format_validation_error(exc)}") from None
-        redaction.keep_env_options(parsed.model_dump())  # before the backend can quote its key in an error
+        redaction.keep_options(parsed.model_dump())  # before the backend can quote its key in an error
         return cls(parsed)
 
 

@@ -76,9 +76,9 @@ class FasterWhisperBackend(Backend):
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
-        return Capabilities(max_batch_size=self.options.batch_size)
+        return Capabilities(max_batch_size=self.options.batch_size, detects_language=True)
 
-    def _decode_kwargs(self, language: str) -> dict[str, Any]:
+    def _decode_kwargs(self, language: str | None) -> dict[str, Any]:
         return {
             "language": self.options.language or language,
             "beam_size": self.options.beam_size,
@@ -101,7 +101,7 @@ class FasterWhisperBackend(Backend):
         if pipeline is None or len(batch) < 2:
             return super().transcribe(batch)
         short = [r for r in batch if r.samples is not None and len(r.samples) <= _WINDOW_S * r.sample_rate]
-        by_language: dict[str, list[AudioRequest]] = {}
+        by_language: dict[str | None, list[AudioRequest]] = {}
         for request in short:
             by_language.setdefault(request.utterance.language, []).append(request)
         done: dict[str, Transcript] = {}
@@ -111,7 +111,9 @@ class FasterWhisperBackend(Backend):
         done.update((t.id, t) for t in super().transcribe(rest))
         return [done[r.utterance.id] for r in batch]
 
-    def _transcribe_batched(self, pipeline: Any, group: list[AudioRequest], language: str) -> list[Transcript]:
+    def _transcribe_batched(
+        self, pipeline: Any, group: list[AudioRequest], language: str | None
+    ) -> list[Transcript]:
         rate = group[0].sample_rate
         starts = np.cumsum([0] + [len(r.samples) for r in group])  # type: ignore[arg-type]
         clips = [{"start": starts[i] / rate, "end": starts[i + 1] / rate} for i in range(len(group))]

@@ -4,7 +4,9 @@
 with ``{"config": {"autoDecodingConfig": {}, "languageCodes": [...], "model": ...}, "content": <base64 WAV>}``
 and a bearer OAuth access token. The answer is ``{"results": [{"alternatives": [{"transcript": ...}]}]}``;
 the first alternative of each result is joined with spaces. Proto3 JSON leaves empty lists out, so
-an answer without ``results`` means no speech was recognised: an empty transcript, a real answer.
+an answer without ``results`` means no speech was recognised: an empty transcript, a real answer,
+when the answer's ``metadata.totalBilledDuration`` shows that the service processed the audio
+(the proof of silence this backend trusts); without it, an empty answer is a failure (retried).
 
 Credentials come from the environment only: ``$GOOGLE_OAUTH_ACCESS_TOKEN`` (for example from
 ``gcloud auth print-access-token``), else Application Default Credentials when the optional
@@ -28,6 +30,7 @@ from harness.backends.remote import (
     RemoteBackend,
     RemoteError,
     RemoteOptions,
+    Silence,
     json_field,
     response_json,
     to_locale,
@@ -147,7 +150,7 @@ class GoogleSpeechBackend(RemoteBackend):
             codes = "?"
         return f"{audio_key}|{utt.language}|{codes}"
 
-    async def recognise(self, request: AudioRequest, audio: bytes) -> str:
+    async def recognise(self, request: AudioRequest, audio: bytes) -> str | Silence:
         assert request.samples is not None
         seconds = len(request.samples) / request.sample_rate
         if seconds > MAX_SECONDS:
@@ -201,8 +204,9 @@ def default_base_url(location: str) -> str:
     return "https://speech.googleapis.com" if location == "global" else f"https://{location}-speech.googleapis.com"
 
 
-def join_results(payload: dict[str, Any]) -> str:
-    """The first alternative of each result, in order; no results (or no alternatives) is silence."""
+def join_results(payload: dict[str, Any]) -> str | Silence:
+    """The first alternative of each result, in order; no words with ``metadata.totalBilledDuration``
+    is :class:`Silence`, no words without it an empty (unusable) answer."""
     results = payload.get("results") or []
     if not isinstance(results, list):
         raise RemoteError("unexpected response: 'results' is not a list")
@@ -217,4 +221,7 @@ def join_results(payload: dict[str, Any]) -> str:
             raise RemoteError(f"unexpected response: 'results.{index}.alternatives.0.transcript' is not a string")
         if transcript.strip():
             parts.append(transcript.strip())
+    metadata = payload.get("metadata")
+    if not parts and isinstance(metadata, dict) and metadata.get("totalBilledDuration"):
+        return Silence("no results, metadata.totalBilledDuration present")
     return " ".join(parts)

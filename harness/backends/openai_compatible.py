@@ -7,11 +7,12 @@ is ``{"text": "..."}``. ``base_url`` is written as for the OpenAI client, ``/v1`
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from harness.backends.base import AudioRequest
+from harness.backends.base import AudioRequest, Capabilities
 from harness.backends.remote import (
     RemoteBackend,
     RemoteOptions,
@@ -43,9 +44,15 @@ class OpenAICompatibleBackend(RemoteBackend):
         self._key = self.keep_secret(read_secret(options.api_key_env, self.name))
         self._url = options.base_url.rstrip("/") + "/audio/transcriptions"
 
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        return replace(super().capabilities, detects_language=True)  # the API detects an omitted language
+
     async def recognise(self, request: AudioRequest, audio: bytes) -> str:
         form: dict[str, Any] = {"model": self.options.model, "response_format": "json"}
-        form["language"] = self.options.language or request.utterance.language
+        language = self.options.language or request.utterance.language
+        if language is not None:  # omitted: the server detects it
+            form["language"] = language
         if self.options.prompt is not None:
             form["prompt"] = self.options.prompt
         if self.options.temperature is not None:

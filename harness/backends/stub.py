@@ -110,7 +110,7 @@ class StubBackend(Backend):
     name: ClassVar[str] = "stub"
     description: ClassVar[str] = "Deterministic: echoes the reference, optionally with seeded errors per tag"
     Options = StubOptions
-    capabilities: ClassVar[Capabilities] = Capabilities(needs_audio=False, max_batch_size=256)
+    capabilities: ClassVar[Capabilities] = Capabilities(needs_audio=False, max_batch_size=256, detects_language=True)
     options: StubOptions
 
     def transcribe(self, batch: list[AudioRequest]) -> list[Transcript]:

@@ -98,7 +98,9 @@ class TransformersBackend(Backend):
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
-        return Capabilities(sample_rate=self._sample_rate, max_batch_size=self.options.batch_size)
+        return Capabilities(
+            sample_rate=self._sample_rate, max_batch_size=self.options.batch_size, detects_language=True
+        )
 
     def _language_for(self, request: AudioRequest) -> str | None:
         if self.options.language:

@@ -43,17 +43,29 @@ def ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
-def interval(ci: list[float | None] | None, fmt=pct, unbounded: bool = False) -> str:
-    """``[low, high]``; with ``unbounded`` a missing upper end prints as ∞ (a ratio whose
-    denominator was 0 in some replicates), otherwise a missing end means no interval."""
+def interval(ci: list[float | None] | None, fmt=pct, unbounded: bool = False, note: str | None = None) -> str:
+    """``[low, high]``; with ``unbounded`` a missing upper end prints as ∞ (a ratio over a slice
+    without errors), otherwise a missing end means no interval: ``[– note]`` when the statistics
+    say why (one speaker, no errors), never a zero-width ``[x, x]``."""
     if not ci or ci[0] is None or (ci[1] is None and not unbounded):
-        return ""
+        return f"[– {note}]" if note else ""
     return f"[{fmt(ci[0])}, {'∞' if ci[1] is None else fmt(ci[1])}]"
 
 
-def pct_ci(value: float | None, ci: list[float | None] | None) -> str:
-    text = interval(ci, lambda v: f"{100 * v:.1f}")
+def pct_ci(value: float | None, ci: list[float | None] | None, note: str | None = None) -> str:
+    text = interval(ci, lambda v: f"{100 * v:.1f}", note=note if value is not None else None)
     return f"{pct(value)} {text}" if text else pct(value)
+
+
+def slice_wer(slice_: dict[str, Any]) -> str:
+    """A slice's WER with its interval, or with why it has none."""
+    return pct_ci(slice_["wer"], slice_.get("wer_ci"), slice_.get("interval_note"))
+
+
+def vs_overall_text(slice_: dict[str, Any]) -> str:
+    overall = slice_.get("vs_overall") or {}
+    note = overall.get("note") if overall.get("difference") is not None else None
+    return f"{points(overall.get('difference'))} {interval(overall.get('difference_ci'), points, note=note)}".strip()
 
 
 def star(slice_: dict[str, Any]) -> str:
@@ -64,15 +76,10 @@ def test_sentence(test: dict[str, Any] | None, confidence: float) -> str:
     if not test:
         return "No test (fewer than two ranked slices, or permutations: 0)."
     verdict = "WER depends on this dimension" if test["significant"] else "no significant dependence on this dimension"
-    floor = test.get("min_p", 0.0)
-    limited = (
-        f" (with {test['permutations']} permutations p cannot fall below {floor:.2g}; the test cannot decide)"
-        if floor >= 1 - confidence
-        else ""
-    )
+    method = test.get("method") or "test"
     return (
-        f"Permutation test ({test['kind']}, {test['permutations']} permutations): p = {test['p_value']:.3g}, "
-        f"Holm-adjusted {test['p_holm']:.3g} — {verdict} at the {1 - confidence:.2g} level{limited}."
+        f"{method[0].upper()}{method[1:]} ({test['kind']}): p = {test['p_value']:.3g}, "
+        f"Holm-adjusted {test['p_holm']:.3g} — {verdict} at the {1 - confidence:.2g} level."
     )
 
 
@@ -87,12 +94,22 @@ def disparity_sentence(disparity: dict[str, Any], quote: Callable[[str], str] = 
     failed = f" Some utterances failed in: {', '.join(failures)} (see the failed column)." if failures else ""
     if disparity["worst"] is None:
         return (disparity["note"] or "no disparity computed") + failed
+    if disparity.get("detected") is False:
+        gap_ci = disparity.get("gap_ci") or [None, None]
+        return (
+            f"No detectable gap between the {disparity['ranked']} ranked slices: worst **{quote(disparity['worst'])}** "
+            f"({pct(disparity['worst_wer'])}) vs best **{quote(disparity['best'])}** ({pct(disparity['best_wer'])}), "
+            f"gap {points(disparity['gap'])}; the true gap lies between 0 and {points(gap_ci[1])} "
+            f"(simultaneous interval; ratio {ratio(disparity['ratio'])} "
+            f"{interval(disparity.get('ratio_ci'), ratio, unbounded=True)}).{failed}"
+        ).replace("  ", " ").replace("( ", "(").replace(" )", ")")
     return (
         f"Worst **{quote(disparity['worst'])}** ({pct(disparity['worst_wer'])}) vs best "
         f"**{quote(disparity['best'])}** ({pct(disparity['best_wer'])}): ratio {ratio(disparity['ratio'])} "
         f"{interval(disparity.get('ratio_ci'), ratio, unbounded=True)}, gap {points(disparity['gap'])} "
         f"{interval(disparity.get('gap_ci'), points)}; worst vs overall {points(disparity['worst_vs_overall'])} "
-        f"{interval(disparity.get('worst_vs_overall_ci'), points)} ({disparity['ranked']} slices ranked).{failed}"
+        f"{interval(disparity.get('worst_vs_overall_ci'), points)} ({disparity['ranked']} slices ranked; "
+        f"simultaneous intervals).{failed}"
     ).replace("  ", " ")
 
 
@@ -221,8 +238,8 @@ def empty_references_sentence(aggregation: dict[str, Any]) -> str:
     if not count:
         return ""
     return (
-        f" {count} utterances have an empty reference after normalisation: their words count as insertions in "
-        "pooled and speaker-mean, and they are left out of utterance-mean."
+        f" {count} utterances have an empty reference after normalisation: they have no WER and are left out of "
+        "every aggregate (their insertions included); each slice counts them as no_reference_words."
     )
 
 
@@ -294,7 +311,7 @@ def detectable_sentence(dimension: dict[str, Any], stats: dict[str, Any]) -> str
         if low == high
         else f"±{100 * low:.1f} pp ({best}) to ±{100 * high:.1f} pp ({worst})"
     )
-    level = f"power {stats.get('power', 0.8):.0%}, α {1 - stats['confidence']:.2g}"
+    level = f"power ≥ {stats.get('power', 0.8):.0%}, α {1 - stats['confidence']:.2g}, conservative"
     if any(s.get("significantly_worse") for s in dimension["slices"]):
         return f"Smallest gap against the overall this data detects ({level}): {span}."
     return (

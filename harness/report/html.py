@@ -47,6 +47,7 @@ from harness.report.format import (
     robust_changes,
     robust_condition_cells,
     runaway_sentence,
+    slice_wer,
     test_sentence,
 )
 from harness.report.svg import Bar, HeatCell, heatmap, interval_chart
@@ -143,7 +144,7 @@ def _dimension(dim: dict[str, Any], table: pd.DataFrame, spec: SliceSpec, stats:
             "label": s["label"],
             "star": bool(s.get("significantly_worse")),
             "wer": s["wer"],
-            "wer_text": pct_ci(s["wer"], s.get("wer_ci")),
+            "wer_text": slice_wer(s),
             "vs_overall": (s.get("vs_overall") or {}).get("difference"),
             "vs_overall_text": points((s.get("vs_overall") or {}).get("difference")),
             "detectable": (s.get("vs_overall") or {}).get("min_detectable"),

@@ -40,8 +40,10 @@ from harness.report.format import (
     runaway_sentence,
     sensitivity_sentence,
     shift_cells,
+    slice_wer,
     star,
     test_sentence,
+    vs_overall_text,
 )
 
 _HEADER = (
@@ -49,12 +51,13 @@ _HEADER = (
     "| ins | utts | speakers | words | failed | flags |"
 )
 _HOW_TO_READ = (
-    "> **How to read this.** WER is {headline} ({definition}). Brackets are {level:.0%} intervals from a "
-    "speaker-clustered bootstrap ({replicates} replicates, seed {seed}): speakers are resampled with all their "
-    "utterances. ★ marks a slice significantly worse than its dimension's overall: the dimension's permutation "
-    "test is significant after Holm correction *and* the interval of the difference excludes 0. Flagged "
+    "> **How to read this.** WER is {headline} ({definition}). Brackets are {level:.0%} intervals with speakers "
+    "as the unit (cluster-robust, t with Welch–Satterthwaite degrees of freedom; `[– reason]` where none can "
+    "be given, e.g. one speaker or no errors). ★ marks a slice significantly worse than its dimension's "
+    "overall: the dimension's wild cluster bootstrap test (seed {seed}) is significant after Holm correction "
+    "*and* the interval of the difference excludes 0. Flagged "
     "slices (too few speakers or words) are shown but never ranked or starred. *Detectable gap*: the smallest "
-    "difference from the overall this data would detect {power:.0%} of the time (bootstrap standard error); a "
+    "difference from the overall the ★ rule would find {power:.0%} of the time (Holm's worst case); a "
     "slice without ★ may still differ by less than that. *Badly served*: speakers whose "
     "own WER in the slice exceeds {threshold}."
 )
@@ -406,11 +409,10 @@ def _aggregates_table(metrics: dict[str, Any], index: int) -> list[str]:
 
 
 def _row(s: dict[str, Any], headline: str) -> str:
-    overall = s.get("vs_overall") or {}
     cells = [
         md_text(s["label"]) + star(s),
-        pct_ci(s["wer"], s.get("wer_ci")),
-        f"{points(overall.get('difference'))} {interval(overall.get('difference_ci'), points)}".strip(),
+        slice_wer(s),
+        vs_overall_text(s),
         detectable(s),
         *(pct(aggregate_value(s, a)) for a in others(headline)),
         badly_served(s),

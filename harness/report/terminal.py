@@ -39,6 +39,7 @@ from harness.report.format import (
     runaway_sentence,
     sensitivity_sentence,
     shift_cells,
+    slice_wer,
     star,
     test_sentence,
 )
@@ -84,7 +85,7 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
         for s in by_wer(dim["slices"]):
             table.add_row(
                 escape(s["label"]) + star(s),
-                pct_ci(s["wer"], s.get("wer_ci")),
+                slice_wer(s),
                 detectable(s),
                 pct(aggregate_value(s, second)),
                 pct(aggregate_value(s, third)),

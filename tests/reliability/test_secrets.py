@@ -405,3 +405,84 @@ def test_redaction_masks_encoded_forms_keys_cut_short_and_tracebacks(monkeypatch
     RedactingFilter().filter(record)
     assert record.exc_info is None and key not in record.getMessage()
     assert record.getMessage().startswith(f"sent {MASK}\nTraceback") and f"RuntimeError: refused {MASK}" in record.msg
+
+
+def test_keys_written_into_the_config_reach_no_output(tmp_path: Path) -> None:
+    """Issue 29: a key in ``base_url`` (userinfo, query string) or in Deepgram ``params`` was copied
+    into config.yaml, metrics.json, both reports, the history database and the debug log. Three runs
+    through the real CLI (``-v``: debug logging), read back by ``report`` and ``history``, every file
+    and every output scanned for each key in every form, as above."""
+    password, query_key, param_key = secret("url-pass"), secret("url-query"), secret("dg-param")
+    written = {"URL_PASSWORD": password, "URL_QUERY_KEY": query_key, "PARAM_KEY": param_key}
+    corpus = tone_corpus(tmp_path / "corpus", N)
+    oracle = Oracle.for_manifest(corpus)
+    env = cli_env({}, tmp_path)
+    with (
+        LoopbackServer(openai_app(oracle, api_key=None)) as openai,
+        LoopbackServer(deepgram_app(oracle, api_key=None)) as deepgram,
+    ):
+        host = openai.url.removeprefix("http://")
+        runs = {
+            "userinfo": {"name": "openai-compatible", "base_url": f"http://asr:{quote(password, safe='')}@{host}/v1"},
+            "query": {"name": "openai-compatible", "base_url": f"{openai.url}/v1?api_key={quote(query_key, safe='')}"},
+            "params": {
+                "name": "deepgram",
+                "base_url": deepgram.url,
+                "params": {"token": param_key, "keyterm": "alpha"},
+            },
+        }
+        jobs, outputs = {}, []
+        for label, backend in runs.items():
+            folder = tmp_path / label
+            folder.mkdir()
+            options = {"api_key_env": None, "max_attempts": 1, **backend}
+            config = write_config(folder / "run.yaml", corpus, options, max_failure_rate=1.0)
+            outputs.append(folder / "runs")
+            jobs[label] = start(["run", str(config), "--json"], env, folder)
+        runs_done = finish(jobs)
+    finished = sorted(m.parent for out in outputs for m in out.glob("*/metrics.json"))
+    commands = [["report", str(d)] for d in finished]
+    commands += [["history", "--db", str(d.parent / "history.duckdb"), "--json"] for d in finished]
+    reads = read_back(commands, env, tmp_path)
+
+    assert {label: done.rc for label, done in runs_done.items()} == dict.fromkeys(runs, 0)
+    assert reads.rc == 0 and len(finished) == len(runs), reads.stderr.decode()[-2000:]
+    blobs: list[tuple[str, bytes]] = []
+    for done in [*runs_done.values(), reads]:
+        blobs += [(f"{done.label}: stdout", done.stdout), (f"{done.label}: stderr", done.stderr)]
+    files = [p for out in outputs for p in sorted(out.rglob("*")) if p.is_file()]
+    for path in files:
+        blobs += list(readable(path))
+    leaks = [
+        f"{name} ({form}) in {where}"
+        for where, data in blobs
+        for name, value in written.items()
+        for form, needle in forms(value).items()
+        if needle in data
+    ]
+    log.info("keys in the config: %d runs, %d files, %d outputs scanned; %d leaks", len(runs), len(files), len(blobs),
+             len(leaks))
+    assert not leaks, "\n".join(leaks)
+    # What the user needs to see is still there: the host, the parameters that are no credential.
+    userinfo = json.loads(next((tmp_path / "userinfo" / "runs").glob("*/metrics.json")).read_text())
+    assert userinfo["provenance"]["backend"]["fingerprint"]["base_url"] == f"http://{MASK}@{host}/v1"
+    params = json.loads(next((tmp_path / "params" / "runs").glob("*/metrics.json")).read_text())
+    assert params["provenance"]["backend"]["fingerprint"]["params"] == {"token": MASK, "keyterm": "alpha"}
+    assert params["failures"]["count"] == 0 and userinfo["failures"]["count"] == 0
+
+
+def test_scrub_masks_credentials_in_urls_and_named_options_only() -> None:
+    options = {
+        "base_url": "https://bob:pw@api.example/v1?api_key=K1&model=m&X-Amz-Signature=S",
+        "api_key_env": "OPENAI_API_KEY",  # names a variable: kept, it is what the user must set
+        "params": {"token": "T", "keyterm": "alpha", "keywords": ["a:1"], "accessToken": "A"},
+        "keep": True,
+    }
+    assert redaction.scrub(options) == {
+        "base_url": f"https://{MASK}@api.example/v1?api_key={MASK}&model=m&X-Amz-Signature={MASK}",
+        "api_key_env": "OPENAI_API_KEY",
+        "params": {"token": MASK, "keyterm": "alpha", "keywords": ["a:1"], "accessToken": MASK},
+        "keep": True,
+    }
+    line = "POST http://u:pw@h:1/v1/listen?model=a&token=t0k&keyterm=k failed"
+    assert redaction.redact(line) == f"POST http://{MASK}@h:1/v1/listen?model=a&token={MASK}&keyterm=k failed"
