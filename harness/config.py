@@ -109,7 +109,7 @@ class GateConfig(Strict):
 class RunawayConfig(Strict):
     """Rules that flag an utterance's transcript as a runaway (harness/runaway.py, docs/config.md)."""
 
-    loop_ngram: int = Field(4, ge=1, le=16, description="longest repeated unit a loop is looked for in, in words")
+    loop_ngram: int = Field(8, ge=1, le=16, description="longest repeated unit a loop is looked for in, in words")
     loop_repeats: int = Field(4, ge=2, description="back-to-back copies of one unit that make a loop")
     max_length_ratio: float = Field(3.0, gt=0, description="length: hypothesis words > this × reference words + slack")
     length_slack: int = Field(5, ge=0, description="words added to the length rule's bound (short references)")

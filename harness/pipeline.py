@@ -576,9 +576,7 @@ def _score_and_write(
     )
     if changes and capped_changes:
         changes = agreed_marks(changes, capped_changes)
-    warnings = sanity_warnings(robust, table, aggregates.headline, changes)
-    for warning in warnings:
-        log.warning("%s", warning)
+    warnings = sanity_warnings(robust, table, aggregates.headline, changes)  # every report shows them
     provenance = {
         **provenance,
         **_scoring_provenance(normalizers),

@@ -41,7 +41,7 @@ ROBUST = "capped"  # the robust view's name in every output
 
 @dataclass(frozen=True)
 class RunawayRules:
-    loop_ngram: int = 4
+    loop_ngram: int = 8
     loop_repeats: int = 4
     max_length_ratio: float = 3.0
     length_slack: int = 5
