@@ -75,6 +75,18 @@ def probe_duration(path: Path) -> float | None:
         return None
 
 
+def clip_seconds(utt: Utterance) -> float | None:
+    """The clip's length: the manifest's ``duration``, else the file's header less the offset
+    (None when unreadable; no decoding, so it is cheap enough for every utterance of a run)."""
+    if utt.duration is not None:
+        return utt.duration
+    try:
+        info = sf.info(str(utt.audio))
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return None
+    return max(info.frames / info.samplerate - utt.offset, 0.0) if info.samplerate else None
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

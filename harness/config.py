@@ -16,6 +16,7 @@ from harness import redaction
 from harness.conditions import Condition, check_conditions
 from harness.errors import InputError, format_validation_error
 from harness.manifest import usable_path
+from harness.runaway import RunawayRules
 from harness.slices import SliceSpec, load_slices
 from harness.stats import StatsOptions
 from harness.text import is_normalizer_file
@@ -105,6 +106,21 @@ class GateConfig(Strict):
     seed: int = Field(0, ge=0, description="seed of the gate's bootstrap")  # numpy: >= 0
 
 
+class RunawayConfig(Strict):
+    """Rules that flag an utterance's transcript as a runaway (harness/runaway.py, docs/config.md)."""
+
+    loop_ngram: int = Field(8, ge=1, le=16, description="longest repeated unit a loop is looked for in, in words")
+    loop_repeats: int = Field(4, ge=2, description="back-to-back copies of one unit that make a loop")
+    max_length_ratio: float = Field(3.0, gt=0, description="length: hypothesis words > this × reference words + slack")
+    length_slack: int = Field(5, ge=0, description="words added to the length rule's bound (short references)")
+    max_words_per_second: float = Field(8.0, gt=0, description="rate: more hypothesis words per second of audio")
+    flag_empty: bool = Field(True, description="empty: no hypothesis word on an utterance whose reference has words")
+    mostly: float = Field(0.5, gt=0, lt=1, description="warn when more than this share is empty, or runaway")
+
+    def rules(self) -> RunawayRules:
+        return RunawayRules(**self.model_dump())
+
+
 class ExecuteConfig(Strict):
     """Where transcription runs: in this process (default), or on a Ray cluster (docs/scaling.md)."""
 
@@ -146,6 +162,7 @@ class RunConfig(Strict):
     cache: Path | None = None
     history: Path | None = Field(None, description="run-history DuckDB file (default: <output>/history.duckdb)")
     gate: GateConfig = Field(default_factory=GateConfig)
+    runaway: RunawayConfig = Field(default_factory=RunawayConfig)
     execute: ExecuteConfig = Field(default_factory=ExecuteConfig)
 
     @field_validator("output", "cache", "history")

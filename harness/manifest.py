@@ -44,6 +44,8 @@ RESULT_COLUMNS = (
     "ref_words",
     "errors",
     "wer",
+    "runaway",
+    "audio_s",
 )
 NAMED_TAGS = ("accent", "dialect", "device", "noise")
 DATASET_CARD = "dataset.yaml"

@@ -43,9 +43,11 @@ from harness.power import Plan, plan
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
 from harness.report.metrics import build_metrics
+from harness.robust import agreed_marks, headline_aggregates, robust_view, sanity_warnings
+from harness.runaway import capped
 from harness.scoring import score_frame, tag_columns, utterance_frame
 from harness.slices import SliceSpec, check_slices, default_slices
-from harness.stats import AGGREGATES, Summary, summarise, summarise_aggregates
+from harness.stats import AGGREGATES, Summary, summarise
 from harness.store import (
     RunPaths,
     TranscriptCache,
@@ -552,31 +554,43 @@ def _score_and_write(
     provenance.json, the reports and, last, metrics.json. A re-score first removes the old
     metrics.json, so an interrupted one never leaves a directory that looks finished."""
     paths.metrics.unlink(missing_ok=True)
-    table = score_frame(frame, normalizers[0])
+    rules = config.runaway.rules()
+    table = score_frame(frame, normalizers[0], rules)
     options = config.stats.options()
-    aggregates = summarise_aggregates(table, slices, options)
     present = set(table[CONDITION_TAG].unique()) if CONDITION_TAG in table.columns else set()
     conditions = [c for c in config.conditions if c.name in present]
-    changes = degradation(
+    reference = conditions[0].name if conditions else None
+    aggregates, headline_specs, scope = headline_aggregates(table, slices, options, reference)
+    capped_table = capped(table)
+    names, descriptions = [c.name for c in conditions], {c.name: c.describe() for c in conditions}
+    changes = degradation(table, slices, names, descriptions, options)
+    capped_changes = degradation(capped_table, slices, names, descriptions, options) if changes else None
+    robust = robust_view(
         table,
-        slices,
-        [c.name for c in conditions],
-        {c.name: c.describe() for c in conditions},
-        options,
+        headline_specs,
+        aggregates.headline,
+        headline_aggregates(capped_table, slices, options, reference)[0].headline,
+        rules,
+        scope,
+        reference,
+        (changes, capped_changes) if changes and capped_changes else None,
     )
+    if changes and capped_changes:
+        changes = agreed_marks(changes, capped_changes)
+    warnings = sanity_warnings(robust, table, aggregates.headline, changes)  # every report shows them
     provenance = {
         **provenance,
         **_scoring_provenance(normalizers),
         "counts": _counts(table, aggregates.headline, len(conditions)),
         "slices": [s.model_dump(mode="json", exclude_defaults=True) for s in slices],
     }
-    sensitivity = _sensitivity(frame, table, aggregates.headline, slices, normalizers, config)
+    sensitivity = _sensitivity(frame, table, aggregates.headline, headline_specs, normalizers, config)
     model = (
         model_for_slices(table, slices, config.stats.model_factors, config.stats.confidence)
         if config.stats.model == "poisson-gee"
         else None
     )
-    metrics = build_metrics(aggregates, table, provenance, model, changes, sensitivity)
+    metrics = build_metrics(aggregates, table, provenance, model, changes, sensitivity, robust, warnings)
     write_parquet(paths.utterances, table)
     write_json(paths.provenance, metrics["provenance"])
     found = current_discovery(paths.discovery, metrics["provenance"])  # a stale one is left out, not lost
@@ -640,7 +654,7 @@ def _sensitivity(
     options = config.stats.options()
     views = [ScoredView(normalizers[0].stamp, table, headline)]
     for normalizer in normalizers[1:]:
-        scored = score_frame(frame, normalizer)
+        scored = score_frame(frame, normalizer, config.runaway.rules())
         views.append(ScoredView(normalizer.stamp, scored, summarise(scored, slices, options)))
     return normalizer_sensitivity(
         views,

@@ -12,17 +12,20 @@ import numpy as np
 import pandas as pd
 
 from harness.align import align
+from harness.audio import clip_seconds
 from harness.backends.base import Transcript
 from harness.manifest import RESULT_COLUMNS, Utterance
+from harness.runaway import RUNAWAY_COLUMN, RunawayRules, classify
 from harness.text import Normalizer
 
 COUNT_COLUMNS = ("hits", "substitutions", "deletions", "insertions", "ref_words", "errors")
 BASE_COLUMNS = ("id", "speaker", "language")
-SCORE_COLUMNS = ("ref_norm", "hyp_norm", *COUNT_COLUMNS, "wer")
+SCORE_COLUMNS = ("ref_norm", "hyp_norm", *COUNT_COLUMNS, "wer", RUNAWAY_COLUMN)
 
 
 def utterance_frame(utterances: Sequence[Utterance], transcripts: Mapping[str, Transcript]) -> pd.DataFrame:
-    """One row per utterance: speaker, tags, raw reference and hypothesis, status and error.
+    """One row per utterance: speaker, tags, raw reference and hypothesis, status and error, and
+    the clip's length in seconds (``audio_s``, null when unknown: the runaway ``rate`` rule's input).
 
     Utterances without an ``ok`` transcript keep their row with ``status`` and ``error`` set and
     no hypothesis: they are reported as failures per slice, never scored as empty transcripts.
@@ -41,6 +44,7 @@ def utterance_frame(utterances: Sequence[Utterance], transcripts: Mapping[str, T
                 "error": None if ok else (transcript.error if transcript else "no transcript"),
                 "reference": utt.text,
                 "hypothesis": transcript.text if ok else None,
+                "audio_s": clip_seconds(utt),
             }
         )
     return pd.DataFrame(rows)
@@ -50,8 +54,9 @@ def tag_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in BASE_COLUMNS and c not in RESULT_COLUMNS]
 
 
-def score_frame(frame: pd.DataFrame, normalizer: Normalizer) -> pd.DataFrame:
-    """Normalise both sides and add per-utterance counts and WER (null for failed utterances)."""
+def score_frame(frame: pd.DataFrame, normalizer: Normalizer, rules: RunawayRules | None = None) -> pd.DataFrame:
+    """Normalise both sides and add per-utterance counts, WER and runaway reason (null for failed
+    utterances; see :mod:`harness.runaway`)."""
     table = frame.drop(columns=[c for c in SCORE_COLUMNS if c in frame])
     ok = (table["status"] == "ok").to_numpy()
     table["ref_norm"] = table["reference"].map(normalizer)
@@ -71,4 +76,15 @@ def score_frame(frame: pd.DataFrame, normalizer: Normalizer) -> pd.DataFrame:
         table[column] = full
     ref_words = table["ref_words"].astype("Float64")
     table["wer"] = (table["errors"].astype("Float64") / ref_words).where(ref_words > 0, np.nan)
+    seconds = table["audio_s"] if "audio_s" in table else pd.Series(np.nan, index=table.index)  # older runs: none
+    hyp_words = (table["hits"] + table["substitutions"] + table["insertions"]).to_numpy(dtype=np.float64, na_value=0)
+    table[RUNAWAY_COLUMN] = classify(
+        table["hyp_norm"],
+        table["ref_norm"],
+        hyp_words,
+        table["ref_words"].to_numpy(dtype=np.float64, na_value=0),
+        seconds.to_numpy(dtype=np.float64, na_value=np.nan),
+        ok,
+        rules or RunawayRules(),
+    )
     return table

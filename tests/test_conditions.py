@@ -119,13 +119,22 @@ def test_paired_delta_is_the_difference_of_condition_wers_and_matches_jiwer(tmp_
 
 
 def test_conditions_are_a_dimension_and_evidence_is_labelled(tmp_path, accents_manifest):
-    metrics = run_stub(tmp_path, accents_manifest, default_rate=0.05).metrics
+    outcome = run_stub(tmp_path, accents_manifest, default_rate=0.05)
+    metrics = outcome.metrics
     evidence = {d["name"]: d["evidence"] for d in metrics["dimensions"]}
     assert evidence == {"accent": "recorded", "condition": "simulated"}
     condition = next(d for d in metrics["dimensions"] if d["name"] == "condition")
     assert sorted(s["label"] for s in condition["slices"]) == ["clean", "noisy", "phone"]
     assert condition["test"]["kind"] == "within-speaker"
     assert metrics["schema"] == "asrfair.metrics/5"
+    # the headline and the recorded dimension are the reference condition only: never pooled
+    table = pd.read_parquet(outcome.paths.utterances)
+    clean = table[table["condition"] == "clean"]
+    assert metrics["overall"]["utterances"] == len(clean) == len(table) // 3
+    assert metrics["overall"]["wer"] == pytest.approx(jiwer.wer(clean["ref_norm"].tolist(), clean["hyp_norm"].tolist()))
+    accent = next(d for d in metrics["dimensions"] if d["name"] == "accent")
+    assert sum(s["utterances"] for s in accent["slices"]) == len(clean)
+    assert metrics["runaway"]["scope"] == "condition clean only"
 
 
 def test_rerun_hits_the_cache_and_rescoring_keeps_the_comparison(tmp_path, accents_manifest):

@@ -6,7 +6,8 @@ known disparity and check the scorer recovers it. Each reference word independen
 error with probability ``p``: a substitution, a deletion, or an inserted extra word, in the
 proportions of ``mix``. ``p`` combines every matching tag rate and every matching rule (a rate
 for a combination of tag values, e.g. one accent under one condition) as independent causes:
-``p = 1 - (1 - default_rate) * prod(1 - rate)``. The random stream is seeded per utterance from
+``p = 1 - (1 - default_rate) * prod(1 - rate)``. ``loops`` plant a repetition loop after chosen
+utterances' transcripts (a runaway, :mod:`harness.runaway`). The random stream is seeded per utterance from
 ``seed`` and the utterance id, so output does not depend on order, and an utterance heard under
 several conditions draws the same numbers under each (its errors under a worse condition include
 those under a better one, as paired data should).
@@ -47,6 +48,18 @@ class StubRewrite(BaseModel):
     words: dict[str, str] = Field(min_length=1)
 
 
+class StubLoop(BaseModel):
+    """A hallucination loop, as Whisper makes them: after its transcript, each utterance in ``ids``
+    (and matching every ``tag: value`` in ``when``, e.g. one condition) gets ``words`` repeated
+    ``repeats`` times, to test runaway detection and the capped view (harness/runaway.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ids: list[str] = Field(min_length=1)
+    when: dict[str, str] = Field(default_factory=dict)
+    words: str = Field("my", min_length=1)
+    repeats: int = Field(50, ge=1)
+
+
 class StubOptions(BackendOptions):
     error_rates: dict[str, dict[str, float]] = Field(
         default_factory=dict,
@@ -66,6 +79,10 @@ class StubOptions(BackendOptions):
     rewrites: list[StubRewrite] = Field(
         default_factory=list,
         description="spellings for tag combinations, applied before errors: [{when: {tag: value}, words: {a: b}}]",
+    )
+    loops: list[StubLoop] = Field(
+        default_factory=list,
+        description="planted loops: [{ids: [utterance id, ...], when: {tag: value}, words: my, repeats: 50}]",
     )
     seed: int = Field(0, description="seed of the per-utterance random streams")
 
@@ -104,7 +121,7 @@ class StubBackend(Backend):
             if rng.random() < _combined(self.options.failure_rates, 0.0, utt):
                 out.append(Transcript.failed(utt.id, "StubFailure: injected failure"))
             else:
-                out.append(Transcript.ok(utt.id, self._corrupt(utt, rng)))
+                out.append(Transcript.ok(utt.id, self._loop(utt, self._corrupt(utt, rng))))
         return out
 
     def _rng(self, utt: Utterance) -> np.random.Generator:
@@ -132,6 +149,12 @@ class StubBackend(Backend):
                 out.extend((word, _FILLERS[filler]))
             # a deletion emits nothing
         return " ".join(out)
+
+    def _loop(self, utt: Utterance, text: str) -> str:
+        for loop in self.options.loops:
+            if utt.id in loop.ids and all(utt.tags.get(tag) == value for tag, value in loop.when.items()):
+                text = " ".join([text, *[loop.words] * loop.repeats])
+        return text
 
     def _respell(self, utt: Utterance) -> str:
         text = utt.text

@@ -154,9 +154,17 @@ def effect_cells(effect: dict[str, Any]) -> list[str]:
 DEGRADES_MORE = " ▲"
 
 
-def pooled_over_conditions(conditions: dict[str, Any] | None) -> str:
+def pooled_over_conditions(conditions: dict[str, Any] | None, scoped: bool = False) -> str:
+    """How the headline treats simulated conditions; ``scoped``: the reference condition only
+    (runs scored since the robust view), else every condition pooled (older runs)."""
     if not conditions:
         return ""
+    if scoped:
+        return (
+            f" This headline and every table before Simulated conditions are the reference condition "
+            f"({conditions['reference']}) only: recorded and simulated audio are never pooled; each condition, "
+            "paired against the reference, is under Simulated conditions."
+        )
     return (
         f" Every utterance is counted once per condition ({len(conditions['conditions'])} conditions pooled); "
         "each condition on its own, paired against the reference, is under Simulated conditions."
@@ -359,3 +367,86 @@ def p_text(p: float | None) -> str:
 
 def _small(value: float) -> str:
     return "<1e-15" if value < 1e-15 else f"{value:.2g}"
+
+
+# The robust view (metrics.json "runaway"; harness/robust.py): shared by every report.
+ROBUST_HEADER = (
+    "slice",
+    "WER",
+    "capped WER [CI]",
+    "runaway utts",
+    "errors from runaways",
+    "worst runaway clip",
+)
+ROBUST_CONDITION_HEADER = (
+    "condition",
+    "runaway utts",
+    "errors from runaways",
+    "ΔWER",
+    "capped ΔWER",
+    "ΔWER from runaways",
+    "worst runaway clip",
+)
+
+
+def count_text(count: dict[str, Any]) -> str:
+    """``3/240 (loop 2, length 1)``."""
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(count["reasons"].items(), key=lambda kv: -kv[1]))
+    return f"{count['runaway']}/{count['scored']}" + (f" ({reasons})" if reasons else "")
+
+
+def clip_text(clips: list[dict[str, Any]]) -> str:
+    if not clips:
+        return "–"
+    c = clips[0]
+    return f"{c['id']} ({c['reason']}, {c['errors']} errors on {c['ref_words']} words)"
+
+
+def runaway_sentence(block: dict[str, Any] | None) -> str:
+    """One sentence under the headline: how many runaways, the share of errors they carry, capped WER."""
+    if not block:
+        return ""
+    count = block["overall"]
+    return (
+        f"Runaway transcripts ({block['scope']}): {count_text(count)}, carrying "
+        f"{share_text(count['error_share'])} of the errors; capped WER (each utterance's errors capped at its "
+        f"reference length) {pct_ci(count['capped_wer'], block.get('capped_wer_ci'))}."
+    )
+
+
+def share_text(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.0f}%"
+
+
+def robust_cells(s: dict[str, Any]) -> list[str]:
+    count = s["count"]
+    return [
+        s["label"] + (" ★" if s["starred"] else ""),
+        pct(s["wer"]),
+        pct_ci(s["capped_wer"], s.get("capped_wer_ci")) + (" ★" if s["capped_starred"] else ""),
+        count_text(count),
+        share_text(count["error_share"]),
+        clip_text(s["worst_clips"]),
+    ]
+
+
+def robust_condition_cells(c: dict[str, Any], reference: bool) -> list[str]:
+    count = c["count"]
+    return [
+        c["condition"],
+        count_text(count),
+        share_text(count["error_share"]),
+        "–" if reference else points(c["delta"]),
+        "–" if reference else points(c["capped_delta"]),
+        "–" if reference else share_text(c["runaway_delta_share"]),
+        clip_text(c["worst_clips"]),
+    ]
+
+
+def robust_changes(block: dict[str, Any] | None) -> list[str]:
+    """Every finding that changes between the headline and the capped view, in words."""
+    if not block:
+        return []
+    out = [f"{d['name']}: {change}" for d in block["dimensions"] for change in d["changes"]]
+    out += [f"{s['dimension']}: {change}" for s in block["shifts"] for change in s["changes"]]
+    return out

@@ -30,6 +30,8 @@ from harness.conditions import CONDITION_TAG
 from harness.coverage import Cell, coverage_of_table, matrix
 from harness.report.format import (
     AGGREGATE_DEFINITIONS,
+    ROBUST_CONDITION_HEADER,
+    ROBUST_HEADER,
     detectable,
     detectable_sentence,
     discovery_summary,
@@ -41,10 +43,15 @@ from harness.report.format import (
     pct,
     pct_ci,
     points,
+    robust_cells,
+    robust_changes,
+    robust_condition_cells,
+    runaway_sentence,
     slice_wer,
     test_sentence,
 )
 from harness.report.svg import Bar, HeatCell, heatmap, interval_chart
+from harness.robust import scoped_specs
 from harness.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
 from harness.stats import cluster_units
 
@@ -90,6 +97,9 @@ def _context(
     comparison: dict[str, Any] | None,
 ) -> dict[str, Any]:
     prov, stats = metrics["provenance"], metrics["stats"]
+    conditions = prov.get("config", {}).get("conditions") or []
+    if metrics.get("runaway") and conditions:  # scored with recorded dimensions on the reference condition only
+        specs = scoped_specs(specs, conditions[0]["name"])
     dimensions = [_dimension(dim, table, spec, stats) for dim, spec in zip(metrics["dimensions"], specs, strict=True)]
     has_audio = _attach_audio(dimensions, prov, report_dir)
     return {
@@ -107,6 +117,8 @@ def _context(
         "coverage": _coverage(table, metrics, specs),
         "conditions": _conditions(metrics.get("conditions")),
         "normalization": _normalization(metrics.get("normalization")),
+        "runaway": _runaway(metrics.get("runaway")),
+        "warnings": metrics.get("warnings") or [],
         "comparison": _comparison(comparison),
         "has_audio": has_audio,
     }
@@ -319,6 +331,23 @@ def _coverage(table: pd.DataFrame, metrics: dict[str, Any], specs: Sequence[Slic
 
 def _coverage_cell(cell: Cell) -> HeatCell:
     return HeatCell(float(cell.speakers), f"{cell.speakers} spk", f"{cell.words} words", cell.thin)
+
+
+def _runaway(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The robust view's tables as rows of text cells (harness/report/format.py shares them)."""
+    if not block:
+        return None
+    return {
+        "scope": block["scope"],
+        "sentence": runaway_sentence(block),
+        "changes": robust_changes(block),
+        "header": ROBUST_HEADER,
+        "dimensions": [
+            {"name": d["name"], "rows": [robust_cells(s) for s in d["slices"]]} for d in block["dimensions"]
+        ],
+        "condition_header": ROBUST_CONDITION_HEADER,
+        "conditions": [robust_condition_cells(c, i == 0) for i, c in enumerate(block["conditions"])],
+    }
 
 
 def _conditions(block: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -7,6 +7,8 @@ from typing import Any
 from harness.report.format import (
     AGGREGATE_DEFINITIONS,
     DEGRADES_MORE,
+    ROBUST_CONDITION_HEADER,
+    ROBUST_HEADER,
     aggregate_value,
     badly_served,
     by_wer,
@@ -32,6 +34,10 @@ from harness.report.format import (
     pooled_over_conditions,
     quartiles,
     rewrites_text,
+    robust_cells,
+    robust_changes,
+    robust_condition_cells,
+    runaway_sentence,
     sensitivity_sentence,
     shift_cells,
     slice_wer,
@@ -94,8 +100,10 @@ def render_markdown(metrics: dict[str, Any], discovery: dict[str, Any] | None = 
         + ", ".join(f"{a} {pct(aggregate_value(overall, a))}" for a in others(headline))
         + f"; badly served {badly_served(overall)} speakers."
         + empty_references_sentence(metrics["aggregation"])
-        + pooled_over_conditions(metrics.get("conditions")),
+        + pooled_over_conditions(metrics.get("conditions"), bool(metrics.get("runaway")))
+        + (" " + md_text(runaway_sentence(metrics.get("runaway"))) if metrics.get("runaway") else ""),
     ]
+    lines += _warnings_lines(metrics.get("warnings") or [])
     failures = metrics["failures"]
     if failures["count"]:
         lines += [
@@ -134,11 +142,67 @@ def render_markdown(metrics: dict[str, Any], discovery: dict[str, Any] | None = 
                 "|---|---|---|",
             ]
             lines += [_reference_row(s) for s in by_wer(dim["slices"]) if s["vs_reference"]]
+    lines += _robust_section(metrics.get("runaway"))
     lines += _conditions_section(conditions, stats)
     lines += _normalization_section(metrics.get("normalization"))
     lines += _discovery_section(discovery)
     lines += _model_section(metrics.get("model"))
     return "\n".join(lines) + "\n"
+
+
+def _warnings_lines(warnings: list[str]) -> list[str]:
+    out = []
+    for warning in warnings:
+        out += ["", f"> ⚠ **Sanity warning**: {md_text(warning)}"]
+    return out
+
+
+_ROBUST_HOW_TO_READ = (
+    "> **Runaway transcripts and the capped view.** A runaway is a transcript that loops (one n-gram repeated "
+    "{loop_repeats}+ times back to back, unlike the reference), runs far longer than its reference (more than "
+    "{ratio:g} × its words + {slack}) or than the audio could hold (over {wps:g} words per second), or is empty on "
+    "speech. Capped WER counts each utterance's errors up to its reference length, so no single clip can weigh "
+    "more than a clip missed entirely; it sits beside the headline, never instead of it. ★ in a capped cell is the "
+    "headline's own test run on the capped counts."
+)
+
+
+def _robust_section(block: dict[str, Any] | None) -> list[str]:
+    if not block:
+        return []
+    rules = block["rules"]
+    lines = [
+        "",
+        f"## Robust view: runaway transcripts ({md_text(block['scope'])})",
+        "",
+        _ROBUST_HOW_TO_READ.format(
+            loop_repeats=rules["loop_repeats"],
+            ratio=rules["max_length_ratio"],
+            slack=rules["length_slack"],
+            wps=rules["max_words_per_second"],
+        ),
+        "",
+        md_text(runaway_sentence(block)),
+    ]
+    changes = robust_changes(block)
+    if changes:
+        lines += ["", f"**{len(changes)} findings change when runaway errors are capped:**", ""]
+        lines += [f"- {md_text(change)}" for change in changes]
+    else:
+        lines += ["", "No ranking, worst slice, ★, ▲ or most-degraded slice changes when runaway errors are capped."]
+    for dim in block["dimensions"]:
+        lines += ["", f"### {md_text(dim['name'])}: headline and capped", ""]
+        lines += ["| " + " | ".join(ROBUST_HEADER) + " |", "|" + "---|" * len(ROBUST_HEADER)]
+        lines += ["| " + " | ".join(md_text(c) for c in robust_cells(s)) + " |" for s in dim["slices"]]
+    if block["conditions"]:
+        reference = block["conditions"][0]["condition"]
+        lines += ["", f"### Runaways per condition (ΔWER paired against {md_text(reference)})", ""]
+        lines += ["| " + " | ".join(ROBUST_CONDITION_HEADER) + " |", "|" + "---|" * len(ROBUST_CONDITION_HEADER)]
+        lines += [
+            "| " + " | ".join(md_text(x) for x in robust_condition_cells(c, i == 0)) + " |"
+            for i, c in enumerate(block["conditions"])
+        ]
+    return lines
 
 
 _NORMALIZATION_HOW_TO_READ = (
@@ -199,7 +263,8 @@ _CONDITIONS_HOW_TO_READ = (
     "and, in brackets, its change in points "
     "against **{reference}** on the same utterances. {marker} marks a slice the condition hurts significantly "
     "more than the rest of its dimension: the interaction test is significant after Holm correction across "
-    "dimensions × conditions *and* the interval of the slice's excess change lies above 0."
+    "dimensions × conditions *and* the interval of the slice's excess change lies above 0, *and* both hold again "
+    "with each utterance's errors capped at its reference length (one runaway clip cannot decide a ▲)."
 )
 
 

@@ -7,7 +7,8 @@ unless chosen otherwise), ``method``, ``stats`` (thresholds, bootstrap and test 
 ``slices``, ``disparity`` and ``test``), ``aggregates`` (the same block under each of ``pooled``,
 ``speaker-mean`` and ``utterance-mean``), ``aggregation`` (threshold, sensitivity flags), ``model``,
 ``conditions`` (the paired comparison of simulated conditions, or null), ``normalization`` (the
-normaliser-sensitivity view, or null), ``failures``.
+normaliser-sensitivity view, or null), ``runaway`` (runaway transcripts and the capped robust
+view, or null), ``warnings`` (sanity warnings, possibly empty), ``failures``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from harness.conditions import CONDITION_TAG
 from harness.degradation import Degradation
 from harness.model import ModelResult
 from harness.normalization import NormalizerSensitivity
+from harness.robust import RobustView
 from harness.stats import Aggregates, Dimension, Summary
 
 SCHEMA = "asrfair.metrics/5"
@@ -35,6 +37,8 @@ def build_metrics(
     model: ModelResult | None = None,
     conditions: Degradation | None = None,
     normalization: NormalizerSensitivity | None = None,
+    runaway: RobustView | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     failed = table[table["status"] != "ok"]
     headline = aggregates.headline
@@ -58,6 +62,8 @@ def build_metrics(
             "model": asdict(model) if model else None,
             "conditions": asdict(conditions) if conditions else None,
             "normalization": asdict(normalization) if normalization else None,
+            "runaway": asdict(runaway) if runaway else None,
+            "warnings": warnings or [],
             "failures": {
                 "count": len(failed),
                 "rate": len(failed) / len(table) if len(table) else 0.0,

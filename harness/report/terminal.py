@@ -9,6 +9,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.report.format import (
+    ROBUST_CONDITION_HEADER,
+    ROBUST_HEADER,
     aggregate_value,
     badly_served,
     by_wer,
@@ -31,6 +33,10 @@ from harness.report.format import (
     pct_ci,
     points,
     pooled_over_conditions,
+    robust_cells,
+    robust_changes,
+    robust_condition_cells,
+    runaway_sentence,
     sensitivity_sentence,
     shift_cells,
     slice_wer,
@@ -52,9 +58,17 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
         f"{interval(overall.get('wer_ci'))} "
         f"over {overall['words']} words, {overall['utterances']} utterances, {overall['speakers']} speakers; "
         f"failed {metrics['failures']['count']}"
-        + ("." + escape(pooled) if (pooled := pooled_over_conditions(metrics.get("conditions"))) else "")
+        + (
+            "." + escape(pooled)
+            if (pooled := pooled_over_conditions(metrics.get("conditions"), bool(metrics.get("runaway"))))
+            else ""
+        )
         + ("." + escape(empty) if (empty := empty_references_sentence(metrics["aggregation"])) else "")
     )
+    if sentence := runaway_sentence(metrics.get("runaway")):
+        console.print(escape(sentence))
+    for warning in metrics.get("warnings") or []:
+        console.print(f"[bold red]sanity warning:[/] {escape(warning)}")
     conditions = metrics.get("conditions")
     for index, dim in enumerate(metrics["dimensions"]):
         if len(dim["slices"]) == 1:  # nothing to compare: one line, not a table
@@ -94,9 +108,38 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
             console.print(f"[bold yellow]{escape(sentence)}[/]")
     for entry in metrics["provenance"].get("conditions_skipped") or []:
         console.print(f"[yellow]skipped condition {escape(entry['name'])}: {escape(entry['reason'])}[/]")
+    print_robust(metrics.get("runaway"), console)
     print_conditions(conditions, console)
     print_normalization(metrics.get("normalization"), console)
     print_model(metrics.get("model"), console)
+
+
+def print_robust(block: dict[str, Any] | None, console: Console) -> None:
+    """Each dimension's slices headline and capped, runaways per condition, what changes in words."""
+    if not block:
+        return
+    console.print(
+        f"[bold]Robust view[/] ({escape(block['scope'])}): capped WER counts each utterance's errors up to its "
+        "reference length; runaway = loop, length, rate or empty (docs/statistics.md)"
+    )
+    for dim in block["dimensions"]:
+        if len(dim["slices"]) < 2:
+            continue
+        table = Table(title=f"{escape(dim['name'])}: headline and capped", title_justify="left", title_style="bold")
+        for column in ROBUST_HEADER:
+            table.add_column(column, justify="left" if column in ("slice", "worst runaway clip") else "right")
+        for s in dim["slices"]:
+            table.add_row(*(escape(c) for c in robust_cells(s)))
+        console.print(table)
+    if block["conditions"]:
+        table = Table(title="runaways per condition", title_justify="left", title_style="bold")
+        for column in ROBUST_CONDITION_HEADER:
+            table.add_column(column, justify="left" if column in ("condition", "worst runaway clip") else "right")
+        for i, c in enumerate(block["conditions"]):
+            table.add_row(*(escape(x) for x in robust_condition_cells(c, i == 0)))
+        console.print(table)
+    for change in robust_changes(block):
+        console.print(f"[bold yellow]changes when capped: {escape(change)}[/]")
 
 
 def print_normalization(block: dict[str, Any] | None, console: Console) -> None:
