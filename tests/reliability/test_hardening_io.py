@@ -1,0 +1,129 @@
+"""Issue 29 (output paths, configs, inputs): every case the adversarial audit broke, as a regression test.
+
+Output targets that are not regular files are written through, never replaced (FIFOs made here stand
+in for device nodes: tests never touch real ones); over-large or malformed inputs end in one line and
+exit 2, never a segfault, a traceback (exit 4) or an effective hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import write_config
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.config import load_config
+from harness.errors import InputError
+from harness.pipeline import prepare, run
+from harness.store import write_atomic
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.returncode, self.stdout, self.stderr = code, out, err
+
+
+def cli(*args: str) -> Result:
+    """The CLI in-process (fast: no interpreter start); exceptions that escape it are bugs."""
+    outcome = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return Result(outcome.exit_code, outcome.stdout, outcome.stderr)
+
+
+def clean_exit_2(result: Result, *fragments: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+class FifoReader:
+    """Reads everything written to a FIFO in a thread, so a writer that opens it does not block."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path)
+        self.path, self.data = path, b""
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        with open(self.path, "rb") as fifo:
+            self.data = fifo.read()
+
+    def finish(self) -> bytes:
+        self.thread.join(timeout=60)
+        if self.thread.is_alive():  # nothing opened the FIFO: unblock the reader, then fail
+            os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+            self.thread.join(timeout=60)
+        assert stat.S_ISFIFO(self.path.lstat().st_mode), "the FIFO was replaced"
+        return self.data
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    from conftest import write_jsonl, write_tone
+
+    folder = tmp_path_factory.mktemp("run")
+    write_tone(folder / "tone.wav")
+    records = [
+        {"id": f"u{i}", "audio": "tone.wav", "text": "the quick brown fox jumps", "speaker": f"s{i % 6}",
+         "accent": "ab"[i % 2]}
+        for i in range(24)
+    ]
+    manifest = write_jsonl(folder / "manifest.jsonl", records)
+    config = write_config(folder / "run.yaml", manifest, {"name": "stub", "default_rate": 0.1})
+    return run(prepare(load_config(config))).paths.root
+
+
+# --- 1. output paths that are devices or FIFOs ---------------------------------------------------------
+
+
+def test_write_atomic_writes_through_a_fifo_and_never_replaces_it(tmp_path):
+    reader = FifoReader(tmp_path / "out.md")
+    write_atomic(reader.path, lambda tmp: tmp.write_text("hello", encoding="utf-8"))
+    assert reader.finish() == b"hello"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.md"]  # no temporary left beside it
+
+
+def test_write_atomic_refuses_a_directory_target(tmp_path):
+    with pytest.raises(InputError, match="is a directory"):
+        write_atomic(tmp_path, lambda tmp: tmp.write_text("x"))
+
+
+@pytest.mark.parametrize("command", ["report", "coverage", "plan"])
+def test_cli_outputs_write_through_a_fifo(finished_run, tmp_path, command):
+    reader = FifoReader(tmp_path / "out.fifo")
+    args = {
+        "report": ["report", str(finished_run), "-o", str(reader.path)],
+        "coverage": ["coverage", str(finished_run.parent.parent / "manifest.jsonl"), "--md", str(reader.path)],
+        "plan": ["plan", str(finished_run), "--gap", "0.05", "--md", str(reader.path)],
+    }[command]
+    result = cli(*args)
+    data = reader.finish()
+    assert result.returncode == 0, result.stderr
+    assert data.startswith(b"<!doctype html>" if command == "report" else b"#") or len(data) > 100, data[:80]
+
+
+def test_import_onto_a_fifo_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "manifest.jsonl")
+    source = Path(__file__).resolve().parents[1] / "fixtures" / "vctk" / "VCTK-Corpus"
+    clean_exit_2(cli("import", "vctk", str(source), "-o", str(tmp_path / "manifest.jsonl")), "not a regular file")
+    assert stat.S_ISFIFO((tmp_path / "manifest.jsonl").lstat().st_mode)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir"])
+def test_cache_on_a_non_regular_file_is_one_line_exit_2(finished_run, tmp_path, kind):
+    target = tmp_path / "cache"
+    os.mkfifo(target) if kind == "fifo" else target.mkdir()
+    config = load_config(finished_run / "config.yaml").model_dump(mode="json")
+    config["cache"] = str(target)
+    path = tmp_path / "run.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    clean_exit_2(cli("run", str(path)), "must be a regular file")
+    assert not (tmp_path / "cache-journal").exists() and not (tmp_path / "cache-wal").exists()
