@@ -250,14 +250,42 @@ def _fast_table(manifest: Path) -> pd.DataFrame | None:
 _JSON_NULL = re.compile(rb'"\s*:\s*null\s*[,}]')
 
 
+# A line break that only the validator reads right: a CR without LF (it rejects the line; Arrow splits on it).
+_LONE_CR = re.compile(rb"\r(?!\n)")
+# A non-blank line that does not open an object (``null``, ``[...]``): Arrow's reader crashes on some.
+_NOT_OBJECT = re.compile(rb"(?m)^[ \t]*[^{\s]")
+_OBJECT = re.compile(rb"(?m)^[ \t]*\{")
+_JSON_STRING = re.compile(rb'"(?:[^"\\\n]|\\.)*"')
+
+
 def _jsonl_frame(manifest: Path) -> pd.DataFrame | None:
-    raw = manifest.read_bytes()  # read once: scanned for nulls, then parsed from memory
-    if _JSON_NULL.search(raw):
+    raw = manifest.read_bytes()  # read once: scanned, then parsed from memory
+    if _JSON_NULL.search(raw) or not _flat_jsonl(raw):
         return None
     arrow = pajson.read_json(pa.BufferReader(raw), parse_options=pajson.ParseOptions(newlines_in_values=False))
     if any(pa.types.is_nested(f.type) for f in arrow.schema):
         return None
+    for column in ("offset", "duration"):  # NaN/Infinity literals, which the validator refuses
+        values = arrow[column] if column in arrow.column_names else None
+        if values is not None and pa.types.is_floating(values.type) and pc.all(pc.is_finite(values)).as_py() is False:
+            return None
     return arrow.to_pandas()
+
+
+def _flat_jsonl(raw: bytes) -> bool:
+    """Only UTF-8 lines each holding one object of scalars reach Arrow's reader: a ``null`` line or deep
+    nesting makes it segfault, Latin-1 fails late, a lone CR splits lines the validator keeps whole."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if _LONE_CR.search(raw) or _NOT_OBJECT.search(raw):
+        return False
+    objects = len(_OBJECT.findall(raw))
+    if raw.count(b"{") == objects and b"[" not in raw:
+        return True
+    bare = _JSON_STRING.sub(b'""', raw)  # braces inside strings are text; outside, they nest
+    return bare.count(b"{") == objects and b"[" not in bare
 
 
 def _csv_frame(manifest: Path) -> pd.DataFrame | None:
@@ -272,7 +300,10 @@ def _csv_frame(manifest: Path) -> pd.DataFrame | None:
     frame = pd.DataFrame(body, columns=header, dtype=object).replace("", None)  # an empty cell is absent
     for column in ("offset", "duration"):
         if column in frame:
-            frame[column] = pd.to_numeric(frame[column])
+            numbers = pd.to_numeric(frame[column])
+            if (numbers.isna() != frame[column].isna()).any():  # "nan" text: the validator refuses it
+                return None
+            frame[column] = numbers
     return frame
 
 

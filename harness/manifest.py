@@ -192,6 +192,17 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str | Problem:
         return Problem("error", path, 0, None, f"not UTF-8 ({exc.reason}); re-save as UTF-8")
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object naming one key twice: ``json`` would keep the last value silently."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        raise _DuplicateKey(json.dumps(next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))))
+    return row
+
+
 def _jsonl_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
     text = _decode(path, raw, "utf-8-sig")  # tolerate a byte-order mark
     if isinstance(text, Problem):
@@ -203,7 +214,10 @@ def _jsonl_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | 
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            yield number, Problem("error", path, number, None, f"key {exc} appears twice; keep one")
+            continue
         except json.JSONDecodeError as exc:
             yield (
                 number,

@@ -127,3 +127,67 @@ def test_cache_on_a_non_regular_file_is_one_line_exit_2(finished_run, tmp_path, 
     path.write_text(json.dumps(config), encoding="utf-8")
     clean_exit_2(cli("run", str(path)), "must be a regular file")
     assert not (tmp_path / "cache-journal").exists() and not (tmp_path / "cache-wal").exists()
+
+
+# --- 7. a small YAML that expands into gigabytes ----------------------------------------------------------
+
+
+def test_yaml_aliases_expanding_past_the_bound_are_one_line_exit_2(tmp_path):
+    big = "x" * 1_000_000  # 10,000 aliases of it: 10 GB once written out
+    path = tmp_path / "run.yaml"
+    path.write_text(f'name: &big "{big}"\ndataset: [{", ".join(["*big"] * 10_000)}]\n', encoding="utf-8")
+    clean_exit_2(cli("run", str(path)), str(path), "expands to 10,001,000,", "aliases")
+
+
+def test_yaml_aliases_within_the_bound_still_load(tmp_path):
+    from harness.yamlfile import read_yaml
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text("a: &x {k: v}\nb: *x\nc: [*x, *x]\n", encoding="utf-8")
+    assert read_yaml(path, "config") == {"a": {"k": "v"}, "b": {"k": "v"}, "c": [{"k": "v"}, {"k": "v"}]}
+
+
+# --- 8 and 13. coverage reads what validate reads ------------------------------------------------------------
+
+ROW = {"id": "a", "audio": "x.wav", "text": "hello world", "speaker": "s", "accent": "b"}
+BAD_MANIFESTS = {
+    "null-first-line.jsonl": ("null\n" + json.dumps(ROW) + "\n", ":1: error: expected a JSON object"),
+    "deep.jsonl": ('{"id": "a", "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n", "nested too deeply"),
+    "nan-offset.jsonl": (json.dumps({**ROW, "offset": float("nan")}) + "\n", "field 'offset'"),
+    "nan-offset.csv": ("id,audio,text,speaker,offset\na,x.wav,hi,s,nan\n", ":2: field 'offset'"),
+    "cr-only.jsonl": (json.dumps(ROW) + "\r" + json.dumps({**ROW, "id": "b"}) + "\r", ":1: error: bad JSON"),
+    "duplicate-key.jsonl": (json.dumps(ROW)[:-1] + ', "speaker": "t"}\n', 'key "speaker" appears twice'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_MANIFESTS))
+def test_coverage_and_validate_refuse_the_same_manifests(tmp_path, name):
+    text, fragment = BAD_MANIFESTS[name]
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8", newline="")
+    clean_exit_2(cli("coverage", str(path), "--no-audio"), str(path), fragment)
+    validated = cli("validate", str(path), "--no-audio")
+    assert validated.returncode == 2 and fragment in validated.stderr, validated.stderr
+
+
+def test_coverage_on_a_latin1_manifest_is_exit_2(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(json.dumps({**ROW, "text": "café"}, ensure_ascii=False).encode("latin-1") + b"\n")
+    clean_exit_2(cli("coverage", str(path), "--no-audio"), "not UTF-8")
+
+
+def test_coverage_keeps_brackets_inside_text_on_the_fast_path(tmp_path):
+    rows = [{**ROW, "id": f"u{i}", "text": "[laughter] {noise} yes"} for i in range(3)]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = cli("coverage", str(path), "--no-audio", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["utterances"] == 3
+
+
+def test_duplicate_yaml_keys_name_both_lines(tmp_path):
+    path = tmp_path / "slices.yaml"
+    path.write_text("version: 1\nslices:\n  - by: accent\n    by: dialect\n", encoding="utf-8")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps(ROW) + "\n", encoding="utf-8")
+    clean_exit_2(cli("coverage", str(manifest), "--no-audio", "--slices", str(path)), f"{path}:4", "(also on line 3)")
