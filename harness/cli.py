@@ -584,6 +584,7 @@ def serve_command(
     """Serve a configured backend over the OpenAI transcription protocol (POST /v1/audio/transcriptions)."""
     from harness.serve import load_backend, serve, server_key
 
+    _check_listen(host, port)
     key = server_key(api_key_env)
     engine = load_backend(backend)
     serve(
@@ -595,6 +596,24 @@ def serve_command(
         max_upload_mb=max_upload_mb,
         request_timeout=request_timeout,
     )
+
+
+def _check_listen(host: str, port: int) -> None:
+    """A port outside 1-65535 wraps around (99999 listens on 34463); an unknown host fails only after startup."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise InputError(f"--port {port}: must lie between 1 and 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        raise InputError(f"--host {host!r}: unknown host ({exc}); try 127.0.0.1") from None
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise InputError(f"--host {host} --port {port}: cannot listen there ({exc.strerror}); pick another") from None
 
 
 @app.command("gate")
@@ -641,6 +660,8 @@ def gate_command(
         raise InputError(f"gate options: {format_validation_error(exc)}") from None
     result = run_gate(base, candidate, thresholds, force=force)
     folder = output or run_dir
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"-o {folder}: not a folder; gate.md and gate.json are written into a folder")
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "gate.md", render_markdown(result))
     write_json(folder / "gate.json", result.to_json())

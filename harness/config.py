@@ -40,13 +40,19 @@ class BackendSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+# 1 - (1 - c) / 2 rounds to 1.0 near 1 - 1e-16, and no normal quantile exists there.
+MAX_CONFIDENCE = 0.999999
+
+
 class StatsConfig(Strict):
     min_speakers: int = Field(5, ge=1, description="slices with fewer speakers are flagged, not ranked")
     min_words: int = Field(200, ge=1, description="slices with fewer reference words are flagged, not ranked")
     bootstrap: int = Field(
         1000, ge=0, le=MAX_RESAMPLES, description="speaker-clustered bootstrap replicates (0: no intervals)"
     )
-    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="interval level; 1 - confidence is the test level")
+    confidence: float = Field(
+        0.95, gt=0.5, le=MAX_CONFIDENCE, description="interval level; 1 - confidence is the test level"
+    )
     seed: int = Field(0, ge=0, description="seed of the bootstrap and permutation streams")  # numpy: >= 0
     permutations: int = Field(1000, ge=0, le=MAX_RESAMPLES, description="permutations per dimension test (0: no tests)")
     aggregate: Literal["pooled", "speaker-mean", "utterance-mean"] = Field(
@@ -60,6 +66,14 @@ class StatsConfig(Strict):
     )
     model: Literal["poisson-gee", "none"] = Field("poisson-gee", description="model-based view of tag effects")
     model_factors: list[str] | None = Field(None, description="factors of the model (default: single-tag slices)")
+
+    @field_validator("model_factors")
+    @classmethod
+    def _factors_once(cls, value: list[str] | None) -> list[str] | None:
+        twice = sorted({f for f in value or [] if (value or []).count(f) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} named twice; name each factor once")
+        return value
     normalizers: list[str] = Field(
         default_factory=list, description="normalisers to score beside 'normalizer' (the sensitivity view)"
     )
@@ -89,7 +103,9 @@ class GateConfig(Strict):
     ratio_increase: float | None = Field(None, ge=0, description="rise of a dimension's worst / best ratio")
     failure_rate_increase: float | None = Field(0.01, ge=0, description="rise of the failed-utterance rate")
     max_failure_rate: float | None = Field(None, ge=0, le=1, description="the candidate's failure rate, at most")
-    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="family-wise: noise fails the gate at most 1 - this")
+    confidence: float = Field(
+        0.95, gt=0.5, le=MAX_CONFIDENCE, description="family-wise: noise fails the gate at most 1 - this"
+    )
     bootstrap: int = Field(
         1000, ge=0, le=MAX_RESAMPLES, description="paired speaker-clustered bootstrap replicates (intervals)"
     )

@@ -378,7 +378,7 @@ def _seconds(manifest: Path, frame: pd.DataFrame, roots: Sequence[Path] | None) 
         lengths[audio] = np.nan  # unreadable, missing or not ours to open: `asrfair validate` says which
         try:
             path = (Path(audio) if Path(audio).is_absolute() else manifest.parent / audio).resolve()
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: a symlink loop
             continue
         if not is_inside(path, roots):
             outside += 1

@@ -353,9 +353,17 @@ def _parse_record(
     audio_path = Path(str(audio))
     if not audio_path.is_absolute():
         audio_path = path.parent / audio_path
+    try:
+        audio_path = audio_path.resolve()
+        audio_path.is_file()  # answers False for most failures but raises for a name too long
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "a symlink loop"
+        shown = json.dumps(audio if len(audio) <= 80 else audio[:80] + "...")
+        error("audio", f"audio path {shown} cannot be opened ({reason}); fix the path")
+        return None, problems
     utt = Utterance(
         id=str(utt_id),
-        audio=audio_path.resolve(),
+        audio=audio_path,
         text=str(text),
         speaker=speaker,
         language=str(language),

@@ -29,7 +29,7 @@ from harness.backends.base import Backend, Registry, Transcript
 from harness.conditions import CONDITION_TAG, Condition, Rendering, Simulator, with_condition
 from harness.conditions.dsp import CodecUnavailable, codec
 from harness.conditions.spec import Babble, Codec
-from harness.config import RunConfig
+from harness.config import MAX_CONFIDENCE, RunConfig
 from harness.degradation import degradation
 from harness.discover import DiscoverOptions, Discovery, discover, discovery_tags
 from harness.errors import BackendUnavailable, InputError, Interrupted, TooManyFailures, format_validation_error
@@ -370,6 +370,9 @@ def fit_model(run_dir: Path, *, factors: list[str] | None = None, slices: list[S
     """The rate model on a finished run's scored utterances (as written by its last scoring)."""
     _paths, config, table = _open_finished(run_dir)
     specs = _run_slices(config, table, slices)
+    twice = sorted({f for f in factors or [] if (factors or []).count(f) > 1})
+    if twice:
+        raise InputError(f"--factors: {', '.join(twice)} named twice; name each factor once")
     unknown = sorted(set(factors or []) - set(tag_columns(table)))
     if unknown:
         tags = ", ".join(tag_columns(table))
@@ -390,13 +393,14 @@ def plan_run(
     α default to the run's ``stats.power`` and 1 - ``stats.confidence``. With simulated
     conditions the plan is made on the reference condition's rows."""
     _paths, config, table = _open_finished(run_dir)
-    for name, value, low, high in (
-        ("--gap", gap, 0.0, 1.0),
-        ("--power", power, 0.5, 1.0),
-        ("--alpha", alpha, 0.0, 0.5),
+    # lower ends where the arithmetic still holds: a gap of 1e-300 squares to 0, 1 - 1e-300 / 2 rounds to 1
+    for name, value, within, shown in (
+        ("--gap", gap, lambda v: 1e-4 <= v < 1, "in [0.0001, 1)"),
+        ("--power", power, lambda v: 0.5 < v <= MAX_CONFIDENCE, f"in (0.5, {MAX_CONFIDENCE:g}]"),
+        ("--alpha", alpha, lambda v: 1 - MAX_CONFIDENCE <= v < 0.5, f"in [{1 - MAX_CONFIDENCE:.0e}, 0.5)"),
     ):
-        if value is not None and not low < value < high:
-            raise InputError(f"{name} {value}: must lie strictly between {low:g} and {high:g}")
+        if value is not None and not within(value):
+            raise InputError(f"{name} {value}: must lie {shown}")
     if utts_per_speaker is not None and utts_per_speaker < 1:
         raise InputError(f"--utts-per-speaker {utts_per_speaker}: must be at least 1")
     specs = _run_slices(config, table, slices)
@@ -435,6 +439,8 @@ def discover_run(
         raise InputError(f"--depth {depth}: search conjunctions of 1 to 4 tags")
     if not 0 < fdr < 1:
         raise InputError(f"--fdr {fdr}: must lie strictly between 0 and 1")
+    if seed is not None and seed < 0:
+        raise InputError(f"--seed {seed}: must be 0 or more")
     rows = recorded_rows(table, config)
     searchable = discovery_tags(rows, None)
     unknown = sorted(set(tags or []) - set(searchable))

@@ -30,6 +30,7 @@ _COMPARE = {
 
 
 MAX_DEPTH = 100  # of and/or/not nesting; far below Python's recursion limit
+MAX_LENGTH = 10_000  # characters: Python's parser runs out of memory on 100,000 nested 'not' before any check
 
 
 class WhereError(ValueError):
@@ -37,11 +38,13 @@ class WhereError(ValueError):
 
 
 def parse_where(text: str) -> ast.Expression:
+    if len(text) > MAX_LENGTH:
+        raise WhereError(f"where expression of {len(text):,} characters (at most {MAX_LENGTH:,}); simplify it")
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise WhereError(f"cannot parse where expression {text!r}: {exc.msg}") from None
-    except RecursionError:  # the compiler's own nesting limit
+    except (RecursionError, MemoryError):  # the parser's and compiler's own nesting limits
         raise WhereError(f"in {text!r}: nested more than {MAX_DEPTH} levels deep; simplify it") from None
     _check(tree.body, text)
     return tree

@@ -191,3 +191,66 @@ def test_duplicate_yaml_keys_name_both_lines(tmp_path):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps(ROW) + "\n", encoding="utf-8")
     clean_exit_2(cli("coverage", str(manifest), "--no-audio", "--slices", str(path)), f"{path}:4", "(also on line 3)")
+
+
+# --- 10. user mistakes that ended in "internal error" (exit 4) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["gate", "{run}", "-b", "{run}", "--confidence", "0.9999999999999999"], "less than or equal to 0.999999"),
+        (["plan", "{run}", "--gap", "1e-300"], "--gap 1e-300: must lie in [0.0001, 1)"),
+        (["plan", "{run}", "--gap", "nan"], "--gap nan"),
+        (["plan", "{run}", "--gap", "0.05", "--alpha", "1e-300"], "--alpha 1e-300"),
+        (["discover", "{run}", "--seed", "-1", "--min-speakers", "2"], "--seed -1: must be 0 or more"),
+        (["model", "{run}", "--factors", "accent,accent"], "accent named twice"),
+        (["gate", "{run}", "-b", "{run}", "-o", "{file}"], "not a folder"),
+        (["serve", "-b", "{run}/config.yaml", "--port", "99999"], "--port 99999: must lie between 1 and 65535"),
+        (["serve", "-b", "{run}/config.yaml", "--host", "no such host!"], "unknown host"),
+    ],
+)
+def test_cli_option_mistakes_are_one_line_exit_2(finished_run, tmp_path, args, fragment):
+    existing = tmp_path / "exists.md"
+    existing.write_text("keep me", encoding="utf-8")
+    result = cli(*(a.format(run=finished_run, file=existing) for a in args))
+    clean_exit_2(result, fragment)
+    assert existing.read_text(encoding="utf-8") == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("stats", "backend", "fragment"),
+    [
+        ({"confidence": 0.9999999999999999}, {}, "'stats.confidence'"),
+        ({"model_factors": ["accent", "accent"]}, {}, "accent named twice"),
+        ({}, {"mix": {"substitution": float("nan")}}, "mix weights must be finite"),
+    ],
+)
+def test_config_values_that_broke_the_arithmetic_are_exit_2(finished_run, tmp_path, stats, backend, fragment):
+    config = load_config(finished_run / "config.yaml").model_dump(mode="json")
+    config["stats"].update(stats)
+    config["backend"].update(backend)
+    path = tmp_path / "run.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML; NaN is written as NaN, read as .nan
+    path.write_text(path.read_text().replace("NaN", ".nan"), encoding="utf-8")
+    clean_exit_2(cli("run", str(path)), fragment)
+
+
+def test_where_nested_past_the_parser_is_exit_2(tmp_path):
+    slices = tmp_path / "slices.yaml"
+    slices.write_text(f"version: 1\nslices:\n  - by: accent\n    where: \"{'not ' * 100_000}accent == 'b'\"\n")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps(ROW) + "\n", encoding="utf-8")
+    clean_exit_2(cli("coverage", str(manifest), "--no-audio", "--slices", str(slices)), "at most 10,000")
+
+
+def test_audio_symlink_loops_and_over_long_paths_are_manifest_errors(tmp_path):
+    (tmp_path / "loop1.wav").symlink_to("loop2.wav")
+    (tmp_path / "loop2.wav").symlink_to("loop1.wav")
+    rows = [{**ROW, "id": "a", "audio": "loop1.wav"}, {**ROW, "id": "b", "audio": "a" * 5000 + ".wav"}]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = cli("validate", str(manifest))
+    assert result.returncode == 2 and "internal error" not in result.stderr, result.stderr
+    assert ':1: field \'audio\' error: audio path "loop1.wav" cannot be opened (a symlink loop)' in result.stderr
+    assert ":2: field 'audio' error" in result.stderr and "name too long" in result.stderr
