@@ -254,3 +254,37 @@ def test_audio_symlink_loops_and_over_long_paths_are_manifest_errors(tmp_path):
     assert result.returncode == 2 and "internal error" not in result.stderr, result.stderr
     assert ':1: field \'audio\' error: audio path "loop1.wav" cannot be opened (a symlink loop)' in result.stderr
     assert ":2: field 'audio' error" in result.stderr and "name too long" in result.stderr
+
+
+# --- 13. a history path that is not a DuckDB file ------------------------------------------------------------
+
+
+def test_history_on_a_sqlite_file_is_exit_2_and_never_loads_an_extension(tmp_path, monkeypatch):
+    import sqlite3
+
+    import duckdb
+
+    db = tmp_path / "history.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE runs (x)")
+    seen: list[dict] = []
+    real = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    clean_exit_2(cli("history", "--db", str(db)), str(db), "a SQLite database")
+    assert seen == []  # refused by its header, before DuckDB could reach for its sqlite extension
+    fifo = tmp_path / "history.fifo"
+    os.mkfifo(fifo)
+    clean_exit_2(cli("history", "--db", str(fifo)), "not a regular file")
+
+
+def test_history_connections_never_autoload_extensions(tmp_path):
+    from harness.history import connect
+
+    with connect(tmp_path / "h.duckdb") as con:
+        settings = dict(
+            con.execute(
+                "SELECT name, value FROM duckdb_settings() "
+                "WHERE name IN ('autoinstall_known_extensions', 'autoload_known_extensions')"
+            ).fetchall()
+        )
+    assert settings == {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
