@@ -313,6 +313,9 @@ def coverage_command(
     ] = None,
     markdown: Annotated[Path | None, typer.Option("--md", help="also write the tables as Markdown")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the coverage as JSON")] = False,
+    max_pair_tags: Annotated[
+        int, typer.Option("--max-pair-tags", min=0, help="no pair tables above this many tags")
+    ] = 40,
 ) -> None:
     """Speakers, utterances, words and hours per tag value and per pair of tags; thin and empty cells.
 
@@ -333,6 +336,7 @@ def coverage_command(
         min_words=min_words,
         read_durations=not no_audio,
         audio_roots=audio_roots or (),
+        max_pair_tags=max_pair_tags,
     )
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")

@@ -26,7 +26,7 @@ MAX_RESAMPLES = 1_000_000
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no threshold or level is NaN or infinite
 
 
 class BackendSpec(BaseModel):
@@ -40,6 +40,8 @@ class BackendSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+# Every utterance is rendered, transcribed and scored under each condition: 2,000 looked like a hang.
+MAX_CONDITIONS = 100
 # 1 - (1 - c) / 2 rounds to 1.0 near 1 - 1e-16, and no normal quantile exists there.
 MAX_CONFIDENCE = 0.999999
 
@@ -66,6 +68,9 @@ class StatsConfig(Strict):
     )
     model: Literal["poisson-gee", "none"] = Field("poisson-gee", description="model-based view of tag effects")
     model_factors: list[str] | None = Field(None, description="factors of the model (default: single-tag slices)")
+    model_max_levels: int = Field(
+        200, ge=1, description="skip the rate model (with a warning) above this many tag values in its factors"
+    )
 
     @field_validator("model_factors")
     @classmethod
@@ -88,7 +93,14 @@ class StatsConfig(Strict):
         return StatsOptions(**self.model_dump(exclude=_NOT_BOOTSTRAP_OPTIONS))
 
 
-_NOT_BOOTSTRAP_OPTIONS = {"model", "model_factors", "normalizers", "normalizer_wer_threshold", "normalizer_rank_change"}
+_NOT_BOOTSTRAP_OPTIONS = {
+    "model",
+    "model_factors",
+    "model_max_levels",
+    "normalizers",
+    "normalizer_wer_threshold",
+    "normalizer_rank_change",
+}
 
 
 class GateConfig(Strict):
@@ -145,7 +157,9 @@ class RunConfig(Strict):
     normalizer: str = "whisper-english"
     slices: Path | list[SliceSpec] | None = None
     conditions: list[Condition] = Field(
-        default_factory=list, description="listening conditions; every utterance is heard under each"
+        default_factory=list,
+        max_length=MAX_CONDITIONS,
+        description="listening conditions; every utterance is heard under each",
     )
     seed: int = Field(0, description="seed of simulated conditions (noise, babble talkers, rooms)")
     stats: StatsConfig = Field(default_factory=StatsConfig)

@@ -95,6 +95,9 @@ class _Rows:
     seconds: np.ndarray  # NaN where unknown
 
 
+MAX_PAIR_TAGS = 40  # 40 tags make 780 pair tables; 3,000 tags made 4.5 million, an effective hang
+
+
 def coverage(
     manifest: Path,
     *,
@@ -103,12 +106,14 @@ def coverage(
     min_words: int = 200,
     read_durations: bool = True,
     audio_roots: Sequence[Path] = (),
+    max_pair_tags: int = MAX_PAIR_TAGS,
 ) -> Coverage:
     """Counts per tag value and pair. Durations missing from the manifest come from audio headers,
     read only inside the manifest's folder and ``audio_roots`` (the rule every reader of audio keeps)."""
     rows = _read(manifest, audio_roots_of(manifest, audio_roots) if read_durations else None)
     tags = [t for t in rows.tags.columns if t != "language" or rows.tags[t].nunique() > 1]
-    specs = [SliceSpec(by=(t,)) for t in tags] + [SliceSpec(by=pair) for pair in itertools.combinations(tags, 2)]
+    pairs = list(itertools.combinations(tags, 2)) if len(tags) <= max_pair_tags else []
+    specs = [SliceSpec(by=(t,)) for t in tags] + [SliceSpec(by=pair) for pair in pairs]
     kinds = ["tag"] * len(tags) + ["pair"] * (len(specs) - len(tags))
     if slices:
         check_slices(list(slices), rows.tags, list(rows.tags.columns), "--slices")
@@ -128,8 +133,17 @@ def coverage(
         min_speakers,
         min_words,
         tables,
-        demographic_warnings(manifest, tags),
+        demographic_warnings(manifest, tags) + _pairs_skipped(tags, max_pair_tags),
     )
+
+
+def _pairs_skipped(tags: Sequence[str], limit: int) -> list[str]:
+    if len(tags) <= limit:
+        return []
+    return [
+        f"{len(tags)} tags make {len(tags) * (len(tags) - 1) // 2:,} pairs; pair tables are skipped above "
+        f"--max-pair-tags {limit} (name the pairs that matter in a --slices file)"
+    ]
 
 
 def coverage_of_table(

@@ -36,6 +36,7 @@ from harness.errors import BackendUnavailable, InputError, Interrupted, TooManyF
 from harness.execute import BatchCallback, StopRequested, TranscribeResult, transcribe_all
 from harness.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
 from harness.history import record_run
+from harness.integrity import check_sealed, seal, unseal
 from harness.manifest import Manifest, Utterance, load_manifest
 from harness.model import ModelResult, model_for_slices
 from harness.normalization import NormalizerSensitivity, ScoredView, normalizer_sensitivity
@@ -377,7 +378,8 @@ def fit_model(run_dir: Path, *, factors: list[str] | None = None, slices: list[S
     if unknown:
         tags = ", ".join(tag_columns(table))
         raise InputError(f"{run_dir}: --factors {', '.join(unknown)} are not tags of this run ({tags})")
-    return model_for_slices(table, specs, factors or config.stats.model_factors, config.stats.confidence)
+    stats = config.stats
+    return model_for_slices(table, specs, factors or stats.model_factors, stats.confidence, stats.model_max_levels)
 
 
 def plan_run(
@@ -532,6 +534,7 @@ def _run_slices(config: RunConfig, frame: pd.DataFrame, slices: list[SliceSpec] 
 
 def _open_finished(run_dir: Path) -> tuple[RunPaths, RunConfig, pd.DataFrame]:
     paths = open_run_dir(run_dir)
+    check_sealed(paths.root)
     if not paths.utterances.is_file():
         raise InputError(f"{run_dir}: utterances.parquet missing; the run did not finish scoring")
     try:
@@ -577,17 +580,21 @@ def _score_and_write(
     }
     sensitivity = _sensitivity(frame, table, aggregates.headline, slices, normalizers, config)
     model = (
-        model_for_slices(table, slices, config.stats.model_factors, config.stats.confidence)
+        model_for_slices(
+            table, slices, config.stats.model_factors, config.stats.confidence, config.stats.model_max_levels
+        )
         if config.stats.model == "poisson-gee"
         else None
     )
     metrics = build_metrics(aggregates, table, provenance, model, changes, sensitivity)
+    unseal(paths.root)
     write_parquet(paths.utterances, table)
     write_json(paths.provenance, metrics["provenance"])
     found = current_discovery(paths.discovery, metrics["provenance"])  # a stale one is left out, not lost
     write_text(paths.report_md, render_markdown(metrics, discovery=found))
     write_text(paths.report_html, render_html(metrics, table, slices, report_dir=paths.root, discovery=found))
     write_json(paths.metrics, metrics)  # last: a directory without it was interrupted, never taken as done
+    seal(paths.root)
     return metrics
 
 

@@ -203,7 +203,7 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
 def _write_through(path: Path, write: Callable[[Path], object], mode: int) -> None:
     """Write into an existing non-regular file (a device, a FIFO) in place, from a private temporary copy."""
     if stat.S_ISDIR(mode):
-        raise InputError(f"{path}: is a directory; name a file to write")
+        raise InputError(f"{path}: cannot write (it is a directory); name a file to write")
     try:
         with tempfile.TemporaryDirectory(prefix="asrfair-") as folder:
             tmp = Path(folder) / path.name  # same name: writers pick the format by the suffix

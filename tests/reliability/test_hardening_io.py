@@ -92,7 +92,7 @@ def test_write_atomic_writes_through_a_fifo_and_never_replaces_it(tmp_path):
 
 
 def test_write_atomic_refuses_a_directory_target(tmp_path):
-    with pytest.raises(InputError, match="is a directory"):
+    with pytest.raises(InputError, match=r"cannot write \(it is a directory\)"):
         write_atomic(tmp_path, lambda tmp: tmp.write_text("x"))
 
 
@@ -288,3 +288,100 @@ def test_history_connections_never_autoload_extensions(tmp_path):
             ).fetchall()
         )
     assert settings == {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+
+
+# --- 9. effective hangs: bounds with safe defaults --------------------------------------------------------
+
+
+def test_rate_model_is_skipped_with_a_warning_above_the_level_limit(finished_run, caplog):
+    import pandas as pd
+
+    from harness.model import model_for_slices
+    from harness.slices import SliceSpec
+
+    table = pd.read_parquet(finished_run / "utterances.parquet").assign(speaker_tag=lambda f: f["id"])
+    specs = [SliceSpec(by=("speaker_tag",)), SliceSpec(by=("accent",))]
+    skipped = model_for_slices(table, specs, None, 0.95, max_levels=10)  # 24 + 2 values
+    assert skipped.error and "over stats.model_max_levels (10)" in skipped.error and not skipped.effects
+    assert "rate model skipped" in caplog.text
+    assert model_for_slices(table, [SliceSpec(by=("accent",))], None, 0.95, max_levels=10).error is None
+
+
+def test_coverage_skips_pair_tables_above_max_pair_tags(tmp_path):
+    rows = [{**ROW, "id": f"u{i}", **{f"t{j}": str((i + j) % 2) for j in range(6)}} for i in range(4)]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = cli("coverage", str(path), "--no-audio", "--json", "--max-pair-tags", "3")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert all(len(t["by"]) == 1 for t in found["tables"]) and "pair tables are skipped" in result.stderr
+    both = json.loads(cli("coverage", str(path), "--no-audio", "--json").stdout)
+    assert sum(len(t["by"]) == 2 for t in both["tables"]) == 21  # 7 tags (accent, t0-t5): 21 pairs
+
+
+def test_conditions_are_bounded_in_the_config(finished_run, tmp_path):
+    config = load_config(finished_run / "config.yaml").model_dump(mode="json")
+    config["conditions"] = [{"name": f"c{i}", "transforms": [{"gain": {"db": -1}}]} for i in range(101)]
+    path = tmp_path / "run.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    clean_exit_2(cli("run", str(path)), "'conditions'", "at most 100")
+
+
+def test_long_tag_names_are_clipped_in_terminal_tables(tmp_path):
+    from rich.console import Console
+
+    from harness.report.format import SHOWN_CHARS, shown
+
+    name = "n" * 100_000
+    assert len(shown(f"accent={name} [x]")) < SHOWN_CHARS + 20
+    console = Console(width=400, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    rows = [{**ROW, "id": f"u{i}", name: "ab"[i % 2]} for i in range(4)]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    from harness.coverage import coverage
+    from harness.report.coverage import print_coverage
+
+    print_coverage(coverage(path, read_durations=False), console)
+    text = console.export_text()
+    assert "n" * (SHOWN_CHARS - 1) + "…" in text and "n" * (SHOWN_CHARS + 1) not in text
+
+
+# --- 10. hand-edited run directories and baselines ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "utterances.parquet", "config.yaml", "provenance.json"])
+def test_a_run_file_changed_after_scoring_is_refused_by_name(finished_run, tmp_path, name):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    target = run_dir / name
+    target.write_bytes(target.read_bytes().replace(b"a", b"b", 1) + (b" " if name.endswith(("json", "yaml")) else b""))
+    for args in (["report", str(run_dir)], ["gate", str(run_dir), "-b", str(finished_run), "-o", str(tmp_path)]):
+        clean_exit_2(cli(*args), f"{target}: changed since asrfair wrote it")
+    (run_dir / "checksums.json").unlink()  # the user's way to accept the edit: read as it is
+    assert "changed since" not in cli("report", str(run_dir)).stderr
+
+
+def test_a_rescore_reseals_the_run(finished_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    before = json.loads((run_dir / "checksums.json").read_text())
+    sealed = {"config.yaml", "transcripts.parquet", "utterances.parquet", "provenance.json", "metrics.json"}
+    assert set(before) == sealed
+    assert cli("score", str(run_dir), "--aggregate", "speaker-mean").returncode == 0
+    assert json.loads((run_dir / "checksums.json").read_text())["metrics.json"] != before["metrics.json"]
+    assert cli("report", str(run_dir)).returncode == 0
+
+
+def test_a_hand_edited_baseline_is_refused(finished_run, tmp_path):
+    baseline = tmp_path / "base.json"
+    assert cli("baseline", "set", str(finished_run), "-o", str(baseline)).returncode == 0
+    data = json.loads(baseline.read_text())
+    data["metrics"]["provenance"] = "edited"
+    baseline.write_text(json.dumps(data), encoding="utf-8")
+    clean_exit_2(cli("gate", str(finished_run), "-b", str(baseline), "-o", str(tmp_path)), "changed since")
+    baseline.write_text("[1, 2]", encoding="utf-8")
+    clean_exit_2(cli("gate", str(finished_run), "-b", str(baseline), "-o", str(tmp_path)), "not an asrfair baseline")
