@@ -249,9 +249,9 @@ def _csv_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Pr
     if isinstance(text, Problem):
         yield 0, text
         return
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # keeps newlines inside quoted cells
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # keeps newlines inside quoted cells
     try:
-        header = reader.fieldnames or []
+        header = next(reader, [])
     except csv.Error as exc:  # a malformed header row (a stray quote)
         line = reader.line_num or 1
         message = f'bad CSV header: {exc}; inside a quoted cell write a quote as ""'
@@ -261,22 +261,23 @@ def _csv_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Pr
     if duplicated:
         yield 1, Problem("error", path, 1, None, f"duplicate column(s) {', '.join(duplicated)}; rename one")
         return
-    start = 2  # the header is line 1
-    try:
-        for row in reader:
-            if None in row:
-                yield (
-                    start,
-                    Problem(
-                        "error", path, start, None, "more cells than header columns; quote cells that contain commas"
-                    ),
-                )
-            else:
-                # Empty cells mean "absent" in CSV; numbers arrive as text.
-                yield start, {k: v for k, v in row.items() if v not in ("", None)}
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        yield reader.line_num, Problem("error", path, reader.line_num, None, f"bad CSV: {exc}")
+    while True:
+        start = reader.line_num + 1  # the row's first line: blank lines and quoted newlines counted
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield start, Problem("error", path, start, None, f"bad CSV in the row starting here: {exc}")
+            return
+        if not cells:
+            continue  # a blank line
+        if len(cells) > len(header):
+            message = "more cells than header columns; quote cells that contain commas"
+            yield start, Problem("error", path, start, None, message)
+            continue
+        # Empty cells mean "absent" in CSV; numbers arrive as text.
+        yield start, {k: v for k, v in zip(header, cells, strict=False) if v != ""}
 
 
 def _parse_record(
@@ -427,6 +428,9 @@ def _check_audio(path: Path, line: int, utt: Utterance) -> list[Problem]:
             return [Problem("error", path, line, "audio", f"cannot read {shown} ({exc}); convert it to WAV or FLAC")]
     else:
         duration = info.frames / info.samplerate if info.samplerate else 0.0
+        if info.frames and not _last_frame_readable(utt.audio, info.frames):
+            message = f"{shown} is truncated: its header promises {duration:.2f}s that the file does not hold"
+            return [Problem("error", path, line, "audio", f"{message}; copy or download it again")]
     end = utt.offset + (utt.duration or 0.0)
     if end > duration + 0.01 or utt.offset >= duration:
         return [
@@ -439,6 +443,16 @@ def _check_audio(path: Path, line: int, utt: Utterance) -> list[Problem]:
             )
         ]
     return []
+
+
+def _last_frame_readable(audio: Path, frames: int) -> bool:
+    """A truncated FLAC (or WAV) keeps its header's length; seeking to its last frame fails."""
+    try:
+        with sf.SoundFile(str(audio)) as sound:
+            sound.seek(frames - 1)
+            return len(sound.read(1)) == 1
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return False
 
 
 def read_vocabulary(card: Path) -> dict[str, frozenset[str]]:

@@ -385,3 +385,63 @@ def test_a_hand_edited_baseline_is_refused(finished_run, tmp_path):
     clean_exit_2(cli("gate", str(finished_run), "-b", str(baseline), "-o", str(tmp_path)), "changed since")
     baseline.write_text("[1, 2]", encoding="utf-8")
     clean_exit_2(cli("gate", str(finished_run), "-b", str(baseline), "-o", str(tmp_path)), "not an asrfair baseline")
+
+
+# --- 13. smaller: CSV line numbers, overlapping groups, truncated FLAC ----------------------------------------
+
+
+def test_csv_problems_name_the_line_the_row_starts_on(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(
+        'id,audio,text,speaker\n\na,x.wav,hi,s\n\n\nb,x.wav,,s\nc,x.wav,"two\nlines",s\nd,x.wav,"bad"x,s\n',
+        encoding="utf-8",
+    )
+    result = cli("validate", str(path), "--no-audio")
+    assert f"{path}:6: field 'text' error" in result.stderr, result.stderr  # b: after two blank lines
+    assert f"{path}:9: error: bad CSV in the row starting here" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("groups", "fragment"),
+    [
+        ({"g": ["a"], "h": ["a", "b"]}, "'a' is in both 'g' and 'h'"),
+        ({"a": ["b"]}, "'a' is also a value of accent that the group does not list"),
+    ],
+)
+def test_slice_groups_that_would_merge_values_silently_are_refused(tmp_path, groups, fragment):
+    import yaml
+
+    rows = [{**ROW, "id": f"u{i}", "accent": "abc"[i % 3]} for i in range(6)]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    slices = tmp_path / "slices.yaml"
+    slices.write_text(yaml.safe_dump({"version": 1, "slices": [{"by": "accent", "groups": {"accent": groups}}]}))
+    clean_exit_2(cli("coverage", str(manifest), "--no-audio", "--slices", str(slices)), fragment)
+
+
+def test_groups_that_rename_without_merging_still_work(tmp_path):
+    import yaml
+
+    rows = [{**ROW, "id": f"u{i}", "accent": "abc"[i % 3]} for i in range(6)]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    slices = tmp_path / "slices.yaml"
+    groups = {"accent": {"a": ["a", "b"], "other": ["c"]}}
+    slices.write_text(yaml.safe_dump({"version": 1, "slices": [{"by": "accent", "groups": groups}]}))
+    assert cli("coverage", str(manifest), "--no-audio", "--slices", str(slices)).returncode == 0
+
+
+def test_a_truncated_flac_fails_validate(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "full.flac", 0.1 * rng.standard_normal(48_000), 16_000)
+    raw = (tmp_path / "full.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(raw[: len(raw) // 2])  # an interrupted copy: the header still says 3 s
+    rows = [{**ROW, "id": "a", "audio": "cut.flac"}, {**ROW, "id": "b", "audio": "full.flac"}]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = cli("validate", str(manifest))
+    assert result.returncode == 2 and "1 errors" in result.stdout, result.stdout + result.stderr
+    assert ":1: field 'audio' error" in result.stderr and "cut.flac is truncated" in result.stderr
