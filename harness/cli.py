@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_origin
+from typing import Annotated, Any, NoReturn, TypeVar, get_origin
 
 import typer
 from pydantic import ValidationError
@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness.errors import (
+    EXIT_BAD_INPUT,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_REGRESSION,
@@ -68,15 +69,25 @@ def _handle_errors(command: F) -> F:
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
+        except OSError as exc:  # a path the system refuses (name too long, no permission): the user's to fix
+            if exc.filename is None:
+                _internal_error(exc)
+            shown = str(exc.filename) if len(str(exc.filename)) <= 200 else str(exc.filename)[:200] + "..."
+            err_console.print(f"[bold red]error:[/] {escape(redact(f'{shown}: {exc.strerror or exc}'))}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
         except Exception as exc:  # a bug, not a user error: own exit code, traceback only with -v
-            logging.getLogger("harness").debug("internal error", exc_info=True)
-            err_console.print(
-                f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(redact(str(exc)))} "
-                "(rerun with -v for the traceback; please report it)"
-            )
-            raise typer.Exit(EXIT_INTERNAL) from None
+            _internal_error(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    logging.getLogger("harness").debug("internal error", exc_info=True)
+    err_console.print(
+        f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(redact(str(exc)))} "
+        "(rerun with -v for the traceback; please report it)"
+    )
+    raise typer.Exit(EXIT_INTERNAL) from None
 
 
 @app.callback()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import platform
 import subprocess
 import threading
@@ -403,7 +404,7 @@ def plan_run(
     ):
         if value is not None and not within(value):
             raise InputError(f"{name} {value}: must lie {shown}")
-    if utts_per_speaker is not None and utts_per_speaker < 1:
+    if utts_per_speaker is not None and not 1 <= utts_per_speaker < math.inf:  # NaN fails both
         raise InputError(f"--utts-per-speaker {utts_per_speaker}: must be at least 1")
     specs = _run_slices(config, table, slices)
     check_slices(specs, table, [*tag_columns(table), "language"], str(run_dir))

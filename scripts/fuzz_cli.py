@@ -8,9 +8,9 @@ traceback, a crash of the process (segfault) or a case over ``--timeout`` second
 
 Cases run in worker processes that report each case as it starts and ends; the parent restarts a
 worker that crashed or went silent and records the case. Cases are numbered and seeded: ``--only N``
-reruns one. ``make fuzz`` runs the full 10,000; tests/reliability/test_fuzz_cli.py runs a subset.
+reruns one. ``make fuzz`` runs the full 10,000 (cases 1000-10999); tests/reliability/test_fuzz_cli.py runs a subset.
 
-    nice -n 10 python scripts/fuzz_cli.py --cases 10000 --workers 2 --out fuzz-result.json
+    nice -n 10 python scripts/fuzz_cli.py --cases 10000 --first 1000 --workers 4 --out runs/fuzz-result.json
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import os
 import random
 import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -414,7 +415,17 @@ def supervise(cases: list[int], workers: int, timeout: float, on_outcome: Callab
     is replaced by one that carries on after it."""
     chunks = [cases[i::workers] for i in range(workers)]
     selector = selectors.DefaultSelector()
+    try:
+        _supervise(chunks, selector, timeout, on_outcome)
+    finally:  # stopped early (Ctrl-C, SIGTERM) or done: no worker outlives the run
+        for key in list(selector.get_map().values()):
+            key.data["process"].kill()
+            key.data["process"].wait()
 
+
+def _supervise(
+    chunks: list[list[int]], selector: selectors.BaseSelector, timeout: float, on_outcome: Callable[[Outcome], None]
+) -> None:
     def spawn(chunk: list[int]) -> None:
         if not chunk:
             return
@@ -470,6 +481,10 @@ def supervise(cases: list[int], workers: int, timeout: float, on_outcome: Callab
                     spawn(state["chunk"][state["chunk"].index(n) + 1 :])
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10_000)
@@ -508,8 +523,14 @@ def main() -> None:
         if done % 500 == 0:
             print(f"{done} cases, {dict(kinds)}, {time.monotonic() - start:.0f} s", flush=True)
 
-    supervise(list(range(args.first, args.first + args.cases)), args.workers, args.timeout, record)
+    signal.signal(signal.SIGTERM, _stop)
+    stopped = False
+    try:
+        supervise(list(range(args.first, args.first + args.cases)), args.workers, args.timeout, record)
+    except KeyboardInterrupt:  # the figures so far are still written
+        stopped = True
     summary = {
+        "stopped_early": stopped,
         "cases": sum(kinds.values()),
         "outcomes": dict(kinds),
         "exit_codes": {str(k): v for k, v in sorted(codes.items())},
@@ -523,6 +544,7 @@ def main() -> None:
     }
     print(json.dumps({k: v for k, v in summary.items() if k != "defects"}, indent=2))
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     sys.exit(1 if defects else 0)
 
