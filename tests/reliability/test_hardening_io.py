@@ -203,6 +203,7 @@ def test_duplicate_yaml_keys_name_both_lines(tmp_path):
         (["plan", "{run}", "--gap", "1e-300"], "--gap 1e-300: must lie in [0.0001, 1)"),
         (["plan", "{run}", "--gap", "nan"], "--gap nan"),
         (["plan", "{run}", "--gap", "0.05", "--alpha", "1e-300"], "--alpha 1e-300"),
+        (["plan", "{run}", "--gap", "0.05", "--utts-per-speaker", "nan"], "--utts-per-speaker nan"),
         (["discover", "{run}", "--seed", "-1", "--min-speakers", "2"], "--seed -1: must be 0 or more"),
         (["model", "{run}", "--factors", "accent,accent"], "accent named twice"),
         (["gate", "{run}", "-b", "{run}", "-o", "{file}"], "not a folder"),
@@ -234,6 +235,14 @@ def test_config_values_that_broke_the_arithmetic_are_exit_2(finished_run, tmp_pa
     path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML; NaN is written as NaN, read as .nan
     path.write_text(path.read_text().replace("NaN", ".nan"), encoding="utf-8")
     clean_exit_2(cli("run", str(path)), fragment)
+
+
+def test_a_path_the_system_refuses_is_exit_2_naming_it(finished_run, tmp_path):
+    config = load_config(finished_run / "config.yaml").model_dump(mode="json")
+    config["dataset"] = "x" * 5000  # found by the fuzz run: ENAMETOOLONG from Path.is_file
+    path = tmp_path / "run.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    clean_exit_2(cli("run", str(path)), "xxxxx...", "File name too long")
 
 
 def test_where_nested_past_the_parser_is_exit_2(tmp_path):
