@@ -250,7 +250,7 @@ def test_where_nested_past_the_parser_is_exit_2(tmp_path):
     slices.write_text(f"version: 1\nslices:\n  - by: accent\n    where: \"{'not ' * 100_000}accent == 'b'\"\n")
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps(ROW) + "\n", encoding="utf-8")
-    clean_exit_2(cli("coverage", str(manifest), "--no-audio", "--slices", str(slices)), "at most 10,000")
+    clean_exit_2(cli("coverage", str(manifest), "--no-audio", "--slices", str(slices)), "at most 100,000")
 
 
 def test_audio_symlink_loops_and_over_long_paths_are_manifest_errors(tmp_path):
