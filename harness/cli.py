@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_origin
+from typing import Annotated, Any, NoReturn, TypeVar, get_origin
 
 import typer
 from pydantic import ValidationError
@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness.errors import (
+    EXIT_BAD_INPUT,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_REGRESSION,
@@ -68,15 +69,25 @@ def _handle_errors(command: F) -> F:
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
+        except OSError as exc:  # a path the system refuses (name too long, no permission): the user's to fix
+            if exc.filename is None:
+                _internal_error(exc)
+            shown = str(exc.filename) if len(str(exc.filename)) <= 200 else str(exc.filename)[:200] + "..."
+            err_console.print(f"[bold red]error:[/] {escape(redact(f'{shown}: {exc.strerror or exc}'))}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
         except Exception as exc:  # a bug, not a user error: own exit code, traceback only with -v
-            logging.getLogger("harness").debug("internal error", exc_info=True)
-            err_console.print(
-                f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(redact(str(exc)))} "
-                "(rerun with -v for the traceback; please report it)"
-            )
-            raise typer.Exit(EXIT_INTERNAL) from None
+            _internal_error(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    logging.getLogger("harness").debug("internal error", exc_info=True)
+    err_console.print(
+        f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(redact(str(exc)))} "
+        "(rerun with -v for the traceback; please report it)"
+    )
+    raise typer.Exit(EXIT_INTERNAL) from None
 
 
 @app.callback()
@@ -313,6 +324,9 @@ def coverage_command(
     ] = None,
     markdown: Annotated[Path | None, typer.Option("--md", help="also write the tables as Markdown")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the coverage as JSON")] = False,
+    max_pair_tags: Annotated[
+        int, typer.Option("--max-pair-tags", min=0, help="no pair tables above this many tags")
+    ] = 40,
 ) -> None:
     """Speakers, utterances, words and hours per tag value and per pair of tags; thin and empty cells.
 
@@ -333,6 +347,7 @@ def coverage_command(
         min_words=min_words,
         read_durations=not no_audio,
         audio_roots=audio_roots or (),
+        max_pair_tags=max_pair_tags,
     )
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")
@@ -596,6 +611,7 @@ def serve_command(
     """Serve a configured backend over the OpenAI transcription protocol (POST /v1/audio/transcriptions)."""
     from harness.serve import Limits, bind, create_backend, read_backend_spec, serve, server_key
 
+    _check_listen(host, port)
     key = server_key(api_key_env)
     limits = Limits(
         max_upload_mb=max_upload_mb,
@@ -613,6 +629,24 @@ def serve_command(
         sock.close()
         raise
     serve(engine, sock, model_name=model_name or engine.name, api_key=key, limits=limits)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """A port outside 1-65535 wraps around (99999 listens on 34463); an unknown host fails only after startup."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise InputError(f"--port {port}: must lie between 1 and 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        raise InputError(f"--host {host!r}: unknown host ({exc}); try 127.0.0.1") from None
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise InputError(f"--host {host} --port {port}: cannot listen there ({exc.strerror}); pick another") from None
 
 
 @app.command("gate")
@@ -659,6 +693,8 @@ def gate_command(
         raise InputError(f"gate options: {format_validation_error(exc)}") from None
     result = run_gate(base, candidate, thresholds, force=force)
     folder = output or run_dir
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"-o {folder}: not a folder; gate.md and gate.json are written into a folder")
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "gate.md", render_markdown(result))
     write_json(folder / "gate.json", result.to_json())

@@ -28,7 +28,7 @@ MAX_RESAMPLES = 1_000_000
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no threshold or level is NaN or infinite
 
 
 class BackendSpec(BaseModel):
@@ -42,6 +42,12 @@ class BackendSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+# Every utterance is rendered, transcribed and scored under each condition: 2,000 looked like a hang.
+MAX_CONDITIONS = 100
+# 1 - (1 - c) / 2 rounds to 1.0 near 1 - 1e-16, and no normal quantile exists there.
+MAX_CONFIDENCE = 0.999999
+
+
 class StatsConfig(Strict):
     min_speakers: int = Field(5, ge=1, description="slices with fewer speakers are flagged, not ranked")
     min_words: int = Field(200, ge=1, description="slices with fewer reference words are flagged, not ranked")
@@ -51,7 +57,9 @@ class StatsConfig(Strict):
         le=MAX_RESAMPLES,
         description="speaker bootstrap replicates of discover/compare (0: also no slice intervals)",
     )
-    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="interval level; 1 - confidence is the test level")
+    confidence: float = Field(
+        0.95, gt=0.5, le=MAX_CONFIDENCE, description="interval level; 1 - confidence is the test level"
+    )
     seed: int = Field(0, ge=0, description="seed of the bootstrap streams (discover, compare, gate)")  # numpy: >= 0
     permutations: int = Field(
         1000, ge=0, le=MAX_RESAMPLES, description="0 switches the dimension tests off (they are analytic)"
@@ -67,6 +75,17 @@ class StatsConfig(Strict):
     )
     model: Literal["poisson-gee", "none"] = Field("poisson-gee", description="model-based view of tag effects")
     model_factors: list[str] | None = Field(None, description="factors of the model (default: single-tag slices)")
+    model_max_levels: int = Field(
+        200, ge=1, description="skip the rate model (with a warning) above this many tag values in its factors"
+    )
+
+    @field_validator("model_factors")
+    @classmethod
+    def _factors_once(cls, value: list[str] | None) -> list[str] | None:
+        twice = sorted({f for f in value or [] if (value or []).count(f) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} named twice; name each factor once")
+        return value
     normalizers: list[str] = Field(
         default_factory=list, description="normalisers to score beside 'normalizer' (the sensitivity view)"
     )
@@ -81,7 +100,14 @@ class StatsConfig(Strict):
         return StatsOptions(**self.model_dump(exclude=_NOT_BOOTSTRAP_OPTIONS))
 
 
-_NOT_BOOTSTRAP_OPTIONS = {"model", "model_factors", "normalizers", "normalizer_wer_threshold", "normalizer_rank_change"}
+_NOT_BOOTSTRAP_OPTIONS = {
+    "model",
+    "model_factors",
+    "model_max_levels",
+    "normalizers",
+    "normalizer_wer_threshold",
+    "normalizer_rank_change",
+}
 
 
 class GateConfig(Strict):
@@ -96,7 +122,9 @@ class GateConfig(Strict):
     ratio_increase: float | None = Field(None, ge=0, description="rise of a dimension's worst / best ratio")
     failure_rate_increase: float | None = Field(0.01, ge=0, description="rise of the failed-utterance rate")
     max_failure_rate: float | None = Field(None, ge=0, le=1, description="the candidate's failure rate, at most")
-    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="family-wise: noise fails the gate at most 1 - this")
+    confidence: float = Field(
+        0.95, gt=0.5, le=MAX_CONFIDENCE, description="family-wise: noise fails the gate at most 1 - this"
+    )
     bootstrap: int = Field(
         1000, ge=0, le=MAX_RESAMPLES, description="paired speaker-clustered bootstrap replicates (intervals)"
     )
@@ -151,7 +179,9 @@ class RunConfig(Strict):
     normalizer: str = "whisper-english"
     slices: Path | list[SliceSpec] | None = None
     conditions: list[Condition] = Field(
-        default_factory=list, description="listening conditions; every utterance is heard under each"
+        default_factory=list,
+        max_length=MAX_CONDITIONS,
+        description="listening conditions; every utterance is heard under each",
     )
     seed: int = Field(0, description="seed of simulated conditions (noise, babble talkers, rooms)")
     stats: StatsConfig = Field(default_factory=StatsConfig)

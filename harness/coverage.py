@@ -95,6 +95,9 @@ class _Rows:
     seconds: np.ndarray  # NaN where unknown
 
 
+MAX_PAIR_TAGS = 40  # 40 tags make 780 pair tables; 3,000 tags made 4.5 million, an effective hang
+
+
 def coverage(
     manifest: Path,
     *,
@@ -103,12 +106,14 @@ def coverage(
     min_words: int = 200,
     read_durations: bool = True,
     audio_roots: Sequence[Path] = (),
+    max_pair_tags: int = MAX_PAIR_TAGS,
 ) -> Coverage:
     """Counts per tag value and pair. Durations missing from the manifest come from audio headers,
     read only inside the manifest's folder and ``audio_roots`` (the rule every reader of audio keeps)."""
     rows = _read(manifest, audio_roots_of(manifest, audio_roots) if read_durations else None)
     tags = [t for t in rows.tags.columns if t != "language" or rows.tags[t].nunique() > 1]
-    specs = [SliceSpec(by=(t,)) for t in tags] + [SliceSpec(by=pair) for pair in itertools.combinations(tags, 2)]
+    pairs = list(itertools.combinations(tags, 2)) if len(tags) <= max_pair_tags else []
+    specs = [SliceSpec(by=(t,)) for t in tags] + [SliceSpec(by=pair) for pair in pairs]
     kinds = ["tag"] * len(tags) + ["pair"] * (len(specs) - len(tags))
     if slices:
         check_slices(list(slices), rows.tags, list(rows.tags.columns), "--slices")
@@ -128,8 +133,17 @@ def coverage(
         min_speakers,
         min_words,
         tables,
-        demographic_warnings(manifest, tags),
+        demographic_warnings(manifest, tags) + _pairs_skipped(tags, max_pair_tags),
     )
+
+
+def _pairs_skipped(tags: Sequence[str], limit: int) -> list[str]:
+    if len(tags) <= limit:
+        return []
+    return [
+        f"{len(tags)} tags make {len(tags) * (len(tags) - 1) // 2:,} pairs; pair tables are skipped above "
+        f"--max-pair-tags {limit} (name the pairs that matter in a --slices file)"
+    ]
 
 
 def coverage_of_table(
@@ -250,14 +264,42 @@ def _fast_table(manifest: Path) -> pd.DataFrame | None:
 _JSON_NULL = re.compile(rb'"\s*:\s*null\s*[,}]')
 
 
+# A line break that only the validator reads right: a CR without LF (it rejects the line; Arrow splits on it).
+_LONE_CR = re.compile(rb"\r(?!\n)")
+# A non-blank line that does not open an object (``null``, ``[...]``): Arrow's reader crashes on some.
+_NOT_OBJECT = re.compile(rb"(?m)^[ \t]*[^{\s]")
+_OBJECT = re.compile(rb"(?m)^[ \t]*\{")
+_JSON_STRING = re.compile(rb'"(?:[^"\\\n]|\\.)*"')
+
+
 def _jsonl_frame(manifest: Path) -> pd.DataFrame | None:
-    raw = manifest.read_bytes()  # read once: scanned for nulls, then parsed from memory
-    if _JSON_NULL.search(raw):
+    raw = manifest.read_bytes()  # read once: scanned, then parsed from memory
+    if _JSON_NULL.search(raw) or not _flat_jsonl(raw):
         return None
     arrow = pajson.read_json(pa.BufferReader(raw), parse_options=pajson.ParseOptions(newlines_in_values=False))
     if any(pa.types.is_nested(f.type) for f in arrow.schema):
         return None
+    for column in ("offset", "duration"):  # NaN/Infinity literals, which the validator refuses
+        values = arrow[column] if column in arrow.column_names else None
+        if values is not None and pa.types.is_floating(values.type) and pc.all(pc.is_finite(values)).as_py() is False:
+            return None
     return arrow.to_pandas()
+
+
+def _flat_jsonl(raw: bytes) -> bool:
+    """Only UTF-8 lines each holding one object of scalars reach Arrow's reader: a ``null`` line or deep
+    nesting makes it segfault, Latin-1 fails late, a lone CR splits lines the validator keeps whole."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if _LONE_CR.search(raw) or _NOT_OBJECT.search(raw):
+        return False
+    objects = len(_OBJECT.findall(raw))
+    if raw.count(b"{") == objects and b"[" not in raw:
+        return True
+    bare = _JSON_STRING.sub(b'""', raw)  # braces inside strings are text; outside, they nest
+    return bare.count(b"{") == objects and b"[" not in bare
 
 
 def _csv_frame(manifest: Path) -> pd.DataFrame | None:
@@ -272,7 +314,10 @@ def _csv_frame(manifest: Path) -> pd.DataFrame | None:
     frame = pd.DataFrame(body, columns=header, dtype=object).replace("", None)  # an empty cell is absent
     for column in ("offset", "duration"):
         if column in frame:
-            frame[column] = pd.to_numeric(frame[column])
+            numbers = pd.to_numeric(frame[column])
+            if (numbers.isna() != frame[column].isna()).any():  # "nan" text: the validator refuses it
+                return None
+            frame[column] = numbers
     return frame
 
 
@@ -347,7 +392,7 @@ def _seconds(manifest: Path, frame: pd.DataFrame, roots: Sequence[Path] | None) 
         lengths[audio] = np.nan  # unreadable, missing or not ours to open: `asrfair validate` says which
         try:
             path = (Path(audio) if Path(audio).is_absolute() else manifest.parent / audio).resolve()
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: a symlink loop
             continue
         if not is_inside(path, roots):
             outside += 1

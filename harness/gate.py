@@ -36,6 +36,7 @@ from harness.conditions import CONDITION_TAG
 from harness.config import GateConfig, RunConfig
 from harness.degradation import Degradation, compared_dimensions, degradation, pair_conditions
 from harness.errors import InputError, format_validation_error
+from harness.integrity import check_sealed
 from harness.significance import holm
 from harness.slices import SliceSpec, TagCodes, slice_codes
 from harness.stats import Interval, StatsOptions
@@ -144,16 +145,23 @@ def load_side(path: Path, label: str) -> RunSide:
     """A run directory, or a baseline JSON written by :func:`save_baseline`."""
     if path.is_dir():
         paths = open_run_dir(path)
+        check_sealed(path)
         if not paths.utterances.is_file() or not paths.metrics.is_file():
             raise InputError(f"{path}: the run did not finish scoring (no metrics.json); {paths.completion_hint()}")
         table, metrics, config = _read_table(paths.utterances), _read_json(paths.metrics), _read_config(paths.config)
         return RunSide(label, path, table, metrics, config, path.resolve().name)
     if path.suffix == ".json" and path.is_file():
         saved = _read_json(path)
-        if saved.get("schema") != BASELINE_SCHEMA:
+        if not isinstance(saved, dict) or saved.get("schema") != BASELINE_SCHEMA:
+            schema = saved.get("schema") if isinstance(saved, dict) else None
             raise InputError(
-                f"{path}: not an asrfair baseline (schema {saved.get('schema')!r}); make one:  'asrfair baseline set'"
+                f"{path}: not an asrfair baseline (schema {schema!r}); make one:  'asrfair baseline set'"
             )
+        recorded_body = saved.pop("sha256", None)  # baselines set before it existed have none
+        if recorded_body is not None and recorded_body != _body_sha256(saved):
+            raise InputError(f"{path}: changed since 'asrfair baseline set' wrote it (sha256 differs); set it again")
+        if not isinstance(saved.get("utterances"), str) or not isinstance(saved.get("metrics"), dict):
+            raise InputError(f"{path}: 'utterances' or 'metrics' missing or of the wrong type; set the baseline again")
         table_path = path.parent / saved["utterances"]
         recorded = saved.get("utterances_sha256")  # baselines set before it existed have none
         if recorded and table_path.is_file() and file_sha256(table_path) != recorded:
@@ -179,20 +187,27 @@ def save_baseline(run_dir: Path, out: Path) -> Path:
     source = open_run_dir(run_dir).utterances
     # the table first, the JSON naming its hash last: a kill between leaves a pair load_side refuses
     write_atomic(table_path, lambda tmp: shutil.copyfile(source, tmp))
-    write_json(
-        out,
-        {
-            "schema": BASELINE_SCHEMA,
-            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-            "from_run": str(run_dir.resolve()),
-            **{k: v for k, v in side.describe().items() if k != "source"},
-            "utterances": table_path.name,
-            "utterances_sha256": file_sha256(table_path),
-            "config": side.config.model_dump(mode="json"),
-            "metrics": side.metrics,
-        },
-    )
+    body = {
+        "schema": BASELINE_SCHEMA,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "from_run": str(run_dir.resolve()),
+        **{k: v for k, v in side.describe().items() if k != "source"},
+        "utterances": table_path.name,
+        "utterances_sha256": file_sha256(table_path),
+        "config": side.config.model_dump(mode="json"),
+        "metrics": side.metrics,
+    }
+    write_json(out, {**body, "sha256": _body_sha256(body)})
     return out
+
+
+def _body_sha256(body: dict[str, Any]) -> str:
+    """Checksum of a baseline's JSON without its own ``sha256`` key: a hand edit is refused on loading."""
+    import hashlib
+    import json
+
+    text = json.dumps(body, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _read_table(path: Path) -> pd.DataFrame:

@@ -229,7 +229,7 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
 def _replace_run(db_path: Path, run_id: str, rows: dict[str, pd.DataFrame]) -> None:
     """One short transaction: the connection (and so the file lock) is held only for it. If
     anything fails before the commit, closing the connection discards the whole transaction."""
-    with duckdb.connect(str(db_path)) as con:
+    with connect(db_path) as con:
         con.begin()
         write_rows(con, run_id, rows)
         con.commit()
@@ -255,6 +255,29 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         for column, kind in columns.items():
             if column not in present:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+# DuckDB would install and load an extension to read a SQLite (or other foreign) file: never here.
+_NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def connect(db_path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection to the history database, refusing a file that is not DuckDB's by its header."""
+    if db_path.exists() and not db_path.is_file():  # opening a FIFO would block
+        raise InputError(f"{db_path}: not a regular file; set 'history:' to a .duckdb file path")
+    try:
+        with db_path.open("rb") as handle:
+            header = handle.read(16)
+    except FileNotFoundError:
+        header = b""  # a new database
+    except OSError as exc:
+        raise InputError(
+            f"{db_path}: cannot read the history database ({exc.strerror}); set 'history:' elsewhere"
+        ) from None
+    if header and header[8:12] != b"DUCK":
+        kind = "a SQLite database" if header.startswith(b"SQLite format 3") else "not a DuckDB database"
+        raise InputError(f"{db_path}: {kind}; set 'history:' to a .duckdb file (a new path starts a new history)")
+    return duckdb.connect(str(db_path), read_only=read_only, config=_NO_EXTENSIONS)
 
 
 def _retrying(wait_s: float) -> Retrying:
@@ -291,7 +314,7 @@ def load_history(
     if not db_path.exists():
         raise InputError(f"no history at {db_path}; runs record there after 'asrfair run'")
     try:
-        with _retrying(lock_wait_s)(duckdb.connect, str(db_path), read_only=True) as con:
+        with _retrying(lock_wait_s)(connect, db_path, read_only=True) as con:
             if not con.execute(_HAS_RUNS_TABLE).fetchone()[0]:
                 # a run killed before its first record committed leaves an empty database file
                 raise InputError(f"{db_path}: no runs recorded; runs record there after 'asrfair run'")

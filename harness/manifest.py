@@ -194,6 +194,17 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str | Problem:
         return Problem("error", path, 0, None, f"not UTF-8 ({exc.reason}); re-save as UTF-8")
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object naming one key twice: ``json`` would keep the last value silently."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        raise _DuplicateKey(json.dumps(next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))))
+    return row
+
+
 def _jsonl_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
     text = _decode(path, raw, "utf-8-sig")  # tolerate a byte-order mark
     if isinstance(text, Problem):
@@ -205,7 +216,10 @@ def _jsonl_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | 
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            yield number, Problem("error", path, number, None, f"key {exc} appears twice; keep one")
+            continue
         except json.JSONDecodeError as exc:
             yield (
                 number,
@@ -237,9 +251,9 @@ def _csv_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Pr
     if isinstance(text, Problem):
         yield 0, text
         return
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # keeps newlines inside quoted cells
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # keeps newlines inside quoted cells
     try:
-        header = reader.fieldnames or []
+        header = next(reader, [])
     except csv.Error as exc:  # a malformed header row (a stray quote)
         line = reader.line_num or 1
         message = f'bad CSV header: {exc}; inside a quoted cell write a quote as ""'
@@ -249,22 +263,23 @@ def _csv_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Pr
     if duplicated:
         yield 1, Problem("error", path, 1, None, f"duplicate column(s) {', '.join(duplicated)}; rename one")
         return
-    start = 2  # the header is line 1
-    try:
-        for row in reader:
-            if None in row:
-                yield (
-                    start,
-                    Problem(
-                        "error", path, start, None, "more cells than header columns; quote cells that contain commas"
-                    ),
-                )
-            else:
-                # Empty cells mean "absent" in CSV; numbers arrive as text.
-                yield start, {k: v for k, v in row.items() if v not in ("", None)}
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        yield reader.line_num, Problem("error", path, reader.line_num, None, f"bad CSV: {exc}")
+    while True:
+        start = reader.line_num + 1  # the row's first line: blank lines and quoted newlines counted
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield start, Problem("error", path, start, None, f"bad CSV in the row starting here: {exc}")
+            return
+        if not cells:
+            continue  # a blank line
+        if len(cells) > len(header):
+            message = "more cells than header columns; quote cells that contain commas"
+            yield start, Problem("error", path, start, None, message)
+            continue
+        # Empty cells mean "absent" in CSV; numbers arrive as text.
+        yield start, {k: v for k, v in zip(header, cells, strict=False) if v != ""}
 
 
 def _parse_record(
@@ -341,9 +356,17 @@ def _parse_record(
     audio_path = Path(str(audio))
     if not audio_path.is_absolute():
         audio_path = path.parent / audio_path
+    try:
+        audio_path = audio_path.resolve()
+        audio_path.is_file()  # answers False for most failures but raises for a name too long
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "a symlink loop"
+        shown = json.dumps(audio if len(audio) <= 80 else audio[:80] + "...")
+        error("audio", f"audio path {shown} cannot be opened ({reason}); fix the path")
+        return None, problems
     utt = Utterance(
         id=str(utt_id),
-        audio=audio_path.resolve(),
+        audio=audio_path,
         text=str(text),
         speaker=speaker,
         language=str(language),
@@ -407,6 +430,9 @@ def _check_audio(path: Path, line: int, utt: Utterance) -> list[Problem]:
             return [Problem("error", path, line, "audio", f"cannot read {shown} ({exc}); convert it to WAV or FLAC")]
     else:
         duration = info.frames / info.samplerate if info.samplerate else 0.0
+        if info.frames and not _last_frame_readable(utt.audio, info.frames):
+            message = f"{shown} is truncated: its header promises {duration:.2f}s that the file does not hold"
+            return [Problem("error", path, line, "audio", f"{message}; copy or download it again")]
     end = utt.offset + (utt.duration or 0.0)
     if end > duration + 0.01 or utt.offset >= duration:
         return [
@@ -419,6 +445,16 @@ def _check_audio(path: Path, line: int, utt: Utterance) -> list[Problem]:
             )
         ]
     return []
+
+
+def _last_frame_readable(audio: Path, frames: int) -> bool:
+    """A truncated FLAC (or WAV) keeps its header's length; seeking to its last frame fails."""
+    try:
+        with sf.SoundFile(str(audio)) as sound:
+            sound.seek(frames - 1)
+            return len(sound.read(1)) == 1
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return False
 
 
 def read_vocabulary(card: Path) -> dict[str, frozenset[str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import platform
 import subprocess
 import threading
@@ -29,13 +30,14 @@ from harness.backends.base import Backend, Registry, Transcript
 from harness.conditions import CONDITION_TAG, Condition, Rendering, Simulator, with_condition
 from harness.conditions.dsp import CodecUnavailable, codec
 from harness.conditions.spec import Babble, Codec
-from harness.config import RunConfig
+from harness.config import MAX_CONFIDENCE, RunConfig
 from harness.degradation import degradation
 from harness.discover import DiscoverOptions, Discovery, discover, discovery_tags
 from harness.errors import BackendUnavailable, InputError, Interrupted, TooManyFailures, format_validation_error
 from harness.execute import BatchCallback, StopRequested, TranscribeResult, transcribe_all
 from harness.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
 from harness.history import record_run
+from harness.integrity import check_sealed, seal, unseal
 from harness.manifest import Manifest, Utterance, load_manifest
 from harness.model import ModelResult, model_for_slices
 from harness.normalization import NormalizerSensitivity, ScoredView, normalizer_sensitivity
@@ -372,11 +374,15 @@ def fit_model(run_dir: Path, *, factors: list[str] | None = None, slices: list[S
     """The rate model on a finished run's scored utterances (as written by its last scoring)."""
     _paths, config, table = _open_finished(run_dir)
     specs = _run_slices(config, table, slices)
+    twice = sorted({f for f in factors or [] if (factors or []).count(f) > 1})
+    if twice:
+        raise InputError(f"--factors: {', '.join(twice)} named twice; name each factor once")
     unknown = sorted(set(factors or []) - set(tag_columns(table)))
     if unknown:
         tags = ", ".join(tag_columns(table))
         raise InputError(f"{run_dir}: --factors {', '.join(unknown)} are not tags of this run ({tags})")
-    return model_for_slices(table, specs, factors or config.stats.model_factors, config.stats.confidence)
+    stats = config.stats
+    return model_for_slices(table, specs, factors or stats.model_factors, stats.confidence, stats.model_max_levels)
 
 
 def plan_run(
@@ -392,14 +398,15 @@ def plan_run(
     α default to the run's ``stats.power`` and 1 - ``stats.confidence``. With simulated
     conditions the plan is made on the reference condition's rows."""
     _paths, config, table = _open_finished(run_dir)
-    for name, value, low, high in (
-        ("--gap", gap, 0.0, 1.0),
-        ("--power", power, 0.5, 1.0),
-        ("--alpha", alpha, 0.0, 0.5),
+    # lower ends where the arithmetic still holds: a gap of 1e-300 squares to 0, 1 - 1e-300 / 2 rounds to 1
+    for name, value, within, shown in (
+        ("--gap", gap, lambda v: 1e-4 <= v < 1, "in [0.0001, 1)"),
+        ("--power", power, lambda v: 0.5 < v <= MAX_CONFIDENCE, f"in (0.5, {MAX_CONFIDENCE:g}]"),
+        ("--alpha", alpha, lambda v: 1 - MAX_CONFIDENCE <= v < 0.5, f"in [{1 - MAX_CONFIDENCE:.0e}, 0.5)"),
     ):
-        if value is not None and not low < value < high:
-            raise InputError(f"{name} {value}: must lie strictly between {low:g} and {high:g}")
-    if utts_per_speaker is not None and utts_per_speaker < 1:
+        if value is not None and not within(value):
+            raise InputError(f"{name} {value}: must lie {shown}")
+    if utts_per_speaker is not None and not 1 <= utts_per_speaker < math.inf:  # NaN fails both
         raise InputError(f"--utts-per-speaker {utts_per_speaker}: must be at least 1")
     specs = _run_slices(config, table, slices)
     check_slices(specs, table, [*tag_columns(table), "language"], str(run_dir))
@@ -438,6 +445,8 @@ def discover_run(
         raise InputError(f"--depth {depth}: search conjunctions of 1 to 4 tags")
     if not 0 < fdr < 1:
         raise InputError(f"--fdr {fdr}: must lie strictly between 0 and 1")
+    if seed is not None and seed < 0:
+        raise InputError(f"--seed {seed}: must be 0 or more")
     rows = recorded_rows(table, config)
     searchable = discovery_tags(rows, None)
     unknown = sorted(set(tags or []) - set(searchable))
@@ -529,6 +538,7 @@ def _run_slices(config: RunConfig, frame: pd.DataFrame, slices: list[SliceSpec] 
 
 def _open_finished(run_dir: Path) -> tuple[RunPaths, RunConfig, pd.DataFrame]:
     paths = open_run_dir(run_dir)
+    check_sealed(paths.root)
     if not paths.utterances.is_file():
         raise InputError(f"{run_dir}: utterances.parquet missing; the run did not finish scoring")
     try:
@@ -586,17 +596,21 @@ def _score_and_write(
     }
     sensitivity = _sensitivity(frame, table, aggregates.headline, headline_specs, normalizers, config)
     model = (
-        model_for_slices(table, slices, config.stats.model_factors, config.stats.confidence)
+        model_for_slices(
+            table, slices, config.stats.model_factors, config.stats.confidence, config.stats.model_max_levels
+        )
         if config.stats.model == "poisson-gee"
         else None
     )
     metrics = build_metrics(aggregates, table, provenance, model, changes, sensitivity, robust, warnings)
+    unseal(paths.root)
     write_parquet(paths.utterances, table)
     write_json(paths.provenance, metrics["provenance"])
     found = current_discovery(paths.discovery, metrics["provenance"])  # a stale one is left out, not lost
     write_text(paths.report_md, render_markdown(metrics, discovery=found))
     write_text(paths.report_html, render_html(metrics, table, slices, report_dir=paths.root, discovery=found))
     write_json(paths.metrics, metrics)  # last: a directory without it was interrupted, never taken as done
+    seal(paths.root)
     return metrics
 
 

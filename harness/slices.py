@@ -64,6 +64,21 @@ class SliceSpec(BaseModel):
             parse_where(value)  # raises WhereError (a ValueError) with the reason
         return value
 
+    @field_validator("groups")
+    @classmethod
+    def _disjoint(cls, value: dict[str, dict[str, tuple[str, ...]]]) -> dict[str, dict[str, tuple[str, ...]]]:
+        """A value in two groups would land in whichever came last, silently."""
+        for tag, groups in value.items():
+            owner: dict[str, str] = {}
+            for group, members in groups.items():
+                for member in members:
+                    if owner.setdefault(member, group) != group:
+                        raise ValueError(
+                            f"groups for {tag}: '{member}' is in both '{owner[member]}' and '{group}'; "
+                            "put each value in one group"
+                        )
+        return value
+
     @field_validator("bins")
     @classmethod
     def _increasing(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
@@ -131,6 +146,13 @@ def check_slices(specs: Sequence[SliceSpec], rows: pd.DataFrame, tags: Sequence[
                     f"{source}: slice '{spec.label}' {key}: no utterance has {tag}='{value}'; "
                     f"{_suggest(value, values[tag])}values of {tag}: {', '.join(sorted(values[tag]))}"
                 )
+        for tag, groups in spec.groups.items():
+            for group, members in groups.items():
+                if group in values[tag] and group not in members:  # its own utterances would join the group
+                    raise InputError(
+                        f"{source}: slice '{spec.label}' groups: '{group}' is also a value of {tag} that the group "
+                        f"does not list, so {tag}='{group}' would merge into it silently; rename the group or list it"
+                    )
         for tag in spec.bins:
             bad = sorted(v for v in values[tag] if pd.isna(pd.to_numeric(v, errors="coerce")))
             if bad:

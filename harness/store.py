@@ -12,7 +12,10 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
+import stat
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +47,8 @@ def cache_key(fingerprint_id: str, request_key: str) -> str:
 class TranscriptCache:
     def __init__(self, path: Path) -> None:
         self.path = path
+        if path.exists() and not path.is_file():  # SQLite would add path-journal beside a device or FIFO
+            raise InputError(f"{path}: the transcript cache must be a regular file; set 'cache:' to a file path")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False)
@@ -177,7 +182,17 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> None:
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` beside the target, then rename: an interrupted write never leaves a truncated
-    file, and a full or read-only disk is a one-line error naming the file (exit 2), not a traceback."""
+    file, and a full or read-only disk is a one-line error naming the file (exit 2), not a traceback.
+
+    A target that exists and is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is
+    written through, never replaced: renaming over a device node would break it for the machine."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        mode = stat.S_IFREG  # absent (or unreadable: the write below names why)
+    if not stat.S_ISREG(mode):
+        _write_through(path, write, mode)
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write(tmp)
@@ -187,6 +202,20 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def _write_through(path: Path, write: Callable[[Path], object], mode: int) -> None:
+    """Write into an existing non-regular file (a device, a FIFO) in place, from a private temporary copy."""
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: cannot write (it is a directory); name a file to write")
+    try:
+        with tempfile.TemporaryDirectory(prefix="asrfair-") as folder:
+            tmp = Path(folder) / path.name  # same name: writers pick the format by the suffix
+            write(tmp)
+            with tmp.open("rb") as source, path.open("wb") as target:
+                shutil.copyfileobj(source, target)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({_reason(exc)}); write to a regular file instead") from None
 
 
 def _reason(exc: OSError) -> str:

@@ -30,26 +30,34 @@ _COMPARE = {
 
 
 MAX_DEPTH = 100  # of and/or/not nesting; far below Python's recursion limit
+MAX_LENGTH = 100_000  # characters: Python's parser runs out of memory on 100,000 nested 'not' before any check
 
 
 class WhereError(ValueError):
     """The expression is not in the filter language."""
 
 
+def _shown(text: str) -> str:
+    """The expression as quoted in an error: a 100,000-character one would make the line unreadable."""
+    return repr(text if len(text) <= 80 else text[:80] + "...")
+
+
 def parse_where(text: str) -> ast.Expression:
+    if len(text) > MAX_LENGTH:
+        raise WhereError(f"where expression of {len(text):,} characters (at most {MAX_LENGTH:,}); simplify it")
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        raise WhereError(f"cannot parse where expression {text!r}: {exc.msg}") from None
-    except RecursionError:  # the compiler's own nesting limit
-        raise WhereError(f"in {text!r}: nested more than {MAX_DEPTH} levels deep; simplify it") from None
+        raise WhereError(f"cannot parse where expression {_shown(text)}: {exc.msg}") from None
+    except (RecursionError, MemoryError):  # the parser's and compiler's own nesting limits
+        raise WhereError(f"in {_shown(text)}: nested more than {MAX_DEPTH} levels deep; simplify it") from None
     _check(tree.body, text)
     return tree
 
 
 def _check(node: ast.AST, text: str, depth: int = 0) -> None:
     if depth > MAX_DEPTH:  # _check and evaluate recurse once per level
-        raise WhereError(f"in {text!r}: nested more than {MAX_DEPTH} levels deep; simplify it")
+        raise WhereError(f"in {_shown(text)}: nested more than {MAX_DEPTH} levels deep; simplify it")
     if isinstance(node, ast.BoolOp):
         for value in node.values:
             _check(value, text, depth + 1)
@@ -58,15 +66,15 @@ def _check(node: ast.AST, text: str, depth: int = 0) -> None:
     elif isinstance(node, ast.Compare) and len(node.ops) == 1:
         left, right, op = node.left, node.comparators[0], node.ops[0]
         if not isinstance(left, ast.Name):
-            raise WhereError(f"in {text!r}: the left side of a comparison must be a tag name")
+            raise WhereError(f"in {_shown(text)}: the left side of a comparison must be a tag name")
         if isinstance(op, ast.In | ast.NotIn):
             if not (isinstance(right, ast.List | ast.Tuple) and all(_is_constant(e) for e in right.elts)):
-                raise WhereError(f"in {text!r}: 'in' needs a list of constants, e.g. accent in ['a', 'b']")
+                raise WhereError(f"in {_shown(text)}: 'in' needs a list of constants, e.g. accent in ['a', 'b']")
         elif type(op) not in _COMPARE or not _is_constant(right):
-            raise WhereError(f"in {text!r}: compare a tag with a constant using == != < <= > >= in")
+            raise WhereError(f"in {_shown(text)}: compare a tag with a constant using == != < <= > >= in")
     else:
         raise WhereError(
-            f"in {text!r}: only tag comparisons joined by and/or/not are allowed (found {type(node).__name__})"
+            f"in {_shown(text)}: only tag comparisons joined by and/or/not are allowed (found {type(node).__name__})"
         )
 
 

@@ -263,5 +263,6 @@ def test_a_run_stamped_before_presets_had_versions_still_compares(tmp_path, mani
     del metrics["provenance"]["normalizer_definition"]
     metrics["provenance"]["normalizer"] = "whisper-english@0.1.12"  # how runs were stamped before
     (legacy / "metrics.json").write_text(json.dumps(metrics))
+    (legacy / "checksums.json").unlink()  # runs of that time had none
     result = run_gate(load_side(legacy, "baseline"), load_side(first, "candidate"), GateConfig())
     assert result.passed and "applied by whisper-normalizer 0.1.12 in the baseline" in result.warnings[0]

@@ -161,7 +161,7 @@ def test_plan_cli_tables_json_and_errors(stub_run, tmp_path):
     south = next(s for d in data["dimensions"] if d["name"] == "accent" for s in d["slices"] if s["label"] == "south")
     assert south["speakers"] == 4 and south["compared_with"] == "rest of accent" and south["planned_per_speaker"] == 20
     assert "| south |" in (tmp_path / "plan.md").read_text()
-    assert_clean_error(asrfair("plan", root, "--gap", "2"), 2, "--gap 2.0: must lie strictly between 0 and 1")
+    assert_clean_error(asrfair("plan", root, "--gap", "2"), 2, "--gap 2.0: must lie in [0.0001, 1)")
     assert_clean_error(asrfair("plan", str(tmp_path / "nope"), "--gap", "0.02"), 2, "nope")
     with pytest.raises(InputError, match="--utts-per-speaker"):
         plan_run(stub_run.paths.root, gap=0.02, utts_per_speaker=0)

@@ -16,6 +16,7 @@ those under a better one, as paired data should).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -101,8 +102,8 @@ class StubOptions(BackendOptions):
         unknown = set(value) - {"substitution", "deletion", "insertion"}
         if unknown:
             raise ValueError(f"unknown error kinds {sorted(unknown)}; use substitution, deletion, insertion")
-        if any(w < 0 for w in value.values()) or sum(value.values()) <= 0:
-            raise ValueError("mix weights must be >= 0 and not all zero")
+        if not all(0 <= w < math.inf for w in value.values()) or sum(value.values()) <= 0:  # NaN fails 0 <= w
+            raise ValueError("mix weights must be finite, >= 0 and not all zero")
         return value
 
 

@@ -77,6 +77,8 @@ def import_corpus(
     Rejects go to ``rejects``, or, where rows were rejected and none was named, to
     ``<manifest>.rejects.jsonl`` beside the manifest: a rejected row is never only a count.
     """
+    if manifest.exists() and not manifest.is_file():  # its rejects and dataset card would land beside it
+        raise InputError(f"-o {manifest}: not a regular file; name the manifest file to write")
     manifest.parent.mkdir(parents=True, exist_ok=True)
     default_rejects = manifest.with_name(f"{manifest.stem}.rejects.jsonl")
     rejects_path = rejects or default_rejects

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from harness.coverage import MAX_EMPTY_LISTED, Cell, Coverage, CoverageTable, cell_text, matrix
 from harness.power import Plan, SlicePlan
-from harness.report.format import md_text
+from harness.report.format import clip, md_text
+from harness.report.format import shown as escape  # long names clipped for display
 
 WIDEST_MATRIX = 12  # a pair with more values than this on both sides is listed, not drawn
 
@@ -56,13 +56,15 @@ def _drawable(table: CoverageTable) -> bool:
 def _cell_table(table: CoverageTable) -> Table:
     thin = sum(c.thin for c in table.cells)
     out = Table(
-        title=f"{escape(table.name)}: {len(table.cells)} cells, {thin} thin", title_justify="left", title_style="bold"
+        title=f"{escape(clip(table.name))}: {len(table.cells)} cells, {thin} thin",
+        title_justify="left",
+        title_style="bold",
     )
     for column in ("cell", "speakers", "utterances", "words", "hours", "flags"):
         out.add_column(column, justify="left" if column in ("cell", "flags") else "right")
     for cell in table.cells:
         out.add_row(
-            escape(cell.label) + (f" {THIN}" if cell.thin else ""),
+            escape(clip(cell.label)) + (f" {THIN}" if cell.thin else ""),
             str(cell.speakers),
             str(cell.utterances),
             str(cell.words),
@@ -77,15 +79,15 @@ def _matrix_table(table: CoverageTable) -> Table:
     down, across, rows, columns, cells = matrix(table)
     thin = sum(c.thin for c in table.cells)
     out = Table(
-        title=f"{escape(table.name)}: speakers · words per cell; {thin} thin, {len(table.empty)} empty",
+        title=f"{escape(clip(table.name))}: speakers · words per cell; {thin} thin, {len(table.empty)} empty",
         title_justify="left",
         title_style="bold",
     )
-    out.add_column(f"{escape(down)} \\ {escape(across)}")
+    out.add_column(f"{escape(clip(down))} \\ {escape(clip(across))}")
     for column in columns:
-        out.add_column(escape(column), justify="right")
+        out.add_column(escape(clip(column)), justify="right")
     for row in rows:
-        out.add_row(escape(row), *(_matrix_cell(cells.get((row, column))) for column in columns))
+        out.add_row(escape(clip(row)), *(_matrix_cell(cells.get((row, column))) for column in columns))
     return out
 
 

@@ -27,6 +27,24 @@ def md_code(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+SHOWN_CHARS = 120  # of a tag name or value in a terminal table: rich takes minutes to wrap 100,000
+
+
+def clip(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters for display, marked with an ellipsis (data files keep it whole)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_LONG_WORD = re.compile(rf"\S{{{SHOWN_CHARS + 1},}}")
+
+
+def shown(text: str) -> str:
+    """Data for a terminal table or line, rich-escaped, every word over SHOWN_CHARS clipped."""
+    from rich.markup import escape
+
+    return escape(_LONG_WORD.sub(lambda word: clip(word.group()), text))
+
+
 def pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 

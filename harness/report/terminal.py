@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from harness.report.format import (
@@ -43,6 +42,7 @@ from harness.report.format import (
     star,
     test_sentence,
 )
+from harness.report.format import shown as escape  # long names clipped for display
 
 _SHORT = {"pooled": "pooled", "speaker-mean": "spk-mean", "utterance-mean": "utt-mean"}
 
