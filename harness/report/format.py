@@ -57,7 +57,16 @@ def signed(value: float | None) -> str:
     return "–" if value is None else f"{value:+.2f}"
 
 
+# Beyond these an interval end or a detectable gap only says that the data cannot bound it (a few
+# speakers on the log scale give ends like 10²¹×), so it is said in words, not as a number.
+RATIO_SHOWN_MAX = 100.0
+WER_SHOWN_MAX = 2.0
+DETECTABLE_SHOWN_MAX = 1.0
+
+
 def ratio(value: float | None) -> str:
+    if value is not None and value > RATIO_SHOWN_MAX:
+        return f">{RATIO_SHOWN_MAX:.0f}×"
     return "–" if value is None else f"{value:.2f}×"
 
 
@@ -71,8 +80,12 @@ def interval(ci: list[float | None] | None, fmt=pct, unbounded: bool = False, no
 
 
 def pct_ci(value: float | None, ci: list[float | None] | None, note: str | None = None) -> str:
-    text = interval(ci, lambda v: f"{100 * v:.1f}", note=note if value is not None else None)
+    text = interval(ci, _wer_end, note=note if value is not None else None)
     return f"{pct(value)} {text}" if text else pct(value)
+
+
+def _wer_end(value: float) -> str:
+    return f">{100 * WER_SHOWN_MAX:.0f}" if value > WER_SHOWN_MAX else f"{100 * value:.1f}"
 
 
 def slice_wer(slice_: dict[str, Any]) -> str:
@@ -314,7 +327,13 @@ def normalization_disparity(dim: dict[str, Any], normalizers: list[str]) -> str:
 
 def detectable(slice_: dict[str, Any]) -> str:
     """A slice's minimum detectable gap against its dimension's overall, e.g. ``±4.1 pp``."""
-    value = (slice_.get("vs_overall") or {}).get("min_detectable")
+    return detectable_gap((slice_.get("vs_overall") or {}).get("min_detectable"))
+
+
+def detectable_gap(value: float | None) -> str:
+    """``±4.1 pp``; a gap over 100 points is no gap this data could show."""
+    if value is not None and value > DETECTABLE_SHOWN_MAX:
+        return f"none ≤ ±{100 * DETECTABLE_SHOWN_MAX:.0f} pp"
     return "–" if value is None else f"±{100 * value:.1f} pp"
 
 
@@ -329,9 +348,9 @@ def detectable_sentence(dimension: dict[str, Any], stats: dict[str, Any]) -> str
         return ""
     (low, best), (high, worst) = min(known), max(known)
     span = (
-        f"±{100 * low:.1f} pp ({best})"
+        f"{detectable_gap(low)} ({best})"
         if low == high
-        else f"±{100 * low:.1f} pp ({best}) to ±{100 * high:.1f} pp ({worst})"
+        else f"{detectable_gap(low)} ({best}) to {detectable_gap(high)} ({worst})"
     )
     level = f"power ≥ {stats.get('power', 0.8):.0%}, α {1 - stats['confidence']:.2g}, conservative"
     if any(s.get("significantly_worse") for s in dimension["slices"]):
@@ -361,7 +380,7 @@ def finding_cells(rank: int, finding: dict[str, Any]) -> list[str]:
     ratio = (
         "–"
         if e["ratio"] is None
-        else f"{e['ratio']:.2f}× {interval(e.get('ratio_ci'), lambda v: f'{v:.2f}', unbounded=True)}"
+        else f"{e['ratio']:.2f}× {interval(e.get('ratio_ci'), lambda v: ratio(v)[:-1], unbounded=True)}"
     )
     return [
         str(rank),

@@ -33,6 +33,7 @@ from harness.report.format import (
     points,
     pooled_over_conditions,
     quartiles,
+    ratio,
     rewrites_text,
     robust_cells,
     robust_changes,
@@ -431,7 +432,7 @@ def _row(s: dict[str, Any], headline: str) -> str:
 def _reference_row(s: dict[str, Any]) -> str:
     ref = s["vs_reference"]
     difference = f"{points(ref['difference'])} {interval(ref['difference_ci'], points)}".strip()
-    ratio_ci = interval(ref["ratio_ci"], lambda v: f"{v:.2f}", unbounded=True)
+    ratio_ci = interval(ref["ratio_ci"], lambda v: ratio(v)[:-1], unbounded=True)
     ratio_text = "–" if ref["ratio"] is None else f"{ref['ratio']:.2f}× {ratio_ci}"
     return f"| {md_text(s['label'])} | {difference} | {ratio_text.strip()} |"
 
