@@ -315,7 +315,7 @@ def difference_intervals(
     m = len(columns)
     c = contrasts(r, unit_contrasts(r.k, columns, [minus] * m) if minus is not None else select(r.k, columns))
     estimate = r.values[list(columns)] - (r.values[minus] if minus is not None else 0.0)
-    return t_intervals(estimate, c.se, c, confidence, enabled)
+    return t_intervals(estimate, c.se, c, confidence, enabled, skew=True)
 
 
 def _dimension(

@@ -50,6 +50,7 @@ class Contrasts:
     se: np.ndarray
     df: np.ndarray
     clusters: np.ndarray
+    skew: np.ndarray | None = None  # third cumulant of the estimate over se³ (Hall's correction)
 
 
 def ratios(cluster: np.ndarray, column: np.ndarray, a: np.ndarray, b: np.ndarray, n_clusters: int, k: int) -> Ratios:
@@ -100,7 +101,9 @@ def contrasts(r: Ratios, coef: sparse.spmatrix | np.ndarray, conservative: bool 
         key = r.stratum[entries.row] * m + entries.col
         out = []
         for power in powers:
-            values = {"one": entries.data, "abs": np.abs(entries.data), "sq": entries.data**2}.get(power)
+            values = {
+                "one": entries.data, "abs": np.abs(entries.data), "sq": entries.data**2, "cube": entries.data**3
+            }.get(power)
             if power == "four":
                 values = entries.data**4
             out.append(np.bincount(key, weights=values, minlength=strata * m).reshape(shape))
@@ -110,8 +113,8 @@ def contrasts(r: Ratios, coef: sparse.spmatrix | np.ndarray, conservative: bool 
     involved.data = (involved.data > 0).astype(np.float64)
     (n,) = by_stratum(involved, "one")  # speakers of each stratum a contrast involves
     d = r.influence @ coef  # clusters × m
-    powers = ("one", "sq", "abs", "four") if conservative else ("one", "sq", "abs")
-    s1, s2, s_abs, *rest = by_stratum(d, *powers)
+    powers = ("one", "sq", "abs", "cube", "four") if conservative else ("one", "sq", "abs", "cube")
+    s1, s2, s_abs, s3, *rest = by_stratum(d, *powers)
     s4 = rest[0] if conservative else None
     with np.errstate(invalid="ignore", divide="ignore"):
         centred = np.where(n >= 2, (s2 - s1**2 / np.maximum(n, 1)) * (n - 1) / np.maximum(n, 1), s2)
@@ -125,6 +128,12 @@ def contrasts(r: Ratios, coef: sparse.spmatrix | np.ndarray, conservative: bool 
         if s4 is not None:  # (Σ d²)² / Σ d⁴: fewer still when one speaker's influence dominates
             n_eff = np.where(s4 > 0, s2**2 / np.where(s4 > 0, s4, 1.0), n)
         df = var**2 / (centred**2 / np.maximum(np.minimum(n_eff, n) - 1, 1)).sum(axis=0)
+        # Third cumulant of the estimate, stratum by stratum, on the scale of the jackknife variance
+        # above: the k-statistic of the influences (≈ (n − 1)·d) over n², i.e. (n − 1)² / (n(n − 2)) Σ (d − d̄)³.
+        mean = s1 / np.maximum(n, 1)
+        scale = (n - 1) ** 2 / np.maximum(n * (n - 2), 1)
+        third = np.where(n >= 3, (s3 - 3 * mean * s2 + 2 * n * mean**3) * scale, 0.0)
+        skew = np.where(var > 0, third.sum(axis=0) / np.where(var > 0, var, 1.0) ** 1.5, 0.0)
     # The fewest speakers of any figure the contrast involves: one speaker's slice has no spread.
     per_column = np.asarray(r.pattern.sum(axis=0)).ravel()
     fewest = np.where(coef.data != 0, per_column[coef.indices], np.inf)
@@ -132,7 +141,22 @@ def contrasts(r: Ratios, coef: sparse.spmatrix | np.ndarray, conservative: bool 
     np.minimum.at(clusters, np.repeat(np.arange(coef.shape[1]), np.diff(coef.indptr)), fewest)
     clusters[~np.isfinite(clusters)] = 0
     se = np.sqrt(var)
-    return Contrasts(se, np.where(var > 0, df, np.nan), clusters)
+    return Contrasts(se, np.where(var > 0, df, np.nan), clusters, skew)
+
+
+def hall_quantiles(q: np.ndarray, skew: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper quantiles of the studentised ``(estimate − θ)/se`` of a sum with standardised
+    third cumulant ``skew``: Hall's (1992) monotone cubic transform ``g(T) = T + cT² + c²T³/3 + c/2``
+    (``c = skew/3``) is ±q-distributed, so T lies in ``[g⁻¹(−q), g⁻¹(q)]``. A right-skewed sum (few
+    speakers carrying most of the errors) makes T left-skewed: the interval moves up."""
+    c = np.asarray(skew, dtype=np.float64) / 3
+
+    def inverse(x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (np.cbrt(1 + 3 * c * (x - c / 2)) - 1) / c
+        return np.where(np.abs(c) > 1e-12, t, x)
+
+    return inverse(-q), inverse(q)
 
 
 def own_strata(r: Ratios, columns: np.ndarray) -> bool:

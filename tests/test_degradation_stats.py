@@ -9,9 +9,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import optimize, stats
 
 from harness.degradation import Degradation, degradation
+from harness.inference import hall_quantiles
 from harness.significance import holm
 from harness.slices import MISSING, SliceSpec
 from harness.stats import StatsOptions
@@ -214,11 +215,23 @@ def test_delta_intervals_are_paired_leave_one_speaker_out():
     n = len(speakers)
     jackknife_se = np.sqrt((n - 1) / n * np.sum((leave_out - leave_out.mean()) ** 2))
     low, high = result.conditions[1].delta_ci
-    assert (low + high) / 2 == pytest.approx(delta(everyone))
-    # One stratum of n speakers: half-width = t quantile (df between 1 and n - 1) × the jackknife se.
+    assert low < delta(everyone) < high
+    # One stratum of n speakers, influences u = Δ − Δ(without the speaker): the jackknife variance,
+    # skewness (n−1)²/(n(n−2))·Σ(u − ū)³ / se³, and the interval Δ − se·[g⁻¹(q), g⁻¹(−q)] with Hall's
+    # transform and q a t quantile with df between 1 and n − 1.
+    u = delta(everyone) - leave_out
+    centred = u - u.mean()
+    se = jackknife_se
+    skew = (n - 1) ** 2 / (n * (n - 2)) * np.sum(centred**3) / se**3
+
+    def interval(q: float) -> tuple[float, float]:
+        lo, hi = hall_quantiles(np.array([q]), np.array([skew]))
+        return delta(everyone) - se * float(hi[0]), delta(everyone) - se * float(lo[0])
+
+    q = optimize.brentq(lambda x: np.subtract(*interval(x)[::-1]) - (high - low), 0.1, 50)
+    assert stats.t.ppf(0.975, n - 1) <= q * (1 + 1e-9) and q <= stats.t.ppf(0.975, 1)
+    assert interval(q) == pytest.approx((low, high), rel=1e-9)
     half = (high - low) / 2
-    assert stats.t.ppf(0.975, n - 1) * jackknife_se <= half * (1 + 1e-9)
-    assert half <= stats.t.ppf(0.975, 1) * jackknife_se
 
     def log_half(ci):
         return (np.log(ci[1]) - np.log(ci[0])) / 2
