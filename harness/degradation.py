@@ -496,6 +496,7 @@ def _interaction(
         paired.words,
         enabled=options.permutations > 0,
         log=False,
+        null=True,
     )
 
 

@@ -53,12 +53,17 @@ class Contrasts:
     skew: np.ndarray | None = None  # third cumulant of the estimate over se³ (Hall's correction)
 
 
-def ratios(cluster: np.ndarray, column: np.ndarray, a: np.ndarray, b: np.ndarray, n_clusters: int, k: int) -> Ratios:
+def ratios(
+    cluster: np.ndarray, column: np.ndarray, a: np.ndarray, b: np.ndarray, n_clusters: int, k: int, null: bool = False
+) -> Ratios:
     """Linearise the ratios of columns ``0..k``: entries (speaker, column, a, b), repeats summed; column
-    ``k`` is the overall the slices are compared with. Strata come from the slice columns ``0..k-1``."""
+    ``k`` is the overall the slices are compared with. Strata come from the slice columns ``0..k-1``.
+    With ``null`` every column's influences are centred on the overall's ratio (the null of a score
+    test: all columns share it), not on the column's own."""
     num = np.bincount(column, weights=a, minlength=k + 1)
     den = np.bincount(column, weights=b, minlength=k + 1)
     values = np.divide(num, den, out=np.full(k + 1, np.nan), where=den > 0)
+    centre = np.full(k + 1, values[k]) if null else values
     ids, inverse = unique_inverse(cluster * (k + 1) + column)
     pair_cluster, pair_column = ids // (k + 1), ids % (k + 1)
     pair_a, pair_b = np.bincount(inverse, weights=a), np.bincount(inverse, weights=b)
@@ -66,7 +71,7 @@ def ratios(cluster: np.ndarray, column: np.ndarray, a: np.ndarray, b: np.ndarray
     # scaled by 1 / (1 − b_g / B) — the jackknife (CR3-like) version, larger for speakers who
     # carry much of a column (the pooled ratio's skew at few speakers).
     rest = den[pair_column] - pair_b
-    residual = pair_a - np.nan_to_num(values[pair_column]) * pair_b
+    residual = pair_a - np.nan_to_num(centre[pair_column]) * pair_b
     own = np.where(rest > 0, residual / np.where(rest > 0, rest, 1.0), 0.0)
     shape = (n_clusters, k + 1)
     influence = sparse.csr_matrix((own, (pair_cluster, pair_column)), shape=shape)

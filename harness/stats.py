@@ -555,6 +555,7 @@ def ranked_test(
     *,
     enabled: bool = True,
     log: bool = True,
+    null: bool = False,
 ) -> Test | None:
     """The test over the ranked slices only (rows of other slices, code -1 or not ranked, take no
     part); rows are summed per (speaker, slice) first. None with fewer than two ranked slices or
@@ -579,6 +580,7 @@ def ranked_test(
         np.concatenate([b, b]),
         n_speakers,
         k,
+        null,
     )
     result = wald_test(r, log=log)
     if result is None:

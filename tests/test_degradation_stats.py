@@ -147,12 +147,12 @@ def test_interaction_detects_one_accent_hurt_more():
     assert most_degraded / len(seeds) >= 0.8
 
 
-@pytest.mark.parametrize("seed, holm_withholds", [(0, False), (74, True), (105, True)])
+@pytest.mark.parametrize("seed, holm_withholds", [(3, False), (4, False), (74, True)])
 def test_degrades_more_marks_the_hurt_accent_under_the_hurting_condition_only(seed, holm_withholds):
     """Three conditions (noisy hurts everyone alike, phone hurts scottish 15 points more), two dimensions
     (accent, and device, which does nothing): Holm over the four tests, and the ▲ lands on the cell of
-    phone — the second shift, the third cell — of scottish, nowhere else. In seeds 74 and 105 a null
-    test has a raw p below 0.05 that Holm lifts above it: no significance, no mark."""
+    phone — the second shift, the third cell — of scottish, nowhere else. In seed 74 a null test has a
+    raw p below 0.05 that Holm lifts above it: no significance, no mark."""
     table = simulate(np.random.default_rng(seed), conditions=(CLEAN, NOISY, PHONE), extra={PHONE: {"scottish": 0.15}})
     result = run(table, specs=(ACCENT, SliceSpec(by="device")), conditions=(CLEAN, NOISY, PHONE))
     assert marked(result) == {("accent", "scottish", PHONE)}
