@@ -50,14 +50,20 @@ class Contrasts:
     se: np.ndarray
     df: np.ndarray
     clusters: np.ndarray
+    skew: np.ndarray | None = None  # third cumulant of the estimate over se³ (Hall's correction)
 
 
-def ratios(cluster: np.ndarray, column: np.ndarray, a: np.ndarray, b: np.ndarray, n_clusters: int, k: int) -> Ratios:
+def ratios(
+    cluster: np.ndarray, column: np.ndarray, a: np.ndarray, b: np.ndarray, n_clusters: int, k: int, null: bool = False
+) -> Ratios:
     """Linearise the ratios of columns ``0..k``: entries (speaker, column, a, b), repeats summed; column
-    ``k`` is the overall the slices are compared with. Strata come from the slice columns ``0..k-1``."""
+    ``k`` is the overall the slices are compared with. Strata come from the slice columns ``0..k-1``.
+    With ``null`` every column's influences are centred on the overall's ratio (the null of a score
+    test: all columns share it), not on the column's own."""
     num = np.bincount(column, weights=a, minlength=k + 1)
     den = np.bincount(column, weights=b, minlength=k + 1)
     values = np.divide(num, den, out=np.full(k + 1, np.nan), where=den > 0)
+    centre = np.full(k + 1, values[k]) if null else values
     ids, inverse = unique_inverse(cluster * (k + 1) + column)
     pair_cluster, pair_column = ids // (k + 1), ids % (k + 1)
     pair_a, pair_b = np.bincount(inverse, weights=a), np.bincount(inverse, weights=b)
@@ -65,7 +71,7 @@ def ratios(cluster: np.ndarray, column: np.ndarray, a: np.ndarray, b: np.ndarray
     # scaled by 1 / (1 − b_g / B) — the jackknife (CR3-like) version, larger for speakers who
     # carry much of a column (the pooled ratio's skew at few speakers).
     rest = den[pair_column] - pair_b
-    residual = pair_a - np.nan_to_num(values[pair_column]) * pair_b
+    residual = pair_a - np.nan_to_num(centre[pair_column]) * pair_b
     own = np.where(rest > 0, residual / np.where(rest > 0, rest, 1.0), 0.0)
     shape = (n_clusters, k + 1)
     influence = sparse.csr_matrix((own, (pair_cluster, pair_column)), shape=shape)
@@ -100,7 +106,9 @@ def contrasts(r: Ratios, coef: sparse.spmatrix | np.ndarray, conservative: bool 
         key = r.stratum[entries.row] * m + entries.col
         out = []
         for power in powers:
-            values = {"one": entries.data, "abs": np.abs(entries.data), "sq": entries.data**2}.get(power)
+            values = {
+                "one": entries.data, "abs": np.abs(entries.data), "sq": entries.data**2, "cube": entries.data**3
+            }.get(power)
             if power == "four":
                 values = entries.data**4
             out.append(np.bincount(key, weights=values, minlength=strata * m).reshape(shape))
@@ -110,8 +118,8 @@ def contrasts(r: Ratios, coef: sparse.spmatrix | np.ndarray, conservative: bool 
     involved.data = (involved.data > 0).astype(np.float64)
     (n,) = by_stratum(involved, "one")  # speakers of each stratum a contrast involves
     d = r.influence @ coef  # clusters × m
-    powers = ("one", "sq", "abs", "four") if conservative else ("one", "sq", "abs")
-    s1, s2, s_abs, *rest = by_stratum(d, *powers)
+    powers = ("one", "sq", "abs", "cube", "four") if conservative else ("one", "sq", "abs", "cube")
+    s1, s2, s_abs, s3, *rest = by_stratum(d, *powers)
     s4 = rest[0] if conservative else None
     with np.errstate(invalid="ignore", divide="ignore"):
         centred = np.where(n >= 2, (s2 - s1**2 / np.maximum(n, 1)) * (n - 1) / np.maximum(n, 1), s2)
@@ -125,6 +133,12 @@ def contrasts(r: Ratios, coef: sparse.spmatrix | np.ndarray, conservative: bool 
         if s4 is not None:  # (Σ d²)² / Σ d⁴: fewer still when one speaker's influence dominates
             n_eff = np.where(s4 > 0, s2**2 / np.where(s4 > 0, s4, 1.0), n)
         df = var**2 / (centred**2 / np.maximum(np.minimum(n_eff, n) - 1, 1)).sum(axis=0)
+        # Third cumulant of the estimate, stratum by stratum, on the scale of the jackknife variance
+        # above: the k-statistic of the influences (≈ (n − 1)·d) over n², i.e. (n − 1)² / (n(n − 2)) Σ (d − d̄)³.
+        mean = s1 / np.maximum(n, 1)
+        scale = (n - 1) ** 2 / np.maximum(n * (n - 2), 1)
+        third = np.where(n >= 3, (s3 - 3 * mean * s2 + 2 * n * mean**3) * scale, 0.0)
+        skew = np.where(var > 0, third.sum(axis=0) / np.where(var > 0, var, 1.0) ** 1.5, 0.0)
     # The fewest speakers of any figure the contrast involves: one speaker's slice has no spread.
     per_column = np.asarray(r.pattern.sum(axis=0)).ravel()
     fewest = np.where(coef.data != 0, per_column[coef.indices], np.inf)
@@ -132,7 +146,22 @@ def contrasts(r: Ratios, coef: sparse.spmatrix | np.ndarray, conservative: bool 
     np.minimum.at(clusters, np.repeat(np.arange(coef.shape[1]), np.diff(coef.indptr)), fewest)
     clusters[~np.isfinite(clusters)] = 0
     se = np.sqrt(var)
-    return Contrasts(se, np.where(var > 0, df, np.nan), clusters)
+    return Contrasts(se, np.where(var > 0, df, np.nan), clusters, skew)
+
+
+def hall_quantiles(q: np.ndarray, skew: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper quantiles of the studentised ``(estimate − θ)/se`` of a sum with standardised
+    third cumulant ``skew``: Hall's (1992) monotone cubic transform ``g(T) = T + cT² + c²T³/3 + c/2``
+    (``c = skew/3``) is ±q-distributed, so T lies in ``[g⁻¹(−q), g⁻¹(q)]``. A right-skewed sum (few
+    speakers carrying most of the errors) makes T left-skewed: the interval moves up."""
+    c = np.asarray(skew, dtype=np.float64) / 3
+
+    def inverse(x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (np.cbrt(1 + 3 * c * (x - c / 2)) - 1) / c
+        return np.where(np.abs(c) > 1e-12, t, x)
+
+    return inverse(-q), inverse(q)
 
 
 def own_strata(r: Ratios, columns: np.ndarray) -> bool:

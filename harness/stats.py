@@ -30,7 +30,17 @@ import pandas as pd
 from scipy import sparse
 
 from harness.arrays import ratio_or_nan, unique_inverse
-from harness.inference import Contrasts, Ratios, contrasts, own_strata, ratios, t_quantile, wald_test, wilson
+from harness.inference import (
+    Contrasts,
+    Ratios,
+    contrasts,
+    hall_quantiles,
+    own_strata,
+    ratios,
+    t_quantile,
+    wald_test,
+    wilson,
+)
 from harness.scoring import COUNT_COLUMNS
 from harness.significance import holm
 from harness.slices import UNRANKED, SliceCodes, SliceSpec, TagCodes, slice_codes
@@ -388,11 +398,14 @@ def t_intervals(
     *,
     log: bool = False,
     level: float | None = None,
+    skew: bool = False,
 ) -> tuple[list[Interval | None], list[str | None]]:
-    """``estimate ± t_{df}·se`` (exponentiated with ``log``); None with a reason where degenerate:
-    one speaker, no errors (a log-scale rate of 0), or no spread between speakers."""
+    """``estimate ± t_{df}·se`` (exponentiated with ``log``); with ``skew`` the t quantiles are
+    corrected for the estimate's skewness (:func:`harness.inference.hall_quantiles`). None with a
+    reason where degenerate: one speaker, no errors (a log-scale rate of 0), or no spread between speakers."""
     level = confidence if level is None else level
     q = t_quantile(1 - (1 - level) / 2, c.df)
+    q_low, q_high = hall_quantiles(q, c.skew) if skew and c.skew is not None else (-q, q)
     out: list[Interval | None] = []
     notes: list[str | None] = []
     for i in range(len(estimate)):
@@ -411,7 +424,7 @@ def t_intervals(
             out.append(None)
             notes.append(note)
             continue
-        low, high = estimate[i] - q[i] * se[i], estimate[i] + q[i] * se[i]
+        low, high = estimate[i] - q_high[i] * se[i], estimate[i] - q_low[i] * se[i]
         out.append([float(np.exp(low)), float(np.exp(high))] if log else [float(low), float(high)])
         notes.append(None)
     return out, notes
@@ -542,6 +555,7 @@ def ranked_test(
     *,
     enabled: bool = True,
     log: bool = True,
+    null: bool = False,
 ) -> Test | None:
     """The test over the ranked slices only (rows of other slices, code -1 or not ranked, take no
     part); rows are summed per (speaker, slice) first. None with fewer than two ranked slices or
@@ -566,6 +580,7 @@ def ranked_test(
         np.concatenate([b, b]),
         n_speakers,
         k,
+        null,
     )
     result = wald_test(r, log=log)
     if result is None:
