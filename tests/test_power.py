@@ -58,9 +58,9 @@ def test_the_plan_formula_gives_the_requested_power_on_its_own_model():
         dimension = summarise(simulate(np.random.default_rng(1000 + r), groups), [SPEC], options).dimensions[0]
         slice_ = next(s for s in dimension.slices if s.label == "target")
         detected += slice_.vs_reference.difference_ci[0] > 0
-    # at least the power asked for (MC error ±0.018); rounding up the speakers and the t interval's
-    # own df make it a little more (measured 0.86)
-    assert power - 0.04 <= detected / trials <= power + 0.09
+    # at least the power asked for (MC error ±0.018): the plan is conservative by design (the
+    # dimension test's F df and the check against the ★ rule by resampling only add speakers)
+    assert power - 0.04 <= detected / trials
 
 
 def test_more_utterances_per_speaker_cannot_beat_the_floor():
