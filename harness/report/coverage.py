@@ -152,8 +152,10 @@ def _plan_header(result: Plan) -> str:
         f"{result.alpha:.2g}{holm} ({per}), against the comparison group as it is; 'floor': speakers needed "
         "however many utterances each records; 'need if both grow': speakers in the slice and in its comparison "
         "group alike. "
-        f"Model: {result.method}. Not conservative: measured from 10-speaker pilots on simulated data, "
-        "the ★ came with less than the stated power (docs/statistics.md, Calibration); read 'need' as a lower bound."
+        f"Model: {result.method}. Measured from 10-speaker pilots on simulated data (docs/statistics.md, "
+        "Calibration): 'need if both grow' is conservative (the ★ came with the stated power or more); 'need' for "
+        "the slice alone can still fall short when its comparison group has few speakers: where 'need' exceeds the "
+        "comparison group's speakers, plan with 'need if both grow'."
     )
 
 
