@@ -153,9 +153,8 @@ def _plan_header(result: Plan) -> str:
         "however many utterances each records; 'need if both grow': speakers in the slice and in its comparison "
         "group alike. "
         f"Model: {result.method}. Measured from 10-speaker pilots on simulated data (docs/statistics.md, "
-        "Calibration): 'need if both grow' is conservative (the ★ came with the stated power or more); 'need' for "
-        "the slice alone can still fall short when its comparison group has few speakers: where 'need' exceeds the "
-        "comparison group's speakers, plan with 'need if both grow'."
+        "Calibration): conservative, the ★ came with the stated power or more. 'need' for the slice alone is given only "
+        "up to the comparison group's own speakers (beyond, its power rests on the comparison: grow both)."
     )
 
 
