@@ -153,8 +153,8 @@ def _plan_header(result: Plan) -> str:
         "however many utterances each records; 'need if both grow': speakers in the slice and in its comparison "
         "group alike. "
         f"Model: {result.method}. Measured from 10-speaker pilots on simulated data (docs/statistics.md, "
-        "Calibration): conservative, the ★ came with the stated power or more. 'need' for the slice alone is given only "
-        "up to the comparison group's own speakers (beyond, its power rests on the comparison: grow both)."
+        "Calibration): conservative, the ★ came with the stated power or more. 'need' for the slice alone is "
+        "given only up to the comparison group's own speakers (beyond, its power rests on the comparison: grow both)."
     )
 
 
