@@ -150,7 +150,7 @@ def noncentrality(alpha: float, power: float, df: int = 1, denominator_df: float
     return float(optimize.brentq(lambda lam: stats.ncf.sf(critical, df, denominator_df, lam) - power, 1e-9, 1e6))
 
 
-def test_df(
+def dimension_test_df(
     cluster: np.ndarray, codes: np.ndarray, ranked: list[int], errors: np.ndarray, words: np.ndarray
 ) -> float | None:
     """The denominator df of the dimension's own test (Welch / cluster-robust F) on the pilot: it is
@@ -244,7 +244,7 @@ def plan(
             alpha / tests,
             power,
             max(1, len(ranked) - 1),
-            test_df(cluster, coded.codes, ranked, errors, words) if len(ranked) >= 2 else None,
+            dimension_test_df(cluster, coded.codes, ranked, errors, words) if len(ranked) >= 2 else None,
         )
         group = {i: parts(coded.codes == i) for i in ranked}
         pilot = pilot_sums(errors, words, speaker, coded.codes, ranked)
