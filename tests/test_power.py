@@ -43,7 +43,7 @@ def test_the_plan_formula_gives_the_requested_power_on_its_own_model():
     excludes 0 at about the requested power. (A check of the algebra only:
     the plan is validated against the run's ★ on another generator by benchmarks/calibration.py.)"""
     pilot = simulate(np.random.default_rng(1), [("ref", 0.2, 60, 10, TRUTH), ("target", 0.2, 10, 10, TRUTH)])
-    gap, power = 0.04, 0.8
+    gap, power = 0.06, 0.8  # a need within the reference's 60 speakers (above them the plan says grow both)
     target = next(
         s for s in plan(pilot, [SPEC], gap=gap, power=power, alpha=0.05).dimensions[0].slices if s.label == "target"
     )
@@ -58,9 +58,9 @@ def test_the_plan_formula_gives_the_requested_power_on_its_own_model():
         dimension = summarise(simulate(np.random.default_rng(1000 + r), groups), [SPEC], options).dimensions[0]
         slice_ = next(s for s in dimension.slices if s.label == "target")
         detected += slice_.vs_reference.difference_ci[0] > 0
-    # at least the power asked for (MC error ±0.018); rounding up the speakers and the t interval's
-    # own df make it a little more (measured 0.86)
-    assert power - 0.04 <= detected / trials <= power + 0.09
+    # at least the power asked for (MC error ±0.018): the plan is conservative by design (the
+    # dimension test's F df and the check against the ★ rule by resampling only add speakers)
+    assert power - 0.04 <= detected / trials
 
 
 def test_more_utterances_per_speaker_cannot_beat_the_floor():
@@ -68,7 +68,7 @@ def test_more_utterances_per_speaker_cannot_beat_the_floor():
     plans = {
         k: next(
             s
-            for s in plan(pilot, [SPEC], gap=0.04, power=0.8, alpha=0.05, utts_per_speaker=k).dimensions[0].slices
+            for s in plan(pilot, [SPEC], gap=0.06, power=0.8, alpha=0.05, utts_per_speaker=k).dimensions[0].slices
             if s.label == "target"
         )
         for k in (5, 10, 40, 1000)

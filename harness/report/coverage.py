@@ -154,8 +154,9 @@ def _plan_header(result: Plan) -> str:
         f"{result.alpha:.2g}{holm} ({per}), against the comparison group as it is; 'floor': speakers needed "
         "however many utterances each records; 'need if both grow': speakers in the slice and in its comparison "
         "group alike. "
-        f"Model: {result.method}. Not conservative: measured from 10-speaker pilots on simulated data, "
-        "the ★ came with less than the stated power (docs/statistics.md, Calibration); read 'need' as a lower bound."
+        f"Model: {result.method}. Measured from 10-speaker pilots on simulated data (docs/statistics.md, "
+        "Calibration): conservative, the ★ came with the stated power or more. 'need' for the slice alone is "
+        "given only up to the comparison group's own speakers (beyond, its power rests on the comparison: grow both)."
     )
 
 
