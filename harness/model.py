@@ -83,17 +83,19 @@ def fit_rate_model(
     design = _design(rows, factors, refs)
     clusters = pd.factorize(cluster_units(rows))[0]
     try:
-        import statsmodels.api as sm
+        # deferred, and not through statsmodels.api, which also imports its plotting and time series
+        from statsmodels.genmod import cov_struct, families
+        from statsmodels.genmod.generalized_estimating_equations import GEE
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence chatter; failure is reported below
-            fit = sm.GEE(
+            fit = GEE(
                 rows["errors"].to_numpy(float),
                 design,
                 groups=clusters,
                 offset=np.log(rows["ref_words"].to_numpy(float)),
-                family=sm.families.Poisson(),
-                cov_struct=sm.cov_struct.Independence(),
+                family=families.Poisson(),
+                cov_struct=cov_struct.Independence(),
             ).fit()
             params, bounds = np.asarray(fit.params), np.asarray(fit.conf_int(alpha=1 - confidence))
             p_values = np.asarray(fit.pvalues)
