@@ -14,9 +14,15 @@ Each variant runs in its own process tree, rounds alternated (a, b, c, [d], a, b
 variant: wall, CPU (user + system, children included), system time, minor page faults and peak
 memory (the sum of each process's peak resident set: ``ru_maxrss`` from ``wait4``). The ratios
 are medians over the rounds of per-round ratios. Each corpus is scored with jiwer after the
-whisper-english normaliser, for the plain loop and the harness alike. Usage::
+whisper-english normaliser, for the plain loop and the harness alike.
+
+``--stub N`` instead times ``asrfair run`` of the stub backend on N generated utterances (6
+accents x 200 speakers, 3 devices; rate model, 1,000 bootstrap replicates and permutations, every
+report), cold cache then warm, and the stub's own transcribing (in-process, the same requests):
+the harness's CPU per utterance is the run's CPU less the stub's. Usage::
 
     HF_HUB_OFFLINE=1 python benchmarks/bench_run_overhead.py [--rounds 3] [--demo-clips 60] [--batched]
+    python benchmarks/bench_run_overhead.py --stub 100000
 """
 
 from __future__ import annotations
@@ -218,6 +224,65 @@ def report(name: str, clips: int, seen: dict[str, list[Measure]], rounds: int) -
               f"cpu {statistics.median(m.cpu for m in seen['c']):.2f} s (goal: wall <= 1 s)")
 
 
+SENTENCES = (
+    "The boy was there when the sun rose.",
+    "A rod is used to catch pink salmon.",
+    "The source of the huge river is the clear spring.",
+    "Kick the ball straight and follow through.",
+    "Help the woman get back to her feet.",
+    "A pot of tea helps to pass the evening.",
+)
+ACCENTS = ("southern", "northern", "western", "scottish", "caribbean", "welsh")
+
+
+def stub_run(count: int, work: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(work / "tone.wav", np.zeros(1600, dtype=np.float32), 16_000)
+    records = [
+        {
+            "id": f"u{i}",
+            "audio": "tone.wav",
+            "text": SENTENCES[i % len(SENTENCES)],
+            "speaker": f"{ACCENTS[i % len(ACCENTS)]}-{(i // len(ACCENTS)) % 200}",
+            "accent": ACCENTS[i % len(ACCENTS)],
+            "device": ("phone", "headset", "laptop")[(i // 7) % 3],
+        }
+        for i in range(count)
+    ]
+    (work / "stub.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = work / "stub.yaml"
+    stub = {"name": "stub", "default_rate": 0.1}
+    config.write_text(json.dumps({"version": 1, "name": "stub", "dataset": str(work / "stub.jsonl"), "backend": stub}))
+    cold = harness(config, work / "stub-out", work)
+    warm = harness(config, work / "stub-out", work)
+    backend_cpu = stub_cpu(records, work, stub)
+    for label, m in (("cold", cold), ("warm", warm)):
+        print(f"asrfair run, stub, {count} utterances, {label} cache: wall {m.wall:.2f} s, cpu {m.cpu:.2f} s "
+              f"({m.cpu / count * 1e3:.3f} ms per utterance), peak {m.peak_mib:.0f} MiB")
+    print(f"the stub's own transcribing: {backend_cpu:.2f} s; harness CPU per utterance (cold, less the stub): "
+          f"{(cold.cpu - backend_cpu) / count * 1e3:.3f} ms (goal <= 0.2)")
+
+
+def stub_cpu(records: list[dict], work: Path, options: dict) -> float:
+    """CPU seconds the stub backend takes for these utterances, batch by batch as a run sends them."""
+    from harness.backends.base import AudioRequest, Registry
+    from harness.manifest import Utterance
+
+    backend = Registry.default().create("stub", {k: v for k, v in options.items() if k != "name"})
+    utts = [
+        Utterance(r["id"], work / r["audio"], r["text"], r["speaker"], tags={t: r[t] for t in ("accent", "device")})
+        for r in records
+    ]
+    requests = [AudioRequest(u, None, 16_000) for u in utts]
+    size = backend.capabilities.max_batch_size
+    start = time.process_time()
+    for i in range(0, len(requests), size):
+        backend.transcribe(requests[i : i + size])
+    return time.process_time() - start
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--plain-worker":
         plain_worker(json.loads(sys.argv[2]))
@@ -227,7 +292,14 @@ def main() -> None:
     parser.add_argument("--demo-clips", type=int, default=60, help="demo clips (each dialect in turn); 240: all")
     parser.add_argument("--corpora", default="real-mini,demo")
     parser.add_argument("--batched", action="store_true", help="also time batch_size 8")
+    parser.add_argument("--stub", type=int, help="time the stub backend on this many utterances instead")
     args = parser.parse_args()
+    if args.stub:
+        print(f"{os.uname().machine}, {len(os.sched_getaffinity(0))} cores; load at start {os.getloadavg()}")
+        with tempfile.TemporaryDirectory() as tmp:
+            stub_run(args.stub, Path(tmp))
+        print(f"load at end {os.getloadavg()}")
+        return
     cores = len(os.sched_getaffinity(0))
     import ctranslate2
     import faster_whisper

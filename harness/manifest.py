@@ -130,6 +130,7 @@ def read_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Se
     vocabulary = read_vocabulary(path.parent / DATASET_CARD)
     seen_ids: dict[str, int] = {}
     utterances: list[Utterance] = []
+    durations: dict[Path, float | str] = {}
     rows = _csv_rows(path, raw) if path.suffix.lower() == ".csv" else _jsonl_rows(path, raw)
     for line, row in rows:
         if isinstance(row, Problem):
@@ -157,11 +158,25 @@ def read_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Se
         if utt is None:
             continue
         if check_audio:
-            problems.extend(_check_audio(path, line, utt))
+            problems.extend(_check_audio(path, line, utt, durations))
         utterances.append(utt)
     if not utterances and not any(p.level == "error" for p in problems):
         problems.append(Problem("error", path, 0, None, "manifest has no utterances"))
     return Manifest(path, tuple(utterances), tuple(problems), hashlib.sha256(raw).hexdigest())
+
+
+def _file_duration(audio: Path) -> float | str:
+    """Seconds of audio in the file, or the one-line problem with it."""
+    if not audio.is_file():
+        return f"audio file not found: {audio}; paths are relative to the manifest"
+    try:
+        info = sf.info(str(audio))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        from harness.audio import probe_duration  # fallback decoder; imported only when needed
+
+        duration = probe_duration(audio)
+        return f"cannot read {audio} ({exc}); convert it to WAV or FLAC" if duration is None else duration
+    return info.frames / info.samplerate if info.samplerate else 0.0
 
 
 def audio_roots_of(manifest: Path, extra: Sequence[Path]) -> tuple[Path, ...]:
@@ -389,22 +404,15 @@ def _number(row: Mapping[str, Any], key: str, default: float | None, error: Any)
     return number
 
 
-def _check_audio(path: Path, line: int, utt: Utterance) -> list[Problem]:
+def _check_audio(path: Path, line: int, utt: Utterance, durations: dict[Path, float | str]) -> list[Problem]:
+    """The segment lies inside a readable file; each file is opened once per manifest (``durations``
+    holds its length or why it cannot be read), however many segments it holds."""
     shown = utt.audio
-    if not utt.audio.is_file():
-        return [
-            Problem("error", path, line, "audio", f"audio file not found: {shown}; paths are relative to the manifest")
-        ]
-    try:
-        info = sf.info(str(utt.audio))
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        from harness.audio import probe_duration  # fallback decoder; imported only when needed
-
-        duration = probe_duration(utt.audio)
-        if duration is None:
-            return [Problem("error", path, line, "audio", f"cannot read {shown} ({exc}); convert it to WAV or FLAC")]
-    else:
-        duration = info.frames / info.samplerate if info.samplerate else 0.0
+    if utt.audio not in durations:
+        durations[utt.audio] = _file_duration(utt.audio)
+    duration = durations[utt.audio]
+    if isinstance(duration, str):
+        return [Problem("error", path, line, "audio", duration)]
     end = utt.offset + (utt.duration or 0.0)
     if end > duration + 0.01 or utt.offset >= duration:
         return [
