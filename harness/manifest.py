@@ -131,12 +131,13 @@ def read_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Se
     seen_ids: dict[str, int] = {}
     utterances: list[Utterance] = []
     durations: dict[Path, float | str] = {}
+    resolved: dict[str, Path] = {}  # each distinct audio path resolved once: many segments share a file
     rows = _csv_rows(path, raw) if path.suffix.lower() == ".csv" else _jsonl_rows(path, raw)
     for line, row in rows:
         if isinstance(row, Problem):
             problems.append(row)
             continue
-        utt, found = _parse_record(path, line, row, vocabulary)
+        utt, found = _parse_record(path, line, row, vocabulary, resolved)
         if utt is not None and roots is not None and not is_inside(utt.audio, roots):
             found.append(_outside_problem(path, line, row["audio"], utt.audio))
             utt = None
@@ -185,7 +186,9 @@ def audio_roots_of(manifest: Path, extra: Sequence[Path]) -> tuple[Path, ...]:
 
 
 def is_inside(audio: Path, roots: Sequence[Path]) -> bool:
-    return any(audio.is_relative_to(root) for root in roots)
+    """``audio.is_relative_to(root)`` for some root, on strings (paths already resolved): a tenth of the CPU."""
+    text = str(audio)
+    return any(text == str(root) or text.startswith(str(root).rstrip(os.sep) + os.sep) for root in roots)
 
 
 def _outside_problem(path: Path, line: int, given: object, resolved: Path) -> Problem:
@@ -281,7 +284,11 @@ def _csv_rows(path: Path, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | Pr
 
 
 def _parse_record(
-    path: Path, line: int, row: Mapping[str, Any], vocabulary: Mapping[str, frozenset[str]]
+    path: Path,
+    line: int,
+    row: Mapping[str, Any],
+    vocabulary: Mapping[str, frozenset[str]],
+    resolved: dict[str, Path],
 ) -> tuple[Utterance | None, list[Problem]]:
     problems: list[Problem] = []
 
@@ -351,12 +358,12 @@ def _parse_record(
 
     if any(p.level == "error" for p in problems):
         return None, problems
-    audio_path = Path(str(audio))
-    if not audio_path.is_absolute():
-        audio_path = path.parent / audio_path
+    if audio not in resolved:
+        audio_path = Path(str(audio))
+        resolved[str(audio)] = (audio_path if audio_path.is_absolute() else path.parent / audio_path).resolve()
     utt = Utterance(
         id=str(utt_id),
-        audio=audio_path.resolve(),
+        audio=resolved[str(audio)],
         text=str(text),
         speaker=speaker,
         language=str(language),
