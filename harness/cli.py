@@ -859,7 +859,7 @@ class _LiveProgress:
 
         ok = [(u.text, t.text) for u, t in zip(batch, transcripts, strict=True) if t.status == "ok"]
         self._failed += len(batch) - len(ok)
-        if ok:
+        if ok and not self._progress.disable:  # the running WER costs a second scoring: only when shown
             counts = align([self._normalizer(r) for r, _ in ok], [self._normalizer(h) for _, h in ok])
             self._errors += int(counts.errors.sum())
             self._words += int(counts.ref_words.sum())

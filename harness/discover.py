@@ -32,8 +32,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.stats import false_discovery_control
-from scipy.stats import t as student_t
 
 from harness.bootstrap import Resampler, percentile_interval
 from harness.scoring import tag_columns
@@ -296,7 +294,16 @@ def _one_sided_p(z: np.ndarray, speakers: np.ndarray) -> np.ndarray:
     """P(T > z) with Student's t on (speakers on the smaller side - 1) degrees of freedom: a
     cluster-robust standard error from few speakers is itself uncertain, and the normal curve
     would make small subgroups look significant far too often."""
+    from scipy.stats import t as student_t  # deferred: scipy.stats costs ~0.5 s to import; most runs never discover
+
     return student_t.sf(z, df=np.maximum(speakers - 1, 1))
+
+
+def _bh(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values."""
+    from scipy.stats import false_discovery_control  # deferred: see _one_sided_p
+
+    return false_discovery_control(p_values, method="bh")
 
 
 def _mask(rows: _Rows, conditions: tuple[tuple[str, int], ...]) -> np.ndarray:
@@ -380,7 +387,7 @@ def discover(table: pd.DataFrame, options: DiscoverOptions) -> Discovery:
     tested = _test_all(search, tags, options.depth, options.min_speakers, options.min_words)
     if not len(tested.p):
         return Discovery(options, tags, 0, 0, 0, [], [], search.n_speakers, confirm.n_speakers)
-    search_q = false_discovery_control(tested.p, method="bh")
+    search_q = _bh(tested.p)
     kept = [i for i in np.flatnonzero(search_q <= options.fdr)]
     checks = []
     for i in kept:
@@ -389,7 +396,7 @@ def discover(table: pd.DataFrame, options: DiscoverOptions) -> Discovery:
         supported = estimate.speakers >= options.min_speakers and estimate.words >= options.min_words
         checks.append((i, inside, estimate, supported))
     usable = [c for c in checks if c[3]]
-    confirm_q = false_discovery_control([c[2].p_value for c in usable], method="bh") if usable else []
+    confirm_q = _bh([c[2].p_value for c in usable]) if usable else []
     confirmed = []
     for (i, inside, estimate, _), q in zip(usable, confirm_q, strict=True):
         if q <= options.fdr and estimate.difference > 0:
@@ -470,7 +477,7 @@ def _prune(rows: _Rows, confirmed: list[tuple], alpha: float) -> tuple[list[tupl
     explained = set()
     if beaten:
         tested = list(beaten)
-        for i, q in zip(tested, false_discovery_control([beaten[i][0] for i in tested], method="bh"), strict=True):
+        for i, q in zip(tested, _bh([beaten[i][0] for i in tested]), strict=True):
             if q > alpha:
                 explained.add(i)
                 reasons[i] = f"explained by {_name(rows, sets[beaten[i][1]])}: no worse than the rest of it"

@@ -1,7 +1,9 @@
 """Local executor: every utterance once through the backend, cache first, batches in order.
 
 Audio for the next batch is decoded on a helper thread while the backend works on the current
-one, so decoding and resampling stay off the model's critical path. A backend that hands each
+one, so decoding and resampling stay off the model's critical path. A backend that serves several
+batches at once (``Capabilities.workers``: local model replicas) is given that many, one per
+worker thread, and a new one the moment any finishes, so no replica waits on another. A backend that hands each
 transcript over as it arrives (remote backends: a batch is ``concurrency`` x 32 paid requests)
 has each committed at once, so a kill -9 loses at most the requests in flight; the rest of a
 batch is committed in one transaction when it ends.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -51,15 +53,49 @@ def transcribe_all(
     ``stop`` is set, no new batch starts (:class:`StopRequested`); the one in flight is cached first
     (a remote backend stops inside it: no new request, no wait, what came back is committed).
     """
-    plan = plan_work(utterances, backend, cache, rendering, on_batch)
     caps = backend.capabilities
+    plan = plan_work(utterances, backend, cache, rendering, on_batch, spread=caps.workers)
     prefetched = _prefetch(plan.batches, caps.sample_rate, caps.needs_audio, rendering)
+    if caps.workers > 1:
+        _run_concurrently(plan, prefetched, backend, cache, caps.workers, on_batch, stop)
+        return TranscribeResult(plan.transcripts, plan.from_cache)
     for batch, (requests, failed) in zip(plan.batches, prefetched, strict=True):
         if stop is not None and stop.is_set():
             raise StopRequested
         produced = transcribe_requests(backend, requests, on_result=plan.committer(cache), stop=stop)
         plan.record(cache, batch, failed, produced, on_batch)
     return TranscribeResult(plan.transcripts, plan.from_cache)
+
+
+def _run_concurrently(
+    plan: WorkPlan,
+    prefetched: Iterator[tuple[list[AudioRequest], list[Transcript]]],
+    backend: Backend,
+    cache: TranscriptCache,
+    workers: int,
+    on_batch: BatchCallback | None,
+    stop: threading.Event | None,
+) -> None:
+    """Keep ``workers`` batches in flight, starting the next as soon as one ends. Results are
+    recorded (and cached) on this thread, in the order they finish: SQLite stays on one thread."""
+    running: dict[Future, tuple[list[Utterance], list[Transcript]]] = {}
+
+    def settle(done: set[Future]) -> None:
+        for future in done:
+            batch, failed = running.pop(future)
+            plan.record(cache, batch, failed, future.result(), on_batch)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model") as pool:
+        try:
+            for batch, (requests, failed) in zip(plan.batches, prefetched, strict=True):
+                while len(running) >= workers:
+                    settle(wait(running, return_when=FIRST_COMPLETED).done)
+                if stop is not None and stop.is_set():
+                    raise StopRequested
+                running[pool.submit(transcribe_requests, backend, requests)] = (batch, failed)
+        finally:  # on a stop or an interrupt too: what is in flight finishes and is cached
+            while running:
+                settle(wait(running, return_when=FIRST_COMPLETED).done)
 
 
 @dataclass

@@ -161,17 +161,19 @@ def fit_rate_model(
 def _fit(rows: pd.DataFrame, design: pd.DataFrame, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Coefficients and their bias-reduced (Mancl–DeRouen) sandwich standard errors; the plain
     sandwich where the bias correction is undefined (a cluster with leverage 1)."""
-    import statsmodels.api as sm
+    # deferred, and not through statsmodels.api, which also imports its plotting and time series
+    from statsmodels.genmod import cov_struct, families
+    from statsmodels.genmod.generalized_estimating_equations import GEE
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter; failure is reported by the caller
-        model = sm.GEE(
+        model = GEE(
             rows["errors"].to_numpy(float),
             design,
             groups=clusters,
             offset=np.log(rows["ref_words"].to_numpy(float)),
-            family=sm.families.Poisson(),
-            cov_struct=sm.cov_struct.Independence(),
+            family=families.Poisson(),
+            cov_struct=cov_struct.Independence(),
         )
         try:
             fit = model.fit(cov_type="bias_reduced")

@@ -54,13 +54,19 @@ def tag_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in BASE_COLUMNS and c not in RESULT_COLUMNS]
 
 
+def _normalised(texts: pd.Series, normalizer: Normalizer) -> pd.Series:
+    """Each distinct text normalised once (prompts repeat across speakers; nulls stay null)."""
+    distinct = texts.dropna().unique()
+    return texts.map(dict(zip(distinct, map(normalizer, distinct), strict=True)))
+
+
 def score_frame(frame: pd.DataFrame, normalizer: Normalizer, rules: RunawayRules | None = None) -> pd.DataFrame:
     """Normalise both sides and add per-utterance counts, WER and runaway reason (null for failed
     utterances; see :mod:`harness.runaway`)."""
     table = frame.drop(columns=[c for c in SCORE_COLUMNS if c in frame])
     ok = (table["status"] == "ok").to_numpy()
-    table["ref_norm"] = table["reference"].map(normalizer)
-    table["hyp_norm"] = table["hypothesis"].map(normalizer, na_action="ignore")
+    table["ref_norm"] = _normalised(table["reference"], normalizer)
+    table["hyp_norm"] = _normalised(table["hypothesis"], normalizer)
     counts = align(table.loc[ok, "ref_norm"].tolist(), table.loc[ok, "hyp_norm"].tolist())
     values = {
         "hits": counts.hits,

@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 from conftest import write_tone
 
-from harness.audio import AudioError, file_sha256, load_audio, segment_key
+from harness.audio import AudioError, file_sha256, load_audio, resample, segment_key
 from harness.manifest import Utterance
 
 
@@ -44,3 +44,13 @@ def test_hash_tracks_content_and_segment(tmp_path):
     assert segment_key(digest, utt(a)) != segment_key(digest, utt(a, offset=0.1))
     write_tone(a, seconds=0.6)
     assert file_sha256(a) != digest
+
+
+@pytest.mark.parametrize("rate", [8_000, 22_050, 44_100, 48_000])
+def test_resample_is_librosa_soxr_hq_bit_for_bit(rate):
+    """Transcripts cached before the harness dropped librosa's resampler must stay valid."""
+    librosa = pytest.importorskip("librosa")
+    samples = np.random.default_rng(rate).standard_normal(rate + 7).astype(np.float32)
+    expected = librosa.resample(samples, orig_sr=rate, target_sr=16_000, res_type="soxr_hq")
+    got = resample(samples, rate, 16_000)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import jiwer
 import pandas as pd
 import pytest
 from conftest import demo_records, write_config, write_jsonl
 
 from harness.backends.base import AudioRequest, Registry
-from harness.backends.faster_whisper import resolve_model
+from harness.backends.faster_whisper import parallelism, resolve_model
 from harness.config import load_config
 from harness.errors import BackendUnavailable
 from harness.execute import _prepare
@@ -62,8 +64,10 @@ def test_slice_wer_equals_jiwer_on_real_transcripts(whisper_run, tmp_path):
 
 def test_rerun_is_served_from_cache(whisper_run):
     config, first = whisper_run
-    again = run(prepare(config))
+    prepared = prepare(config)
+    again = run(prepared)
     assert (first.transcribed, again.transcribed, again.from_cache) == (12, 0, 12)
+    assert not prepared.backend.model_loaded  # every transcript cached: the model is never loaded
     assert again.metrics["overall"]["wer"] == first.metrics["overall"]["wer"]
     fingerprint = again.metrics["provenance"]["backend"]["fingerprint"]
     assert fingerprint["model_revision"] and fingerprint["engine"].startswith("faster-whisper@")
@@ -80,6 +84,17 @@ def test_batched_across_clips_matches_sequential(whisper_run):
     texts = [t.text for t in batched.transcribe(requests)]
     sequential = pd.read_parquet(outcome.paths.transcripts).set_index("id")["text"]
     assert texts == [sequential[u.id] for u in utterances]
+
+
+def test_default_parallelism_follows_the_cores():
+    assert parallelism("cpu", 0, 0, cores=2) == (2, 1)  # one replica per core, one thread each
+    assert parallelism("cpu", 0, 0, cores=16) == (16, 1)
+    assert parallelism("cpu", 0, 2, cores=8) == (4, 2)  # threads given: replicas share out the cores
+    assert parallelism("cpu", 2, 0, cores=8) == (2, 4)  # replicas given: threads share out the cores
+    assert parallelism("cpu", 3, 3, cores=2) == (3, 3)  # both given: as given
+    assert parallelism("cuda", 0, 0, cores=8) == (1, 0)  # a GPU: one replica, CTranslate2's threads
+    backend = Registry.default().create("faster-whisper", {"device": "cpu"})
+    assert backend.capabilities.workers == len(os.sched_getaffinity(0))
 
 
 def test_unknown_model_is_a_clear_error(monkeypatch):

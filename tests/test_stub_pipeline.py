@@ -152,6 +152,40 @@ def test_backend_that_never_decodes_is_keyed_by_audio_content(tmp_path):
     assert second.transcripts["u0"].text != first.transcripts["u0"].text
 
 
+def test_every_worker_of_a_backend_is_kept_busy(tmp_path):
+    """A backend serving two batches at once gets two: each call waits for the other to start."""
+    import threading
+
+    from conftest import write_tone
+
+    from harness.backends.base import Backend, Capabilities
+    from harness.execute import transcribe_all
+    from harness.manifest import Utterance
+    from harness.store import TranscriptCache
+
+    both_inside = threading.Barrier(2, timeout=60)  # broken (a failed transcript) unless two run at once
+
+    class TwoReplicas(Backend):
+        name = "two-replicas"
+        capabilities = Capabilities(max_batch_size=8, workers=2)
+
+        def transcribe_one(self, request):
+            both_inside.wait()
+            return f"{request.samples.size} samples on {threading.current_thread().name}"
+
+        def fingerprint(self):
+            return {"backend": self.name}
+
+    cache = TranscriptCache(tmp_path / "cache.sqlite")
+    files = [write_tone(tmp_path / f"{i}.wav", seconds=0.1) for i in range(4)]
+    utterances = [Utterance(id=f"u{i}", audio=f, text="x") for i, f in enumerate(files)]
+    first = transcribe_all(utterances, TwoReplicas(TwoReplicas.Options()), cache)
+    assert all(t.status == "ok" for t in first.transcripts.values()), first.transcripts
+    assert len({t.text.split(" on ")[1] for t in first.transcripts.values()}) == 2  # two model threads
+    again = transcribe_all(utterances, TwoReplicas(TwoReplicas.Options()), cache)
+    assert again.from_cache == {u.id for u in utterances}  # every result was cached on the way
+
+
 def test_run_reports_intervals_tests_and_model(tmp_path, big_manifest):
     config = stub_config(tmp_path, big_manifest, default_rate=0.05, error_rates={"accent": {"scottish": 0.2}})
     metrics = run(prepare(config)).metrics

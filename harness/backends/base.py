@@ -45,6 +45,7 @@ class Capabilities:
     needs_audio: bool = True
     max_batch_size: int = 1
     detects_language: bool = False  # takes an utterance with language None and detects it
+    workers: int = 1  # batches the backend serves at once (local model replicas); the executor keeps them busy
 
 
 @dataclass(frozen=True)

