@@ -670,12 +670,11 @@ def measure_detectable(
             res.add(*key, POWER, None)
             res.notes[key] = "no detectable gap printed" if printed is None else f"printed {printed:.3g}: unplantable"
             continue
-        planted = _planted(base, 0, printed)
+        gap, planted = printed, _planted(base, 0, printed)
         # The printed figure depends on the data: re-read it under the planted gap once.
         again = _printed_detectable(args, planted, rng, max(10, args.reps // 10))
         if again is not None and _planted(base, 0, again) is not None:
-            planted = _planted(base, 0, again)
-        gap = again or printed
+            gap, planted = again, _planted(base, 0, again)
         for rep in range(args.reps):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
