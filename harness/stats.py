@@ -550,7 +550,8 @@ def detectable_gaps(
 def _f_test_multiple(test: Test | None, alpha: float, power: float) -> float | None:
     """√λ: the noncentrality at which the dimension's F test (its own df) rejects at ``alpha`` with
     ``power``. Welch's F divides by ``1 + 2(m−2)/(3 df2)`` (its df2 is ``(m²−1)/3Λ``), which raises
-    the bar; Hotelling's F is a noncentral F as it stands. None without a test or its df."""
+    the bar; Hotelling's F is a noncentral F as it stands. None without a test or its df; inf where
+    no noncentrality up to 10⁶ reaches the power."""
     if test is None or len(test.df) != 2 or not all(np.isfinite(test.df)) or min(test.df) <= 0:
         return None
     df1, df2 = test.df
@@ -559,12 +560,16 @@ def _f_test_multiple(test: Test | None, alpha: float, power: float) -> float | N
         critical *= 1 + 2 * (df1 - 1) / (3 * df2)  # m − 2 = df1 − 1
     def shortfall(lam: float) -> float:
         return float(scipy_stats.ncf.sf(critical, df1, df2, lam)) - power
-    high = 1.0
-    while shortfall(high) < 0:
+    # ncf at λ = 0 is unreliable in scipy (negative sf): bracket from a tiny λ. A df2 so small that
+    # no reasonable λ reaches the power (or ncf gives nan): no gap is detectable (infinite).
+    low, high = 1e-6, 1.0
+    while not shortfall(high) >= 0:
         if high > 1e6:
-            return None
-        high *= 2
-    return math.sqrt(optimize.brentq(shortfall, 0.0, high, xtol=1e-6))
+            return math.inf
+        low, high = high, high * 2
+    if not shortfall(low) < 0:
+        return math.inf
+    return math.sqrt(optimize.brentq(shortfall, low, high, xtol=1e-6))
 
 
 def detectable_gap(comparison: Comparison, confidence: float, tests: int, power: float) -> float | None:
