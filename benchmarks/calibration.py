@@ -706,7 +706,9 @@ def _planted(sc: Scenario, k: int, gap: float) -> Scenario | None:
     w = volume / volume.sum()
     others = sum(w[j] * s.wer for j, s in enumerate(sc.slices) if j != k)
     wer = (gap + others) / (1 - w[k])
-    if wer >= 0.9 * CAP:
+    design = sc.slices[k]
+    # The highest mean the clipped speaker rates can reach (below CAP: rates below the clip).
+    if wer >= 0.99 * clipped_mean(CAP, design.sigma, design.tails):
         return None
     slices = list(sc.slices)
     slices[k] = dataclasses.replace(slices[k], wer=wer)
