@@ -342,6 +342,8 @@ def coverage_target(speakers: int) -> Target:
 FPR = Target(0.0, ALPHA + 0.01, f"≤{ALPHA + 0.01:.2f}")
 DISPARITY = Target(0.93, 1.0, "≥0.93")
 POWER = Target(0.75, 0.85, "0.75–0.85")
+# The detectable gap is documented as conservative (docs/statistics.md): at least the stated power.
+CONSERVATIVE_POWER = Target(0.80, 1.0, "≥0.80 (cons.)")
 
 
 @dataclass
@@ -667,21 +669,20 @@ def measure_detectable(
         key = ("detectable gap power", "★ rule", "detectable", str(g))
         printed = _printed_detectable(args, base, rng, max(10, args.reps // 10))
         if printed is None or _planted(base, 0, printed) is None:
-            res.add(*key, POWER, None)
+            res.add(*key, CONSERVATIVE_POWER, None)
             res.notes[key] = "no detectable gap printed" if printed is None else f"printed {printed:.3g}: unplantable"
             continue
-        planted = _planted(base, 0, printed)
+        gap, planted = printed, _planted(base, 0, printed)
         # The printed figure depends on the data: re-read it under the planted gap once.
         again = _printed_detectable(args, planted, rng, max(10, args.reps // 10))
         if again is not None and _planted(base, 0, again) is not None:
-            planted = _planted(base, 0, again)
-        gap = again or printed
+            gap, planted = again, _planted(base, 0, again)
         for rep in range(args.reps):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 agg = summarise_aggregates(generate(planted, rng), list(SPECS), options(args, seed=rep))
             s = _accent_slices(agg.blocks["pooled"].dimensions[0], 4)[0]
-            res.add(*key, POWER, bool(s is not None and getattr(s, "significantly_worse", False)))
+            res.add(*key, CONSERVATIVE_POWER, bool(s is not None and getattr(s, "significantly_worse", False)))
         res.notes[key] = f"planted gap {gap * 100:.2f} pp"
         log.info("detectable %d done", g)
 
@@ -707,7 +708,9 @@ def _planted(sc: Scenario, k: int, gap: float) -> Scenario | None:
     w = volume / volume.sum()
     others = sum(w[j] * s.wer for j, s in enumerate(sc.slices) if j != k)
     wer = (gap + others) / (1 - w[k])
-    if wer >= 0.9 * CAP:
+    design = sc.slices[k]
+    # The highest mean the clipped speaker rates can reach (below CAP: rates below the clip).
+    if wer >= 0.99 * clipped_mean(CAP, design.sigma, design.tails):
         return None
     slices = list(sc.slices)
     slices[k] = dataclasses.replace(slices[k], wer=wer)

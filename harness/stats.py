@@ -22,12 +22,14 @@ below ``1 - confidence`` and (c) the interval of its difference from that overal
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
+from scipy import optimize, sparse
+from scipy import stats as scipy_stats
 
 from harness.arrays import ratio_or_nan, unique_inverse
 from harness.inference import (
@@ -515,23 +517,59 @@ def detectable_gaps(
     tests: int,
     power: float,
     levels: Sequence[float | None] | None = None,
+    test: Test | None = None,
 ) -> list[float | None]:
-    """Per comparison, the smallest true difference the ★ rule finds with ``power``, conservatively:
-    ``M × se(δ)`` with ``M = t_{1−α/2m}(ν) + t_power(ν)``, ``m`` the tests of the Holm family (its
-    worst case) and ``ν`` the dimension test's (conservative) df; a slice's standard error grows
-    with its WER (speaker effects are multiplicative), ``se(δ) = se × (level + δ) / level``, so
-    ``δ = M se / (1 − M se / level)`` — None where no gap is detectable at all (M se ≥ level) or the
-    difference has no standard error."""
+    """Per comparison, the smallest true difference the ★ rule finds with ``power``, conservatively
+    (``m`` the tests of the Holm family, its worst case). The ★ needs the vs-overall interval above
+    0 and the dimension ``test`` significant; the gap is the larger of the two parts' gaps.
+    Interval: ``M_t × se(δ)`` with ``M_t = t_{1−α/2m}(ν) + t_power(ν)``, ``ν`` the dimension test's
+    conservative df; a slice's standard error grows with its WER (speaker effects are
+    multiplicative), ``se(δ) = se × (level + δ) / level``, so ``δ = M_t se / (1 − M_t se / level)``.
+    Test: its F (own df) reaches ``power`` at noncentrality λ (noncentral F); with inverse-variance
+    weights, one slice shifted by Δ on the log scale gives λ ≈ (Δ / se_log)², se_log = se / level,
+    so ``δ = level × (exp(√λ se / level) − 1)``. None where the interval part has no gap (M_t se ≥
+    level) or the difference has no standard error."""
     se = np.array([c.se if c.se is not None else np.nan for c in comparisons], dtype=float)
     df = np.array([c.detect_df or c.df or np.nan for c in comparisons], dtype=float)
     level = np.array([v if v else np.inf for v in (levels or [None] * len(comparisons))], dtype=float)
     usable = (se > 0) & np.isfinite(df)
     alpha = (1 - confidence) / max(tests, 1)
     safe_df = np.where(usable, df, 1.0)
-    base = (t_quantile(1 - alpha / 2, safe_df) + t_quantile(power, safe_df)) * np.where(usable, se, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    safe_se = np.where(usable, se, 0.0)
+    base = (t_quantile(1 - alpha / 2, safe_df) + t_quantile(power, safe_df)) * safe_se
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         gap = np.where(base < level, base / (1 - base / level), np.nan)
+        root = _f_test_multiple(test, alpha, power)
+        if root is not None:
+            shift = root * safe_se
+            f_gap = np.where(np.isfinite(level), level * np.expm1(shift / level), shift)
+            gap = np.where(np.isnan(gap), gap, np.maximum(gap, f_gap))
     return [finite_or_none(v) if ok else None for v, ok in zip(gap, usable, strict=True)]
+
+
+def _f_test_multiple(test: Test | None, alpha: float, power: float) -> float | None:
+    """√λ: the noncentrality at which the dimension's F test (its own df) rejects at ``alpha`` with
+    ``power``. Welch's F divides by ``1 + 2(m−2)/(3 df2)`` (its df2 is ``(m²−1)/3Λ``), which raises
+    the bar; Hotelling's F is a noncentral F as it stands. None without a test or its df; inf where
+    no noncentrality up to 10⁶ reaches the power."""
+    if test is None or len(test.df) != 2 or not all(np.isfinite(test.df)) or min(test.df) <= 0:
+        return None
+    df1, df2 = test.df
+    critical = float(scipy_stats.f.isf(alpha, df1, df2))
+    if test.method.startswith("Welch"):
+        critical *= 1 + 2 * (df1 - 1) / (3 * df2)  # m − 2 = df1 − 1
+    def shortfall(lam: float) -> float:
+        return float(scipy_stats.ncf.sf(critical, df1, df2, lam)) - power
+    # ncf at λ = 0 is unreliable in scipy (negative sf): bracket from a tiny λ. A df2 so small that
+    # no reasonable λ reaches the power (or ncf gives nan): no gap is detectable (infinite).
+    low, high = 1e-6, 1.0
+    while not shortfall(high) >= 0:
+        if high > 1e6:
+            return math.inf
+        low, high = high, high * 2
+    if not shortfall(low) < 0:
+        return math.inf
+    return math.sqrt(optimize.brentq(shortfall, low, high, xtol=1e-6))
 
 
 def detectable_gap(comparison: Comparison, confidence: float, tests: int, power: float) -> float | None:
@@ -597,7 +635,9 @@ def _holm_and_marks(dimensions: list[Dimension], options: StatsOptions) -> list[
     out = []
     for dim, test in zip(dimensions, tests, strict=True):
         comparisons = [s.vs_overall or Comparison(None, [None, None]) for s in dim.slices]
-        gaps = detectable_gaps(comparisons, options.confidence, family, options.power, [s.wer for s in dim.slices])
+        gaps = detectable_gaps(
+            comparisons, options.confidence, family, options.power, [s.wer for s in dim.slices], test
+        )
         slices = []
         for s, gap in zip(dim.slices, gaps, strict=True):
             vs = replace(s.vs_overall, min_detectable=gap) if s.vs_overall is not None else None

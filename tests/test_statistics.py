@@ -290,3 +290,22 @@ def test_zero_error_slice_has_no_interval_and_no_finite_ratio():
     table["wer"] = table["errors"] / table["ref_words"]
     disparity = summarise(table, [SliceSpec(by="accent")], options(min_words=10)).dimensions[0].disparity
     assert disparity.ratio_ci[0] > 1 and disparity.ratio_ci[1] > 10 * disparity.ratio
+
+
+def test_detectable_gap_also_gives_the_dimension_test_its_power():
+    """The ★ needs the dimension F test too: its part is the noncentrality at which the noncentral F
+    (scipy.stats.ncf, the test's own df, α/m) rejects with the stated power, on the log scale."""
+    from scipy import stats as sps
+
+    from harness.stats import Comparison, Test, detectable_gaps
+
+    comparison = Comparison(0.0, [None, None], se=0.01, df=20.0, detect_df=20.0)
+    test = Test("between-speaker", 1.0, 0, 0.5, 0.0, method="Hotelling", df=[3.0, 6.0])
+    interval_only = detectable_gaps([comparison], 0.95, 4, 0.8, [0.15])[0]
+    both = detectable_gaps([comparison], 0.95, 4, 0.8, [0.15], test)[0]
+    assert both is not None and interval_only is not None and both > interval_only
+    lam = (np.log1p(both / 0.15) / (0.01 / 0.15)) ** 2
+    critical = sps.f.isf(0.05 / 4, 3.0, 6.0)
+    assert sps.ncf.sf(critical, 3.0, 6.0, lam) == pytest.approx(0.8, abs=1e-4)
+    # A comparison without a standard error still has nothing to say.
+    assert detectable_gaps([Comparison(0.0, [None, None])], 0.95, 4, 0.8, [0.15], test) == [None]
