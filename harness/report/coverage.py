@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.coverage import MAX_EMPTY_LISTED, Cell, Coverage, CoverageTable, cell_text, matrix
-from harness.power import Plan, SlicePlan
-from harness.report.format import clip, md_text
+from harness.power import MAX_SPEAKERS, Plan, SlicePlan
+from harness.report.format import clip, detectable_gap, md_text
 from harness.report.format import shown as escape  # long names clipped for display
 
 WIDEST_MATRIX = 12  # a pair with more values than this on both sides is listed, not drawn
@@ -162,9 +162,13 @@ def _plan_header(result: Plan) -> str:
 
 def _plan_cells(s: SlicePlan) -> list[str]:
     def count(value: int | None) -> str:
+        # Past MAX_SPEAKERS a figure is the model's extrapolation from the pilot, not a plan anyone
+        # records to (a 2-speaker pilot gives six-digit needs): said as a bound, not a number.
+        if value is not None and value > MAX_SPEAKERS:
+            return f"> {MAX_SPEAKERS}"
         return "–" if value is None else str(value)
 
-    detectable = "–" if s.detectable_now is None else f"±{s.detectable_now * 100:.1f} pp"
+    detectable = detectable_gap(s.detectable_now)
     need = count(s.need) if s.need is not None or s.note is None else "unreachable"
     return [
         s.label,
