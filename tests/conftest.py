@@ -97,3 +97,24 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+
+
+def accent_records(
+    speakers: int, per_speaker: int, accents: Sequence[str] = ("scottish", "welsh", "general")
+) -> list[dict]:
+    """Manifest records: ``speakers`` per accent, ``per_speaker`` 10-word utterances each, ids
+    ``accent-speaker-n`` (the stub backend needs no decoding, so one tone serves every clip)."""
+    return [
+        {
+            "id": f"{accent}-{speaker}-{n}",
+            "text": " ".join(WORDS[(n + k) % 10] for k in range(10)),
+            "speaker": f"{accent}{speaker}",
+            "accent": accent,
+        }
+        for accent in accents
+        for speaker in range(speakers)
+        for n in range(per_speaker)
+    ]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import write_config, write_jsonl
+from conftest import accent_records, write_config, write_jsonl
 
 from harness.audio import load_audio
 from harness.backends.base import AudioRequest, Backend, Capabilities, Registry
@@ -20,7 +20,6 @@ from harness.conditions import Condition, Simulator
 from harness.config import load_config
 from harness.pipeline import prepare, rescore, run
 
-WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 CONDITIONS = [
     {"name": "clean"},
     {"name": "noisy", "transforms": [{"type": "noise", "color": "pink", "snr_db": 10}]},
@@ -31,17 +30,7 @@ CONDITIONS = [
 @pytest.fixture
 def accents_manifest(make_manifest):
     """3 accents × 8 speakers × 10 utterances of 10 words (the stub needs no decoding)."""
-    records = [
-        {
-            "id": f"{accent}-{speaker}-{n}",
-            "text": " ".join(WORDS[(n + k) % 10] for k in range(10)),
-            "speaker": f"{accent}{speaker}",
-            "accent": accent,
-        }
-        for accent in ("scottish", "welsh", "general")
-        for speaker in range(8)
-        for n in range(10)
-    ]
+    records = accent_records(8, 10)
     return make_manifest(records)
 
 

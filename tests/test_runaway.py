@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_config
+from conftest import accent_records, write_config
 
 from harness.config import load_config
 from harness.pipeline import prepare, rescore, run
 from harness.runaway import RunawayRules, capped, classify, has_loop, loop_pattern
 
-WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 LOOPED = "general-3-7"
 # The test tone is 0.5 s long; its 10-word clips would all break the words-per-second rule.
 LENIENT_RATE = {"max_words_per_second": 100}
@@ -22,17 +21,7 @@ LENIENT_RATE = {"max_words_per_second": 100}
 @pytest.fixture
 def manifest(make_manifest):
     """600 utterances, 10 speakers per accent, 10 words each."""
-    records = [
-        {
-            "id": f"{accent}-{speaker}-{n}",
-            "text": " ".join(WORDS[(n + k) % 10] for k in range(10)),
-            "speaker": f"{accent}{speaker}",
-            "accent": accent,
-        }
-        for accent in ("scottish", "welsh", "general")
-        for speaker in range(10)
-        for n in range(20)
-    ]
+    records = accent_records(10, 20)
     return make_manifest(records)
 
 
@@ -149,17 +138,7 @@ def test_sanity_warnings_for_empty_transcripts_and_wer_above_100(tmp_path, manif
 def test_conditions_headline_is_the_reference_and_one_clip_cannot_decide_a_triangle(tmp_path, make_manifest):
     """A loop planted under 'phone' in one welsh clip: the headline is clean only, phone's ΔWER is
     told how much comes from runaways, and the most-degraded flip is named."""
-    records = [
-        {
-            "id": f"{accent}-{speaker}-{n}",
-            "text": " ".join(WORDS[(n + k) % 10] for k in range(10)),
-            "speaker": f"{accent}{speaker}",
-            "accent": accent,
-        }
-        for accent in ("scottish", "welsh", "general")
-        for speaker in range(8)
-        for n in range(10)
-    ]
+    records = accent_records(8, 10)
     manifest = make_manifest(records)
     backend = {
         "name": "stub",
