@@ -611,7 +611,6 @@ def serve_command(
     """Serve a configured backend over the OpenAI transcription protocol (POST /v1/audio/transcriptions)."""
     from harness.serve import Limits, bind, create_backend, read_backend_spec, serve, server_key
 
-    _check_listen(host, port)
     key = server_key(api_key_env)
     limits = Limits(
         max_upload_mb=max_upload_mb,
@@ -629,24 +628,6 @@ def serve_command(
         sock.close()
         raise
     serve(engine, sock, model_name=model_name or engine.name, api_key=key, limits=limits)
-
-
-def _check_listen(host: str, port: int) -> None:
-    """A port outside 1-65535 wraps around (99999 listens on 34463); an unknown host fails only after startup."""
-    import socket
-
-    if not 1 <= port <= 65535:
-        raise InputError(f"--port {port}: must lie between 1 and 65535")
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except (socket.gaierror, UnicodeError, ValueError) as exc:
-        raise InputError(f"--host {host!r}: unknown host ({exc}); try 127.0.0.1") from None
-    try:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
-    except OSError as exc:
-        raise InputError(f"--host {host} --port {port}: cannot listen there ({exc.strerror}); pick another") from None
 
 
 @app.command("gate")

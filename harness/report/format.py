@@ -377,7 +377,7 @@ def discovery_summary(block: dict[str, Any]) -> str:
 
 def finding_cells(rank: int, finding: dict[str, Any]) -> list[str]:
     e = finding["confirmation"]
-    ratio = (
+    ratio_text = (
         "–"
         if e["ratio"] is None
         else f"{e['ratio']:.2f}× {interval(e.get('ratio_ci'), lambda v: ratio(v)[:-1], unbounded=True)}"
@@ -388,7 +388,7 @@ def finding_cells(rank: int, finding: dict[str, Any]) -> list[str]:
         pct(e["wer"]),
         pct(e["complement_wer"]),
         f"{points(e['difference'])} {interval(e.get('difference_ci'), points)}".strip(),
-        ratio.strip(),
+        ratio_text.strip(),
         str(e["speakers"]),
         str(e["words"]),
         f"{_small(finding['search_q'])}, {_small(finding['confirmation_q'])}",

@@ -207,8 +207,8 @@ def test_duplicate_yaml_keys_name_both_lines(tmp_path):
         (["discover", "{run}", "--seed", "-1", "--min-speakers", "2"], "--seed -1: must be 0 or more"),
         (["model", "{run}", "--factors", "accent,accent"], "accent named twice"),
         (["gate", "{run}", "-b", "{run}", "-o", "{file}"], "not a folder"),
-        (["serve", "-b", "{run}/config.yaml", "--port", "99999"], "--port 99999: must lie between 1 and 65535"),
-        (["serve", "-b", "{run}/config.yaml", "--host", "no such host!"], "unknown host"),
+        (["serve", "-b", "{run}/config.yaml", "--port", "99999"], "--port 99999: a TCP port is 1-65535"),
+        (["serve", "-b", "{run}/config.yaml", "--host", "no such host!"], "not an address or a resolvable name"),
     ],
 )
 def test_cli_option_mistakes_are_one_line_exit_2(finished_run, tmp_path, args, fragment):
