@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.audio import SAMPLE_RATE, load_audio
 from harness.backends.base import AudioRequest, Registry
 from harness.conditions import Condition, Simulator
-from harness.manifest import Utterance, load_manifest
+from harness.data.audio import SAMPLE_RATE, load_audio
+from harness.data.manifest import Utterance, load_manifest
 
 # The bundled tiny.en needs no hub access. None of the imports above loads huggingface_hub
 # (the backend imports faster-whisper when it is created), so this is early enough.

@@ -2,7 +2,7 @@
 
   (a) baseline: the obvious pandas way, ``pd.read_json(lines=True)`` then a groupby per tag and per
       pair of tags (utterances, unique speakers, words, hours)
-  (b) ``harness.coverage.coverage`` on the same manifest (reading, checks, every table)
+  (b) ``harness.stats.coverage.coverage`` on the same manifest (reading, checks, every table)
 
 on a generated manifest (1,000,000 lines by default; 6 tags of 3–12 values, 20,000 speakers,
 durations given). Prints b/a and b's seconds (goal: ≤ 10 s on 2 cores).
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.coverage import coverage
+from harness.stats.coverage import coverage
 
 TAGS = {
     "accent": 10,

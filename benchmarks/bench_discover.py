@@ -4,7 +4,7 @@ values each (3 fixed per speaker, 3 per utterance), 4,000 speakers, depth 3:
   (a) baseline: the obvious pandas way to list the same lattice, one ``groupby`` per combination of
       tags giving each subgroup's utterances, speakers and pooled WER (no variance, no test, one
       pass over all speakers)
-  (b) ``harness.discover.discover``: both halves, cluster-robust tests of every candidate, BH,
+  (b) ``harness.stats.discover.discover``: both halves, cluster-robust tests of every candidate, BH,
       confirmation, pruning and bootstrap intervals of the findings (1,000 replicates)
 
 with a planted effect on one 3-way intersection. Prints b and b/a; goal: b <= 60 s on 2 cores.
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from harness.discover import DiscoverOptions, discover, simulate
+from harness.stats.discover import DiscoverOptions, discover, simulate
 
 
 def baseline(table, tags: list[str], depth: int) -> float:

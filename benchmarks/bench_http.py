@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO / "tests"))  # the loopback server and fake API used
 
 from harness.backends.base import Registry  # noqa: E402
 from harness.backends.remote import wav_bytes  # noqa: E402
-from harness.execute import transcribe_all  # noqa: E402
-from harness.manifest import load_manifest  # noqa: E402
-from harness.store import TranscriptCache  # noqa: E402
+from harness.data.manifest import load_manifest  # noqa: E402
+from harness.files import TranscriptCache  # noqa: E402
+from harness.transcribe.local import transcribe_all  # noqa: E402
 
 
 def serve_forever(port: int, latency: float, faults: float, ready: multiprocessing.Event) -> None:

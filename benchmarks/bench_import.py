@@ -2,7 +2,7 @@
 
   (a) baseline: the obvious pandas way: ``pd.read_csv`` of the whole TSV (quoting off), an
       ``os.path.isfile`` per clip, then ``to_json(lines=True)``: the whole table in memory
-  (b) ``harness.importers.writer.import_corpus`` with the Common Voice importer: streaming, every
+  (b) ``harness.data.importers.writer.import_corpus`` with the Common Voice importer: streaming, every
       row checked, mapped and counted, rejects and the dataset card written
 
 on a generated Common Voice-shaped locale folder: ``--rows`` TSV rows (500,000 by default) over
@@ -75,8 +75,8 @@ manifest.to_json(out, orient="records", lines=True, force_ascii=False)
 STREAMING = """
 import sys
 from pathlib import Path
-from harness.importers import ImporterRegistry
-from harness.importers.writer import import_corpus
+from harness.data.importers import ImporterRegistry
+from harness.data.importers.writer import import_corpus
 source, out = Path(sys.argv[1]), Path(sys.argv[2])
 import_corpus(ImporterRegistry.default().create("commonvoice", source, {}, None), out)
 """

@@ -29,8 +29,8 @@ import soundfile as sf
 from harness.config import RunConfig
 from harness.pipeline import prepare, rescore, run
 from harness.report.html import render_html
-from harness.slices import SliceSpec
-from harness.text import get_normalizer
+from harness.scoring.normalisers import get_normalizer
+from harness.stats.slices import SliceSpec
 
 SENTENCES = (
     "I'm gonna see the doctor today, y'all.",

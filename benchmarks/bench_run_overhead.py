@@ -144,7 +144,7 @@ def write_config(name: str, manifest: Path, root: Path, work: Path, batch_size: 
 def wer(records: list[dict], hyps: dict[str, str]) -> float:
     import jiwer
 
-    from harness.text import get_normalizer
+    from harness.scoring.normalisers import get_normalizer
 
     norm = get_normalizer("whisper-english")
     return jiwer.wer([norm(r["text"]) for r in records], [norm(hyps[r["id"]]) for r in records])
@@ -268,7 +268,7 @@ def stub_run(count: int, work: Path) -> None:
 def stub_cpu(records: list[dict], work: Path, options: dict) -> float:
     """CPU seconds the stub backend takes for these utterances, batch by batch as a run sends them."""
     from harness.backends.base import AudioRequest, Registry
-    from harness.manifest import Utterance
+    from harness.data.manifest import Utterance
 
     backend = Registry.default().create("stub", {k: v for k, v in options.items() if k != "name"})
     utts = [

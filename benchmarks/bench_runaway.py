@@ -1,6 +1,6 @@
 """What do the runaway rules and the capped table cost per run? On N synthetic scored utterances
-(1 % of hypotheses loop, 1 % are empty), times :func:`harness.runaway.classify` and
-:func:`harness.runaway.capped` against :func:`harness.align.align` on the same pairs (every run
+(1 % of hypotheses loop, 1 % are empty), times :func:`harness.scoring.runaway.classify` and
+:func:`harness.scoring.runaway.capped` against :func:`harness.scoring.align.align` on the same pairs (every run
 aligns once). Measured on a loaded 2-core machine: rules 2.7 s, capped 0.02 s, align 20 s for
 100,000 utterances (rules / align = 0.13: one compiled regex search per hypothesis). Usage::
 
@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from harness.align import align
-from harness.runaway import RunawayRules, capped, classify
+from harness.scoring.align import align
+from harness.scoring.runaway import RunawayRules, capped, classify
 
 WORDS = "the birch canoe slid on smooth planks glue sheet to dark blue background it is easy to tell".split(" ")  # noqa: SIM905
 

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.slices import SliceSpec
-from harness.stats import StatsOptions, Summary, summarise
+from harness.stats.by_slice import StatsOptions, Summary, summarise
+from harness.stats.slices import SliceSpec
 
 log = logging.getLogger("bench_stats")
 
@@ -44,7 +44,7 @@ GiB = 1024**3
 
 
 def synthetic_table(utterances: int, speakers: int, seed: int = 0) -> pd.DataFrame:
-    """One row per utterance, the columns ``summarise`` reads (see harness.stats), all status ok."""
+    """One row per utterance, the columns ``summarise`` reads (see harness.stats.by_slice), all status ok."""
     rng = np.random.default_rng(seed)
     # Speaker-level tags, and a logit-normal error rate with a modest effect of accent and device.
     tag_codes = {tag: rng.integers(0, k, speakers) for tag, k in TAGS.items()}

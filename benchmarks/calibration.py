@@ -1,7 +1,7 @@
 """Calibration suite: does every uncertainty statement asrfair prints hold its nominal rate?
 
 Datasets are drawn from a generator that is deliberately *not* the model of any method under test
-(harness/power.py assumes additive normal speaker effects; the bootstrap and the tests assume
+(harness/stats/power.py assumes additive normal speaker effects; the bootstrap and the tests assume
 nothing parametric but are sensitive to skew, few speakers and unequal clusters):
 
 * speaker error rate ``p_s = min(b_k · exp(σ_k Z_s), 0.8)`` with ``Z_s`` standard normal
@@ -60,11 +60,11 @@ import numpy as np
 import pandas as pd
 from scipy import integrate, optimize, stats
 
-from harness.degradation import degradation
-from harness.model import fit_rate_model
-from harness.power import plan
-from harness.slices import SliceSpec
-from harness.stats import StatsOptions, summarise_aggregates
+from harness.stats.by_slice import StatsOptions, summarise_aggregates
+from harness.stats.degradation import degradation
+from harness.stats.power import plan
+from harness.stats.rate_model import fit_rate_model
+from harness.stats.slices import SliceSpec
 
 log = logging.getLogger("calibration")
 
@@ -148,7 +148,7 @@ def _z(rng: np.random.Generator, tails: str, size: int) -> np.ndarray:
 
 
 def generate(scenario: Scenario, rng: np.random.Generator) -> pd.DataFrame:
-    """One scored utterance table (rows as harness.scoring makes them; with conditions, one row per
+    """One scored utterance table (rows as harness.scoring.table makes them; with conditions, one row per
     utterance per condition, tagged ``condition``)."""
     frames = []
     first = 0

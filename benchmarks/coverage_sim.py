@@ -15,9 +15,9 @@ The population targets, consistent with this simulation, all equal E[p_s] (compu
 - utterance-mean WER: the expected WER of a random utterance, E[utts_s * p_s] / E[utts_s] = E[p_s], since
   the number of utterances is independent of p_s and E[errors_u / words_u | p_s] = p_s.
 
-Per dataset: (i) the harness's intervals: ``harness.bootstrap.Resampler`` (speakers resampled with all their
+Per dataset: (i) the harness's intervals: ``harness.stats.bootstrap.Resampler`` (speakers resampled with all their
 utterances, 1000 replicates) and ``percentile_interval`` at 95%, one set of replicates shared by the three
-aggregates exactly as ``harness.stats.summarise_aggregates`` builds them (per speaker: Σ errors / Σ words
+aggregates exactly as ``harness.stats.by_slice.summarise_aggregates`` builds them (per speaker: Σ errors / Σ words
 for pooled, own WER / 1 for speaker-mean, Σ utterance WER / utterances for utterance-mean); (ii) a row
 bootstrap of pooled WER: utterances resampled independently (a multinomial weight matrix over utterances,
 1000 replicates), same percentile interval. Prints the coverage of each with its Monte-Carlo standard
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.bootstrap import Resampler, percentile_interval
+from harness.stats.bootstrap import Resampler, percentile_interval
 
 log = logging.getLogger("coverage_sim")
 

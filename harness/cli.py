@@ -151,8 +151,8 @@ def audition_command(
     import soundfile as sf
 
     from harness.config import load_config
+    from harness.files import write_atomic
     from harness.pipeline import audition
-    from harness.store import write_atomic
 
     heard = audition(load_config(config), condition, utterance)
     target = output or Path(f"{utterance}.{condition}.wav".replace("/", "_").replace("\\", "_"))
@@ -178,8 +178,8 @@ def validate_command(
     ] = None,
 ) -> None:
     """Check a manifest: every problem reported with file and line. Exit 2 on errors."""
+    from harness.data.manifest import read_manifest
     from harness.errors import EXIT_BAD_INPUT
-    from harness.manifest import read_manifest
 
     result = read_manifest(manifest, check_audio=not no_audio, audio_roots=audio_roots or ())
     for problem in result.problems:
@@ -217,9 +217,9 @@ def import_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Turn a released corpus into a manifest, streaming: counts per tag value, every rejected row kept."""
-    from harness.importers import ImporterRegistry, parse_options
-    from harness.importers.tagmap import read_tag_map
-    from harness.importers.writer import import_corpus
+    from harness.data.importers import ImporterRegistry, parse_options
+    from harness.data.importers.tagmap import read_tag_map
+    from harness.data.importers.writer import import_corpus
     from harness.report.imports import print_import_summary
 
     mapping = read_tag_map(tag_map) if tag_map is not None else None
@@ -262,7 +262,7 @@ def import_command(
 @_handle_errors
 def importers_command(as_json: Annotated[bool, typer.Option("--json", help="machine-readable list")] = False) -> None:
     """List corpus formats 'asrfair import' reads (built-in and 'asrfair.importers' entry points)."""
-    from harness.importers import ImporterRegistry
+    from harness.data.importers import ImporterRegistry
 
     registry = ImporterRegistry.default()
     listing = []
@@ -335,10 +335,10 @@ def coverage_command(
     """
     from dataclasses import asdict
 
-    from harness.coverage import coverage
+    from harness.files import write_text
     from harness.report.coverage import print_coverage, render_coverage_markdown
-    from harness.slices import load_slices
-    from harness.store import write_text
+    from harness.stats.coverage import coverage
+    from harness.stats.slices import load_slices
 
     result = coverage(
         manifest,
@@ -381,7 +381,7 @@ def score_command(
 ) -> None:
     """Re-score a finished run (new slices, normaliser or headline aggregate) without transcribing again."""
     from harness.pipeline import rescore
-    from harness.slices import load_slices
+    from harness.stats.slices import load_slices
 
     chosen = load_slices(slices) if slices else None
     metrics = rescore(run_dir, slices=chosen, normalizers=normalizer, aggregate=aggregate)
@@ -396,7 +396,7 @@ def normalizers_command(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable list")] = False,
 ) -> None:
     """List the text normalisers (built-in presets and plugins), optionally applied to a sample text."""
-    from harness.text import available_normalizers
+    from harness.scoring.normalisers import available_normalizers
 
     found = available_normalizers()
     rows = [
@@ -462,7 +462,7 @@ def model_command(
 
     from harness.pipeline import fit_model
     from harness.report.terminal import print_model
-    from harness.slices import load_slices
+    from harness.stats.slices import load_slices
 
     chosen = [f.strip() for f in factors.split(",") if f.strip()] if factors else None
     result = asdict(fit_model(run_dir, factors=chosen, slices=load_slices(slices) if slices else None))
@@ -489,10 +489,10 @@ def plan_command(
     """How many speakers each slice needs before a gap of --gap would be detected (have / need / record more)."""
     from dataclasses import asdict
 
+    from harness.files import write_text
     from harness.pipeline import plan_run
     from harness.report.coverage import print_plan, render_plan_markdown
-    from harness.slices import load_slices
-    from harness.store import write_text
+    from harness.stats.slices import load_slices
 
     result = plan_run(
         run_dir,
@@ -652,9 +652,9 @@ def gate_command(
 ) -> None:
     """Fail (exit 1) when the run is worse or less fair than the baseline, beyond noise."""
     from harness.config import GateConfig
-    from harness.gate import load_side, run_gate
+    from harness.decide.gate import load_side, run_gate
+    from harness.files import write_json, write_text
     from harness.report.gate import print_gate, render_markdown, write_junit
-    from harness.store import write_json, write_text
 
     candidate = load_side(run_dir, "candidate")
     base = load_side(baseline, "baseline")
@@ -701,7 +701,7 @@ def baseline_set_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="baseline .json to write")],
 ) -> None:
     """Accept a run as the baseline: writes OUTPUT.json and its utterance table beside it."""
-    from harness.gate import save_baseline
+    from harness.decide.gate import save_baseline
 
     path = save_baseline(run_dir, output)
     err_console.print(f"baseline written: {path} (+ {path.with_suffix('.utterances.parquet').name})")
@@ -718,7 +718,7 @@ def compare_command(
     ] = False,
 ) -> None:
     """Two runs side by side, paired on shared utterances: WER per slice and the change, with intervals."""
-    from harness.gate import compare_sides
+    from harness.decide.gate import compare_sides
     from harness.report.gate import print_comparison
 
     comparison = compare_sides(run_a, run_b, force=force)
@@ -741,7 +741,7 @@ def history_command(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable rows")] = False,
 ) -> None:
     """Trend of overall and per-slice WER over the runs recorded in the history database."""
-    from harness.history import show_history
+    from harness.decide.history import show_history
 
     show_history(
         db, slices=slice_filter or [], name=name, last=last, plot=plot, as_json=as_json, console=_stdout_console()
@@ -836,7 +836,7 @@ class _LiveProgress:
         self._progress.stop()
 
     def update(self, batch: Sequence[Any], transcripts: Sequence[Any]) -> None:
-        from harness.align import align
+        from harness.scoring.align import align
 
         ok = [(u.text, t.text) for u, t in zip(batch, transcripts, strict=True) if t.status == "ok"]
         self._failed += len(batch) - len(ok)

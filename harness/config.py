@@ -14,12 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from harness import redaction
 from harness.conditions import Condition, check_conditions
+from harness.data.manifest import usable_path
 from harness.errors import InputError, format_validation_error
-from harness.manifest import usable_path
-from harness.runaway import RunawayRules
-from harness.slices import SliceSpec, load_slices
-from harness.stats import StatsOptions
-from harness.text import is_normalizer_file
+from harness.scoring.normalisers import is_normalizer_file
+from harness.scoring.runaway import RunawayRules
+from harness.stats.by_slice import StatsOptions
+from harness.stats.slices import SliceSpec, load_slices
 from harness.yamlfile import read_yaml
 
 CONFIG_VERSION = 1
@@ -135,7 +135,7 @@ class GateConfig(Strict):
 
 
 class RunawayConfig(Strict):
-    """Rules that flag an utterance's transcript as a runaway (harness/runaway.py, docs/config.md)."""
+    """Rules that flag an utterance's transcript as a runaway (harness/scoring/runaway.py, docs/config.md)."""
 
     loop_ngram: int = Field(8, ge=1, le=16, description="longest repeated unit a loop is looked for in, in words")
     loop_repeats: int = Field(4, ge=2, description="back-to-back copies of one unit that make a loop")

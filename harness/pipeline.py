@@ -24,43 +24,35 @@ import pandas as pd
 from pydantic import ValidationError
 
 from harness import __version__, redaction
-from harness.align import JIWER_VERSION, SCORER_VERSION
-from harness.audio import AudioError, load_audio
 from harness.backends.base import Backend, Registry, Transcript
 from harness.conditions import CONDITION_TAG, Condition, Rendering, Simulator, with_condition
 from harness.conditions.dsp import CodecUnavailable, codec
 from harness.conditions.spec import Babble, Codec
 from harness.config import MAX_CONFIDENCE, RunConfig
-from harness.degradation import degradation
-from harness.discover import DiscoverOptions, Discovery, discover, discovery_tags
+from harness.data.audio import AudioError, load_audio
+from harness.data.manifest import Manifest, Utterance, load_manifest
+from harness.decide.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
+from harness.decide.history import record_run
+from harness.decide.integrity import check_sealed, seal, unseal
 from harness.errors import BackendUnavailable, InputError, Interrupted, TooManyFailures, format_validation_error
-from harness.execute import BatchCallback, StopRequested, TranscribeResult, transcribe_all
-from harness.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
-from harness.history import record_run
-from harness.integrity import check_sealed, seal, unseal
-from harness.manifest import Manifest, Utterance, load_manifest
-from harness.model import ModelResult, model_for_slices
-from harness.normalization import NormalizerSensitivity, ScoredView, normalizer_sensitivity
-from harness.power import Plan, plan
+from harness.files import RunPaths, new_run_dir, open_run_dir, write_json, write_parquet, write_text, write_yaml
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
-from harness.report.metrics import build_metrics
-from harness.robust import agreed_marks, headline_aggregates, robust_view, sanity_warnings
-from harness.runaway import capped
-from harness.scoring import score_frame, tag_columns, utterance_frame
-from harness.slices import SliceSpec, check_slices, default_slices
-from harness.stats import AGGREGATES, Summary, summarise
-from harness.store import (
-    RunPaths,
-    TranscriptCache,
-    new_run_dir,
-    open_run_dir,
-    write_json,
-    write_parquet,
-    write_text,
-    write_yaml,
-)
-from harness.text import Normalizer, get_normalizer
+from harness.results import build_metrics
+from harness.scoring.align import JIWER_VERSION, SCORER_VERSION
+from harness.scoring.normalisers import Normalizer, get_normalizer
+from harness.scoring.runaway import capped
+from harness.scoring.table import score_frame, tag_columns, utterance_frame
+from harness.stats.by_slice import AGGREGATES, Summary, summarise
+from harness.stats.degradation import degradation
+from harness.stats.discover import DiscoverOptions, Discovery, discover, discovery_tags
+from harness.stats.normaliser_sensitivity import NormalizerSensitivity, ScoredView, normalizer_sensitivity
+from harness.stats.power import Plan, plan
+from harness.stats.rate_model import ModelResult, model_for_slices
+from harness.stats.robust import agreed_marks, headline_aggregates, robust_view, sanity_warnings
+from harness.stats.slices import SliceSpec, check_slices, default_slices
+from harness.transcribe.cache import TranscriptCache
+from harness.transcribe.local import BatchCallback, StopRequested, TranscribeResult, transcribe_all
 from harness.yamlfile import read_yaml
 
 log = logging.getLogger(__name__)
@@ -242,7 +234,7 @@ def _run_into(
     pool = None
     try:
         if config.execute.executor == "ray":
-            from harness.ray_executor import RayPool  # imports ray: only for runs that use it
+            from harness.transcribe.ray import RayPool  # imports ray: only for runs that use it
 
             pool = RayPool(config.backend, config.execute, backend)
             transcribe = pool.transcribe_all
@@ -617,7 +609,7 @@ def _score_and_write(
 def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = None, force: bool = False) -> Path:
     """``asrfair report``: the HTML page of a finished run, optionally beside another run
     (paired on shared utterances), written to ``out`` (default: the run's report.html)."""
-    from harness.gate import compare_sides
+    from harness.decide.gate import compare_sides
 
     paths, _config, table = _open_finished(run_dir)
     metrics = _read_metrics(paths, run_dir)

@@ -58,11 +58,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from harness import redaction
-from harness.audio import AudioError, load_audio
 from harness.backends.base import AudioRequest, Backend, Registry
 from harness.config import BackendSpec
+from harness.data.audio import AudioError, load_audio
+from harness.data.manifest import Utterance
 from harness.errors import BackendUnavailable, InputError, format_validation_error
-from harness.manifest import Utterance
 from harness.yamlfile import read_yaml
 
 log = logging.getLogger(__name__)

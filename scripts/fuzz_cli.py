@@ -65,7 +65,7 @@ class Workspace:
     def build(cls, root: Path) -> Workspace:
         from harness.cli import app  # noqa: F401  (import cost paid once)
         from harness.config import load_config
-        from harness.gate import save_baseline
+        from harness.decide.gate import save_baseline
         from harness.pipeline import prepare, run
 
         data = root / "data"

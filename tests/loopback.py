@@ -25,8 +25,8 @@ import uvicorn
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from harness.audio import load_audio
-from harness.manifest import Utterance, load_manifest
+from harness.data.audio import load_audio
+from harness.data.manifest import Utterance, load_manifest
 
 
 class LoopbackServer:

@@ -21,8 +21,8 @@ from scipy import stats as scipy_stats
 from harness.config import load_config
 from harness.errors import InputError
 from harness.pipeline import prepare, rescore, run
-from harness.slices import SliceSpec
-from harness.stats import AGGREGATES, StatsOptions, summarise, summarise_aggregates
+from harness.stats.by_slice import AGGREGATES, StatsOptions, summarise, summarise_aggregates
+from harness.stats.slices import SliceSpec
 
 
 def load_coverage_sim():

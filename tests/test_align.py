@@ -2,7 +2,7 @@ import jiwer
 import numpy as np
 import pytest
 
-from harness.align import align
+from harness.scoring.align import align
 
 CASES = [
     # reference, hypothesis, (hits, S, D, I)

@@ -3,8 +3,8 @@ import pytest
 import soundfile as sf
 from conftest import write_tone
 
-from harness.audio import AudioError, file_sha256, load_audio, resample, segment_key
-from harness.manifest import Utterance
+from harness.data.audio import AudioError, file_sha256, load_audio, resample, segment_key
+from harness.data.manifest import Utterance
 
 
 def utt(path, **kw):

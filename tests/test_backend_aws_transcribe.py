@@ -21,8 +21,8 @@ from harness.backends.aws_transcribe import AWSTranscribeBackend
 from harness.backends.base import Registry
 from harness.backends.remote import RejectedCredentials, RemoteError
 from harness.config import load_config
+from harness.data.manifest import Utterance
 from harness.errors import BackendUnavailable
-from harness.manifest import Utterance
 from harness.pipeline import prepare, run
 
 REGION = "eu-west-2"

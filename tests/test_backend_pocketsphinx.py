@@ -17,8 +17,8 @@ from conftest import REPO, demo_records, write_config, write_jsonl
 from harness.backends.base import Registry
 from harness.config import load_config
 from harness.errors import BackendUnavailable
-from harness.execute import _prepare
 from harness.pipeline import prepare, run
+from harness.transcribe.local import _prepare
 
 pytest.importorskip("pocketsphinx")
 pytestmark = pytest.mark.slow

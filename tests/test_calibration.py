@@ -17,7 +17,7 @@ import sys
 import numpy as np
 from conftest import REPO
 
-from harness.stats import StatsOptions, summarise_aggregates
+from harness.stats.by_slice import StatsOptions, summarise_aggregates
 
 
 def load_calibration():

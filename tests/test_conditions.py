@@ -14,10 +14,10 @@ import pytest
 import soundfile as sf
 from conftest import accent_records, write_config, write_jsonl
 
-from harness.audio import load_audio
 from harness.backends.base import AudioRequest, Backend, Capabilities, Registry
 from harness.conditions import Condition, Simulator
 from harness.config import load_config
+from harness.data.audio import load_audio
 from harness.pipeline import prepare, rescore, run
 
 CONDITIONS = [

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from scipy import signal
 
 from harness.conditions import Condition, Simulator, dsp
-from harness.manifest import Utterance
+from harness.data.manifest import Utterance
 
 SR = 16_000
 

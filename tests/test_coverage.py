@@ -10,9 +10,9 @@ import pytest
 from conftest import write_jsonl, write_tone
 from test_cli import asrfair, assert_clean_error
 
-from harness.coverage import coverage
 from harness.errors import InputError
-from harness.slices import SliceSpec
+from harness.stats.coverage import coverage
+from harness.stats.slices import SliceSpec
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""harness.degradation on synthetic tables with a known truth: calibration and power of the interaction
+"""harness.stats.degradation on synthetic tables with a known truth: calibration and power of the interaction
 test, coverage and pairing of the ΔWER intervals, complete cases, and the edges (no bootstrap, one
 slice, one speaker, no speaker ids, ``where:`` filters, failures under one condition)."""
 
@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
-from harness.degradation import Degradation, degradation
-from harness.inference import hall_quantiles
-from harness.significance import holm
-from harness.slices import MISSING, SliceSpec
-from harness.stats import StatsOptions
+from harness.stats.by_slice import StatsOptions
+from harness.stats.degradation import Degradation, degradation
+from harness.stats.inference import hall_quantiles
+from harness.stats.multiplicity import holm
+from harness.stats.slices import MISSING, SliceSpec
 
 ACCENTS = ("general", "scottish", "welsh")
 BASE = {"general": 0.10, "scottish": 0.16, "welsh": 0.13}  # accents differ under the reference too

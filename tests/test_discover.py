@@ -12,8 +12,8 @@ from conftest import write_config
 from test_cli import asrfair, assert_clean_error
 
 from harness.config import load_config
-from harness.discover import DiscoverOptions, discover, simulate
 from harness.pipeline import prepare, rescore, run
+from harness.stats.discover import DiscoverOptions, discover, simulate
 
 TAGS = {"accent": 5, "region": 4, "l1": 4, "device": 3, "noise": 3, "mic": 2}
 SPEAKER_TAGS = ("accent", "region", "l1")
@@ -205,7 +205,7 @@ def test_a_one_speaker_subgroup_is_never_significant():
     table = simulate(np.random.default_rng(4), speakers=60, utterances=30, tags={"accent": 3}, speaker_tags=("accent",))
     table.loc[table["speaker"] == "s0", "accent"] = "solo"  # one speaker, somewhat worse by chance or not
     table.loc[table["speaker"] == "s0", "errors"] += 2
-    from harness.discover import evaluate
+    from harness.stats.discover import evaluate
 
     estimate = evaluate(table, {"accent": "solo"}, DiscoverOptions(bootstrap=200))
     assert estimate.difference > 0 and estimate.p_value >= 0.5
@@ -214,7 +214,7 @@ def test_a_one_speaker_subgroup_is_never_significant():
 def test_the_vectorised_search_agrees_with_the_one_subgroup_test():
     """Every candidate's z and WERs from the lattice-wide sums equal those of the direct
     computation on its own rows (a sample of 60)."""
-    from harness.discover import _estimate, _mask, _rows, _test_all
+    from harness.stats.discover import _estimate, _mask, _rows, _test_all
 
     table = simulate(np.random.default_rng(7), speakers=120, utterances=15, tags=TAGS, speaker_tags=SPEAKER_TAGS)
     rows = _rows(table, list(TAGS))

@@ -13,9 +13,9 @@ from harness.backends.base import AudioRequest, Registry
 from harness.backends.faster_whisper import parallelism, resolve_model
 from harness.config import load_config
 from harness.errors import BackendUnavailable
-from harness.execute import _prepare
 from harness.pipeline import prepare, run
-from harness.text import get_normalizer
+from harness.scoring.normalisers import get_normalizer
+from harness.transcribe.local import _prepare
 
 pytestmark = pytest.mark.slow
 WHISPER = {

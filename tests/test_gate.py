@@ -13,7 +13,7 @@ from conftest import write_config
 from test_cli import asrfair, assert_clean_error
 
 from harness.config import GateConfig, RunConfig
-from harness.gate import RunSide, load_side, run_gate, save_baseline
+from harness.decide.gate import RunSide, load_side, run_gate, save_baseline
 from harness.pipeline import prepare, run
 
 ACCENTS = ("north", "south", "east", "west")

@@ -25,14 +25,14 @@ from conftest import REPO, write_config, write_jsonl, write_tone
 from rich.console import Console
 
 from harness.config import load_config
+from harness.decide.history import load_history, record_run, show_history
 from harness.errors import InputError
-from harness.history import load_history, record_run, show_history
 from harness.pipeline import RunOutcome, prepare, run
 
 RATES = (0.05, 0.15, 0.3)  # the planted trend: accent=x gets worse run after run; accent=y stays clean
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 
-# Child processes import harness.history without the package __init__ (which loads the whole
+# Child processes import harness.decide.history without the package __init__ (which loads the whole
 # pipeline, seconds of scipy imports): the module under test is the same, the test stays fast.
 CHILD_PRELUDE = f"""
 import json, logging, sys, time, types
@@ -41,9 +41,9 @@ package = types.ModuleType("harness")
 package.__path__ = [{str(REPO / "harness")!r}]
 sys.modules["harness"] = package
 import duckdb
-from harness.history import record_run, run_rows, write_rows
+from harness.decide.history import record_run, run_rows, write_rows
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
-logging.getLogger("harness.history").setLevel(logging.DEBUG)
+logging.getLogger("harness.decide.history").setLevel(logging.DEBUG)
 db = Path(sys.argv[1])
 metrics = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else None
 """
@@ -205,10 +205,10 @@ def test_history_failure_warns_and_the_run_succeeds(tmp_path, make_manifest, cap
     not_a_db = tmp_path / "a-directory"
     not_a_db.mkdir()
     config = load_config(write_config(tmp_path / "run.yaml", manifest, {"name": "stub"}, history=str(not_a_db)))
-    with caplog.at_level(logging.WARNING, logger="harness.history"):
+    with caplog.at_level(logging.WARNING, logger="harness.decide.history"):
         outcome = run(prepare(config))
     assert (outcome.paths.root / "metrics.json").is_file() and outcome.metrics["overall"]["wer"] == 0.0
-    [warning] = [r for r in caplog.records if r.name == "harness.history"]
+    [warning] = [r for r in caplog.records if r.name == "harness.decide.history"]
     assert warning.levelno == logging.WARNING
     assert str(not_a_db) in warning.getMessage() and "not updated" in warning.getMessage()
 
@@ -367,7 +367,7 @@ def test_waits_for_the_lock_then_gives_up_with_a_warning(recorded, tmp_path, cap
     holder = child('con = duckdb.connect(str(db)); print("holding", flush=True); sys.stdin.readline()', str(db))
     assert holder.stdout.readline().strip() == "holding", finish(holder).stderr
     root, metrics = recorded.outcomes[0].paths.root, recorded.metrics(0)
-    with caplog.at_level(logging.WARNING, logger="harness.history"):
+    with caplog.at_level(logging.WARNING, logger="harness.decide.history"):
         assert not record_run(db, root, metrics, lock_wait_s=0.3)
     assert str(db) in caplog.text and "Could not set lock" in caplog.text
     with pytest.raises(InputError, match=r"cannot read the run history \(IO Error: Could not set lock"):

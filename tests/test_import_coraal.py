@@ -7,7 +7,7 @@ import shutil
 import pytest
 from importing import FIXTURES, asrfair, import_validate_run
 
-from harness.importers.coraal import (
+from harness.data.importers.coraal import (
     Cleaned,
     Recording,
     clean_content,

@@ -6,7 +6,7 @@ import shutil
 
 from importing import FIXTURES, asrfair, import_validate_run
 
-from harness.importers.edacc import columns, strip_tags
+from harness.data.importers.edacc import columns, strip_tags
 
 DOWNLOAD = FIXTURES / "edacc"  # the folder the archive was unpacked in
 RELEASE = DOWNLOAD / "edacc_v1.0"

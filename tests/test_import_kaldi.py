@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from importing import FIXTURES, asrfair, import_validate_run
 
-from harness.importers.kaldi import Piped, parse_pipe
+from harness.data.importers.kaldi import Piped, parse_pipe
 
 RECIPE = FIXTURES / "kaldi" / "s5"
 SEGMENTED = RECIPE / "data" / "test"

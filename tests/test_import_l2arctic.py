@@ -6,7 +6,7 @@ import shutil
 
 from importing import FIXTURES, asrfair, import_validate_run
 
-from harness.importers.l2arctic import SPEAKERS, readme_speakers
+from harness.data.importers.l2arctic import SPEAKERS, readme_speakers
 
 RELEASE = FIXTURES / "l2arctic" / "l2arctic_release_v5.0"
 

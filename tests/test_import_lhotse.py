@@ -11,7 +11,7 @@ import pytest
 from conftest import write_tone
 from importing import FIXTURES, asrfair, import_validate_run
 
-from harness.importers.lhotse import language_code
+from harness.data.importers.lhotse import language_code
 
 RECIPE = FIXTURES / "lhotse"  # the folder the recipe ran in: the manifests' audio paths start here
 MANIFESTS = RECIPE / "data" / "manifests"

@@ -6,7 +6,7 @@ import shutil
 
 from importing import FIXTURES, asrfair, import_validate_run
 
-from harness.importers.speech_accent_archive import PASSAGE, SpeechAccentArchiveImporter
+from harness.data.importers.speech_accent_archive import PASSAGE, SpeechAccentArchiveImporter
 
 KAGGLE = FIXTURES / "speech-accent-archive" / "kaggle"
 RESAVED = FIXTURES / "speech-accent-archive" / "resaved"

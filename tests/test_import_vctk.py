@@ -7,7 +7,7 @@ import shutil
 import pytest
 from importing import FIXTURES, asrfair, import_validate_run
 
-from harness.importers.vctk import accent_label, parse_speaker_line
+from harness.data.importers.vctk import accent_label, parse_speaker_line
 
 RELEASE = FIXTURES / "vctk" / "VCTK-Corpus-0.92"
 OLD_RELEASE = FIXTURES / "vctk" / "VCTK-Corpus"

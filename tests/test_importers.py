@@ -18,11 +18,11 @@ import pytest
 from conftest import write_tone
 from importing import FIXTURES, asrfair
 
+from harness.data.importers import ImporterRegistry, parse_options
+from harness.data.importers.base import Importer, Record, Reject, age_band, label
+from harness.data.importers.tagmap import read_tag_map
+from harness.data.importers.writer import import_corpus
 from harness.errors import InputError
-from harness.importers import ImporterRegistry, parse_options
-from harness.importers.base import Importer, Record, Reject, age_band, label
-from harness.importers.tagmap import read_tag_map
-from harness.importers.writer import import_corpus
 
 CV_RELEASE = FIXTURES / "commonvoice" / "cv-corpus-20.0-2024-12-06" / "en"
 CV_COLUMNS = "client_id path sentence_id sentence sentence_domain up_votes down_votes age gender accents variant locale"
@@ -218,7 +218,7 @@ def test_options_parse_and_the_listing(tmp_path):
 
 PLUGIN = '''
 from pathlib import Path
-from harness.importers import Importer, Record
+from harness.data.importers import Importer, Record
 
 
 class WordList(Importer):

@@ -1,4 +1,4 @@
-"""harness.inference against known answers: the ratio estimator's jackknife variance, Welch's
+"""harness.stats.inference against known answers: the ratio estimator's jackknife variance, Welch's
 degrees of freedom, Wilson's interval, the dimension test's size under the null and its power against
 a speaker-level effect seen through an intersection, and the disparity's simultaneous bounds."""
 
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from harness.inference import contrasts, ratios, wilson
-from harness.slices import SliceSpec
-from harness.stats import StatsOptions, gap_bounds, ranked_test, select, summarise, unit_contrasts
+from harness.stats.by_slice import StatsOptions, gap_bounds, ranked_test, select, summarise, unit_contrasts
+from harness.stats.inference import contrasts, ratios, wilson
+from harness.stats.slices import SliceSpec
 
 
 def test_one_ratio_variance_is_the_textbook_jackknife():

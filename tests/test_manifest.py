@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.data.manifest import load_manifest, read_manifest
 from harness.errors import InputError
-from harness.manifest import load_manifest, read_manifest
 
 
 def only_problem(manifest: Path, level: str = "error"):

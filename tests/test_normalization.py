@@ -18,10 +18,10 @@ from test_cli import asrfair, assert_clean_error
 
 import harness
 from harness.config import GateConfig, load_config
+from harness.decide.gate import compare_sides, load_side, run_gate
 from harness.errors import InputError
-from harness.gate import compare_sides, load_side, run_gate
 from harness.pipeline import prepare, rescore, run
-from harness.text import get_normalizer
+from harness.scoring.normalisers import get_normalizer
 
 SENTENCES = (
     "i am going to see the doctor today",

@@ -14,9 +14,9 @@ from test_cli import asrfair, assert_clean_error
 from harness.config import load_config
 from harness.errors import InputError
 from harness.pipeline import plan_run, prepare, run
-from harness.power import Components, components, plan, pooled_spread, simulate
-from harness.slices import SliceSpec
-from harness.stats import StatsOptions, summarise
+from harness.stats.by_slice import StatsOptions, summarise
+from harness.stats.power import Components, components, plan, pooled_spread, simulate
+from harness.stats.slices import SliceSpec
 
 # σ_b = 0.05 between speakers' rates; per-word within variance 1.0 (utterance WER sd 0.1 at 100 words)
 TRUTH = Components(0, 0, 0.0, 0.0, between=0.05**2, within=1.0, squared_words=0.0)
@@ -107,7 +107,7 @@ def test_the_minimum_detectable_gap_shrinks_as_one_over_root_speakers():
 def test_min_detectable_gap_is_the_t_sum_times_the_standard_error():
     from scipy import stats as scipy_stats
 
-    from harness.stats import Comparison, detectable_gap
+    from harness.stats.by_slice import Comparison, detectable_gap
 
     comparison = Comparison(0.0, [None, None], se=0.01, df=12.0)
     expected = (scipy_stats.t.ppf(1 - 0.05 / 2, 12) + scipy_stats.t.ppf(0.8, 12)) * 0.01

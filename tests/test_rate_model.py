@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.model import fit_rate_model
 from harness.report.format import effect_cells
+from harness.stats.rate_model import fit_rate_model
 
 
 def table(speakers: dict[str, int], seed: int = 0) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from harness.backends.faster_whisper import FasterWhisperBackend
 from harness.backends.openai_compatible import OpenAICompatibleBackend
 from harness.backends.stub import StubBackend
 from harness.config import ExecuteConfig
-from harness.ray_executor import actor_count, worker_options
+from harness.transcribe.ray import actor_count, worker_options
 
 pytest.importorskip("ray")
 
@@ -204,7 +204,7 @@ def test_ray_is_imported_only_by_runs_that_use_it(demo_config, tmp_path):
     probe = (
         "import sys\n"
         "from harness.cli import main\n"
-        "import harness.pipeline, harness.ray_executor\n"
+        "import harness.pipeline, harness.transcribe.ray\n"
         "try:\n"
         f"    main(['run', {str(demo_config)!r}, '-o', {str(tmp_path / 'out')!r}])\n"
         "except SystemExit as exit:\n"

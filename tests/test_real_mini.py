@@ -12,8 +12,8 @@ import soundfile as sf
 from conftest import REPO
 from importing import asrfair
 
-from harness.audio import SAMPLE_RATE, load_audio
-from harness.manifest import Utterance
+from harness.data.audio import SAMPLE_RATE, load_audio
+from harness.data.manifest import Utterance
 
 CORPUS = REPO / "datasets" / "real-mini"
 ROWS = [json.loads(line) for line in (CORPUS / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -11,7 +11,7 @@ from conftest import accent_records, write_config
 
 from harness.config import load_config
 from harness.pipeline import prepare, rescore, run
-from harness.runaway import RunawayRules, capped, classify, has_loop, loop_pattern
+from harness.scoring.runaway import RunawayRules, capped, classify, has_loop, loop_pattern
 
 LOOPED = "general-3-7"
 # The test tone is 0.5 s long; its 10-word clips would all break the words-per-second rule.
@@ -182,9 +182,9 @@ def test_a_triangle_stays_only_where_the_capped_analysis_marks_it_too():
 
     from test_degradation_stats import ACCENT, simulate
 
-    from harness.degradation import degradation
-    from harness.robust import agreed_marks, robust_shifts
-    from harness.stats import StatsOptions
+    from harness.stats.by_slice import StatsOptions
+    from harness.stats.degradation import degradation
+    from harness.stats.robust import agreed_marks, robust_shifts
 
     table = simulate(np.random.default_rng(3), extra={"noisy": {"scottish": 0.15}})
     options = StatsOptions(min_speakers=2, min_words=10, bootstrap=300, permutations=300)

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from harness.errors import InputError
-from harness.scoring import score_frame
-from harness.slices import MISSING, SliceSpec, check_slices, load_slices, slice_frame
-from harness.stats import StatsOptions, summarise
-from harness.text import get_normalizer
+from harness.scoring.normalisers import get_normalizer
+from harness.scoring.table import score_frame
+from harness.stats.by_slice import StatsOptions, summarise
+from harness.stats.slices import MISSING, SliceSpec, check_slices, load_slices, slice_frame
 
 
 def opts(min_speakers: int = 1, min_words: int = 1, **kw) -> StatsOptions:

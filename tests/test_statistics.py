@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from harness.bootstrap import Resampler, percentile_interval
 from harness.errors import InputError
-from harness.significance import holm
-from harness.slices import OUTSIDE, SliceSpec, check_slices, slice_frame
-from harness.stats import StatsOptions, ranked_test, summarise
-from harness.where import WhereError, evaluate, parse_where
+from harness.stats.bootstrap import Resampler, percentile_interval
+from harness.stats.by_slice import StatsOptions, ranked_test, summarise
+from harness.stats.multiplicity import holm
+from harness.stats.slices import OUTSIDE, SliceSpec, check_slices, slice_frame
+from harness.stats.where import WhereError, evaluate, parse_where
 
 
 def synthetic_table(seed: int, speakers_per_group: int = 12, groups=("a", "b", "c"), effect=None, sd=0.5):
@@ -176,7 +176,7 @@ def test_check_slices_reference_and_bins():
 
 def test_rate_model_separates_confounded_tags():
     """Accent b is recorded mostly on a bad device: slices blame the accent, the model the device."""
-    from harness.model import fit_rate_model
+    from harness.stats.rate_model import fit_rate_model
 
     rng = np.random.default_rng(7)
     rows = []
@@ -264,7 +264,7 @@ def test_mixed_null_is_calibrated():
 
 
 def test_rate_model_reports_what_it_cannot_estimate():
-    from harness.model import fit_rate_model
+    from harness.stats.rate_model import fit_rate_model
 
     table = synthetic_table(10, groups=("a", "b", "c", "d"), effect={"b": 0.7})
     table.loc[table["accent"] == "d", "errors"] = 0
@@ -297,7 +297,7 @@ def test_detectable_gap_also_gives_the_dimension_test_its_power():
     (scipy.stats.ncf, the test's own df, α/m) rejects with the stated power, on the log scale."""
     from scipy import stats as sps
 
-    from harness.stats import Comparison, Test, detectable_gaps
+    from harness.stats.by_slice import Comparison, Test, detectable_gaps
 
     comparison = Comparison(0.0, [None, None], se=0.01, df=20.0, detect_df=20.0)
     test = Test("between-speaker", 1.0, 0, 0.5, 0.0, method="Hotelling", df=[3.0, 6.0])

@@ -12,7 +12,7 @@ from conftest import write_config
 from harness.backends.base import Registry
 from harness.config import load_config
 from harness.pipeline import prepare, rescore, run
-from harness.slices import SliceSpec
+from harness.stats.slices import SliceSpec
 
 
 @pytest.fixture
@@ -126,9 +126,9 @@ def test_backend_that_never_decodes_is_keyed_by_audio_content(tmp_path):
     from conftest import write_tone
 
     from harness.backends.base import Backend, Capabilities
-    from harness.execute import transcribe_all
-    from harness.manifest import Utterance
-    from harness.store import TranscriptCache
+    from harness.data.manifest import Utterance
+    from harness.transcribe.cache import TranscriptCache
+    from harness.transcribe.local import transcribe_all
 
     class ByFileSize(Backend):
         name = "by-size"
@@ -159,9 +159,9 @@ def test_every_worker_of_a_backend_is_kept_busy(tmp_path):
     from conftest import write_tone
 
     from harness.backends.base import Backend, Capabilities
-    from harness.execute import transcribe_all
-    from harness.manifest import Utterance
-    from harness.store import TranscriptCache
+    from harness.data.manifest import Utterance
+    from harness.transcribe.cache import TranscriptCache
+    from harness.transcribe.local import transcribe_all
 
     both_inside = threading.Barrier(2, timeout=60)  # broken (a failed transcript) unless two run at once
 

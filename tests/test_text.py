@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from harness.errors import InputError
-from harness.text import PRESETS, available_normalizers, get_normalizer, load_normalizer_file
+from harness.scoring.normalisers import PRESETS, available_normalizers, get_normalizer, load_normalizer_file
 
 CASES = [
     # (preset, raw, normalised)
@@ -133,7 +133,7 @@ def test_bad_yaml_normalizers_name_file_and_step(tmp_path, body, message):
 def test_a_plugin_normalizer_comes_from_its_entry_point(tmp_path):
     """A real installed-looking package on sys.path: a module plus dist-info naming the entry point."""
     (tmp_path / "shouty_norm.py").write_text(
-        "from harness.text import Normalizer\n"
+        "from harness.scoring.normalisers import Normalizer\n"
         "def make():\n"
         "    return Normalizer('shouty', '3', str.upper, 'upper case')\n"
         "def broken():\n"
@@ -147,7 +147,8 @@ def test_a_plugin_normalizer_comes_from_its_entry_point(tmp_path):
         "[asrfair.normalizers]\nshouty = shouty_norm:make\nbroken = shouty_norm:broken\n", encoding="utf-8"
     )
     script = (
-        "from harness.text import get_normalizer\nn = get_normalizer('shouty@3')\nprint(n.stamp, n.source, n('a b'))\n"
+        "from harness.scoring.normalisers import get_normalizer\n"
+        "n = get_normalizer('shouty@3')\nprint(n.stamp, n.source, n('a b'))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script],

@@ -42,8 +42,8 @@ from harness.backends.remote import (
     RemoteOptions,
     json_field,
 )
+from harness.data.manifest import Utterance
 from harness.errors import BackendUnavailable
-from harness.manifest import Utterance
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from harness.backends.remote import (
     response_json,
     to_locale,
 )
-from harness.manifest import Utterance
+from harness.data.manifest import Utterance
 
 PATH = "/speech/recognition/conversation/cognitiveservices/v1"
 CONTENT_TYPE = "audio/wav; codecs=audio/pcm; samplerate=16000"

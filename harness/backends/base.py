@@ -23,9 +23,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness import redaction
+from harness.data.manifest import Utterance
 from harness.errors import BackendUnavailable, format_validation_error
-from harness.manifest import Utterance
-from harness.plugins import PluginRegistry
+from harness.registry import PluginRegistry
 
 ENTRY_POINT_GROUP = "asrfair.backends"
 log = logging.getLogger(__name__)

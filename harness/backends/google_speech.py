@@ -35,8 +35,8 @@ from harness.backends.remote import (
     response_json,
     to_locale,
 )
+from harness.data.manifest import Utterance
 from harness.errors import BackendUnavailable
-from harness.manifest import Utterance
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 MAX_SECONDS = 60.0  # synchronous Recognize: at most 1 minute (and 10 MB) of audio per request

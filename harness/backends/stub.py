@@ -7,7 +7,7 @@ error with probability ``p``: a substitution, a deletion, or an inserted extra w
 proportions of ``mix``. ``p`` combines every matching tag rate and every matching rule (a rate
 for a combination of tag values, e.g. one accent under one condition) as independent causes:
 ``p = 1 - (1 - default_rate) * prod(1 - rate)``. ``loops`` plant a repetition loop after chosen
-utterances' transcripts (a runaway, :mod:`harness.runaway`). The random stream is seeded per utterance from
+utterances' transcripts (a runaway, :mod:`harness.scoring.runaway`). The random stream is seeded per utterance from
 ``seed`` and the utterance id, so output does not depend on order, and an utterance heard under
 several conditions draws the same numbers under each (its errors under a worse condition include
 those under a better one, as paired data should).
@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.backends.base import AudioRequest, Backend, BackendOptions, Capabilities, Transcript
-from harness.manifest import Utterance
+from harness.data.manifest import Utterance
 
 # Words no English sentence in a test set is likely to hold, and no normaliser rewrites.
 _FILLERS = ("quokka", "zephyr", "fjord", "xylem", "quasar", "kumquat", "vortex", "sphinx")
@@ -52,7 +52,7 @@ class StubRewrite(BaseModel):
 class StubLoop(BaseModel):
     """A hallucination loop, as Whisper makes them: after its transcript, each utterance in ``ids``
     (and matching every ``tag: value`` in ``when``, e.g. one condition) gets ``words`` repeated
-    ``repeats`` times, to test runaway detection and the capped view (harness/runaway.py)."""
+    ``repeats`` times, to test runaway detection and the capped view (harness/scoring/runaway.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     ids: list[str] = Field(min_length=1)

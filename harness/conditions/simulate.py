@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.audio import file_sha256, load_audio, load_file
 from harness.conditions import dsp
 from harness.conditions.spec import (
     Babble,
@@ -33,7 +32,8 @@ from harness.conditions.spec import (
     Telephone,
     Tone,
 )
-from harness.manifest import Utterance
+from harness.data.audio import file_sha256, load_audio, load_file
+from harness.data.manifest import Utterance
 
 AudioKey = Callable[[Utterance], str]
 # Part of every rendered clip's cache key: bump it whenever a transform renders differently, so a

@@ -5,10 +5,10 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from harness.coverage import MAX_EMPTY_LISTED, Cell, Coverage, CoverageTable, cell_text, matrix
-from harness.power import MAX_SPEAKERS, Plan, SlicePlan
 from harness.report.format import clip, detectable_gap, md_text
 from harness.report.format import shown as escape  # long names clipped for display
+from harness.stats.coverage import MAX_EMPTY_LISTED, Cell, Coverage, CoverageTable, cell_text, matrix
+from harness.stats.power import MAX_SPEAKERS, Plan, SlicePlan
 
 WIDEST_MATRIX = 12  # a pair with more values than this on both sides is listed, not drawn
 

@@ -406,7 +406,7 @@ def _small(value: float) -> str:
     return "<1e-15" if value < 1e-15 else f"{value:.2g}"
 
 
-# The robust view (metrics.json "runaway"; harness/robust.py): shared by every report.
+# The robust view (metrics.json "runaway"; harness/stats/robust.py): shared by every report.
 ROBUST_HEADER = (
     "slice",
     "WER",

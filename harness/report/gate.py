@@ -9,10 +9,10 @@ from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
 from rich.console import Console
 from rich.table import Table
 
-from harness.gate import Check, GateResult
+from harness.decide.gate import Check, GateResult
+from harness.files import write_atomic
 from harness.report.format import interval, md_text, pct, points
 from harness.report.format import shown as escape  # long names clipped for display
-from harness.store import write_atomic
 
 MARK = {"regression": "❌ regression", "improved": "✅ improved", "pass": "pass", "not tested": "– not tested"}
 

@@ -27,7 +27,6 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from harness.conditions import CONDITION_TAG
-from harness.coverage import Cell, coverage_of_table, matrix
 from harness.report.format import (
     AGGREGATE_DEFINITIONS,
     ROBUST_CONDITION_HEADER,
@@ -51,9 +50,10 @@ from harness.report.format import (
     test_sentence,
 )
 from harness.report.svg import Bar, HeatCell, heatmap, interval_chart
-from harness.robust import scoped_specs
-from harness.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
-from harness.stats import cluster_units
+from harness.stats.by_slice import cluster_units
+from harness.stats.coverage import Cell, coverage_of_table, matrix
+from harness.stats.robust import scoped_specs
+from harness.stats.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def render_html(
     comparison: dict[str, Any] | None = None,
     discovery: dict[str, Any] | None = None,
 ) -> str:
-    """The page for one scored run; ``comparison`` is :func:`harness.gate.compare_sides`'s output."""
+    """The page for one scored run; ``comparison`` is :func:`harness.decide.gate.compare_sides`'s output."""
     environment = Environment(
         loader=PackageLoader("harness.report", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.importers.writer import ImportSummary
+from harness.data.importers.writer import ImportSummary
 
 SHOWN_VALUES = 12  # per tag in the terminal; --json lists every value
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from conftest import DEMO, REPO, install_backend_plugin, write_config, write_jsonl
 
-from harness.history import TABLES
+from harness.decide.history import TABLES
 
 BATCH = 8
 PLUGIN = f'''

@@ -15,8 +15,8 @@ import pytest
 from conftest import REPO, write_config, write_jsonl, write_tone
 
 from harness.config import load_config
+from harness.data.manifest import load_manifest, read_manifest
 from harness.errors import InputError
-from harness.manifest import load_manifest, read_manifest
 from harness.pipeline import prepare, run
 
 
@@ -110,7 +110,7 @@ def test_validate_takes_audio_root(layout):
 
 
 def test_coverage_reads_durations_only_where_a_run_may_read_audio(layout, caplog):
-    from harness.coverage import coverage
+    from harness.stats.coverage import coverage
 
     data, elsewhere = layout
     manifest = manifest_with(data, "clips/in.wav", "../elsewhere/out.wav")

@@ -28,9 +28,9 @@ from fakes.openai import openai_app
 from loopback import Faults, LoopbackServer, Oracle, tone_corpus
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from harness.audio import load_audio
 from harness.config import load_config
-from harness.manifest import load_manifest
+from harness.data.audio import load_audio
+from harness.data.manifest import load_manifest
 from harness.pipeline import prepare, run
 
 log = logging.getLogger(__name__)

@@ -37,14 +37,12 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from test_cli import asrfair, assert_clean_error
 
-from harness.audio import SAMPLE_RATE
 from harness.backends.base import Capabilities
 from harness.backends.stub import StubBackend, StubOptions
 from harness.conditions import Condition, Simulator
 from harness.config import GateConfig, RunConfig, StatsConfig, load_config
-from harness.errors import HarnessError, InputError, one_line
-from harness.execute import _prepare, transcribe_all
-from harness.manifest import (
+from harness.data.audio import SAMPLE_RATE
+from harness.data.manifest import (
     DATASET_CARD,
     RESERVED_FIELDS,
     RESULT_COLUMNS,
@@ -54,9 +52,11 @@ from harness.manifest import (
     load_manifest,
     read_manifest,
 )
+from harness.errors import HarnessError, InputError, one_line
 from harness.pipeline import prepare
-from harness.slices import check_slices, load_slices, slice_codes, slice_frame
-from harness.store import TranscriptCache
+from harness.stats.slices import check_slices, load_slices, slice_codes, slice_frame
+from harness.transcribe.cache import TranscriptCache
+from harness.transcribe.local import _prepare, transcribe_all
 from harness.yamlfile import read_yaml
 
 # Even with database=None hypothesis caches constants and unicode tables in ./.hypothesis: keep them out of the repo.

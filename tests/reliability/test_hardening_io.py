@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.config import load_config
 from harness.errors import InputError
+from harness.files import write_atomic
 from harness.pipeline import prepare, run
-from harness.store import write_atomic
 
 
 class Result:
@@ -287,7 +287,7 @@ def test_history_on_a_sqlite_file_is_exit_2_and_never_loads_an_extension(tmp_pat
 
 
 def test_history_connections_never_autoload_extensions(tmp_path):
-    from harness.history import connect
+    from harness.decide.history import connect
 
     with connect(tmp_path / "h.duckdb") as con:
         settings = dict(
@@ -305,8 +305,8 @@ def test_history_connections_never_autoload_extensions(tmp_path):
 def test_rate_model_is_skipped_with_a_warning_above_the_level_limit(finished_run, caplog):
     import pandas as pd
 
-    from harness.model import model_for_slices
-    from harness.slices import SliceSpec
+    from harness.stats.rate_model import model_for_slices
+    from harness.stats.slices import SliceSpec
 
     table = pd.read_parquet(finished_run / "utterances.parquet").assign(speaker_tag=lambda f: f["id"])
     specs = [SliceSpec(by=("speaker_tag",)), SliceSpec(by=("accent",))]
@@ -347,8 +347,8 @@ def test_long_tag_names_are_clipped_in_terminal_tables(tmp_path):
     rows = [{**ROW, "id": f"u{i}", name: "ab"[i % 2]} for i in range(4)]
     path = tmp_path / "m.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    from harness.coverage import coverage
     from harness.report.coverage import print_coverage
+    from harness.stats.coverage import coverage
 
     print_coverage(coverage(path, read_durations=False), console)
     text = console.export_text()

@@ -9,8 +9,8 @@ import pytest
 from conftest import write_config
 
 from harness.config import load_config
+from harness.decide.gate import load_side
 from harness.errors import InputError
-from harness.gate import load_side
 from harness.pipeline import prepare, report, rescore, run
 
 
@@ -65,7 +65,7 @@ def test_a_rescore_that_fails_midway_leaves_no_metrics_json(finished):
 
 
 def test_a_baseline_pair_from_two_settings_is_refused(tmp_path, finished):
-    from harness.gate import save_baseline
+    from harness.decide.gate import save_baseline
 
     baseline = save_baseline(finished.paths.root, tmp_path / "baselines" / "nightly.json")
     assert load_side(baseline, "baseline").metrics["overall"] == finished.metrics["overall"]

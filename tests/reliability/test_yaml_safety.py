@@ -15,13 +15,13 @@ import pytest
 from conftest import REPO
 
 from harness.config import load_config
+from harness.data.manifest import read_vocabulary
+from harness.decide.findings import read_finding
 from harness.errors import InputError
-from harness.findings import read_finding
-from harness.manifest import read_vocabulary
+from harness.scoring.normalisers import load_normalizer_file
 from harness.serve import load_backend
-from harness.slices import load_slices
-from harness.text import load_normalizer_file
-from harness.where import WhereError, parse_where
+from harness.stats.slices import load_slices
+from harness.stats.where import WhereError, parse_where
 
 PAYLOADS = [
     "!!python/object/apply:os.system ['touch {pwned}']",

@@ -1,0 +1,1 @@
+"""decide stage; see docs/ARCHITECTURE.md."""

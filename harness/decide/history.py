@@ -1,0 +1,512 @@
+"""Run history: every finished run appended to an embedded DuckDB database.
+
+``record_run`` (the last step of ``asrfair run``) writes one row to ``runs``, one per slice to
+``slices`` and one per dimension to ``disparity``, in one transaction: a run is recorded whole or
+not at all, and recording a run again replaces its rows. DuckDB lets one process at a time open a
+file for writing, so concurrent runs wait for the lock (jittered exponential backoff, up to
+``LOCK_WAIT_S``) and hold it only for that short transaction. A killed writer leaves the state of
+the last commit (DuckDB's write-ahead log). The history is a convenience: when it cannot be
+written the run logs a warning and succeeds, its directory is the record.
+
+``show_history`` reads it back (``asrfair history``): a trend table of overall and per-slice WER,
+JSON rows, or a PNG of WER over time with interval bands.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_before_delay, wait_random_exponential
+
+from harness.errors import InputError
+from harness.files import write_atomic
+from harness.report.format import pct_ci
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_S = 30.0  # how long a writer or reader waits for another process's lock before giving up
+
+# Column name -> DuckDB type, per table; the DDL and the rows written are both made from these.
+RUNS = {
+    "run_id": "VARCHAR",  # the run directory's name, unique per output folder
+    "run_name": "VARCHAR",
+    "run_dir": "VARCHAR",
+    "started_utc": "TIMESTAMP",
+    "finished_utc": "TIMESTAMP",
+    "rescored_utc": "TIMESTAMP",
+    "recorded_utc": "TIMESTAMP",
+    "backend": "VARCHAR",
+    "backend_id": "VARCHAR",
+    "manifest_sha256": "VARCHAR",
+    "normalizer": "VARCHAR",
+    "normalizer_sha256": "VARCHAR",  # a user's YAML normaliser's definition; null for presets
+    "normalizers_compared": "VARCHAR",  # the sensitivity view's other normalisers, comma-separated
+    "scorer_version": "VARCHAR",
+    "jiwer_version": "VARCHAR",
+    "model_revision": "VARCHAR",
+    "aggregate": "VARCHAR",
+    "confidence": "DOUBLE",
+    "wer": "DOUBLE",
+    "wer_ci_low": "DOUBLE",
+    "wer_ci_high": "DOUBLE",
+    "words": "BIGINT",
+    "speakers": "BIGINT",
+    "utterances": "BIGINT",
+    "failures": "BIGINT",
+    "failure_rate": "DOUBLE",
+    "git_sha": "VARCHAR",
+    "harness_version": "VARCHAR",
+    "metrics_schema": "VARCHAR",
+    "provenance": "JSON",  # the run's whole provenance block (metrics.json), for anything not in a column
+}
+SLICES = {
+    "run_id": "VARCHAR",
+    "dimension": "VARCHAR",
+    "label": "VARCHAR",
+    "wer": "DOUBLE",
+    "wer_ci_low": "DOUBLE",
+    "wer_ci_high": "DOUBLE",
+    "words": "BIGINT",
+    "speakers": "BIGINT",
+    "utterances": "BIGINT",
+    "failed": "BIGINT",
+    "supported": "BOOLEAN",
+}
+DISPARITY = {
+    "run_id": "VARCHAR",
+    "dimension": "VARCHAR",
+    "gap": "DOUBLE",
+    "gap_ci_low": "DOUBLE",
+    "gap_ci_high": "DOUBLE",
+    "ratio": "DOUBLE",
+    "ratio_ci_low": "DOUBLE",
+    "ratio_ci_high": "DOUBLE",  # null with a low end: unbounded (the best slice had no errors in some replicates)
+    "worst": "VARCHAR",
+    "best": "VARCHAR",
+    "worst_wer": "DOUBLE",
+    "best_wer": "DOUBLE",
+}
+TABLES = {"runs": RUNS, "slices": SLICES, "disparity": DISPARITY}
+
+_RUN_STAMP = re.compile(r"-(\d{8}T\d{6}Z)(?:-\d+)?$")  # store.new_run_dir: <name>-<UTC start>[-n]
+_LOCK_MESSAGE = re.compile(r"\block\b|conflict", re.IGNORECASE)
+_MAX_LISTED = 40
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def record_run(db_path: Path, run_dir: Path, metrics: dict[str, Any], *, lock_wait_s: float = LOCK_WAIT_S) -> bool:
+    """Append one finished run (its metrics.json content) to the history database, replacing any
+    rows it already has. Never raises: on failure log a warning and return False."""
+    try:
+        rows = run_rows(run_dir, metrics)
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        _retrying(lock_wait_s)(_replace_run, db_path, run_dir.name, rows)
+    except Exception as exc:  # the run's own files are the record; never lose or fail a run over its history
+        log.warning(
+            "run history %s not updated (%s: %s); the results are in %s", db_path, type(exc).__name__, exc, run_dir
+        )
+        log.debug("history write failed", exc_info=True)
+        return False
+    log.debug("recorded %s in %s", run_dir.name, db_path)
+    return True
+
+
+def run_rows(run_dir: Path, metrics: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """The rows of each history table for one run, typed as its columns."""
+    run_id = run_dir.name
+    dimensions = metrics.get("dimensions") or []
+    slices = [_slice_row(run_id, d["name"], s) for d in dimensions for s in d.get("slices") or []]
+    disparity = [_disparity_row(run_id, d["name"], d.get("disparity") or {}) for d in dimensions]
+    return {
+        "runs": _frame([_run_row(run_dir, metrics)], RUNS),
+        "slices": _frame(slices, SLICES),
+        "disparity": _frame(disparity, DISPARITY),
+    }
+
+
+def _run_row(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    provenance = metrics.get("provenance") or {}
+    backend = provenance.get("backend") or {}
+    overall = metrics.get("overall") or {}
+    failures = metrics.get("failures") or {}
+    return {
+        "run_id": run_dir.name,
+        "run_name": provenance.get("run_name"),
+        "run_dir": str(run_dir.resolve()),
+        "started_utc": _started(run_dir, provenance),
+        "finished_utc": _utc(provenance.get("finished_utc") or provenance.get("created_utc")),
+        "rescored_utc": _utc(provenance.get("rescored_utc")),
+        "recorded_utc": datetime.now(UTC).replace(tzinfo=None),
+        "backend": backend.get("name"),
+        "backend_id": backend.get("id"),
+        "manifest_sha256": (provenance.get("manifest") or {}).get("sha256"),
+        "normalizer": provenance.get("normalizer"),
+        "normalizer_sha256": (provenance.get("normalizer_definition") or {}).get("sha256"),
+        "normalizers_compared": ",".join(n["stamp"] for n in provenance.get("normalizers_compared") or []) or None,
+        "scorer_version": provenance.get("scorer_version"),
+        "jiwer_version": (provenance.get("scorer") or {}).get("version"),
+        "model_revision": None if backend.get("model_revision") is None else str(backend["model_revision"]),
+        "aggregate": metrics.get("aggregate"),
+        "confidence": (metrics.get("stats") or {}).get("confidence"),
+        **_wer_columns(overall),
+        "failures": failures.get("count"),
+        "failure_rate": failures.get("rate"),
+        "git_sha": provenance.get("git_sha"),
+        "harness_version": provenance.get("harness_version"),
+        "metrics_schema": metrics.get("schema"),
+        "provenance": json.dumps(provenance, default=str),
+    }
+
+
+def _slice_row(run_id: str, dimension: str, slice_: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": run_id, "dimension": dimension, "label": slice_.get("label"), **_wer_columns(slice_)}
+
+
+def _wer_columns(block: dict[str, Any]) -> dict[str, Any]:
+    low, high = _pair(block.get("wer_ci"))
+    counts = {key: block.get(key) for key in ("words", "speakers", "utterances", "failed", "supported")}
+    return {"wer": block.get("wer"), "wer_ci_low": low, "wer_ci_high": high, **counts}
+
+
+def _disparity_row(run_id: str, dimension: str, disparity: dict[str, Any]) -> dict[str, Any]:
+    gap_low, gap_high = _pair(disparity.get("gap_ci"))
+    ratio_low, ratio_high = _pair(disparity.get("ratio_ci"))
+    keep = ("gap", "ratio", "worst", "best", "worst_wer", "best_wer")
+    return {
+        "run_id": run_id,
+        "dimension": dimension,
+        **{key: disparity.get(key) for key in keep},
+        "gap_ci_low": gap_low,
+        "gap_ci_high": gap_high,
+        "ratio_ci_low": ratio_low,
+        "ratio_ci_high": ratio_high,
+    }
+
+
+def _pair(ci: list[float | None] | None) -> tuple[float | None, float | None]:
+    return (ci[0], ci[1]) if ci else (None, None)
+
+
+def _started(run_dir: Path, provenance: dict[str, Any]) -> datetime | None:
+    """The run's start: from provenance when it says so, else the run directory's timestamp."""
+    if provenance.get("started_utc"):
+        return _utc(provenance["started_utc"])
+    match = _RUN_STAMP.search(run_dir.name)
+    if match:
+        return datetime.strptime(match[1], "%Y%m%dT%H%M%SZ")
+    return _utc(provenance.get("created_utc"))
+
+
+def _utc(text: str | None) -> datetime | None:
+    """An ISO timestamp as naive UTC (the history's TIMESTAMP columns are all UTC)."""
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+def _replace_run(db_path: Path, run_id: str, rows: dict[str, pd.DataFrame]) -> None:
+    """One short transaction: the connection (and so the file lock) is held only for it. If
+    anything fails before the commit, closing the connection discards the whole transaction."""
+    with connect(db_path) as con:
+        con.begin()
+        write_rows(con, run_id, rows)
+        con.commit()
+
+
+def write_rows(con: duckdb.DuckDBPyConnection, run_id: str, rows: dict[str, pd.DataFrame]) -> None:
+    """Create or extend the schema, drop the run's old rows and insert the new ones (no commit)."""
+    ensure_schema(con)
+    for table, frame in rows.items():
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+        con.register("incoming", frame)
+        try:
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
+        finally:
+            con.unregister("incoming")
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Tables made on first use; columns a newer harness added are added to an older file."""
+    for table, columns in TABLES.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+        present = {column for column, *_ in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
+        for column, kind in columns.items():
+            if column not in present:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+# DuckDB would install and load an extension to read a SQLite (or other foreign) file: never here.
+_NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def connect(db_path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection to the history database, refusing a file that is not DuckDB's by its header."""
+    if db_path.exists() and not db_path.is_file():  # opening a FIFO would block
+        raise InputError(f"{db_path}: not a regular file; set 'history:' to a .duckdb file path")
+    try:
+        with db_path.open("rb") as handle:
+            header = handle.read(16)
+    except FileNotFoundError:
+        header = b""  # a new database
+    except OSError as exc:
+        raise InputError(
+            f"{db_path}: cannot read the history database ({exc.strerror}); set 'history:' elsewhere"
+        ) from None
+    if header and header[8:12] != b"DUCK":
+        kind = "a SQLite database" if header.startswith(b"SQLite format 3") else "not a DuckDB database"
+        raise InputError(f"{db_path}: {kind}; set 'history:' to a .duckdb file (a new path starts a new history)")
+    return duckdb.connect(str(db_path), read_only=read_only, config=_NO_EXTENSIONS)
+
+
+def _retrying(wait_s: float) -> Retrying:
+    """Retry while another process holds the file's lock: full-jitter exponential backoff."""
+    return Retrying(
+        retry=retry_if_exception(_locked),
+        stop=stop_before_delay(wait_s),
+        wait=wait_random_exponential(multiplier=0.02, max=1.0),
+        before_sleep=before_sleep_log(log, logging.DEBUG),
+        reraise=True,
+    )
+
+
+def _locked(exc: BaseException) -> bool:
+    """DuckDB's 'Could not set lock on file ...' (another process has it open) or a write conflict."""
+    return isinstance(exc, duckdb.IOException | duckdb.TransactionException) and bool(_LOCK_MESSAGE.search(str(exc)))
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class History:
+    runs: pd.DataFrame  # one row per run (the runs table's columns), oldest first
+    slices: pd.DataFrame  # the slices rows of those runs
+
+
+def load_history(
+    db_path: Path, *, name: str | None = None, last: int = 30, lock_wait_s: float = LOCK_WAIT_S
+) -> History:
+    """The most recent ``last`` runs (of run name ``name``), read through a short read-only connection."""
+    if last < 1:
+        raise InputError(f"--last {last}: must be at least 1")
+    if not db_path.exists():
+        raise InputError(f"no history at {db_path}; runs record there after 'asrfair run'")
+    try:
+        with _retrying(lock_wait_s)(connect, db_path, read_only=True) as con:
+            if not con.execute(_HAS_RUNS_TABLE).fetchone()[0]:
+                # a run killed before its first record committed leaves an empty database file
+                raise InputError(f"{db_path}: no runs recorded; runs record there after 'asrfair run'")
+            runs = con.execute(_RECENT_RUNS, {"name": name, "last": last}).df()
+            ids = {"ids": runs["run_id"].tolist()}
+            slices = con.execute("SELECT * FROM slices WHERE list_contains($ids, run_id)", ids).df()
+            names = con.execute(_RUN_NAMES).fetchone()[0] if runs.empty else None
+    except duckdb.Error as exc:
+        raise InputError(f"{db_path}: cannot read the run history ({exc})") from None
+    if runs.empty:
+        within = f"no runs named '{name}'" if name else "no runs"
+        raise InputError(f"{db_path}: {within} recorded; run names: {names or 'none'}")
+    return History(runs, slices)
+
+
+_HAS_RUNS_TABLE = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'"
+_RUN_NAMES = "SELECT string_agg(DISTINCT run_name, ', ' ORDER BY run_name) FROM runs"
+_RECENT_RUNS = """
+SELECT * FROM (
+    SELECT * FROM runs WHERE $name IS NULL OR run_name = $name
+    ORDER BY started_utc DESC NULLS LAST, recorded_utc DESC, run_id DESC
+    LIMIT $last
+) ORDER BY started_utc NULLS FIRST, recorded_utc, run_id
+"""
+
+
+def show_history(
+    db_path: Path,
+    *,
+    slices: list[str],
+    name: str | None,
+    last: int,
+    plot: Path | None,
+    as_json: bool,
+    console: Console,
+    lock_wait_s: float = LOCK_WAIT_S,
+) -> None:
+    """Print the trend table (or JSON rows); with ``plot``, write a PNG of WER per slice over time."""
+    history = load_history(db_path, name=name, last=last, lock_wait_s=lock_wait_s)
+    wanted = parse_slices(slices, history.slices, len(history.runs))
+    trend = trend_frame(history, wanted)
+    if plot is not None:
+        title = f"WER over time: {name or 'all runs'} ({db_path.name})"
+        plot_trend(trend, plot, title=title, band=f"{_level(history.runs)} confidence interval")
+    if as_json:
+        console.out(json.dumps(json_rows(history.runs, trend), indent=2), highlight=False)
+        return
+    console.print(history_table(history.runs, trend, db_path))
+    scorings = sorted(history.runs["normalizer"].dropna().unique())
+    if len(scorings) > 1:
+        listed = escape(", ".join(scorings))
+        console.print(
+            f"[yellow]warning:[/] these runs were scored under {len(scorings)} normalisers ({listed}); "
+            "their WERs differ by the scoring rules too: filter with --name, or re-score with 'asrfair score "
+            "--normalizer'"
+        )
+    if plot is not None:
+        console.print(f"plot written: {escape(str(plot))}")
+
+
+def parse_slices(specs: list[str], slices: pd.DataFrame, runs: int) -> pd.DataFrame:
+    """``dimension=label`` strings as (dimension, label) rows; each must occur in the runs shown."""
+    wanted = pd.DataFrame([_split(spec) for spec in specs], columns=["dimension", "label"]).drop_duplicates()
+    known = slices[["dimension", "label"]].drop_duplicates().sort_values(["dimension", "label"])
+    available = [f"{dimension}={label}" for dimension, label in known.itertuples(index=False)]
+    for spec, (dimension, label) in zip(specs, map(_split, specs), strict=True):
+        key = f"{dimension}={label}"
+        if key not in available:
+            close = difflib.get_close_matches(key, available, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise InputError(
+                f"--slice {spec}: no such slice in the {runs} runs shown; {hint}available: {_listing(available)}"
+            )
+    return wanted
+
+
+def _listing(items: list[str]) -> str:
+    more = len(items) - _MAX_LISTED
+    return (", ".join(items[:_MAX_LISTED]) + (f" (and {more} more)" if more > 0 else "")) or "none"
+
+
+def _split(spec: str) -> tuple[str, str]:
+    dimension, sep, label = spec.partition("=")
+    if not sep or not dimension.strip() or not label.strip():
+        raise InputError(f"--slice {spec}: expected dimension=label, e.g. accent=scottish")
+    return dimension.strip(), label.strip()
+
+
+def trend_frame(history: History, wanted: pd.DataFrame) -> pd.DataFrame:
+    """Long form, one row per run and series: ``overall`` and each wanted ``dimension=label``."""
+    keep = ["run_id", "wer", "wer_ci_low", "wer_ci_high", "words", "speakers", "utterances"]
+    overall = history.runs[[*keep, "failures"]].rename(columns={"failures": "failed"}).assign(series="overall")
+    picked = wanted.merge(history.slices, on=["dimension", "label"])  # in the order asked for
+    picked = picked.assign(series=picked["dimension"] + "=" + picked["label"])[[*keep, "failed", "series"]]
+    picked = picked.drop_duplicates(["run_id", "series"])  # a slice file may list a dimension twice
+    frame = pd.concat([overall, picked], ignore_index=True)
+    started = history.runs[["run_id", "started_utc"]]
+    return frame.merge(started, on="run_id")
+
+
+def history_table(runs: pd.DataFrame, trend: pd.DataFrame, db_path: Path) -> Table:
+    series = list(dict.fromkeys(trend["series"]))
+    cells = trend.assign(cell=[pct_ci(w, [lo, hi]) for w, lo, hi in _wer_triples(trend)])
+    wide = cells.pivot(index="run_id", columns="series", values="cell").reindex(index=runs["run_id"], columns=series)
+    count = f"{len(runs)} run" + ("s" if len(runs) != 1 else "")
+    title = f"WER [{_level(runs)} CI] per run, oldest first: {count} from {escape(str(db_path))}"
+    table = Table(title=title, title_justify="left")
+    table.add_column("started (UTC)")
+    table.add_column("run")
+    table.add_column("backend")
+    table.add_column("normaliser")
+    for key in series:
+        table.add_column(escape(key), justify="right")
+    table.add_column("failed", justify="right")
+    for run, row in zip(runs.itertuples(index=False), wide.itertuples(index=False), strict=True):
+        started = "–" if pd.isna(run.started_utc) else f"{run.started_utc:%Y-%m-%d %H:%M:%S}"
+        backend = f"{run.backend} {str(run.backend_id or '')[:8]}".strip()
+        values = ["–" if pd.isna(cell) else cell for cell in row]
+        failed = "–" if pd.isna(run.failures) else str(run.failures)
+        normalizer = "–" if pd.isna(run.normalizer) else str(run.normalizer)
+        table.add_row(started, escape(str(run.run_name)), escape(backend), escape(normalizer), *values, failed)
+    return table
+
+
+def _wer_triples(trend: pd.DataFrame) -> list[tuple[float | None, float | None, float | None]]:
+    """(wer, low, high) with missing values as None, as the report formatters expect."""
+    values = trend[["wer", "wer_ci_low", "wer_ci_high"]].astype(object)
+    return list(values.where(values.notna(), None).itertuples(index=False, name=None))
+
+
+def json_rows(runs: pd.DataFrame, trend: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each run's columns, plus ``slices``: the requested slices' WER, interval and counts."""
+    rows = _records(runs)
+    picked = trend[trend["series"] != "overall"].drop(columns="started_utc")
+    by_run: dict[str, dict[str, Any]] = {row["run_id"]: {} for row in rows}
+    for entry in _records(picked):
+        by_run[entry.pop("run_id")][entry.pop("series")] = entry
+    return [{**row, "slices": by_run[row["run_id"]]} for row in rows]
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: missing values null, timestamps ISO 8601 UTC, floats exact."""
+    out = frame.copy()
+    for column in out.select_dtypes("datetime").columns:
+        out[column] = out[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = out.astype(object)
+    return out.where(out.notna(), None).to_dict("records")
+
+
+def _level(runs: pd.DataFrame) -> str:
+    """The runs' interval level, e.g. "95%"; "mixed" when the runs shown differ."""
+    levels = runs["confidence"].dropna().unique()
+    if len(levels) == 1:
+        return f"{levels[0]:.0%}"
+    return "mixed" if len(levels) else "?"
+
+
+def plot_trend(trend: pd.DataFrame, path: Path, *, title: str, band: str) -> None:
+    """A PNG of WER over time: one line per requested slice (overall when none), interval bands."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import PercentFormatter
+
+    shown = trend if (trend["series"] == "overall").all() else trend[trend["series"] != "overall"]
+    figure = Figure(figsize=(10, 5.5), layout="constrained")  # no pyplot: no global state, no GUI backend
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for key, group in shown.groupby("series", sort=False):
+        _plot_series(axes, str(key), group.sort_values("started_utc"))
+    locator = AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    axes.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    axes.set_ylim(bottom=0)
+    axes.set(title=title, xlabel="run started (UTC)", ylabel=f"WER (band: {band})")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize="small")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--plot {path}: cannot create its folder ({exc.strerror or exc})") from None
+    # the format by the target's suffix: the temporary file's name has none
+    write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=120, format=path.suffix.lstrip(".").lower() or "png"))
+
+
+def _plot_series(axes: Axes, key: str, group: pd.DataFrame) -> None:
+    x = group["started_utc"].to_numpy()
+    wer = group["wer"].to_numpy(dtype=float)
+    low, high = group["wer_ci_low"].to_numpy(dtype=float), group["wer_ci_high"].to_numpy(dtype=float)
+    (line,) = axes.plot(x, wer, marker="o", label=key)
+    if len(group) > 1:
+        axes.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    else:
+        axes.errorbar(x, wer, yerr=[wer - low, high - wer], color=line.get_color(), capsize=4)

@@ -1,0 +1,148 @@
+"""Where results live: run directories, and the atomic writes every output goes through."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from harness.errors import InputError
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def transcripts(self) -> Path:
+        return self.root / "transcripts.parquet"
+
+    @property
+    def utterances(self) -> Path:
+        return self.root / "utterances.parquet"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def provenance(self) -> Path:
+        return self.root / "provenance.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def discovery(self) -> Path:
+        return self.root / "discovery.json"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    def completion_hint(self) -> str:
+        """How to finish a directory whose scoring was interrupted (no metrics.json)."""
+        if self.utterances.is_file() and self.provenance.is_file():
+            return f"'asrfair score {self.root}' completes it"
+        return "rerun the 'asrfair run' command that made it (its transcripts are cached)"
+
+
+def new_run_dir(parent: Path, name: str, now: datetime | None = None) -> RunPaths:
+    """``<parent>/<name>-<UTC timestamp>/``, never reusing an existing directory."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    root = parent / f"{name}-{stamp}"
+    suffix = 1
+    while root.exists():
+        suffix += 1
+        root = parent / f"{name}-{stamp}-{suffix}"
+    try:
+        root.mkdir(parents=True)
+    except OSError as exc:
+        raise InputError(
+            f"{parent}: cannot create the run directory ({exc.strerror}); choose another --output"
+        ) from None
+    return RunPaths(root)
+
+
+def open_run_dir(path: Path) -> RunPaths:
+    paths = RunPaths(path)
+    for needed in (paths.config, paths.transcripts):
+        if not needed.is_file():
+            raise InputError(
+                f"{path}: not a finished run directory ({needed.name} missing); pass a directory made by 'asrfair run'"
+            )
+    return paths
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> None:
+    write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` beside the target, then rename: an interrupted write never leaves a truncated
+    file, and a full or read-only disk is a one-line error naming the file (exit 2), not a traceback.
+
+    A target that exists and is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is
+    written through, never replaced: renaming over a device node would break it for the machine."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        mode = stat.S_IFREG  # absent (or unreadable: the write below names why)
+    if not stat.S_ISREG(mode):
+        _write_through(path, write, mode)
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({os_reason(exc)}); free disk space or write elsewhere") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _write_through(path: Path, write: Callable[[Path], object], mode: int) -> None:
+    """Write into an existing non-regular file (a device, a FIFO) in place, from a private temporary copy."""
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: cannot write (it is a directory); name a file to write")
+    try:
+        with tempfile.TemporaryDirectory(prefix="asrfair-") as folder:
+            tmp = Path(folder) / path.name  # same name: writers pick the format by the suffix
+            write(tmp)
+            with tmp.open("rb") as source, path.open("wb") as target:
+                shutil.copyfileobj(source, target)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({os_reason(exc)}); write to a regular file instead") from None
+
+
+def os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc).splitlines()[0] or type(exc).__name__

@@ -1,0 +1,96 @@
+"""Transcripts + references → the per-utterance table every statistic is pooled from.
+
+The table (``utterances.parquet`` in a run directory) keeps raw and normalised text side by
+side, so anyone can recompute WER with jiwer from the run directory alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.backends.base import Transcript
+from harness.data.audio import clip_seconds
+from harness.data.manifest import RESULT_COLUMNS, Utterance
+from harness.scoring.align import align
+from harness.scoring.normalisers import Normalizer
+from harness.scoring.runaway import RUNAWAY_COLUMN, RunawayRules, classify
+
+COUNT_COLUMNS = ("hits", "substitutions", "deletions", "insertions", "ref_words", "errors")
+BASE_COLUMNS = ("id", "speaker", "language")
+SCORE_COLUMNS = ("ref_norm", "hyp_norm", *COUNT_COLUMNS, "wer", RUNAWAY_COLUMN)
+
+
+def utterance_frame(utterances: Sequence[Utterance], transcripts: Mapping[str, Transcript]) -> pd.DataFrame:
+    """One row per utterance: speaker, tags, raw reference and hypothesis, status and error, and
+    the clip's length in seconds (``audio_s``, null when unknown: the runaway ``rate`` rule's input).
+
+    Utterances without an ``ok`` transcript keep their row with ``status`` and ``error`` set and
+    no hypothesis: they are reported as failures per slice, never scored as empty transcripts.
+    """
+    rows = []
+    for utt in utterances:
+        transcript = transcripts.get(utt.id)
+        ok = transcript is not None and transcript.status == "ok"
+        rows.append(
+            {
+                "id": utt.id,
+                "speaker": utt.speaker,
+                "language": utt.language,
+                **utt.tags,
+                "status": transcript.status if transcript else "missing",
+                "error": None if ok else (transcript.error if transcript else "no transcript"),
+                "reference": utt.text,
+                "hypothesis": transcript.text if ok else None,
+                "audio_s": clip_seconds(utt),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def tag_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in BASE_COLUMNS and c not in RESULT_COLUMNS]
+
+
+def _normalised(texts: pd.Series, normalizer: Normalizer) -> pd.Series:
+    """Each distinct text normalised once (prompts repeat across speakers; nulls stay null)."""
+    distinct = texts.dropna().unique()
+    return texts.map(dict(zip(distinct, map(normalizer, distinct), strict=True)))
+
+
+def score_frame(frame: pd.DataFrame, normalizer: Normalizer, rules: RunawayRules | None = None) -> pd.DataFrame:
+    """Normalise both sides and add per-utterance counts, WER and runaway reason (null for failed
+    utterances; see :mod:`harness.scoring.runaway`)."""
+    table = frame.drop(columns=[c for c in SCORE_COLUMNS if c in frame])
+    ok = (table["status"] == "ok").to_numpy()
+    table["ref_norm"] = _normalised(table["reference"], normalizer)
+    table["hyp_norm"] = _normalised(table["hypothesis"], normalizer)
+    counts = align(table.loc[ok, "ref_norm"].tolist(), table.loc[ok, "hyp_norm"].tolist())
+    values = {
+        "hits": counts.hits,
+        "substitutions": counts.substitutions,
+        "deletions": counts.deletions,
+        "insertions": counts.insertions,
+        "ref_words": counts.ref_words,
+        "errors": counts.errors,
+    }
+    for column in COUNT_COLUMNS:
+        full = pd.array([pd.NA] * len(table), dtype="Int64")
+        full[ok] = values[column]
+        table[column] = full
+    ref_words = table["ref_words"].astype("Float64")
+    table["wer"] = (table["errors"].astype("Float64") / ref_words).where(ref_words > 0, np.nan)
+    seconds = table["audio_s"] if "audio_s" in table else pd.Series(np.nan, index=table.index)  # older runs: none
+    hyp_words = (table["hits"] + table["substitutions"] + table["insertions"]).to_numpy(dtype=np.float64, na_value=0)
+    table[RUNAWAY_COLUMN] = classify(
+        table["hyp_norm"],
+        table["ref_norm"],
+        hyp_words,
+        table["ref_words"].to_numpy(dtype=np.float64, na_value=0),
+        seconds.to_numpy(dtype=np.float64, na_value=np.nan),
+        ok,
+        rules or RunawayRules(),
+    )
+    return table

@@ -1,0 +1,900 @@
+"""WER per slice and disparity per dimension, pooled from per-utterance counts.
+
+The headline WER of any set of utterances is *pooled*: Σ(S+D+I) / Σ reference words, so every
+regrouping is exact and equals ``jiwer.wer`` over the same pairs. Two other aggregates are
+reported beside it, never instead of it: the speaker mean (each speaker's pooled WER, averaged;
+every person counts once) and the utterance mean (mean of per-utterance WER over utterances
+with at least one reference word; short clips weigh as much as long ones).
+
+Failed utterances are excluded from the counts and reported per slice as ``failed``. Slices
+below ``min_speakers`` or ``min_words`` are reported but flagged, and never ranked as best or
+worst. An utterance without a speaker id counts as its own speaker (and is flagged).
+A ``(missing)`` slice (utterances without the tag) is reported but not ranked either.
+
+Uncertainty (see :mod:`harness.stats.inference`, docs/statistics.md): every WER, every disparity
+figure and every comparison with a reference group carries a t interval with the speaker as the
+unit (leave-one-speaker-out variance, Welch–Satterthwaite df), or none with the reason; the
+disparity's are simultaneous over all pairs of ranked slices. Each dimension gets a Welch /
+cluster-robust Wald F test on log WER, Holm-corrected across dimensions. A slice is marked significantly worse than its
+dimension's overall WER only when (a) it is ranked, (b) its dimension's Holm-adjusted p-value is
+below ``1 - confidence`` and (c) the interval of its difference from that overall excludes 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, sparse
+from scipy import stats as scipy_stats
+
+from harness.scoring.table import COUNT_COLUMNS
+from harness.stats.arrays import ratio_or_nan, unique_inverse
+from harness.stats.inference import (
+    Contrasts,
+    Ratios,
+    contrasts,
+    hall_quantiles,
+    own_strata,
+    ratios,
+    t_quantile,
+    wald_test,
+    wilson,
+)
+from harness.stats.multiplicity import holm
+from harness.stats.slices import UNRANKED, SliceCodes, SliceSpec, TagCodes, slice_codes
+
+Interval = list[float | None]  # [low, high]
+
+
+AGGREGATES = ("pooled", "speaker-mean", "utterance-mean")
+BADLY_SERVED = "badly-served"  # share of speakers whose own WER exceeds the threshold
+
+
+@dataclass(frozen=True)
+class StatsOptions:
+    min_speakers: int = 5
+    min_words: int = 200
+    bootstrap: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+    permutations: int = 1000
+    aggregate: str = "pooled"  # the headline; all three are always computed
+    speaker_wer_threshold: float | None = None  # badly served above this; None: 2 × overall pooled WER
+    power: float = 0.8  # of the minimum detectable gap
+
+
+@dataclass(frozen=True)
+class SpeakerSpread:
+    """How a slice's speakers fare one by one: the badly-served share and the WER quartiles."""
+
+    threshold: float
+    above: int  # speakers whose own WER in this slice exceeds the threshold
+    speakers: int  # speakers with at least one reference word here
+    share: float | None
+    share_ci: Interval | None
+    quartiles: list[float | None]  # per-speaker WER: 25th, 50th, 75th percentile
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A slice against a baseline WER (the dimension's overall, or the reference group)."""
+
+    difference: float | None
+    difference_ci: Interval
+    ratio: float | None = None
+    ratio_ci: Interval | None = None
+    # The smallest |difference| the ★ rule detects with ``power`` (docs/statistics.md); None
+    # without a standard error.
+    min_detectable: float | None = None
+    se: float | None = None  # cluster-robust (linearised) standard error of the difference
+    df: float | None = None  # its Welch–Satterthwaite degrees of freedom
+    note: str | None = None  # why there is no interval (one speaker, no spread)
+    detect_df: float | None = None  # the df min_detectable uses: the dimension test's conservative count
+
+
+@dataclass(frozen=True)
+class SliceStats:
+    label: str
+    values: dict[str, str]
+    utterances: int
+    failed: int
+    speakers: int
+    words: int
+    errors: int
+    substitutions: int
+    deletions: int
+    insertions: int
+    wer: float | None
+    sub_rate: float | None
+    del_rate: float | None
+    ins_rate: float | None
+    pooled_wer: float | None
+    speaker_mean_wer: float | None
+    utterance_mean_wer: float | None
+    supported: bool
+    flags: list[str] = field(default_factory=list)
+    speakers_wer: SpeakerSpread | None = None
+    wer_ci: Interval | None = None
+    interval_note: str | None = None  # why wer_ci is None: "one speaker", "no errors", ...
+    no_reference_words: int = 0  # scored utterances with N = 0 after normalisation: left out of every WER
+    vs_overall: Comparison | None = None
+    vs_reference: Comparison | None = None
+    significantly_worse: bool = False
+
+
+@dataclass(frozen=True)
+class Disparity:
+    """Spread of pooled WER over the ranked (well-supported) slices of one dimension."""
+
+    ranked: int
+    best: str | None = None
+    best_wer: float | None = None
+    worst: str | None = None
+    worst_wer: float | None = None
+    ratio: float | None = None  # worst / best; None when the best WER is 0
+    ratio_ci: Interval | None = None
+    gap: float | None = None  # worst - best, in WER points (absolute)
+    gap_ci: Interval | None = None
+    worst_vs_overall: float | None = None  # worst - the pooled WER of the dimension's utterances
+    worst_vs_overall_ci: Interval | None = None
+    reference: str | None = None
+    with_failures: list[str] = field(default_factory=list)  # slices where some utterances failed
+    note: str | None = None
+    detected: bool | None = None  # gap_ci's lower end above 0; False: no detectable gap; None: no interval
+
+
+@dataclass(frozen=True)
+class Test:
+    """Test of "WER does not depend on this dimension" over its ranked slices (docs/statistics.md)."""
+
+    kind: str  # the design: between-speaker | within-speaker | mixed
+    statistic: float  # the F statistic (``method``)
+    replicates: int  # resampling replicates used: 0, the test is analytic (kept for metrics.json readers)
+    p_value: float
+    min_p: float  # the smallest p-value the method can give (0: analytic)
+    p_holm: float | None = None
+    significant: bool = False
+    method: str = ""  # Welch heteroscedastic F, or Wald F (Hotelling), on log ratios
+    df: list[float] = field(default_factory=list)  # the F distribution's degrees of freedom
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    by: list[str]
+    slices: list[SliceStats]
+    overall_wer: float | None  # pooled over the utterances this dimension keeps (after `where`)
+    overall_wer_ci: Interval | None
+    disparity: Disparity
+    test: Test | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    overall: SliceStats
+    dimensions: list[Dimension]
+    options: StatsOptions
+    method: str = (
+        "leave-one-speaker-out (jackknife) t intervals with Welch–Satterthwaite df; simultaneous pairwise "
+        "intervals for the disparity; Welch heteroscedastic / cluster-robust Wald F test on log WER, Holm-corrected"
+    )
+    aggregate: str = "pooled"
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """Whether one dimension's finding depends on the aggregate, and how."""
+
+    dimension: str
+    flagged: bool
+    changes: list[str]  # each change in words, naming the aggregates on each side
+    worst: dict[str, str | None]
+    ranking: dict[str, list[str]]  # ranked slices, worst first
+    significant: dict[str, bool]
+    starred: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """The same slices under each aggregate, from one set of bootstrap replicates."""
+
+    headline_aggregate: str
+    blocks: dict[str, Summary]
+    sensitivity: list[Sensitivity]
+    speaker_wer_threshold: float
+    empty_references: int  # scored utterances with N = 0 after normalisation: left out of every WER
+
+    @property
+    def headline(self) -> Summary:
+        return self.blocks[self.headline_aggregate]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The utterance table as arrays (one element per row), built once per summarise."""
+
+    ok: np.ndarray  # scored, with at least one reference word
+    empty: np.ndarray  # scored, but no reference word after normalisation
+    cluster: np.ndarray  # speaker code among scored rows; -1 for failed rows
+    n_clusters: int
+    no_speaker: np.ndarray
+    counts: dict[str, np.ndarray]
+    wer: np.ndarray
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> _Rows:
+        counts = {c: table[c].to_numpy(dtype=np.float64, na_value=0.0) for c in COUNT_COLUMNS}
+        status_ok = (table["status"] == "ok").to_numpy()
+        # An utterance with no reference word after normalisation (a filler-only clip) has no WER:
+        # it is left out of every aggregate, numerator and denominator, and counted instead.
+        empty = status_ok & (counts["ref_words"] <= 0)
+        ok = status_ok & ~empty
+        units = cluster_units(table)
+        cluster = np.full(len(table), -1, dtype=np.int64)
+        codes, uniques = pd.factorize(units[ok])
+        cluster[ok] = codes
+        wer = table["wer"].to_numpy(dtype=np.float64, na_value=np.nan)
+        return cls(ok, empty, cluster, len(uniques), table["speaker"].isna().to_numpy(), counts, wer)
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """Sums per (speaker, slice) pair among scored rows: the sparse E and N of every aggregate."""
+
+    cluster: np.ndarray
+    slice: np.ndarray
+    errors: np.ndarray
+    words: np.ndarray
+    wer_sum: np.ndarray  # Σ per-utterance WER over the pair's utterances with N > 0
+    wer_count: np.ndarray  # how many such utterances
+    k: int  # slices
+
+    @classmethod
+    def of(cls, rows: _Rows, codes: np.ndarray, k: int) -> _Pairs:
+        scored = (codes >= 0) & rows.ok
+        has_words = rows.counts["ref_words"][scored] > 0
+        pair_ids, inverse = unique_inverse(rows.cluster[scored] * k + codes[scored])
+        return cls(
+            pair_ids // k,
+            pair_ids % k,
+            np.bincount(inverse, weights=rows.counts["errors"][scored]),
+            np.bincount(inverse, weights=rows.counts["ref_words"][scored]),
+            np.bincount(inverse, weights=np.where(has_words, np.nan_to_num(rows.wer[scored]), 0.0)),
+            np.bincount(inverse, weights=has_words.astype(np.float64)),
+            k,
+        )
+
+    def per_slice(self, aggregate: str, threshold: float, k: int) -> np.ndarray:
+        """Each of ``k`` slices' value under ``aggregate``: Σ numerator / Σ denominator (NaN: none)."""
+        keep, numerator, denominator = self.ratio_terms(aggregate, threshold)
+        return ratio_or_nan(
+            np.bincount(self.slice[keep], weights=numerator[keep], minlength=k),
+            np.bincount(self.slice[keep], weights=denominator[keep], minlength=k),
+        )
+
+    def ratio_terms(self, aggregate: str, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keep, numerator, denominator) per pair: each aggregate is Σ numerator / Σ denominator."""
+        spoke = self.words > 0
+        own_wer = np.divide(self.errors, self.words, out=np.zeros(self.errors.shape), where=spoke)
+        if aggregate == "pooled":
+            return np.ones(self.cluster.size, bool), self.errors, self.words
+        if aggregate == "speaker-mean":
+            return spoke, own_wer, np.ones_like(own_wer)
+        if aggregate == "utterance-mean":
+            return self.wer_count > 0, self.wer_sum, self.wer_count
+        if aggregate == BADLY_SERVED:
+            return spoke, (own_wer > threshold).astype(np.float64), np.ones_like(own_wer)
+        raise ValueError(f"unknown aggregate {aggregate!r}")
+
+
+def summarise(table: pd.DataFrame, specs: Sequence[SliceSpec], options: StatsOptions) -> Summary:
+    """The headline block (``options.aggregate``); :func:`summarise_aggregates` gives all three."""
+    return summarise_aggregates(table, specs, options).headline
+
+
+def summarise_aggregates(table: pd.DataFrame, specs: Sequence[SliceSpec], options: StatsOptions) -> Aggregates:
+    rows = _Rows.of(table)
+    coder = TagCodes(table)
+    everyone = SliceCodes(np.zeros(len(table), dtype=np.int64), ["overall"], [{}])
+    coded = [everyone, *(slice_codes(table, spec, coder) for spec in specs)]
+    slice_pairs = [_Pairs.of(rows, c.codes, len(c.labels)) for c in coded]
+    # Each dimension's own overall, per speaker over everything the dimension keeps.
+    dim_pairs = [_Pairs.of(rows, np.where(c.codes >= 0, 0, -1), 1) for c in coded]
+    base = [_point_estimates(rows, c, p, options) for c, p in zip(coded, slice_pairs, strict=True)]
+    overall_pooled = base[0][0].wer
+    threshold = options.speaker_wer_threshold
+    if threshold is None:
+        threshold = 2 * overall_pooled if overall_pooled is not None else 0.0
+
+    spreads = [
+        _speaker_spreads(slice_pairs[g], len(coded[g].labels), threshold, options.confidence)
+        for g in range(len(coded))
+    ]
+    with_intervals = options.bootstrap > 0
+
+    blocks = {}
+    for aggregate in AGGREGATES:
+        lin = [
+            _linearise(slice_pairs[g], dim_pairs[g], aggregate, threshold, rows.n_clusters) for g in range(len(coded))
+        ]
+        overall_ci, overall_note = rate_intervals(lin[0], [0], options.confidence, with_intervals)
+        overall = replace(
+            base[0][0],
+            wer=finite_or_none(lin[0].values[0]),
+            wer_ci=overall_ci[0],
+            interval_note=overall_note[0],
+            speakers_wer=spreads[0][0],
+        )
+        dimensions = []
+        for g, spec in enumerate(specs, start=1):
+            k = len(coded[g].labels)
+            values = lin[g].values
+            slices = [
+                replace(s, wer=finite_or_none(v), speakers_wer=spread)
+                for s, v, spread in zip(base[g], values[:k], spreads[g], strict=True)
+            ]
+            slices = _with_intervals(slices, lin[g], spec.reference, options.confidence, with_intervals, options.power)
+            ranked = [i for i, s in enumerate(slices) if _rankable(s)]
+            dim_ci, _ = rate_intervals(lin[g], [k], options.confidence, with_intervals)
+            dimensions.append(
+                Dimension(
+                    spec.label,
+                    list(spec.by),
+                    slices,
+                    finite_or_none(values[k]),
+                    dim_ci[0],
+                    _disparity(slices, ranked, lin[g], spec.reference, options.confidence, with_intervals),
+                    _test(slice_pairs[g], ranked, aggregate, threshold, options),
+                )
+            )
+        blocks[aggregate] = Summary(overall, _holm_and_marks(dimensions, options), options, aggregate=aggregate)
+    excluded = int(rows.empty.sum())
+    return Aggregates(options.aggregate, blocks, _sensitivity(blocks), threshold, excluded)
+
+
+def _linearise(pairs: _Pairs, dim_pairs: _Pairs, aggregate: str, threshold: float, n_clusters: int) -> Ratios:
+    """The slices' and the dimension overall's ratios under ``aggregate``, linearised per speaker."""
+    keep, num, den = pairs.ratio_terms(aggregate, threshold)
+    dim_keep, dim_num, dim_den = dim_pairs.ratio_terms(aggregate, threshold)
+    k = int(pairs.k)
+    return ratios(
+        np.concatenate([pairs.cluster[keep], dim_pairs.cluster[dim_keep]]),
+        np.concatenate([pairs.slice[keep], np.full(int(dim_keep.sum()), k)]),
+        np.concatenate([num[keep], dim_num[dim_keep]]),
+        np.concatenate([den[keep], dim_den[dim_keep]]),
+        n_clusters,
+        k,
+    )
+
+
+def cluster_units(table: pd.DataFrame) -> pd.Series:
+    """Speaker per utterance; an utterance without a speaker id is its own unit."""
+    return table["speaker"].astype("object").fillna("utt:" + table["id"].astype(str))
+
+
+def _rankable(s: SliceStats) -> bool:
+    return rankable(s.supported, s.wer is not None, s.values)
+
+
+def rate_intervals(
+    r: Ratios, columns: Sequence[int], confidence: float, enabled: bool = True
+) -> tuple[list[Interval | None], list[str | None]]:
+    """Log-scale t intervals of the ratios in ``columns``, with the reason where there is none."""
+    c = contrasts(r, select(r.k, columns))
+    values = r.values[list(columns)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_se = c.se / values
+    return t_intervals(np.log(np.where(values > 0, values, np.nan)), log_se, c, confidence, enabled, log=True)
+
+
+def t_intervals(
+    estimate: np.ndarray,
+    se: np.ndarray,
+    c: Contrasts,
+    confidence: float,
+    enabled: bool = True,
+    *,
+    log: bool = False,
+    level: float | None = None,
+    skew: bool = False,
+) -> tuple[list[Interval | None], list[str | None]]:
+    """``estimate ± t_{df}·se`` (exponentiated with ``log``); with ``skew`` the t quantiles are
+    corrected for the estimate's skewness (:func:`harness.stats.inference.hall_quantiles`). None with a
+    reason where degenerate: one speaker, no errors (a log-scale rate of 0), or no spread between speakers."""
+    level = confidence if level is None else level
+    q = t_quantile(1 - (1 - level) / 2, c.df)
+    q_low, q_high = hall_quantiles(q, c.skew) if skew and c.skew is not None else (-q, q)
+    out: list[Interval | None] = []
+    notes: list[str | None] = []
+    for i in range(len(estimate)):
+        note = None
+        if not enabled:
+            pass
+        elif c.clusters[i] < 2:
+            note = "one speaker"
+        elif log and not np.isfinite(estimate[i]):
+            note = "no errors"
+        elif not np.isfinite(estimate[i]):
+            pass
+        elif not se[i] > 0 or not np.isfinite(c.df[i]):
+            note = "no spread between speakers"
+        if note is not None or not enabled or not np.isfinite(estimate[i]):
+            out.append(None)
+            notes.append(note)
+            continue
+        low, high = estimate[i] - q_high[i] * se[i], estimate[i] - q_low[i] * se[i]
+        out.append([float(np.exp(low)), float(np.exp(high))] if log else [float(low), float(high)])
+        notes.append(None)
+    return out, notes
+
+
+def select(k: int, columns: Sequence[int]) -> sparse.csc_matrix:
+    """Contrast columns picking each of ``columns`` alone."""
+    m = len(columns)
+    return sparse.csc_matrix((np.ones(m), (np.asarray(columns, dtype=np.int64), np.arange(m))), shape=(k + 1, m))
+
+
+def unit_contrasts(
+    k: int, plus: Sequence[int], minus: Sequence[int], scale: np.ndarray | None = None
+) -> sparse.csc_matrix:
+    """Contrast columns ``e_plus[j] − e_minus[j]`` (each term divided by ``scale`` at its index)."""
+    m = len(plus)
+    rows = np.concatenate([np.asarray(plus, dtype=np.int64), np.asarray(minus, dtype=np.int64)])
+    data = np.concatenate([np.ones(m), -np.ones(m)])
+    if scale is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            data = data / np.where(scale[rows] > 0, scale[rows], np.nan)
+        data = np.nan_to_num(data)
+    return sparse.csc_matrix((data, (rows, np.tile(np.arange(m), 2))), shape=(k + 1, m))
+
+
+def _with_intervals(
+    slices: list[SliceStats], r: Ratios, reference: str | None, confidence: float, enabled: bool, power: float
+) -> list[SliceStats]:
+    k = r.k
+    index = list(range(k))
+    wer_cis, wer_notes = rate_intervals(r, index, confidence, enabled)
+    diff = r.values[:k] - r.values[k]
+    vs = contrasts(r, unit_contrasts(k, index, [k] * k))
+    vs_test = contrasts(r, unit_contrasts(k, index, [k] * k), conservative=True)
+    diff_cis, diff_notes = t_intervals(diff, vs.se, vs, confidence, enabled)
+    ref_index = next((i for i, s in enumerate(slices) if s.label == reference), None)
+    if ref_index is not None:
+        ref_diff = r.values[:k] - r.values[ref_index]
+        vr = contrasts(r, unit_contrasts(k, index, [ref_index] * k))
+        vr_test = contrasts(r, unit_contrasts(k, index, [ref_index] * k), conservative=True)
+        ref_cis, ref_notes = t_intervals(ref_diff, vr.se, vr, confidence, enabled)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_ratio = np.log(r.values[:k] / r.values[ref_index])
+        vl = contrasts(r, unit_contrasts(k, index, [ref_index] * k, scale=r.values))
+        ratio_cis, _ = t_intervals(log_ratio, vl.se, vl, confidence, enabled, log=True)
+    out = []
+    for i, s in enumerate(slices):
+        vs_overall = Comparison(
+            finite_or_none(diff[i]),
+            diff_cis[i] or [None, None],
+            se=finite_or_none(vs.se[i]) if vs.clusters[i] >= 2 else None,
+            df=finite_or_none(vs.df[i]),
+            note=diff_notes[i],
+            detect_df=finite_or_none(vs_test.df[i]),
+        )
+        vs_reference = None
+        if ref_index is not None:
+            ref = slices[ref_index]
+            vs_reference = Comparison(
+                difference(s.wer, ref.wer),
+                ref_cis[i] or [None, None],
+                s.wer / ref.wer if s.wer is not None and ref.wer else None,
+                ratio_cis[i],
+                se=finite_or_none(vr.se[i]) if vr.clusters[i] >= 2 else None,
+                df=finite_or_none(vr.df[i]),
+                detect_df=finite_or_none(vr_test.df[i]),
+                note=ref_notes[i] if i != ref_index else "the reference itself",
+            )
+        out.append(
+            replace(
+                s, wer_ci=wer_cis[i], interval_note=wer_notes[i], vs_overall=vs_overall, vs_reference=vs_reference
+            )
+        )
+    if ref_index is not None:
+        gaps = detectable_gaps(
+            [s.vs_reference for s in out], confidence, 1, power, [s.wer for s in out]  # type: ignore[misc]
+        )
+        out = [
+            replace(s, vs_reference=replace(s.vs_reference, min_detectable=g))  # type: ignore[arg-type]
+            for s, g in zip(out, gaps, strict=True)
+        ]
+    return out
+
+
+def detectable_gaps(
+    comparisons: Sequence[Comparison],
+    confidence: float,
+    tests: int,
+    power: float,
+    levels: Sequence[float | None] | None = None,
+    test: Test | None = None,
+) -> list[float | None]:
+    """Per comparison, the smallest true difference the ★ rule finds with ``power``, conservatively
+    (``m`` the tests of the Holm family, its worst case). The ★ needs the vs-overall interval above
+    0 and the dimension ``test`` significant; the gap is the larger of the two parts' gaps.
+    Interval: ``M_t × se(δ)`` with ``M_t = t_{1−α/2m}(ν) + t_power(ν)``, ``ν`` the dimension test's
+    conservative df; a slice's standard error grows with its WER (speaker effects are
+    multiplicative), ``se(δ) = se × (level + δ) / level``, so ``δ = M_t se / (1 − M_t se / level)``.
+    Test: its F (own df) reaches ``power`` at noncentrality λ (noncentral F); with inverse-variance
+    weights, one slice shifted by Δ on the log scale gives λ ≈ (Δ / se_log)², se_log = se / level,
+    so ``δ = level × (exp(√λ se / level) − 1)``. None where the interval part has no gap (M_t se ≥
+    level) or the difference has no standard error."""
+    se = np.array([c.se if c.se is not None else np.nan for c in comparisons], dtype=float)
+    df = np.array([c.detect_df or c.df or np.nan for c in comparisons], dtype=float)
+    level = np.array([v if v else np.inf for v in (levels or [None] * len(comparisons))], dtype=float)
+    usable = (se > 0) & np.isfinite(df)
+    alpha = (1 - confidence) / max(tests, 1)
+    safe_df = np.where(usable, df, 1.0)
+    safe_se = np.where(usable, se, 0.0)
+    base = (t_quantile(1 - alpha / 2, safe_df) + t_quantile(power, safe_df)) * safe_se
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        gap = np.where(base < level, base / (1 - base / level), np.nan)
+        root = _f_test_multiple(test, alpha, power)
+        if root is not None:
+            shift = root * safe_se
+            f_gap = np.where(np.isfinite(level), level * np.expm1(shift / level), shift)
+            gap = np.where(np.isnan(gap), gap, np.maximum(gap, f_gap))
+    return [finite_or_none(v) if ok else None for v, ok in zip(gap, usable, strict=True)]
+
+
+def _f_test_multiple(test: Test | None, alpha: float, power: float) -> float | None:
+    """√λ: the noncentrality at which the dimension's F test (its own df) rejects at ``alpha`` with
+    ``power``. Welch's F divides by ``1 + 2(m−2)/(3 df2)`` (its df2 is ``(m²−1)/3Λ``), which raises
+    the bar; Hotelling's F is a noncentral F as it stands. None without a test or its df; inf where
+    no noncentrality up to 10⁶ reaches the power."""
+    if test is None or len(test.df) != 2 or not all(np.isfinite(test.df)) or min(test.df) <= 0:
+        return None
+    df1, df2 = test.df
+    critical = float(scipy_stats.f.isf(alpha, df1, df2))
+    if test.method.startswith("Welch"):
+        critical *= 1 + 2 * (df1 - 1) / (3 * df2)  # m − 2 = df1 − 1
+    def shortfall(lam: float) -> float:
+        return float(scipy_stats.ncf.sf(critical, df1, df2, lam)) - power
+    # ncf at λ = 0 is unreliable in scipy (negative sf): bracket from a tiny λ. A df2 so small that
+    # no reasonable λ reaches the power (or ncf gives nan): no gap is detectable (infinite).
+    low, high = 1e-6, 1.0
+    while not shortfall(high) >= 0:
+        if high > 1e6:
+            return math.inf
+        low, high = high, high * 2
+    if not shortfall(low) < 0:
+        return math.inf
+    return math.sqrt(optimize.brentq(shortfall, low, high, xtol=1e-6))
+
+
+def detectable_gap(comparison: Comparison, confidence: float, tests: int, power: float) -> float | None:
+    """:func:`detectable_gaps` of one comparison."""
+    return detectable_gaps([comparison], confidence, tests, power)[0]
+
+
+def _test(pairs: _Pairs, ranked: list[int], aggregate: str, threshold: float, options: StatsOptions) -> Test | None:
+    """The dimension's test over its ranked slices, on the (speaker, slice) sums of ``aggregate``."""
+    keep, numerator, denominator = pairs.ratio_terms(aggregate, threshold)
+    codes = np.where(keep, pairs.slice, -1)
+    return ranked_test(pairs.cluster, codes, ranked, numerator, denominator, enabled=options.permutations > 0)
+
+
+def ranked_test(
+    cluster: np.ndarray,
+    codes: np.ndarray,
+    ranked: list[int],
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    *,
+    enabled: bool = True,
+    log: bool = True,
+    null: bool = False,
+) -> Test | None:
+    """The test over the ranked slices only (rows of other slices, code -1 or not ranked, take no
+    part); rows are summed per (speaker, slice) first. None with fewer than two ranked slices or
+    when switched off (``stats.permutations: 0``)."""
+    if len(ranked) < 2 or not enabled:
+        return None
+    remap = np.full(max(int(codes.max()) + 2, 1), -1)
+    remap[ranked] = np.arange(len(ranked))
+    label = remap[codes]  # codes of -1 map through the last entry to -1
+    keep = label >= 0
+    k = len(ranked)
+    pair_ids, inverse = unique_inverse(cluster[keep] * k + label[keep])
+    a = np.bincount(inverse, weights=numerator[keep])
+    b = np.bincount(inverse, weights=denominator[keep])
+    pair_cluster, pair_label = pair_ids // k, pair_ids % k
+    _, speaker = unique_inverse(pair_cluster)
+    n_speakers = int(speaker.max()) + 1 if speaker.size else 0
+    r = ratios(
+        np.concatenate([speaker, speaker]),
+        np.concatenate([pair_label, np.full(pair_label.size, k)]),
+        np.concatenate([a, a]),
+        np.concatenate([b, b]),
+        n_speakers,
+        k,
+        null,
+    )
+    result = wald_test(r, log=log)
+    if result is None:
+        return None
+    several = np.bincount(speaker) > 1
+    kind = "between-speaker" if not several.any() else "within-speaker" if several.all() else "mixed"
+    return Test(kind, result.statistic, 0, result.p_value, 0.0, method=result.method, df=list(result.df))
+
+
+def _holm_and_marks(dimensions: list[Dimension], options: StatsOptions) -> list[Dimension]:
+    alpha = 1.0 - options.confidence
+    tests = holm_adjusted([d.test for d in dimensions], alpha)
+    family = sum(t is not None for t in tests)
+    out = []
+    for dim, test in zip(dimensions, tests, strict=True):
+        comparisons = [s.vs_overall or Comparison(None, [None, None]) for s in dim.slices]
+        gaps = detectable_gaps(
+            comparisons, options.confidence, family, options.power, [s.wer for s in dim.slices], test
+        )
+        slices = []
+        for s, gap in zip(dim.slices, gaps, strict=True):
+            vs = replace(s.vs_overall, min_detectable=gap) if s.vs_overall is not None else None
+            star = bool(test and test.significant and _rankable(s) and vs and above_zero(vs.difference_ci))
+            slices.append(replace(s, vs_overall=vs, significantly_worse=star))
+        out.append(replace(dim, test=test, slices=slices))
+    return out
+
+
+def holm_adjusted(tests: Sequence[Test | None], alpha: float) -> list[Test | None]:
+    """The tests with their Holm-adjusted p-values (over those present) and significance at ``alpha``."""
+    present = [i for i, t in enumerate(tests) if t is not None]
+    out = list(tests)
+    for i, p_holm in zip(present, holm([tests[i].p_value for i in present]), strict=True):  # type: ignore[union-attr]
+        out[i] = replace(tests[i], p_holm=p_holm, significant=p_holm < alpha)  # type: ignore[type-var]
+    return out
+
+
+def above_zero(interval: Interval | None) -> bool:
+    """Whether an interval lies wholly above 0 (a missing interval does not)."""
+    return interval is not None and interval[0] is not None and interval[0] > 0
+
+
+def rankable(supported: bool, has_value: bool, values: dict[str, str]) -> bool:
+    """Ranked as best/worst or marked: enough support, a value, and not a (missing)/(outside) slice."""
+    return supported and has_value and not UNRANKED.intersection(values.values())
+
+
+def support_flags(speakers: int, words: float, options: StatsOptions) -> list[str]:
+    """Why a slice is too thin to rank: too few speakers and/or reference words."""
+    flags = []
+    if speakers < options.min_speakers:
+        flags.append(f"speakers<{options.min_speakers}")
+    if words < options.min_words:
+        flags.append(f"words<{options.min_words}")
+    return flags
+
+
+def _point_estimates(rows: _Rows, coded: SliceCodes, pairs: _Pairs, options: StatsOptions) -> list[SliceStats]:
+    """Point estimates per slice, all from integer codes and bincounts."""
+    k = len(coded.labels)
+    inside = coded.codes >= 0
+    scored, empty = inside & rows.ok, inside & rows.empty
+    failed_rows = inside & ~rows.ok & ~rows.empty
+
+    def per_slice(weights: np.ndarray | None = None, mask: np.ndarray = scored) -> np.ndarray:
+        return np.bincount(coded.codes[mask], weights=None if weights is None else weights[mask], minlength=k)
+
+    sums = {c: per_slice(rows.counts[c]) for c in COUNT_COLUMNS}
+    failed, no_words = per_slice(mask=failed_rows), per_slice(mask=empty)
+    utterances = per_slice() + no_words  # filler-only utterances are scored, but have no WER
+    unlabelled = per_slice(mask=scored & rows.no_speaker)
+    speakers = np.bincount(pairs.slice, minlength=k)
+    means = {aggregate: pairs.per_slice(aggregate, 0.0, k) for aggregate in AGGREGATES[1:]}
+
+    out = []
+    for i in range(k):
+        words = int(sums["ref_words"][i])
+        support = support_flags(int(speakers[i]), words, options)
+        notes = []
+        if failed[i]:
+            notes.append(f"failed {int(failed[i])}/{int(failed[i] + utterances[i])}")
+        if unlabelled[i]:
+            notes.append(f"{int(unlabelled[i])} without speaker id")
+        pooled = rate_or_none(sums["errors"][i], words)
+        out.append(
+            SliceStats(
+                label=coded.labels[i],
+                values=coded.values[i],
+                utterances=int(utterances[i]),
+                failed=int(failed[i]),
+                no_reference_words=int(no_words[i]),
+                speakers=int(speakers[i]),
+                words=words,
+                errors=int(sums["errors"][i]),
+                substitutions=int(sums["substitutions"][i]),
+                deletions=int(sums["deletions"][i]),
+                insertions=int(sums["insertions"][i]),
+                wer=pooled,
+                sub_rate=rate_or_none(sums["substitutions"][i], words),
+                del_rate=rate_or_none(sums["deletions"][i], words),
+                ins_rate=rate_or_none(sums["insertions"][i], words),
+                pooled_wer=pooled,
+                speaker_mean_wer=finite_or_none(means["speaker-mean"][i]),
+                utterance_mean_wer=finite_or_none(means["utterance-mean"][i]),
+                supported=not support,
+                flags=support + notes,
+            )
+        )
+    return out
+
+
+def _speaker_spreads(pairs: _Pairs, k: int, threshold: float, confidence: float) -> list[SpeakerSpread]:
+    """Per slice: how many of its speakers the model serves badly, and the quartiles of their WERs."""
+    spoke = pairs.words > 0
+    own = pairs.errors[spoke] / pairs.words[spoke]
+    slice_of = pairs.slice[spoke]
+    order = np.lexsort((own, slice_of))
+    bounds = np.searchsorted(slice_of[order], np.arange(k + 1))
+    out = []
+    for i in range(k):
+        group = own[order][bounds[i] : bounds[i + 1]]
+        quartiles = np.quantile(group, [0.25, 0.5, 0.75]).tolist() if group.size else [None] * 3
+        above = int((group > threshold).sum())
+        # Speakers are independent: a Wilson interval on the count keeps its level near 0 % and 100 %.
+        share_ci = wilson(above, int(group.size), confidence)
+        out.append(
+            SpeakerSpread(
+                threshold=threshold,
+                above=above,
+                speakers=int(group.size),
+                share=above / group.size if group.size else None,
+                share_ci=list(share_ci) if share_ci else None,
+                quartiles=[finite_or_none(q) for q in quartiles],
+            )
+        )
+    return out
+
+
+def _sensitivity(blocks: dict[str, Summary]) -> list[Sensitivity]:
+    """Per dimension: does the worst slice, the ranking or the significant finding change with the
+    aggregate? Each change is said in words, naming the aggregates on each side."""
+    out = []
+    for index, dim in enumerate(blocks["pooled"].dimensions):
+        per = {a: b.dimensions[index] for a, b in blocks.items()}
+        worst = {a: d.disparity.worst for a, d in per.items()}
+        ranking = {a: [s.label for s in sorted(_ranked(d), key=lambda s: -(s.wer or 0.0))] for a, d in per.items()}
+        significant = {a: bool(d.test and d.test.significant) for a, d in per.items()}
+        starred = {a: sorted(s.label for s in d.slices if s.significantly_worse) for a, d in per.items()}
+        changes = []
+        if len(set(worst.values())) > 1:
+            changes.append("worst slice: " + ", ".join(f"{w} under {a}" for a, w in worst.items()))
+        elif len({tuple(r) for r in ranking.values()}) > 1:
+            changes.append("ranking: " + "; ".join(f"{a}: {' > '.join(r)}" for a, r in ranking.items()))
+        if len(set(significant.values())) > 1:
+            yes = [a for a, v in significant.items() if v]
+            no = [a for a, v in significant.items() if not v]
+            changes.append(f"significant under {', '.join(yes)}, not under {', '.join(no)}")
+        elif len({tuple(v) for v in starred.values()}) > 1:
+            changes.append("★: " + "; ".join(f"{a}: {', '.join(v) or 'none'}" for a, v in starred.items()))
+        out.append(Sensitivity(dim.name, bool(changes), changes, worst, ranking, significant, starred))
+    return out
+
+
+def _ranked(dim: Dimension) -> list[SliceStats]:
+    return [s for s in dim.slices if _rankable(s)]
+
+
+def _disparity(
+    slices: list[SliceStats], ranked: list[int], r: Ratios, reference: str | None, confidence: float, enabled: bool
+) -> Disparity:
+    with_failures = [s.label for s in slices if s.failed]
+    if not slices:
+        return Disparity(ranked=0, note="no utterance falls in this dimension (check its where:)")
+    if len(slices) < 2:
+        return Disparity(ranked=len(ranked), with_failures=with_failures, note="only one slice; nothing to compare")
+    if len(ranked) < 2:
+        return Disparity(
+            ranked=len(ranked),
+            reference=reference,
+            with_failures=with_failures,
+            note="fewer than two slices meet min_speakers/min_words; no disparity is claimed",
+        )
+    wers = np.array([slices[i].wer for i in ranked], dtype=float)
+    best, worst = ranked[int(np.argmin(wers))], ranked[int(np.argmax(wers))]
+    best_wer, worst_wer = float(wers.min()), float(wers.max())
+    gap_ci, ratio_ci, worst_ci = gap_bounds(r, ranked, confidence) if enabled else (None, None, None)
+    return Disparity(
+        ranked=len(ranked),
+        best=slices[best].label,
+        best_wer=best_wer,
+        worst=slices[worst].label,
+        worst_wer=worst_wer,
+        ratio=worst_wer / best_wer if best_wer > 0 else None,
+        ratio_ci=ratio_ci,
+        gap=worst_wer - best_wer,
+        gap_ci=gap_ci,
+        worst_vs_overall=difference(worst_wer, finite_or_none(r.values[r.k])),
+        worst_vs_overall_ci=worst_ci,
+        reference=reference,
+        with_failures=with_failures,
+        detected=None if gap_ci is None else gap_ci[0] > 0,
+    )
+
+
+def gap_bounds(
+    r: Ratios, ranked: Sequence[int], confidence: float
+) -> tuple[Interval | None, Interval | None, Interval | None]:
+    """Intervals for the true gap max_ij (μ_i − μ_j), ratio max_ij μ_i / μ_j and worst-vs-overall
+    max_i (μ_i − μ) over the ranked slices, from simultaneous (Bonferroni) t intervals: all pairwise
+    differences (log ratios) cover together with ≥ ``confidence``, so the true maximum lies between
+    the largest lower and the largest upper end. A gap whose lower end is 0 is not detectable."""
+    alpha = 1 - confidence
+    ranked = list(ranked)
+    first, second = np.triu_indices(len(ranked), 1)
+    i, j = np.asarray(ranked)[first], np.asarray(ranked)[second]
+    values = r.values
+    pairs = len(i)
+    diff, diff_log = _pairwise(r, np.asarray(ranked), first, second)
+    if (diff.clusters < 2).any() or not (diff.se > 0).all():
+        return None, None, None
+    q = t_quantile(1 - alpha / (2 * pairs), diff.df)
+    gaps = np.abs(values[i] - values[j])
+    gap_ci = [float(max(0.0, np.max(gaps - q * diff.se))), float(np.max(gaps + q * diff.se))]
+    positive = (values[i] > 0) & (values[j] > 0)
+    ratio_ci = None
+    if positive.any():
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            logs = np.abs(np.log(values[i] / values[j]))
+            ql = t_quantile(1 - alpha / (2 * pairs), diff_log.df)
+            ok = positive & (diff_log.se > 0)
+            low = float(np.exp(max(0.0, np.max(np.where(ok, logs - ql * diff_log.se, 0.0)))))
+            high = finite_or_none(np.exp(np.max(logs[ok] + ql[ok] * diff_log.se[ok]))) if ok.all() else None
+        ratio_ci = [low, high]
+    cw = contrasts(r, unit_contrasts(r.k, ranked, [r.k] * len(ranked)))
+    worst_ci = None
+    if (cw.clusters >= 2).all() and (cw.se > 0).all():
+        qw = t_quantile(1 - alpha / (2 * len(ranked)), cw.df)
+        d = values[ranked] - values[r.k]
+        worst_ci = [float(np.max(d - qw * cw.se)), float(np.max(d + qw * cw.se))]
+    return gap_ci, ratio_ci, worst_ci
+
+
+def _pairwise(
+    r: Ratios, ranked: np.ndarray, first: np.ndarray, second: np.ndarray
+) -> tuple[Contrasts, Contrasts]:
+    """Contrasts of every pair of ``ranked`` columns, raw and on the log scale. In a between-speaker
+    design each slice is its own stratum, so the pair's variance and Welch–Satterthwaite df follow
+    from the slices' own (linear in the number of slices, not quadratic); otherwise in full."""
+    i, j = ranked[first], ranked[second]
+    if not own_strata(r, ranked):
+        raw = contrasts(r, unit_contrasts(r.k, i, j))
+        return raw, contrasts(r, unit_contrasts(r.k, i, j, scale=r.values))
+    m = len(ranked)
+    own = contrasts(r, select(r.k, ranked))
+    out = []
+    for scale in (np.ones(m), np.where(r.values[ranked] > 0, r.values[ranked], np.nan)):
+        v = (own.se / scale) ** 2
+        v1, v2 = v[first], v[second]
+        df1, df2 = own.df[first], own.df[second]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # A slice without spread (no errors at all) adds nothing to either sum.
+            df = (v1 + v2) ** 2 / (np.where(v1 > 0, v1**2 / df1, 0.0) + np.where(v2 > 0, v2**2 / df2, 0.0))
+        out.append(Contrasts(np.sqrt(v1 + v2), df, np.minimum(own.clusters[first], own.clusters[second])))
+    return out[0], out[1]
+
+
+def difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def rate_or_none(numerator: float, denominator: float) -> float | None:
+    return float(numerator) / denominator if denominator > 0 else None
+
+
+def finite_or_none(value: object) -> float | None:
+    """A finite float, or None (undefined, or an interval end that is unbounded)."""
+    if value is None or pd.isna(value) or not np.isfinite(value):  # type: ignore[arg-type]
+        return None
+    return float(value)  # type: ignore[arg-type]

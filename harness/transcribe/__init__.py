@@ -1,0 +1,1 @@
+"""transcribe stage; see docs/ARCHITECTURE.md."""
