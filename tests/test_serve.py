@@ -175,9 +175,9 @@ class Gated(Backend):
 def test_the_cli_defaults_are_the_library_limits_and_bind_loopback():
     import inspect
 
-    from harness import cli
+    from harness.cli.serve import serve_command
 
-    defaults = {name: p.default for name, p in inspect.signature(cli.serve_command).parameters.items()}
+    defaults = {name: p.default for name, p in inspect.signature(serve_command).parameters.items()}
     assert defaults["host"] == "127.0.0.1" and defaults["port"] == 8000
     limits = Limits()
     assert (defaults["max_upload_mb"], defaults["request_timeout"]) == (limits.max_upload_mb, limits.request_timeout)

@@ -1,0 +1,129 @@
+"""Commands that make or re-read a run: run, audition, score, report."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from harness.cli.common import LiveProgress, app, emit, err_console, handle_errors, stop_after_batch
+
+
+@app.command("run")
+@handle_errors
+def run_command(
+    config: Annotated[Path, typer.Argument(help="run config YAML")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="parent of the run directory (default: runs/)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print metrics.json to stdout instead of the table")] = False,
+    executor: Annotated[
+        str | None, typer.Option("--executor", help="local (default) or ray: overrides execute.executor")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster to join: auto or ray://host:10001")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Ray actors (execute.workers)")] = None,
+) -> None:
+    """Transcribe the dataset with the configured backend, score it per slice, write a run directory.
+
+    A rerun reuses cached transcripts, so an interrupted run resumes where it stopped.
+    """
+    from harness.config import load_config
+    from harness.pipeline import prepare, run
+
+    overrides: dict[str, Any] = {"output": str(output)} if output else {}
+    execute = {"executor": executor, "address": ray_address, "workers": workers}
+    if any(value is not None for value in execute.values()):
+        overrides["execute"] = {key: value for key, value in execute.items() if value is not None}
+    prepared = prepare(load_config(config, overrides or None))
+    stop = threading.Event()
+    with LiveProgress(prepared.normalizer, prepared.requests) as progress, stop_after_batch(stop):
+        outcome = run(prepared, on_batch=progress.update, stop=stop)
+    emit(outcome.metrics, as_json)
+    err_console.print(
+        f"run directory: {outcome.paths.root} ({outcome.transcribed} transcribed, {outcome.from_cache} from cache)"
+    )
+    outcome.raise_for_failures()
+
+
+@app.command("audition")
+@handle_errors
+def audition_command(
+    config: Annotated[Path, typer.Argument(help="run config YAML with conditions")],
+    condition: Annotated[str, typer.Option("--condition", "-c", help="condition name from the config")],
+    utterance: Annotated[str, typer.Option("--id", help="utterance id from the manifest")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="WAV to write (default: <id>.<condition>.wav)")
+    ] = None,
+) -> None:
+    """Write what the model hears: one utterance rendered under one condition, exactly as a run renders it."""
+    import soundfile as sf
+
+    from harness.config import load_config
+    from harness.files import write_atomic
+    from harness.pipeline import audition
+
+    heard = audition(load_config(config), condition, utterance)
+    target = output or Path(f"{utterance}.{condition}.wav".replace("/", "_").replace("\\", "_"))
+    peak = float(abs(heard.samples).max()) if heard.samples.size else 0.0
+    subtype = "FLOAT" if peak > 1.0 else "PCM_16"
+    # the container by the target's suffix: the temporary file's name has none
+    container = target.suffix.lstrip(".").upper() or "WAV"
+    write_atomic(target, lambda tmp: sf.write(str(tmp), heard.samples, heard.sample_rate, subtype, format=container))
+    typer.echo(
+        f"wrote {target}: {heard.utterance.id} under {condition} ({heard.condition.describe()}), "
+        f"{heard.samples.size / heard.sample_rate:.1f} s at {heard.sample_rate} Hz"
+    )
+
+
+@app.command("score")
+@handle_errors
+def score_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by 'asrfair run'")],
+    slices: Annotated[Path | None, typer.Option("--slices", help="slice YAML (default: the run's own)")] = None,
+    normalizer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--normalizer",
+            help="preset (asrfair normalizers), name@version or a normaliser YAML; repeat it to compare: the first "
+            "is the headline, the others are scored beside it",
+        ),
+    ] = None,
+    aggregate: Annotated[
+        str | None,
+        typer.Option("--aggregate", help="headline aggregate: pooled, speaker-mean or utterance-mean"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print metrics.json to stdout")] = False,
+) -> None:
+    """Re-score a finished run (new slices, normaliser or headline aggregate) without transcribing again."""
+    from harness.pipeline import rescore
+    from harness.stats.slices import load_slices
+
+    chosen = load_slices(slices) if slices else None
+    metrics = rescore(run_dir, slices=chosen, normalizers=normalizer, aggregate=aggregate)
+    emit(metrics, as_json)
+    err_console.print(f"rewrote {run_dir / 'metrics.json'} and {run_dir / 'report.md'}")
+
+
+@app.command("report")
+@handle_errors
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by 'asrfair run'")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML file to write (default: RUN_DIR/report.html)")
+    ] = None,
+    compare: Annotated[
+        Path | None, typer.Option("--compare", help="another run (or baseline .json) to show this one against")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="compare runs scored under different normalisers anyway (warns)")
+    ] = False,
+) -> None:
+    """Write the self-contained HTML report of a run (charts, heatmaps, worst utterances, sortable tables)."""
+    from harness.pipeline import report
+
+    target = report(run_dir, out=output, compare=compare, force=force)
+    err_console.print(f"wrote {target}")
