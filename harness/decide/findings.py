@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness import __version__
 from harness.errors import InputError, format_validation_error
 from harness.files import write_yaml
-from harness.report.format import p_text
 from harness.results import json_safe
 from harness.stats.discover import DiscoverOptions, Discovery, Estimate, Finding, describe, evaluate
+from harness.stats.multiplicity import p_text
 from harness.yamlfile import read_yaml
 
 FINDING_SCHEMA = "asrfair.finding/1"

@@ -395,13 +395,6 @@ def finding_cells(rank: int, finding: dict[str, Any]) -> list[str]:
     ]
 
 
-def p_text(p: float | None) -> str:
-    """A p-value as printed: below double precision it is a bound, not 0."""
-    if p is None:
-        return "–"
-    return "< 1e-15" if p < 1e-15 else f"= {p:.2g}"
-
-
 def _small(value: float) -> str:
     return "<1e-15" if value < 1e-15 else f"{value:.2g}"
 

@@ -27,7 +27,6 @@ from harness.report.format import (
     normalization_disparity,
     normalization_header,
     others,
-    p_text,
     pct,
     pct_ci,
     points,
@@ -43,6 +42,7 @@ from harness.report.format import (
     test_sentence,
 )
 from harness.report.format import shown as escape  # long names clipped for display
+from harness.stats.multiplicity import p_text
 
 _SHORT = {"pooled": "pooled", "speaker-mean": "spk-mean", "utterance-mean": "utt-mean"}
 

@@ -1,22 +1,25 @@
-"""Holm–Bonferroni adjustment across a family of tests (dimensions, or dimensions × conditions).
+"""Holm–Bonferroni adjustment across a family of tests (dimensions, or dimensions × conditions), and how a
+p-value is stated.
 
-The tests themselves are wild cluster bootstraps (:func:`harness.stats.inference.wild_test`).
+The tests themselves are in :mod:`harness.stats.inference` and :mod:`harness.stats.by_slice`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
+from statsmodels.stats.multitest import multipletests
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm–Bonferroni adjusted p-values (same order as given)."""
-    m = len(p_values)
-    order = np.argsort(p_values)
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted.tolist()
+    if len(p_values) == 0:
+        return []
+    return multipletests(list(p_values), method="holm")[1].tolist()
+
+
+def p_text(p: float | None) -> str:
+    """A p-value as stated: below double precision it is a bound, not 0."""
+    if p is None:
+        return "–"
+    return "< 1e-15" if p < 1e-15 else f"= {p:.2g}"
