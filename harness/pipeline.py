@@ -24,7 +24,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from harness import __version__, redaction
-from harness.backends.base import Backend, Registry, Transcript
+from harness.backends.base import Backend, BackendInfo, Registry, Transcript, backend_info
 from harness.conditions import CONDITION_TAG, Condition, Rendering, Simulator, with_condition
 from harness.conditions.dsp import CodecUnavailable, codec
 from harness.conditions.spec import Babble, Codec
@@ -337,7 +337,8 @@ def rescore(
     provenance = {**_last_provenance(paths), "rescored_utc": _now(), "harness_version": __version__}
     if "fingerprint" in provenance.get("backend", {}):  # runs scored before these fields existed gain them
         backend = provenance["backend"]
-        provenance["backend"] = _backend_provenance(backend["name"], backend["id"], backend["fingerprint"])
+        info = backend_info(backend["fingerprint"], Backend.default_model)
+        provenance["backend"] = _provenance_block(backend["name"], backend["id"], info, backend["fingerprint"])
     metrics = _score_and_write(paths, frame, specs, chosen, config, provenance)
     record_run(config.history_path, paths.root, metrics)  # replaces the run's rows
     return metrics
@@ -700,25 +701,29 @@ def _provenance(config: RunConfig, manifest: Manifest, backend: Backend) -> dict
         "harness_version": __version__,
         "git_sha": _git_sha(),
         "manifest": {"path": str(manifest.path), "sha256": manifest.sha256, "utterances": len(manifest.utterances)},
-        "backend": _backend_provenance(backend.name, backend.fingerprint_id(), backend.fingerprint()),
+        "backend": _backend_provenance(backend),
         "config": config.resolved(),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
 
 
-def _backend_provenance(name: str, fingerprint_id: str, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """The backend as it ran; model, revision and decoding options lifted out of the fingerprint
+def _backend_provenance(backend: Backend) -> dict[str, Any]:
+    return _provenance_block(backend.name, backend.fingerprint_id(), backend.info(), backend.fingerprint())
+
+
+def _provenance_block(name: str, fingerprint_id: str, info: BackendInfo, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The backend as it ran: model, revision and decoding options as every backend states them
     (credentials written into a URL or option masked: this is published in metrics, reports, history)."""
-    fingerprint = redaction.scrub(fingerprint)
-    return {
+    block = {
         "name": name,
         "id": fingerprint_id,
-        "model": fingerprint.get("model"),
-        "model_revision": fingerprint.get("model_revision"),
-        "decoding": fingerprint.get("options", {}),
+        "model": info.model,
+        "model_revision": info.model_revision,
+        "decoding": info.decoding,
         "fingerprint": fingerprint,
     }
+    return redaction.scrub(block)
 
 
 def _now() -> str:

@@ -25,14 +25,15 @@ def test_test_split_imports_validates_and_runs(tmp_path):
     first = by_id["common_voice_en_41236891"]
     assert first["audio"].endswith("en/clips/common_voice_en_41236891.mp3")
     assert first["speaker"] == by_id["common_voice_en_41236892"]["speaker"] and len(first["speaker"]) == 128
-    assert (first["accent"], first["accent_raw"], first["age"], first["gender"], first["locale"]) == (
-        "united-states-english", "United States English", "twenties", "male_masculine", "en",
+    assert (first["accent"], first["accent_raw"], first["age_band"], first["gender"], first["locale"]) == (
+        "united-states-english", "United States English", "20-29", "male_masculine", "en",
     )  # fmt: skip
     # an empty accents/age/gender cell is no tag, not an empty group
-    assert {"accent", "accent_raw", "age", "gender"}.isdisjoint(by_id["common_voice_en_39587123"])
+    assert {"accent", "accent_raw", "age_band", "age_raw", "gender"}.isdisjoint(by_id["common_voice_en_39587123"])
     several = by_id["common_voice_en_40112233"]
     assert (several["accent"], several["accent_raw"]) == ("england-english", "England English|Northern English")
-    assert several["age"] == "fourties"  # Common Voice's own spelling, kept
+    # one age convention across importers: age_band is a ten-year band; Common Voice's own spelling is kept raw
+    assert (several["age_band"], several["age_raw"]) == ("40-49", "fourties")
     quoted = by_id["common_voice_en_38999001"]
     assert quoted["text"] == 'He said "rice is often served in round bowls.'  # unquoted TSV: a bare quote is text
     assert (quoted["segment"], quoted["domain"]) == ("Benchmark", "general")

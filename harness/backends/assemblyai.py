@@ -14,11 +14,12 @@ Every request carries the key as the bare ``authorization`` header value (no sch
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.backends.base import AudioRequest, StopRequested
+from harness.backends.base import AudioRequest, BackendInfo, StopRequested
 from harness.backends.remote import (
     Poll,
     RemoteBackend,
@@ -147,6 +148,10 @@ class AssemblyAIBackend(RemoteBackend):
             log.warning(
                 "assemblyai: could not delete transcript %s (%s); delete it by hand", job_id, self.redact(str(exc))
             )
+
+    def info(self) -> BackendInfo:
+        models = self.options.speech_models
+        return replace(super().info(), model=", ".join(models)) if models else super().info()
 
     def fingerprint(self) -> dict[str, Any]:
         o = self.options

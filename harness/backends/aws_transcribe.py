@@ -34,6 +34,7 @@ from pydantic import Field
 
 from harness.backends.base import AudioRequest
 from harness.backends.remote import (
+    DEFAULT_LOCALES,
     FatalRemoteError,
     Poll,
     RejectedCredentials,
@@ -41,6 +42,7 @@ from harness.backends.remote import (
     RemoteError,
     RemoteOptions,
     json_field,
+    to_locale,
 )
 from harness.data.manifest import Utterance
 from harness.errors import BackendUnavailable
@@ -49,41 +51,6 @@ log = logging.getLogger(__name__)
 
 PIP_HINT = "pip install 'asr-fairness-harness[aws]'"
 
-# The manifest's ISO 639-1 code -> the Transcribe locale used when the option `language_code` is unset.
-# Where a language has several locales this picks the one Amazon lists first for it (en -> en-US,
-# es -> es-US, pt -> pt-BR, fr -> fr-FR, ...). A manifest language that is already a locale
-# ("en-GB", "en_gb") is passed through. For accent studies set `language_code` (or per-utterance
-# locales in the manifest) deliberately: the locale is part of what is being measured.
-LANGUAGE_CODES: dict[str, str] = {
-    "af": "af-ZA",
-    "ar": "ar-SA",
-    "cy": "cy-GB",
-    "da": "da-DK",
-    "de": "de-DE",
-    "en": "en-US",
-    "es": "es-US",
-    "fa": "fa-IR",
-    "fr": "fr-FR",
-    "ga": "ga-IE",
-    "gd": "gd-GB",
-    "he": "he-IL",
-    "hi": "hi-IN",
-    "id": "id-ID",
-    "it": "it-IT",
-    "ja": "ja-JP",
-    "ko": "ko-KR",
-    "ms": "ms-MY",
-    "nl": "nl-NL",
-    "pt": "pt-BR",
-    "ru": "ru-RU",
-    "sv": "sv-SE",
-    "ta": "ta-IN",
-    "te": "te-IN",
-    "th": "th-TH",
-    "tr": "tr-TR",
-    "vi": "vi-VN",
-    "zh": "zh-CN",
-}
 
 # Error codes that mean "try again later" (throttling, quotas on jobs in flight, transient faults).
 RETRYABLE_CODES = frozenset(
@@ -134,6 +101,9 @@ _STATIC_CREDENTIALS = frozenset({"env", "explicit", "shared-credentials-file", "
 class AWSTranscribeOptions(RemoteOptions):
     bucket: str = Field(..., min_length=3, description="S3 bucket for media and transcripts, in the same region")
     prefix: str = Field("asrfair/", description="key prefix for everything this backend writes")
+    locales: dict[str, str] = Field(
+        default_factory=dict, description="bare manifest codes to locales, over the built-in map (en: en-US, ...)"
+    )
     region: str | None = Field(None, description="AWS region; default: boto3's (AWS_REGION, profile)")
     language_code: str | None = Field(
         None, description="Transcribe locale, e.g. en-GB; default: mapped from the manifest's language (en -> en-US)"
@@ -153,11 +123,13 @@ class AWSTranscribeOptions(RemoteOptions):
 class AWSTranscribeBackend(RemoteBackend):
     name: ClassVar[str] = "aws-transcribe"
     description: ClassVar[str] = "Amazon Transcribe batch jobs, media staged in S3 (credentials: boto3's chain)"
+    default_model: ClassVar[str] = "Amazon Transcribe's model for the locale (not selectable)"
     Options = AWSTranscribeOptions
     options: AWSTranscribeOptions
 
     def __init__(self, options: AWSTranscribeOptions) -> None:
         super().__init__(options)
+        self._locales = {**DEFAULT_LOCALES, **options.locales}
         try:
             import boto3
             from botocore.config import Config
@@ -203,11 +175,7 @@ class AWSTranscribeBackend(RemoteBackend):
         """The Transcribe locale for an utterance: the option, a locale in the manifest, or the mapping."""
         if self.options.language_code:
             return self.options.language_code
-        code = utt.language.strip().replace("_", "-")
-        language, _, region = code.partition("-")
-        if region:
-            return f"{language.lower()}-{region.upper()}"
-        return LANGUAGE_CODES.get(language.lower())
+        return to_locale(utt.language, self._locales)
 
     def request_key(self, utt: Utterance, audio_key: str) -> str:
         return f"{audio_key}|{self.language_for(utt) or utt.language}"

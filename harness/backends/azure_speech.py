@@ -33,8 +33,8 @@ from harness.backends.remote import (
     json_field,
     json_text,
     read_secret,
+    require_locale,
     response_json,
-    to_locale,
 )
 from harness.data.manifest import Utterance
 
@@ -67,6 +67,7 @@ class AzureSpeechOptions(RemoteOptions):
 class AzureSpeechBackend(RemoteBackend):
     name: ClassVar[str] = "azure-speech"
     description: ClassVar[str] = "Azure AI Speech REST API for short audio (≤ 60 s per utterance, resource key)"
+    default_model: ClassVar[str] = "the base model for the locale (or the Custom Speech endpoint_id)"
     Options = AzureSpeechOptions
     options: AzureSpeechOptions
 
@@ -80,7 +81,7 @@ class AzureSpeechBackend(RemoteBackend):
     def locale(self, language: str) -> str:
         if self.options.language is not None:
             return self.options.language
-        return to_locale(language, self._locales, self.name)
+        return require_locale(language, self._locales, self.name)
 
     def request_key(self, utt: Utterance, audio_key: str) -> str:
         try:

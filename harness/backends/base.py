@@ -31,6 +31,34 @@ ENTRY_POINT_GROUP = "asrfair.backends"
 log = logging.getLogger(__name__)
 
 
+# Fingerprint keys that say which engine and model ran, not how it decoded.
+_IDENTITY_KEYS = frozenset(
+    {"backend", "engine", "api", "base_url", "endpoint", "region", "project", "location", "model", "model_revision"}
+    | {"device", "torch", "models", "sample_rate"}
+)
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What provenance says of a backend: never an empty model (a service's own choice is named as such)."""
+
+    model: str
+    model_revision: str | None
+    decoding: dict[str, Any]
+
+
+def backend_info(fingerprint: dict[str, Any], default_model: str) -> BackendInfo:
+    """Model, revision and decoding options out of a fingerprint: its ``options`` block, else every
+    key that is not the engine's or model's identity."""
+    options = fingerprint.get("options")
+    decoding = (
+        options
+        if isinstance(options, dict)
+        else {key: value for key, value in fingerprint.items() if key not in _IDENTITY_KEYS}
+    )
+    return BackendInfo(str(fingerprint.get("model") or default_model), fingerprint.get("model_revision"), decoding)
+
+
 class BackendOptions(BaseModel):
     """Base for each backend's options; unknown keys are errors, not silently ignored."""
 
@@ -86,6 +114,7 @@ class Backend(ABC):
     description: ClassVar[str] = ""
     Options: ClassVar[type[BackendOptions]] = BackendOptions
     capabilities: ClassVar[Capabilities] = Capabilities()
+    default_model: ClassVar[str] = "the service's default model"  # provenance's model when none is configured
 
     def __init__(self, options: BackendOptions) -> None:
         self.options = options
@@ -122,6 +151,10 @@ class Backend(ABC):
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:
         """Everything that determines the output: engine, model revision, decoding options."""
+
+    def info(self) -> BackendInfo:
+        """Model, revision and decoding options as provenance states them, for every backend alike."""
+        return backend_info(self.fingerprint(), self.default_model)
 
     def fingerprint_id(self) -> str:
         blob = json.dumps(self.fingerprint(), sort_keys=True, default=str)

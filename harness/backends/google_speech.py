@@ -32,8 +32,8 @@ from harness.backends.remote import (
     RemoteOptions,
     Silence,
     json_field,
+    require_locale,
     response_json,
-    to_locale,
 )
 from harness.data.manifest import Utterance
 from harness.errors import BackendUnavailable
@@ -141,7 +141,7 @@ class GoogleSpeechBackend(RemoteBackend):
     def language_codes(self, language: str) -> list[str]:
         if self.options.language_codes is not None:
             return list(self.options.language_codes)
-        return [to_locale(language, self._locales, self.name)]
+        return [require_locale(language, self._locales, self.name)]
 
     def request_key(self, utt: Utterance, audio_key: str) -> str:
         try:

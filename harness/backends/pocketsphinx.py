@@ -42,6 +42,7 @@ class PocketSphinxOptions(BackendOptions):
 class PocketSphinxBackend(Backend):
     name: ClassVar[str] = "pocketsphinx"
     description: ClassVar[str] = "CMU PocketSphinx 5 (offline; the bundled en-US model ships with the wheel)"
+    default_model: ClassVar[str] = "the bundled en-us acoustic model, dictionary and language model"
     Options = PocketSphinxOptions
     capabilities: ClassVar[Capabilities] = Capabilities(sample_rate=SAMPLE_RATE, max_batch_size=1)
     options: PocketSphinxOptions

@@ -78,21 +78,41 @@ _MAX_REDIRECTS = 5  # same-origin hops followed (a trailing-slash or version red
 _STOP_CHECK_S = 0.1  # how often a wait looks at the stop flag (set by a signal handler in another frame)
 
 
-# Bare manifest codes to the BCP-47 locale that APIs needing one are sent (overridable per backend).
+# The one map from a bare manifest language code to the BCP-47 locale sent to APIs that need one
+# (Azure, Google, Amazon Transcribe; overridable per backend with `locales:`). Where a language has
+# several locales, the CLDR likely-subtags region is used when every one of those APIs accepts it
+# (es -> es-ES, pt -> pt-BR, zh -> zh-CN); ar -> ar-SA because Transcribe has no ar-EG. For accent
+# studies set the locale deliberately: it is part of what is being measured.
 DEFAULT_LOCALES: dict[str, str] = {
+    "af": "af-ZA",
+    "ar": "ar-SA",
+    "cy": "cy-GB",
+    "da": "da-DK",
     "de": "de-DE",
     "en": "en-US",
     "es": "es-ES",
+    "fa": "fa-IR",
     "fr": "fr-FR",
+    "ga": "ga-IE",
+    "gd": "gd-GB",
+    "he": "he-IL",
     "hi": "hi-IN",
+    "id": "id-ID",
     "it": "it-IT",
     "ja": "ja-JP",
     "ko": "ko-KR",
+    "ms": "ms-MY",
     "nl": "nl-NL",
     "pl": "pl-PL",
     "pt": "pt-BR",
     "ru": "ru-RU",
+    "sv": "sv-SE",
+    "ta": "ta-IN",
+    "te": "te-IN",
+    "th": "th-TH",
     "tr": "tr-TR",
+    "vi": "vi-VN",
+    "zh": "zh-CN",
 }
 
 
@@ -185,17 +205,24 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def to_locale(language: str, locales: dict[str, str], backend: str) -> str:
-    """``en-GB``/``en_GB`` pass through; a bare code is looked up in ``locales``."""
-    code = language.strip().replace("_", "-")
-    if "-" in code:
-        return code
-    if code in locales:
-        return locales[code]
-    raise RemoteError(
-        f"language '{language}' is not a locale; give the backend option locales: {{{code}: {code}-XX}}, "
-        f"or force one in the backend options, or write the locale in the manifest (backend '{backend}')"
-    )
+def to_locale(language: str, locales: dict[str, str]) -> str | None:
+    """``en-GB``/``en_gb`` pass through as ``en-GB``; a bare code is looked up in ``locales``; else None."""
+    code, _, region = language.strip().replace("_", "-").partition("-")
+    if region:
+        return f"{code.lower()}-{region.upper()}"
+    return locales.get(code.lower())
+
+
+def require_locale(language: str, locales: dict[str, str], backend: str) -> str:
+    """:func:`to_locale`, or an error that says how to give the locale."""
+    locale = to_locale(language, locales)
+    if locale is None:
+        code = language.strip().lower()
+        raise RemoteError(
+            f"language '{language}' is not a locale; give the backend option locales: {{{code}: {code}-XX}}, "
+            f"or force one in the backend options, or write the locale in the manifest (backend '{backend}')"
+        )
+    return locale
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -27,6 +28,7 @@ from pydantic import Field
 from harness.backends.base import (
     AudioRequest,
     Backend,
+    BackendInfo,
     BackendOptions,
     Capabilities,
     Transcript,
@@ -148,6 +150,9 @@ class TransformersBackend(Backend):
                 (r.utterance.id, Transcript.ok(r.utterance.id, t, latency)) for r, t in zip(group, texts, strict=True)
             )
         return [done[r.utterance.id] for r in batch]
+
+    def info(self) -> BackendInfo:  # the model is a local directory: its name, identified by content
+        return replace(super().info(), model=self._directory.name)
 
     def fingerprint(self) -> dict[str, Any]:
         return {

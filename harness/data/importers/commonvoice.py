@@ -35,6 +35,20 @@ from harness.data.importers.base import (
 from harness.errors import InputError
 
 csv.field_size_limit(sys.maxsize)  # a sentence is never near the limit, but a corrupt row may be
+# Common Voice's age choices (its own spelling, "fourties" included) as the ten-year bands every importer writes;
+# "teens" is 10-19 (the site asks for 13 and over), "nineties" covers 90 and over.
+AGE_BANDS = {
+    "teens": "10-19",
+    "twenties": "20-29",
+    "thirties": "30-39",
+    "fourties": "40-49",
+    "forties": "40-49",
+    "fifties": "50-59",
+    "sixties": "60-69",
+    "seventies": "70-79",
+    "eighties": "80-89",
+    "nineties": "90-99",
+}
 LOCALE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")  # Common Voice's locale folders: en, cy, pt-BR, rm-sursilv
 
 
@@ -49,7 +63,12 @@ class CommonVoiceImporter(Importer):
         "accent_raw": TagInfo("the speaker's free-text 'accents' entry, verbatim (',' or '|' separates several)"),
         "variant": TagInfo("language variant the speaker chose from Common Voice's list"),
         "locale": TagInfo("the release's locale code"),
-        "age": TagInfo("age band from the speaker's profile", demographic=True, self_reported=True),
+        "age_band": TagInfo(
+            "ten-year band of the profile's age (twenties -> 20-29), as every importer writes it",
+            demographic=True,
+            self_reported=True,
+        ),
+        "age_raw": TagInfo("the profile's age band, verbatim (Common Voice has no age in years)", demographic=True),
         "gender": TagInfo("gender from the speaker's profile, verbatim", demographic=True, self_reported=True),
         "segment": TagInfo("Common Voice segment the clip belongs to (e.g. Benchmark)"),
         "domain": TagInfo("sentence domain(s) from 'sentence_domain'"),
@@ -99,7 +118,8 @@ class CommonVoiceImporter(Importer):
                 "accent_raw": accents,
                 "variant": _cell(row.get("variant")),
                 "locale": locale,
-                "age": _cell(row.get("age")),
+                "age_band": AGE_BANDS.get(_cell(row.get("age"))),
+                "age_raw": _cell(row.get("age")),
                 "gender": _cell(row.get("gender")),
                 "segment": _cell(row.get("segment")),
                 "domain": _cell(row.get("sentence_domain")),
