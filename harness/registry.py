@@ -1,7 +1,7 @@
-"""Names to lazily imported ``module:Class`` plugins: built-ins plus a package entry-point group.
+"""Names to lazily imported ``module:attribute`` plugins: built-ins plus a package entry-point group.
 
-Backends and importers are both found this way, so a third-party package adds either by
-declaring an entry point; listing names imports nothing.
+Backends, importers and normalisers are all found this way, so a third-party package adds any of
+them by declaring an entry point; listing names imports nothing.
 """
 
 from __future__ import annotations
@@ -46,16 +46,25 @@ class PluginRegistry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._targets)
 
-    def load(self, name: str) -> type[T]:
+    def source(self, name: str) -> str:
+        """Where ``name`` comes from, ``module:attribute``."""
+        return self._targets[name]
+
+    def target(self, name: str) -> object:
+        """The object ``name`` points at, imported now."""
         if name not in self._targets:
             close = difflib.get_close_matches(name, self._targets, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise self.error(f"unknown {self.kind} '{name}'; {hint}available: {', '.join(self.names())}")
-        module_name, _, class_name = self._targets[name].partition(":")
+        module_name, _, attribute = self._targets[name].partition(":")
         try:
-            cls = getattr(importlib.import_module(module_name), class_name)
+            return getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as exc:
             raise self.error(f"{self.kind} '{name}' cannot be loaded from {self._targets[name]}: {exc}") from None
+
+    def load(self, name: str) -> type[T]:
+        """The class ``name`` points at, checked to be a ``base`` subclass."""
+        cls = self.target(name)
         if not (isinstance(cls, type) and issubclass(cls, self.base)):
             raise self.error(
                 f"{self.kind} '{name}' ({self._targets[name]}) is not a harness {self.base.__name__} subclass"

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib
 import json
 import logging
 import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, entry_points, version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import jiwer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import InputError, format_validation_error
+from harness.registry import PluginRegistry
 from harness.yamlfile import read_yaml
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,7 @@ def get_normalizer(spec: str) -> Normalizer:
         if wanted and wanted != plugin.version:
             raise InputError(f"normalizer '{name}' is at version {plugin.version}, not {wanted}")
         return plugin
-    names = [p.name for p in PRESETS] + sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    names = [p.name for p in PRESETS] + _plugins().names()
     names = list(dict.fromkeys(names))
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
@@ -319,43 +319,49 @@ def preset(spec: str) -> Normalizer:
     raise InputError(f"normalizer '{name}' has no version {wanted}; versions: {', '.join(p.version for p in versions)}")
 
 
+class _NormalizerPlugins(PluginRegistry[Normalizer]):
+    kind = "normalizer"
+    error = InputError
+
+
+def _plugins() -> PluginRegistry[Normalizer]:
+    """Third parties' normalisers: the ``asrfair.normalizers`` entry points, through the shared registry."""
+    return _NormalizerPlugins.with_entry_points({}, ENTRY_POINT_GROUP)
+
+
 def _entry_point(name: str) -> Normalizer | None:
     """A third party's normaliser: the entry point names a Normalizer or a callable returning one."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name != name:
-            continue
-        module_name, _, attribute = ep.value.partition(":")
-        try:
-            target = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as exc:
-            raise InputError(f"normalizer '{name}' cannot be loaded from {ep.value}: {exc}") from None
-        try:
-            found = target if isinstance(target, Normalizer) else target() if callable(target) else None
-        except Exception as exc:  # a third party's code: its failure is a configuration error here
-            raise InputError(f"normalizer '{name}' ({ep.value}) failed to build: {type(exc).__name__}: {exc}") from None
-        if not isinstance(found, Normalizer) or found.name != name:
-            raise InputError(
-                f"normalizer entry point '{name}' ({ep.value}) must give a "
-                f"harness.scoring.normalisers.Normalizer named '{name}'"
-            )
-        return Normalizer(
-            found.name,
-            found.version,
-            found.apply,
-            found.description,
-            source=f"entry point {ep.value}",
-            library=found.library,
-            definition=found.definition,
+    plugins = _plugins()
+    if name not in plugins.names():
+        return None
+    source = plugins.source(name)
+    target = plugins.target(name)
+    try:
+        found = target if isinstance(target, Normalizer) else target() if callable(target) else None
+    except Exception as exc:  # a third party's code: its failure is a configuration error here
+        raise InputError(f"normalizer '{name}' ({source}) failed to build: {type(exc).__name__}: {exc}") from None
+    if not isinstance(found, Normalizer) or found.name != name:
+        raise InputError(
+            f"normalizer entry point '{name}' ({source}) must give a "
+            f"harness.scoring.normalisers.Normalizer named '{name}'"
         )
-    return None
+    return Normalizer(
+        found.name,
+        found.version,
+        found.apply,
+        found.description,
+        source=f"entry point {source}",
+        library=found.library,
+        definition=found.definition,
+    )
 
 
 def available_normalizers() -> list[Normalizer]:
     """Every preset version and every installed plugin, for ``asrfair normalizers``."""
     found = [p.create() for p in PRESETS]
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for name in _plugins().names():
         try:
-            plugin = _entry_point(ep.name)
+            plugin = _entry_point(name)
         except InputError as exc:  # one broken plugin must not hide the others
             log.warning("%s", exc)
             continue
