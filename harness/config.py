@@ -18,7 +18,7 @@ from harness.data.manifest import usable_path
 from harness.errors import InputError, format_validation_error
 from harness.scoring.normalisers import is_normalizer_file
 from harness.scoring.runaway import RunawayRules
-from harness.stats.by_slice import StatsOptions
+from harness.stats.options import StatsOptions
 from harness.stats.slices import SliceSpec, load_slices
 from harness.yamlfile import read_yaml
 
@@ -48,30 +48,50 @@ MAX_CONDITIONS = 100
 MAX_CONFIDENCE = 0.999999
 
 
+DEFAULTS = StatsOptions()
+
+
 class StatsConfig(Strict):
-    min_speakers: int = Field(5, ge=1, description="slices with fewer speakers are flagged, not ranked")
-    min_words: int = Field(200, ge=1, description="slices with fewer reference words are flagged, not ranked")
+    min_speakers: int = Field(
+        DEFAULTS.min_speakers, ge=1, description="slices with fewer speakers are flagged, not ranked"
+    )
+    min_words: int = Field(
+        DEFAULTS.min_words, ge=1, description="slices with fewer reference words are flagged, not ranked"
+    )
     bootstrap: int = Field(
-        1000,
+        DEFAULTS.bootstrap,
         ge=0,
         le=MAX_RESAMPLES,
         description="speaker bootstrap replicates of discover/compare (0: also no slice intervals)",
     )
     confidence: float = Field(
-        0.95, gt=0.5, le=MAX_CONFIDENCE, description="interval level; 1 - confidence is the test level"
+        DEFAULTS.confidence,
+        gt=0.5,
+        le=MAX_CONFIDENCE,
+        description="interval level; 1 - confidence is the test level",
     )
-    seed: int = Field(0, ge=0, description="seed of the bootstrap streams (discover, compare, gate)")  # numpy: >= 0
+    seed: int = Field(  # numpy: >= 0
+        DEFAULTS.seed, ge=0, description="seed of the bootstrap streams (discover, compare, gate)"
+    )
     permutations: int = Field(
-        1000, ge=0, le=MAX_RESAMPLES, description="0 switches the dimension tests off (they are analytic)"
+        DEFAULTS.permutations,
+        ge=0,
+        le=MAX_RESAMPLES,
+        description="0 switches the dimension tests off (they are analytic)",
     )
     aggregate: Literal["pooled", "speaker-mean", "utterance-mean"] = Field(
-        "pooled", description="the headline aggregate; all three are always computed"
+        DEFAULTS.aggregate, description="the headline aggregate; all three are always computed"
     )
     speaker_wer_threshold: float | None = Field(
-        None, ge=0, description="a speaker is badly served above this WER (default: 2 × the overall pooled WER)"
+        DEFAULTS.speaker_wer_threshold,
+        ge=0,
+        description="a speaker is badly served above this WER (default: 2 × the overall pooled WER)",
     )
     power: float = Field(
-        0.8, gt=0.5, lt=1.0, description="power of each slice's minimum detectable gap (and of 'asrfair plan')"
+        DEFAULTS.power,
+        gt=0.5,
+        lt=1.0,
+        description="power of each slice's minimum detectable gap (and of 'asrfair plan')",
     )
     model: Literal["poisson-gee", "none"] = Field("poisson-gee", description="model-based view of tag effects")
     model_factors: list[str] | None = Field(None, description="factors of the model (default: single-tag slices)")

@@ -18,6 +18,7 @@ from harness.errors import (
     HarnessError,
     Interrupted,
 )
+from harness.stats.options import StatsOptions
 
 
 @app.command("validate")
@@ -165,8 +166,12 @@ def coverage_command(
     slices: Annotated[
         Path | None, typer.Option("--slices", help="slice YAML: its intersections, groups and bins are counted too")
     ] = None,
-    min_speakers: Annotated[int, typer.Option("--min-speakers", min=1, help="thin below this many speakers")] = 5,
-    min_words: Annotated[int, typer.Option("--min-words", min=1, help="thin below this many reference words")] = 200,
+    min_speakers: Annotated[int, typer.Option("--min-speakers", min=1, help="thin below this many speakers")] = (
+        StatsOptions.min_speakers
+    ),
+    min_words: Annotated[int, typer.Option("--min-words", min=1, help="thin below this many reference words")] = (
+        StatsOptions.min_words
+    ),
     no_audio: Annotated[
         bool, typer.Option("--no-audio", help="do not read audio headers for utterances without 'duration'")
     ] = False,

@@ -45,6 +45,7 @@ from harness.stats.inference import (
     wilson,
 )
 from harness.stats.multiplicity import holm
+from harness.stats.options import StatsOptions
 from harness.stats.slices import UNRANKED, SliceCodes, SliceSpec, TagCodes, slice_codes
 
 Interval = list[float | None]  # [low, high]
@@ -52,19 +53,6 @@ Interval = list[float | None]  # [low, high]
 
 AGGREGATES = ("pooled", "speaker-mean", "utterance-mean")
 BADLY_SERVED = "badly-served"  # share of speakers whose own WER exceeds the threshold
-
-
-@dataclass(frozen=True)
-class StatsOptions:
-    min_speakers: int = 5
-    min_words: int = 200
-    bootstrap: int = 1000
-    confidence: float = 0.95
-    seed: int = 0
-    permutations: int = 1000
-    aggregate: str = "pooled"  # the headline; all three are always computed
-    speaker_wer_threshold: float | None = None  # badly served above this; None: 2 × overall pooled WER
-    power: float = 0.8  # of the minimum detectable gap
 
 
 @dataclass(frozen=True)
