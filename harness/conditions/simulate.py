@@ -18,20 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.conditions import dsp
-from harness.conditions.spec import (
-    Babble,
-    Bandpass,
-    Clip,
-    Codec,
-    Condition,
-    Gain,
-    Highpass,
-    Lowpass,
-    Noise,
-    Reverb,
-    Telephone,
-    Tone,
-)
+from harness.conditions.spec import Condition
 from harness.data.audio import file_sha256, load_audio, load_file
 from harness.data.manifest import Utterance
 
@@ -80,60 +67,25 @@ class Simulator:
         return Rendering(self, condition)
 
     def key(self, condition: Condition, utt: Utterance, audio_key: str, audio_key_of: AudioKey) -> str:
-        chain = []
-        rngs = self._rngs(condition, utt)
-        for transform, rng in zip(condition.transforms, rngs, strict=True):
-            entry = transform.model_dump(mode="json")
-            if isinstance(transform, Noise) and transform.file is not None:
-                entry["file"] = self._noise_digest(transform.file)
-            if isinstance(transform, Codec):  # the encoder's output changes with its version
-                import av
-
-                entry["encoder"] = av.__version__
-            if isinstance(transform, Babble):
-                entry["talkers"] = [audio_key_of(u) for u in self._babble_talkers(utt, transform.talkers, rng)]
-            chain.append(entry)
+        context = _Context(self, utt, audio_key_of)
+        chain = [
+            {**transform.model_dump(mode="json"), **transform.key_parts(context, rng)}
+            for transform, rng in zip(condition.transforms, self._rngs(condition, utt), strict=True)
+        ]
         blob = json.dumps([RENDER_VERSION, audio_key, self._seed, utt.id, condition.name, chain], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def render(self, condition: Condition, utt: Utterance, samples: np.ndarray, sample_rate: int) -> np.ndarray:
         out = samples.astype(np.float32)
+        context = _Context(self, utt, None)
         for transform, rng in zip(condition.transforms, self._rngs(condition, utt), strict=True):
-            out = self._apply(transform, utt, out, sample_rate, rng)
+            out = transform.render(out, sample_rate, rng, context)
         return out
 
     def _rngs(self, condition: Condition, utt: Utterance) -> list[np.random.Generator]:
         words = [_words(utt.id), _words(condition.name)]
         root = np.random.SeedSequence([self._seed & 0xFFFFFFFF, *words[0], *words[1]])
         return [np.random.default_rng(child) for child in root.spawn(len(condition.transforms))]
-
-    def _apply(self, t: object, utt: Utterance, x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-        match t:
-            case Noise(file=None):
-                return dsp.mix_at_snr(x, dsp.colored_noise(rng, x.size, t.color or "white"), t.snr_db)
-            case Noise(file=Path() as path):
-                return dsp.mix_at_snr(x, dsp.fit_length(self._noise_file(path, sr), x.size, rng), t.snr_db)
-            case Babble():
-                return dsp.mix_at_snr(x, self._babble(utt, t.talkers, x.size, sr, rng), t.snr_db)
-            case Tone():
-                return dsp.mix_at_snr(x, dsp.sine(x.size, sr, t.freq_hz, rng.uniform(0, 2 * np.pi)), t.snr_db)
-            case Telephone():
-                return dsp.telephone(x, sr, t.low_hz, t.high_hz, t.mu_law)
-            case Bandpass():
-                return dsp.bandpass(x, sr, t.low_hz, t.high_hz)
-            case Lowpass():
-                return dsp.lowpass(x, sr, t.cutoff_hz)
-            case Highpass():
-                return dsp.highpass(x, sr, t.cutoff_hz)
-            case Clip():
-                return dsp.clip(x, t.percentile)
-            case Gain():
-                return dsp.gain(x, t.db)
-            case Reverb():
-                return dsp.reverb(x, sr, t.rt60_s, rng)
-            case Codec():
-                return dsp.codec(x, sr, t.format, t.bitrate_kbps)
-        raise TypeError(f"no renderer for transform {t!r}")
 
     def _babble_talkers(self, utt: Utterance, talkers: int, rng: np.random.Generator) -> list[Utterance]:
         """``talkers`` distinct clips of other speakers (other clips if nobody else speaks)."""
@@ -175,6 +127,28 @@ class Simulator:
         if path not in self._noise_digests:
             self._noise_digests[path] = file_sha256(path)
         return self._noise_digests[path]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """The simulator's shared sources, seen from one utterance (the transforms' RenderContext)."""
+
+    simulator: Simulator
+    utterance: Utterance
+    audio_key_of: AudioKey | None
+
+    def noise_file(self, path: Path, sample_rate: int) -> np.ndarray:
+        return self.simulator._noise_file(path, sample_rate)
+
+    def noise_digest(self, path: Path) -> str:
+        return self.simulator._noise_digest(path)
+
+    def babble(self, talkers: int, size: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+        return self.simulator._babble(self.utterance, talkers, size, sample_rate, rng)
+
+    def babble_keys(self, talkers: int, rng: np.random.Generator) -> list[str]:
+        assert self.audio_key_of is not None, "babble keys are asked for only when keying"
+        return [self.audio_key_of(u) for u in self.simulator._babble_talkers(self.utterance, talkers, rng)]
 
 
 def _words(text: str) -> list[int]:
