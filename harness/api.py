@@ -124,14 +124,16 @@ def score_frame(
 
     ``reference``/``hypothesis``/``speaker``: the columns holding them (a null hypothesis is a
     failed utterance, reported but never scored as empty). Speakers are the unit of every interval
-    and test, so a speaker column is required. ``utterance_id``: a column of utterance ids (default: the
-    index). ``duration``: clip seconds, for the runaway ``rate`` rule. ``tags``: the columns to
-    slice by (default: every other column); values are compared as text. ``normalizer``: a
-    normaliser name or file (default: a run config's, ``whisper-english``). ``slices``: a slice
-    file, or a list of tag names, tuples of tags (a conjunction), slice-file entries or
-    :class:`SliceSpec` (default: one dimension per tag). ``aggregate``, ``seed``, ``confidence``,
-    ``min_speakers``, ``min_words`` and any other key of ``stats`` / ``runaway`` mean what they
-    mean in a run config (docs/config.md). Bad input raises :class:`InputError` (one line).
+    and test, so a speaker column is required. ``utterance_id``: a column of utterance ids
+    (default: an ``id`` column, else the index). ``duration``: clip seconds, for the runaway
+    ``rate`` rule. ``tags``: the columns to slice by (default: every other column but id, status,
+    error and audio_s); values are compared as text. ``normalizer``: a normaliser name or file
+    (default: a run config's, ``whisper-english``). ``slices``: a slice file, or a list of tag
+    names, tuples of tags (an intersection), slice-file entries or :class:`SliceSpec` (default:
+    one dimension per tag). ``aggregate``, ``seed``, ``confidence``, ``min_speakers``,
+    ``min_words`` and any other key of ``stats`` / ``runaway`` mean what they mean in a run
+    config (docs/config.md). ``name``: the reports' title. Bad input raises :class:`InputError`
+    (one line naming the column or option and the fix). docs/api.md walks through it.
     """
     from harness.config import RunawayConfig, RunConfig, StatsConfig
     from harness.pipeline import resolve_normalizers, score_results  # the run's own path
@@ -202,8 +204,18 @@ def _utterance_frame(
             raise InputError(f"score_frame: no column '{column}' for {role}=; columns: {', '.join(columns)}")
     if df.empty:
         raise InputError("score_frame: the DataFrame has no rows; pass one row per utterance")
+    if df[speaker].isna().all():
+        raise InputError(
+            f"score_frame: speaker column '{speaker}' is empty; speakers are the unit of every interval and test, so "
+            "fill it with who spoke each utterance"
+        )
+    if id_column is None and "id" in df.columns:
+        id_column = "id"
     used = {reference, hypothesis, speaker, id_column, duration}
-    tag_names = [str(c) for c in df.columns if c not in used] if tags is None else [str(t) for t in tags]
+    if tags is None:  # every other column that is not one of the table's own
+        tag_names = [str(c) for c in df.columns if c not in used and c not in _RESERVED]
+    else:
+        tag_names = [str(t) for t in tags]
     for tag in tag_names:
         if tag not in df.columns:
             raise InputError(f"score_frame: tags lists '{tag}', which is not a column; columns: {', '.join(columns)}")

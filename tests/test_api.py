@@ -176,13 +176,14 @@ def test_a_null_hypothesis_is_a_failure_not_an_empty_transcript() -> None:
         (lambda df: df, {"hypothesis": "hyp"}, ["no column 'hyp'", "hypothesis='<column>'"]),
         (lambda df: df.drop(columns="speaker"), {}, ["no speaker column 'speaker'", "speakers are the unit"]),
         (lambda df: df.iloc[:0], {}, ["no rows"]),
+        (lambda df: df.assign(speaker=None), {}, ["speaker column 'speaker' is empty", "speakers are the unit"]),
         (lambda df: df, {"tags": ["accnt"]}, ["'accnt'", "not a column"]),
         (lambda df: df, {"slices": ["acent"]}, ["'acent'", "did you mean 'accent'"]),
         (lambda df: df, {"seed": -1}, ["score_frame(stats)", "seed"]),
         (lambda df: df, {"aggregate": "median"}, ["score_frame(stats)", "aggregate"]),
         (lambda df: df, {"normalizer": "whisper-englsh"}, ["score_frame(normalizer=)", "whisper-englsh"]),
         (lambda df: df.assign(reference=[None, *df["reference"][1:]]), {}, ["row 0 has no reference"]),
-        (lambda df: df.assign(status="ok"), {}, ["tag 'status'", "rename it"]),
+        (lambda df: df.assign(status="ok"), {"tags": ["status"]}, ["tag 'status'", "rename it"]),
         (lambda df: df, {"utterance_id": "device"}, ["'laptop' appears twice", "unique"]),
     ],
 )
@@ -276,3 +277,11 @@ def test_the_result_is_typed_frozen_and_exported_lazily() -> None:
         check=True,
     )
     assert fresh.stdout.split() == ["False", "False"]
+
+
+def test_default_tags_are_the_other_columns_and_an_id_column_names_the_utterances() -> None:
+    df = simulate({"a": 0.1, "b": 0.1}, speakers=3, per_speaker=3)
+    df.insert(0, "id", [f"utt-{i}" for i in range(len(df))])
+    report = score_frame(df.assign(status="done"))  # a column the table uses itself is no tag
+    assert list(report.by_slice) == ["accent", "device"]
+    assert report.table["id"].tolist() == df["id"].tolist()
