@@ -15,19 +15,20 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from harness import __version__
 from harness.errors import InputError, format_validation_error
 from harness.stats.by_slice import Aggregates, Dimension, SliceStats, rankable
-from harness.stats.slices import SliceSpec
+from harness.stats.slices import SliceSpec, check_slices, default_slices, load_slices
 
 SOURCE = "pandas DataFrame"
 DEFAULT_NAME = "dataframe"
 _RESERVED = ("id", "speaker", "status", "error", "audio_s")  # the table's own columns, never tags
+Model = TypeVar("Model", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,10 @@ def score_frame(
     config (docs/config.md). ``name``: the reports' title. Bad input raises :class:`InputError`
     (one line naming the column or option and the fix). docs/api.md walks through it.
     """
+    # Imported here: they pull in the run pipeline (audio conditions, backends), which most
+    # users of `import harness` never need.
     from harness.config import RunawayConfig, RunConfig, StatsConfig
-    from harness.pipeline import resolve_normalizers, score_results  # the run's own path
-    from harness.stats.slices import check_slices, default_slices, load_slices
+    from harness.pipeline import resolve_normalizers, score_results  # the run's own scoring path
 
     chosen = {
         "aggregate": aggregate,
@@ -151,7 +153,7 @@ def score_frame(
     runaway_config = _validated(RunawayConfig, runaway or {}, "runaway")
     normalizer = normalizer or RunConfig.model_fields["normalizer"].default
     frame, tag_names = _utterance_frame(df, reference, hypothesis, speaker, utterance_id, duration, tags)
-    specs = _slice_specs(slices, tag_names, load_slices, default_slices)
+    specs = _slice_specs(slices, tag_names)
     check_slices(specs, frame, tag_names, "score_frame(slices=...)")
     compared = [(f"score_frame(stats.normalizers[{i}])", n) for i, n in enumerate(stats_config.normalizers)]
     normalizers = resolve_normalizers([("score_frame(normalizer=)", normalizer), *compared])
@@ -168,7 +170,7 @@ def score_frame(
     )
 
 
-def _validated(model: Any, values: dict[str, Any], key: str) -> Any:
+def _validated(model: type[Model], values: dict[str, Any], key: str) -> Model:
     try:
         return model.model_validate(values)
     except ValidationError as exc:
@@ -258,11 +260,11 @@ def _text(column: pd.Series) -> pd.Series:
     return column.astype(object).where(column.notna(), None).map(lambda v: v if v is None else str(v))
 
 
-def _slice_specs(slices: Any, tag_names: list[str], load: Any, default: Any) -> list[SliceSpec]:
+def _slice_specs(slices: Any, tag_names: list[str]) -> list[SliceSpec]:
     if slices is None:
-        return default(tag_names)
+        return default_slices(tag_names)
     if isinstance(slices, str | Path):
-        return load(slices)
+        return load_slices(slices)
     specs = []
     for i, entry in enumerate(slices):
         if isinstance(entry, SliceSpec):
@@ -283,8 +285,8 @@ def _provenance(
     frame: pd.DataFrame,
     normalizer: str,
     specs: list[SliceSpec],
-    stats: Any,
-    runaway: Any,
+    stats: BaseModel,
+    runaway: BaseModel,
     hypothesis: str,
 ) -> dict[str, Any]:
     """What metrics.json and the reports say produced the numbers: a DataFrame, not a manifest."""
