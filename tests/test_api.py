@@ -13,6 +13,7 @@ import jiwer
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import REPO
 
 import harness
@@ -25,10 +26,16 @@ DEMO_TAGS = ["accent", "dialect", "device", "noise", "voice", "language"]
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``asrfair run configs/demo-stub.yaml`` through the real CLI: the demo corpus, stub backend."""
+    """``asrfair run`` through the real CLI on configs/demo-stub.yaml (the demo corpus, stub
+    backend), with a second normaliser scored beside the headline (the sensitivity view)."""
     out = tmp_path_factory.mktemp("runs")
+    config = yaml.safe_load((REPO / "configs" / "demo-stub.yaml").read_text(encoding="utf-8"))
+    config["dataset"] = str(REPO / "datasets" / "demo" / "manifest.jsonl")
+    config["slices"] = str(REPO / "configs" / "slices" / "default.yaml")
+    config["stats"]["normalizers"] = ["dialect-preserving"]
+    (out / "demo-stub.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "configs/demo-stub.yaml", "-o", str(out)],
+        [sys.executable, "-m", "harness", "run", str(out / "demo-stub.yaml"), "-o", str(out)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -68,6 +75,7 @@ def simulate(
 
 def test_numbers_equal_the_cli_run_of_the_same_utterances(demo_run: Path) -> None:
     metrics = json.loads((demo_run / "metrics.json").read_text())
+    config = yaml.safe_load((demo_run / "config.yaml").read_text())  # the run's resolved settings
     table = pd.read_parquet(demo_run / "utterances.parquet")
     given = table[["id", "speaker", *DEMO_TAGS, "reference", "hypothesis", "audio_s"]]  # what a user has
     report = score_frame(
@@ -75,11 +83,12 @@ def test_numbers_equal_the_cli_run_of_the_same_utterances(demo_run: Path) -> Non
         utterance_id="id",
         duration="audio_s",
         tags=DEMO_TAGS,
-        slices=REPO / "configs" / "slices" / "default.yaml",
-        normalizer="whisper-english",
-        min_speakers=3,
-        min_words=100,
+        slices=config["slices"],
+        normalizer=config["normalizer"],
+        stats=config["stats"],
+        runaway=config["runaway"],
     )
+    assert metrics["normalization"] is not None  # the sensitivity view is compared too
     ours = report.to_dict()
     assert set(ours) == set(metrics)
     for key in metrics.keys() - {"provenance"}:
