@@ -3,6 +3,11 @@
 Library entry points (the CLI is a thin layer over these)::
 
     from harness import load_config, load_manifest, prepare, run, rescore
+
+and for a notebook, a pandas DataFrame of references, hypotheses and tags scored by slice
+(docs/api.md)::
+
+    from harness import score_frame
 """
 
 import importlib
@@ -17,6 +22,9 @@ except PackageNotFoundError:  # running from a source tree without installing
 # Resolved on first use (PEP 562): every CLI command imports this package, and most need neither
 # the run pipeline nor the audio-conditions stack (scipy.signal alone costs about a second).
 _EXPORTS = {
+    "InputError": "harness.errors",
+    "SliceReport": "harness.api",
+    "score_frame": "harness.api",
     "RunConfig": "harness.config",
     "load_config": "harness.config",
     "Manifest": "harness.data.manifest",

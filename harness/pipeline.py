@@ -28,7 +28,7 @@ from harness.backends.base import Backend, BackendInfo, Registry, Transcript, ba
 from harness.conditions import CONDITION_TAG, Condition, Rendering, Simulator, with_condition
 from harness.conditions.dsp import CodecUnavailable, codec
 from harness.conditions.spec import Babble, Codec
-from harness.config import MAX_CONFIDENCE, RunConfig
+from harness.config import MAX_CONFIDENCE, RunawayConfig, RunConfig, StatsConfig
 from harness.data.audio import AudioError, load_audio
 from harness.data.manifest import Manifest, Utterance, load_manifest
 from harness.decide.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
@@ -43,7 +43,7 @@ from harness.scoring.align import JIWER_VERSION, SCORER_VERSION
 from harness.scoring.normalisers import Normalizer, get_normalizer
 from harness.scoring.runaway import capped
 from harness.scoring.table import score_frame, tag_columns, utterance_frame
-from harness.stats.by_slice import AGGREGATES, Summary, summarise
+from harness.stats.by_slice import AGGREGATES, Aggregates, Summary, summarise
 from harness.stats.degradation import degradation
 from harness.stats.discover import DiscoverOptions, Discovery, discover, discovery_tags
 from harness.stats.normaliser_sensitivity import NormalizerSensitivity, ScoredView, normalizer_sensitivity
@@ -545,23 +545,33 @@ def _open_finished(run_dir: Path) -> tuple[RunPaths, RunConfig, pd.DataFrame]:
     return paths, config, frame
 
 
-def _score_and_write(
-    paths: RunPaths,
+@dataclass(frozen=True)
+class Scored:
+    """A per-utterance frame scored: the table utterances.parquet holds, the typed statistics and
+    metrics.json's content (built from them)."""
+
+    table: pd.DataFrame
+    aggregates: Aggregates
+    metrics: dict[str, Any]
+
+
+def score_results(
     frame: pd.DataFrame,
     slices: Sequence[SliceSpec],
     normalizers: Sequence[Normalizer],
-    config: RunConfig,
+    stats: StatsConfig,
+    runaway: RunawayConfig,
+    configured: Sequence[Condition],
     provenance: dict[str, Any],
-) -> dict[str, Any]:
-    """Score under the headline normaliser (and each compared one), write utterances.parquet,
-    provenance.json, the reports and, last, metrics.json. A re-score first removes the old
-    metrics.json, so an interrupted one never leaves a directory that looks finished."""
-    paths.metrics.unlink(missing_ok=True)
-    rules = config.runaway.rules()
+) -> Scored:
+    """Score ``frame`` (utterance_frame's columns) under the headline normaliser (and each compared
+    one) and compute every statistic of a run: the one path from a per-utterance table to results,
+    shared by ``run``, ``rescore`` and :func:`harness.api.score_frame`."""
+    rules = runaway.rules()
     table = score_frame(frame, normalizers[0], rules)
-    options = config.stats.options()
+    options = stats.options()
     present = set(table[CONDITION_TAG].unique()) if CONDITION_TAG in table.columns else set()
-    conditions = [c for c in config.conditions if c.name in present]
+    conditions = [c for c in configured if c.name in present]
     reference = conditions[0].name if conditions else None
     aggregates, headline_specs, scope = headline_aggregates(table, slices, options, reference)
     capped_table = capped(table)
@@ -587,15 +597,30 @@ def _score_and_write(
         "counts": _counts(table, aggregates.headline, len(conditions)),
         "slices": [s.model_dump(mode="json", exclude_defaults=True) for s in slices],
     }
-    sensitivity = _sensitivity(frame, table, aggregates.headline, headline_specs, normalizers, config)
+    sensitivity = _sensitivity(frame, table, aggregates.headline, headline_specs, normalizers, stats, runaway)
     model = (
-        model_for_slices(
-            table, slices, config.stats.model_factors, config.stats.confidence, config.stats.model_max_levels
-        )
-        if config.stats.model == "poisson-gee"
+        model_for_slices(table, slices, stats.model_factors, stats.confidence, stats.model_max_levels)
+        if stats.model == "poisson-gee"
         else None
     )
     metrics = build_metrics(aggregates, table, provenance, model, changes, sensitivity, robust, warnings)
+    return Scored(table, aggregates, metrics)
+
+
+def _score_and_write(
+    paths: RunPaths,
+    frame: pd.DataFrame,
+    slices: Sequence[SliceSpec],
+    normalizers: Sequence[Normalizer],
+    config: RunConfig,
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    """Score (:func:`score_results`), then write utterances.parquet, provenance.json, the reports
+    and, last, metrics.json. A re-score first removes the old metrics.json, so an interrupted one
+    never leaves a directory that looks finished."""
+    paths.metrics.unlink(missing_ok=True)
+    scored = score_results(frame, slices, normalizers, config.stats, config.runaway, config.conditions, provenance)
+    table, metrics = scored.table, scored.metrics
     unseal(paths.root)
     write_parquet(paths.utterances, table)
     write_json(paths.provenance, metrics["provenance"])
@@ -652,22 +677,23 @@ def _sensitivity(
     headline: Summary,
     slices: Sequence[SliceSpec],
     normalizers: Sequence[Normalizer],
-    config: RunConfig,
+    stats: StatsConfig,
+    runaway: RunawayConfig,
 ) -> NormalizerSensitivity | None:
     """The run under each compared normaliser, beside the headline's (None when there is none).
     Each view reuses the headline's bootstrap seed, so only the normaliser differs."""
     if len(normalizers) < 2:
         return None
-    options = config.stats.options()
+    options = stats.options()
     views = [ScoredView(normalizers[0].stamp, table, headline)]
     for normalizer in normalizers[1:]:
-        scored = score_frame(frame, normalizer, config.runaway.rules())
+        scored = score_frame(frame, normalizer, runaway.rules())
         views.append(ScoredView(normalizer.stamp, scored, summarise(scored, slices, options)))
     return normalizer_sensitivity(
         views,
         slices,
-        wer_threshold=config.stats.normalizer_wer_threshold,
-        rank_change=config.stats.normalizer_rank_change,
+        wer_threshold=stats.normalizer_wer_threshold,
+        rank_change=stats.normalizer_rank_change,
     )
 
 
