@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import platform
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -341,6 +342,34 @@ def rescore(
     metrics = _score_and_write(paths, frame, specs, chosen, config, provenance)
     record_run(config.history_path, paths.root, metrics)  # replaces the run's rows
     return metrics
+
+
+# What scoring reads from a run directory; metrics.json last, so an interrupted copy looks unfinished.
+RESCORE_INPUTS = ("config.yaml", "transcripts.parquet", "utterances.parquet", "provenance.json", "discovery.json")
+
+
+def copy_for_rescore(run_dir: Path, output: Path | None = None) -> Path:
+    """A new run directory (``output``, else ``<run>-rescored-<UTC>`` beside ``run_dir``) holding
+    what scoring reads from the finished run, for :func:`rescore` to score into: the scored run,
+    its files and its history row stay as they were."""
+    paths = open_run_dir(run_dir)
+    check_sealed(paths.root)  # copy nothing that changed since scoring wrote it
+    if output is None:
+        target = new_run_dir(run_dir.parent, f"{run_dir.resolve().name}-rescored").root
+    else:
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            raise InputError(f"--output {output}: exists and is not an empty folder; name a new directory")
+        if output.resolve() == run_dir.resolve():
+            raise InputError(f"--output {output}: the scored run itself; pass --in-place to rewrite it")
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"--output {output}: cannot create it ({exc.strerror}); choose another") from None
+        target = output
+    for name in (*RESCORE_INPUTS, "metrics.json"):
+        if (paths.root / name).is_file():
+            shutil.copy2(paths.root / name, target / name)
+    return target
 
 
 def _last_provenance(paths: RunPaths) -> dict[str, Any]:
