@@ -51,7 +51,7 @@ from harness.stats.normaliser_sensitivity import NormalizerSensitivity, ScoredVi
 from harness.stats.power import Plan, plan
 from harness.stats.rate_model import ModelResult, model_for_slices
 from harness.stats.robust import agreed_marks, headline_aggregates, robust_view, sanity_warnings
-from harness.stats.slices import SliceSpec, check_slices, default_slices
+from harness.stats.slices import SliceSpec, check_slices, default_slices, drop_duplicate_dimensions
 from harness.transcribe.cache import TranscriptCache
 from harness.transcribe.local import BatchCallback, StopRequested, TranscribeResult, transcribe_all
 from harness.yamlfile import read_yaml
@@ -118,6 +118,7 @@ def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
         rows = pd.concat([rows.assign(**{CONDITION_TAG: c.name}) for c in config.conditions], ignore_index=True)
     source = str(config.slices) if isinstance(config.slices, Path) else config.key("slices")
     check_slices(slices, rows, tags, source)
+    slices = _without_duplicates(slices, rows)
     normalizers = resolve_normalizers(configured_normalizers(config))
     try:
         backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
@@ -554,7 +555,15 @@ def _run_slices(config: RunConfig, frame: pd.DataFrame, slices: list[SliceSpec] 
     specs = slices or config.slice_specs() or default_slices(tags)
     if config.conditions and CONDITION_TAG in frame.columns:
         specs = with_condition_dimension(specs, config.conditions[0].name)
-    return specs
+    return _without_duplicates(specs, frame)
+
+
+def _without_duplicates(specs: list[SliceSpec], rows: pd.DataFrame) -> list[SliceSpec]:
+    """Dimensions that group the same utterances as another are left out, and the run says so."""
+    kept, dropped = drop_duplicate_dimensions(specs, rows)
+    for item in dropped:
+        log.warning("%s", item.describe())
+    return kept
 
 
 def _open_finished(run_dir: Path) -> tuple[RunPaths, RunConfig, pd.DataFrame]:
