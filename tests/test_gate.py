@@ -70,6 +70,32 @@ def test_a_planted_regression_fails_naming_its_slice():
     assert west.delta == pytest.approx(0.06, abs=0.02) and west.ci[0] > 0
 
 
+def test_gaps_read_in_percentage_points():
+    """A gap is a difference of two WERs: "pp" in gate.md, the terminal and compare, never "%"."""
+    from rich.console import Console
+
+    from harness.report.gate import print_comparison
+
+    result = run_gate(*synthetic_pair(1, planted={"west": 0.06}, speakers=20), GateConfig())
+    (row,) = [line for line in render_markdown(result).splitlines() if line.startswith("| **accent gap")]
+    cells = [c.strip() for c in row.split("|")[2:5]]
+    assert all(c.endswith(" pp") or "pp [" in c for c in cells) and "%" not in row, row
+    terminal = Console(record=True, width=200)
+    overall = {"A": 0.1, "B": 0.12, "delta": 0.02, "delta_ci": [0.01, 0.03]}
+    gap = {"A": 0.05, "B": 0.09, "change": 0.04, "change_ci": [0.01, 0.07]}
+    comparison = {
+        "A": {"run_id": "a", "backend": "stub"},
+        "B": {"run_id": "b", "backend": "stub"},
+        "shared_utterances": 10,
+        "confidence": 0.95,
+        "overall": overall,
+        "dimensions": [{"name": "accent", "slices": [], "gap": gap}],
+        "warnings": [],
+    }
+    print_comparison(comparison, terminal)
+    assert "gap (worst − best): 5.0 pp → 9.0 pp, change +4.0 pp" in terminal.export_text()
+
+
 def test_thresholds_decide_what_is_big_enough():
     """The same real change fails at a 2 pp threshold and passes at 10 pp."""
     baseline, candidate = synthetic_pair(2, planted={"west": 0.06}, speakers=20)
