@@ -160,14 +160,22 @@ def print_gate(result: GateResult, console: Console, warnings_to: Console | None
             style=style,
         )
     console.print(table)
+    out = warnings_to or console
     for warning in result.warnings:
-        (warnings_to or console).print(f"[yellow]warning:[/] {escape(warning)}")
-    if result.fails_on_untested:
-        names = ", ".join(c.name for c in result.untested_changes)
-        (warnings_to or console).print(
-            f"[bold red]gate failed:[/] {escape(names)} changed beyond the threshold with too few speakers to test "
-            "it, and gate.untestable is fail; record more speakers or set gate.untestable: warn"
-        )
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
+    if result.untested_changes:
+        names = escape(", ".join(c.name for c in result.untested_changes))
+        if result.fails_on_untested:
+            out.print(
+                f"[bold red]gate failed:[/] {names} changed beyond the threshold with too few speakers to test it, "
+                "and gate.untestable is fail; record more speakers, or set gate.untestable: warn"
+            )
+        else:
+            out.print(
+                f"[bold yellow]⚠ untested:[/] {names} changed beyond the threshold, but too few speakers for any test "
+                "to call it real; the gate cannot fail on it until more speakers are recorded (gate.untestable: "
+                "fail makes it fail)"
+            )
 
 
 def write_gate(result: GateResult, folder: Path, junit: Path | None = None) -> list[Path]:
