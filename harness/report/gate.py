@@ -173,8 +173,8 @@ def print_gate(result: GateResult, console: Console, warnings_to: Console | None
         else:
             out.print(
                 f"[bold yellow]⚠ untested:[/] {names} changed beyond the threshold, but too few speakers for any test "
-                "to call it real; the gate cannot fail on it until more speakers are recorded (gate.untestable: "
-                "fail makes it fail)"
+                f"to call it real; the gate cannot fail on {'it' if len(result.untested_changes) == 1 else 'them'} "
+                "until more speakers are recorded (gate.untestable: fail makes it fail)"
             )
 
 

@@ -69,7 +69,7 @@ def run_gate(baseline: RunSide, candidate: RunSide, gate: GateConfig, *, force: 
     regressed = any(c.status == Status.REGRESSION for c in checks)
     return GateResult(
         passed=not regressed and not (gate.untestable == "fail" and untested),
-        checks=sorted(checks, key=lambda c: ORDER.index(c.status)),
+        checks=sorted(checks, key=_shown_order),
         warnings=warnings,
         baseline=baseline.describe(),
         candidate=candidate.describe(),
@@ -81,6 +81,11 @@ def run_gate(baseline: RunSide, candidate: RunSide, gate: GateConfig, *, force: 
         bootstrap=gate.bootstrap,
         thresholds=gate.model_dump(),
     )
+
+
+def _shown_order(check: Check) -> int:
+    """Regressions first, then untested changes beyond their threshold, improvements, passes, the rest."""
+    return 1 if check.untested_change else 2 * ORDER.index(check.status)
 
 
 def _wer_checks(result: Degradation | None, gate: GateConfig, p_values: dict[CheckId, float]) -> list[Check]:
