@@ -152,6 +152,9 @@ class GateConfig(Strict):
         2000, ge=100, le=MAX_RESAMPLES, description="random speaker swaps of the sign-flip test (decisions)"
     )
     seed: int = Field(0, ge=0, description="seed of the gate's bootstrap")  # numpy: >= 0
+    untestable: Literal["warn", "fail"] = Field(
+        "warn", description="a change beyond its threshold that too few speakers can test: warn, or fail the gate"
+    )
 
 
 class RunawayConfig(Strict):

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import platform
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -50,7 +51,7 @@ from harness.stats.normaliser_sensitivity import NormalizerSensitivity, ScoredVi
 from harness.stats.power import Plan, plan
 from harness.stats.rate_model import ModelResult, model_for_slices
 from harness.stats.robust import agreed_marks, headline_aggregates, robust_view, sanity_warnings
-from harness.stats.slices import SliceSpec, check_slices, default_slices
+from harness.stats.slices import SliceSpec, check_slices, default_slices, drop_duplicate_dimensions
 from harness.transcribe.cache import TranscriptCache
 from harness.transcribe.local import BatchCallback, StopRequested, TranscribeResult, transcribe_all
 from harness.yamlfile import read_yaml
@@ -117,6 +118,7 @@ def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
         rows = pd.concat([rows.assign(**{CONDITION_TAG: c.name}) for c in config.conditions], ignore_index=True)
     source = str(config.slices) if isinstance(config.slices, Path) else config.key("slices")
     check_slices(slices, rows, tags, source)
+    slices = _without_duplicates(slices, rows)
     normalizers = resolve_normalizers(configured_normalizers(config))
     try:
         backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
@@ -344,6 +346,34 @@ def rescore(
     return metrics
 
 
+# What scoring reads from a run directory; metrics.json last, so an interrupted copy looks unfinished.
+RESCORE_INPUTS = ("config.yaml", "transcripts.parquet", "utterances.parquet", "provenance.json", "discovery.json")
+
+
+def copy_for_rescore(run_dir: Path, output: Path | None = None) -> Path:
+    """A new run directory (``output``, else ``<run>-rescored-<UTC>`` beside ``run_dir``) holding
+    what scoring reads from the finished run, for :func:`rescore` to score into: the scored run,
+    its files and its history row stay as they were."""
+    paths = open_run_dir(run_dir)
+    check_sealed(paths.root)  # copy nothing that changed since scoring wrote it
+    if output is None:
+        target = new_run_dir(run_dir.parent, f"{run_dir.resolve().name}-rescored").root
+    else:
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            raise InputError(f"--output {output}: exists and is not an empty folder; name a new directory")
+        if output.resolve() == run_dir.resolve():
+            raise InputError(f"--output {output}: the scored run itself; pass --in-place to rewrite it")
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"--output {output}: cannot create it ({exc.strerror}); choose another") from None
+        target = output
+    for name in (*RESCORE_INPUTS, "metrics.json"):
+        if (paths.root / name).is_file():
+            shutil.copy2(paths.root / name, target / name)
+    return target
+
+
 def _last_provenance(paths: RunPaths) -> dict[str, Any]:
     """What produced the run, as its last scoring recorded it: metrics.json's block, else
     provenance.json (written before the reports and metrics.json, so an interrupted scoring has it)."""
@@ -526,7 +556,15 @@ def _run_slices(config: RunConfig, frame: pd.DataFrame, slices: list[SliceSpec] 
     specs = slices or config.slice_specs() or default_slices(tags)
     if config.conditions and CONDITION_TAG in frame.columns:
         specs = with_condition_dimension(specs, config.conditions[0].name)
-    return specs
+    return _without_duplicates(specs, frame)
+
+
+def _without_duplicates(specs: list[SliceSpec], rows: pd.DataFrame) -> list[SliceSpec]:
+    """Dimensions that group the same utterances as another are left out, and the run says so."""
+    kept, dropped = drop_duplicate_dimensions(specs, rows)
+    for item in dropped:
+        log.warning("%s", item.describe())
+    return kept
 
 
 def _open_finished(run_dir: Path) -> tuple[RunPaths, RunConfig, pd.DataFrame]:

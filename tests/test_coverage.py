@@ -188,3 +188,31 @@ def test_the_demo_corpus_is_covered_in_seconds():
         "scottish": 3,
     }
     assert result.hours is not None and result.hours > 0
+
+
+def test_pair_tables_that_repeat_a_tag_table_are_left_out_and_named(corpus):
+    """``noise`` has one value (accent × noise = accent) and ``voice`` is one per speaker, nested in
+    accent (accent × voice = voice): neither pair table is drawn, and the output says which and why,
+    and what its rows count."""
+    from rich.console import Console
+
+    from harness.report.coverage import print_coverage, render_coverage_markdown
+
+    folder, records = corpus
+    path = write_jsonl(folder / "m.jsonl", [{**r, "noise": "clean", "voice": "v-" + r["speaker"]} for r in records])
+    result = coverage(path)
+    names = [t.name for t in result.tables]
+    assert names == ["accent", "device", "noise", "voice", "accent × device", "device × voice"]
+    repeated = {(r.name, r.duplicate_of, r.single_valued) for r in result.repeated}
+    assert repeated == {
+        ("accent × noise", "accent", ("noise",)),
+        ("device × noise", "device", ("noise",)),
+        ("noise × voice", "voice", ("noise",)),
+        ("accent × voice", "voice", ()),
+    }
+    console = Console(record=True, width=300)
+    print_coverage(result, console)
+    shown = console.export_text()
+    assert "6 tables: one per tag (4) and per pair of tags (2); a row is a cell" in shown
+    assert "4 pair tables left out, each the same cells as a one-tag table: accent × noise (= accent; noise" in shown
+    assert "accent × voice (= voice)" in render_coverage_markdown(result)

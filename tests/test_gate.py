@@ -4,19 +4,25 @@ unfair comparisons are flagged, and the CLI writes gate.md / gate.json with docu
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import xmlschema
 from conftest import write_config
 from test_cli import asrfair, assert_clean_error
 
 from harness.config import GateConfig, RunConfig
-from harness.decide.gate import RunSide, load_side, run_gate, save_baseline
+from harness.decide.gate import CheckId, CheckKind, RunSide, Status, Untestable, load_side, run_gate, save_baseline
 from harness.pipeline import prepare, run
+from harness.report.gate import print_gate, render_markdown, write_junit
+
+JUNIT_XSD = Path(__file__).parent / "data" / "junit.xsd"  # the Jenkins xUnit plugin's schema; source in its header
 
 ACCENTS = ("north", "south", "east", "west")
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 NO_THRESHOLDS = GateConfig(
     wer_increase=0.0, slice_wer_increase=0.0, gap_increase=0.0, failure_rate_increase=None, bootstrap=0
 )
@@ -64,6 +70,32 @@ def test_a_planted_regression_fails_naming_its_slice():
     assert west.delta == pytest.approx(0.06, abs=0.02) and west.ci[0] > 0
 
 
+def test_gaps_read_in_percentage_points():
+    """A gap is a difference of two WERs: "pp" in gate.md, the terminal and compare, never "%"."""
+    from rich.console import Console
+
+    from harness.report.gate import print_comparison
+
+    result = run_gate(*synthetic_pair(1, planted={"west": 0.06}, speakers=20), GateConfig())
+    (row,) = [line for line in render_markdown(result).splitlines() if line.startswith("| **accent gap")]
+    cells = [c.strip() for c in row.split("|")[2:5]]
+    assert all(c.endswith(" pp") or "pp [" in c for c in cells) and "%" not in row, row
+    terminal = Console(record=True, width=200)
+    overall = {"A": 0.1, "B": 0.12, "delta": 0.02, "delta_ci": [0.01, 0.03]}
+    gap = {"A": 0.05, "B": 0.09, "change": 0.04, "change_ci": [0.01, 0.07]}
+    comparison = {
+        "A": {"run_id": "a", "backend": "stub"},
+        "B": {"run_id": "b", "backend": "stub"},
+        "shared_utterances": 10,
+        "confidence": 0.95,
+        "overall": overall,
+        "dimensions": [{"name": "accent", "slices": [], "gap": gap}],
+        "warnings": [],
+    }
+    print_comparison(comparison, terminal)
+    assert "gap (worst − best): 5.0 pp → 9.0 pp, change +4.0 pp" in terminal.export_text()
+
+
 def test_thresholds_decide_what_is_big_enough():
     """The same real change fails at a 2 pp threshold and passes at 10 pp."""
     baseline, candidate = synthetic_pair(2, planted={"west": 0.06}, speakers=20)
@@ -82,6 +114,97 @@ def test_an_improvement_is_reported_and_passes():
     result = run_gate(baseline, candidate, GateConfig())
     assert result.passed
     assert any(c.name == "accent=west WER" and c.status == "improved" for c in result.checks)
+
+
+def test_checks_are_keyed_by_typed_ids():
+    result = run_gate(*synthetic_pair(1, planted={"west": 0.06}, speakers=20), GateConfig())
+    ids = {c.id for c in result.checks}
+    assert CheckId(CheckKind.SLICE_WER, "accent", "west") in ids and CheckId(CheckKind.GAP, "accent") in ids
+    west = next(c for c in result.checks if c.id == CheckId(CheckKind.SLICE_WER, "accent", "west"))
+    assert west.name == "accent=west WER" and west.p_value is not None and west.status == Status.REGRESSION
+
+
+def test_an_untestable_change_beyond_the_threshold_is_skipped_and_warned(tmp_path):
+    """6 speakers per accent, slice checks only: the smallest sign-flip p, 2^-6, times the 4 checks of
+    the Holm family exceeds α, so a planted +10 pp on one accent cannot be called real. It is no passed
+    check: JUnit <skipped> with the reason, a ⚠ line in gate.md and the terminal; ``untestable: fail``
+    fails the gate."""
+    from rich.console import Console
+
+    baseline, candidate = synthetic_pair(4, planted={"west": 0.10}, speakers=6)
+    slices_only = GateConfig(wer_increase=None, gap_increase=None, failure_rate_increase=None)
+    result = run_gate(baseline, candidate, slices_only)
+    west = next(c for c in result.checks if c.id == CheckId(CheckKind.SLICE_WER, "accent", "west"))
+    assert west.status == Status.NOT_TESTED and west.untestable == Untestable.TOO_FEW_SPEAKERS
+    assert west.beyond_threshold and west.delta > 0.02
+    assert result.passed and result.untested_changes == [west]
+
+    md = render_markdown(result)
+    assert "untested change beyond the threshold" in md.splitlines()[0]
+    assert "**⚠ Changed beyond the threshold, but too few speakers to test it:**" in md
+    assert "| **accent=west WER** |" in md and "⚠ untested change |" in md
+    terminal = Console(record=True, width=200)
+    print_gate(result, terminal)
+    shown = terminal.export_text()
+    assert "⚠ untested change" in shown
+    assert "⚠ untested: accent=west WER changed beyond the threshold, but too few speakers" in shown
+
+    junit = tmp_path / "gate-junit.xml"
+    write_junit(result, junit)
+    xmlschema.XMLSchema(JUNIT_XSD).validate(junit)
+    case = next(c for c in ET.parse(junit).getroot().iter("testcase") if c.get("name") == "accent=west WER")
+    skipped = case.find("skipped")
+    assert skipped is not None and case.find("failure") is None
+    assert "speakers cannot tell any change from noise" in skipped.get("message")
+
+    strict = run_gate(baseline, candidate, slices_only.model_copy(update={"untestable": "fail"}))
+    assert not strict.passed and strict.fails_on_untested and not strict.regressions
+    assert render_markdown(strict).startswith("## ❌ asrfair gate failed: 1 untested change (gate.untestable: fail)")
+    write_junit(strict, junit)
+    xmlschema.XMLSchema(JUNIT_XSD).validate(junit)
+    case = next(c for c in ET.parse(junit).getroot().iter("testcase") if c.get("name") == "accent=west WER")
+    assert case.find("failure").get("type") == "untested"
+
+
+def test_cli_untestable_fail_exits_1_with_the_reason(tmp_path, make_manifest):
+    """Five speakers per accent and slice thresholds only: a planted Scottish rise is beyond the
+    threshold but untestable. ``gate.untestable: warn`` (default) passes with a warning; ``fail``
+    exits 1 naming the slice and the setting."""
+    records = [
+        {"id": f"{a}-{s}-{n}", "text": " ".join(WORDS[(n + k) % 10] for k in range(10)), "speaker": f"{a}{s}"}
+        | {"accent": a}
+        for a in ("scottish", "welsh", "general")
+        for s in range(5)
+        for n in range(6)
+    ]
+    manifest = make_manifest(records)
+    only_slices = {"wer_increase": None, "gap_increase": None, "failure_rate_increase": None}
+    runs = {}
+    for name, gate, backend in (
+        ("warn", only_slices, {}),
+        ("fail", {**only_slices, "untestable": "fail"}, {}),
+        ("worse", only_slices, {"error_rates": {"accent": {"scottish": 0.2}}}),
+    ):
+        config = write_config(
+            tmp_path / f"{name}.yaml",
+            manifest,
+            {"name": "stub", "default_rate": 0.05, **backend},
+            name=name,
+            gate=gate,
+            stats={"min_speakers": 5, "min_words": 10},
+        )
+        runs[name] = run(prepare(load_config_at(config))).paths.root
+    warned = asrfair("gate", str(runs["worse"]), "--baseline", str(runs["warn"]))
+    assert warned.returncode == 0, warned.stdout + warned.stderr
+    assert "⚠ untested: accent=scottish WER changed beyond the threshold" in warned.stderr
+    failed = asrfair("gate", str(runs["worse"]), "--baseline", str(runs["fail"]))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "gate failed:" in failed.stderr and "accent=scottish WER" in failed.stderr
+    assert "gate.untestable is fail" in failed.stderr
+    report = json.loads((runs["worse"] / "gate.json").read_text())
+    scottish = next(c for c in report["checks"] if c["name"] == "accent=scottish WER")
+    assert scottish["status"] == "not tested" and scottish["untestable"] == "too_few_speakers"
+    assert report["untested_changes"] == 1 and not report["passed"]
 
 
 @pytest.fixture

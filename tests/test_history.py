@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 import pytest
 from conftest import REPO, write_config, write_jsonl, write_tone
 from rich.console import Console
 
 from harness.config import load_config
-from harness.decide.history import load_history, record_run, show_history
+from harness.decide.history import load_history, record_run, show_history, trend_lines
 from harness.errors import InputError
 from harness.pipeline import RunOutcome, prepare, run
 
@@ -243,6 +244,39 @@ def test_history_cli_shows_the_planted_trend(recorded, tmp_path):
         assert row["slices"]["accent=x"]["wer"] == x["wer"]
         assert [row["slices"]["accent=x"]["wer_ci_low"], row["slices"]["accent=x"]["wer_ci_high"]] == x["wer_ci"]
         assert x["wer"] == pytest.approx(RATES[i], abs=0.07)
+
+
+def test_the_plot_draws_one_line_per_backend_fingerprint(recorded, tmp_path):
+    """Runs of another backend (here the first run, recorded again as if by Whisper) are never joined
+    to the stub's line; with one fingerprint the line is named by its series alone."""
+    from harness.decide.history import History, plot_trend, trend_frame
+
+    db = tmp_path / "history.duckdb"
+    shutil.copyfile(recorded.db, db)
+    history = load_history(db)
+    stubs = history.runs.assign(backend_id="stub-one")  # one fingerprint: one line per series
+    wanted = pd.DataFrame({"dimension": ["accent"], "label": ["x"]})
+    same = trend_lines(trend_frame(History(stubs, history.slices), wanted))
+    assert [(label, len(points)) for label, points in same] == [("accent=x", 3)]
+
+    metrics = recorded.metrics(0)
+    whisper = {**metrics["provenance"]["backend"], "name": "faster-whisper", "id": "whisper0123456789"}
+    metrics["provenance"] = {**metrics["provenance"], "backend": whisper, "started_utc": "2030-01-01T00:00:00+00:00"}
+    assert record_run(db, tmp_path / "whisper-20300101T000000Z", metrics)
+    history = load_history(db)
+    is_stub = history.runs["backend"] == "stub"
+    runs = history.runs.assign(backend_id=history.runs["backend_id"].where(~is_stub, "stub-one"))
+    lines = trend_lines(trend_frame(History(runs, history.slices), pd.DataFrame(columns=["dimension", "label"])))
+    assert [(label, len(points)) for label, points in lines] == [
+        ("overall · stub stub-one", 3),
+        ("overall · faster-whisper whisper0", 1),
+    ]
+    png = tmp_path / "trend.png"
+    assert plot_trend(trend_frame(History(runs, history.slices), wanted), png, title="t", band="b") == [
+        "accent=x · stub stub-one",
+        "accent=x · faster-whisper whisper0",
+    ]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_trend_across_normalisers_is_called_out(recorded, tmp_path):

@@ -132,6 +132,7 @@ def test_cli_score_with_two_normalisers_matches_the_configured_view(tmp_path, ma
         "--normalizer",
         "dialect-preserving",
         "--json",
+        "--in-place",
     )
     assert result.returncode == 0, result.stderr
     rescored = json.loads(result.stdout)

@@ -40,8 +40,7 @@ def gate_command(
     """Fail (exit 1) when the run is worse or less fair than the baseline, beyond noise."""
     from harness.config import GateConfig
     from harness.decide.gate import load_side, run_gate
-    from harness.files import write_json, write_text
-    from harness.report.gate import print_gate, render_markdown, write_junit
+    from harness.report.gate import print_gate, write_gate
 
     candidate = load_side(run_dir, "candidate")
     base = load_side(baseline, "baseline")
@@ -63,11 +62,7 @@ def gate_command(
     folder = output or run_dir
     if folder.exists() and not folder.is_dir():
         raise InputError(f"-o {folder}: not a folder; gate.md and gate.json are written into a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text(folder / "gate.md", render_markdown(result))
-    write_json(folder / "gate.json", result.to_json())
-    if junit is not None:
-        write_junit(result, junit)
+    write_gate(result, folder, junit)
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2, default=str))
     else:

@@ -97,15 +97,32 @@ def score_command(
         typer.Option("--aggregate", help="headline aggregate: pooled, speaker-mean or utterance-mean"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print metrics.json to stdout")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="new run directory to write (default: RUN_DIR-rescored-<UTC> beside it)"),
+    ] = None,
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="rewrite RUN_DIR itself (its reports and its history row)")
+    ] = False,
 ) -> None:
-    """Re-score a finished run (new slices, normaliser or headline aggregate) without transcribing again."""
-    from harness.pipeline import rescore
+    """Re-score a finished run (new slices, normaliser or headline aggregate) without transcribing again.
+
+    Writes a new run directory and leaves RUN_DIR and its history row as they were, unless --in-place.
+    """
+    from harness.errors import InputError
+    from harness.pipeline import copy_for_rescore, rescore
     from harness.stats.slices import load_slices
 
+    if in_place and output is not None:
+        raise InputError("--in-place and --output: choose one (--in-place rewrites RUN_DIR, --output writes anew)")
     chosen = load_slices(slices) if slices else None
-    metrics = rescore(run_dir, slices=chosen, normalizers=normalizer, aggregate=aggregate)
+    target = run_dir if in_place else copy_for_rescore(run_dir, output)
+    metrics = rescore(target, slices=chosen, normalizers=normalizer, aggregate=aggregate)
     emit(metrics, as_json)
-    err_console.print(f"rewrote {run_dir / 'metrics.json'} and {run_dir / 'report.md'}")
+    if in_place:
+        err_console.print(f"rescored {run_dir} in place (its reports, metrics.json and history row)")
+    else:
+        err_console.print(f"run directory: {target} (rescored from {run_dir}, which is unchanged)")
 
 
 @app.command("report")

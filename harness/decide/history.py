@@ -356,9 +356,10 @@ def show_history(
     history = load_history(db_path, name=name, last=last, lock_wait_s=lock_wait_s)
     wanted = parse_slices(slices, history.slices, len(history.runs))
     trend = trend_frame(history, wanted)
+    drawn: list[str] = []
     if plot is not None:
         title = f"WER over time: {name or 'all runs'} ({db_path.name})"
-        plot_trend(trend, plot, title=title, band=f"{_level(history.runs)} confidence interval")
+        drawn = plot_trend(trend, plot, title=title, band=f"{_level(history.runs)} confidence interval")
     if as_json:
         console.out(json.dumps(json_rows(history.runs, trend), indent=2), highlight=False)
         return
@@ -372,7 +373,8 @@ def show_history(
             "--normalizer'"
         )
     if plot is not None:
-        console.print(f"plot written: {escape(str(plot))}")
+        lines = f"{len(drawn)} line{'s' if len(drawn) != 1 else ''}: one per slice and backend fingerprint"
+        console.print(f"plot written: {escape(str(plot))} ({lines})")
 
 
 def parse_slices(specs: list[str], slices: pd.DataFrame, runs: int) -> pd.DataFrame:
@@ -411,7 +413,7 @@ def trend_frame(history: History, wanted: pd.DataFrame) -> pd.DataFrame:
     picked = picked.assign(series=picked["dimension"] + "=" + picked["label"])[[*keep, "failed", "series"]]
     picked = picked.drop_duplicates(["run_id", "series"])  # a slice file may list a dimension twice
     frame = pd.concat([overall, picked], ignore_index=True)
-    started = history.runs[["run_id", "started_utc"]]
+    started = history.runs[["run_id", "started_utc", "backend", "backend_id"]]
     return frame.merge(started, on="run_id")
 
 
@@ -448,7 +450,7 @@ def _wer_triples(trend: pd.DataFrame) -> list[tuple[float | None, float | None, 
 def json_rows(runs: pd.DataFrame, trend: pd.DataFrame) -> list[dict[str, Any]]:
     """Each run's columns, plus ``slices``: the requested slices' WER, interval and counts."""
     rows = _records(runs)
-    picked = trend[trend["series"] != "overall"].drop(columns="started_utc")
+    picked = trend[trend["series"] != "overall"].drop(columns=["started_utc", "backend", "backend_id"])
     by_run: dict[str, dict[str, Any]] = {row["run_id"]: {} for row in rows}
     for entry in _records(picked):
         by_run[entry.pop("run_id")][entry.pop("series")] = entry
@@ -472,19 +474,39 @@ def _level(runs: pd.DataFrame) -> str:
     return "mixed" if len(levels) else "?"
 
 
-def plot_trend(trend: pd.DataFrame, path: Path, *, title: str, band: str) -> None:
-    """A PNG of WER over time: one line per requested slice (overall when none), interval bands."""
+def trend_lines(trend: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(label, points) per line of the plot: one per requested slice (overall when none) and backend
+    fingerprint, so runs of different models or settings are never joined into one line. The
+    fingerprint is named in the label only when the runs shown have more than one."""
+    shown = trend if (trend["series"] == "overall").all() else trend[trend["series"] != "overall"]
+    pairs = zip(shown["backend"], shown["backend_id"], strict=True)
+    shown = shown.assign(fingerprint=[_fingerprint(name, backend_id) for name, backend_id in pairs])
+    several = shown["fingerprint"].nunique() > 1
+    lines = []
+    for (series, fingerprint), group in shown.groupby(["series", "fingerprint"], sort=False):
+        label = f"{series} · {fingerprint}" if several else str(series)
+        lines.append((label, group.sort_values("started_utc")))
+    return lines
+
+
+def _fingerprint(backend: object, backend_id: object) -> str:
+    name = "?" if pd.isna(backend) else str(backend)
+    return name if pd.isna(backend_id) else f"{name} {str(backend_id)[:8]}"
+
+
+def plot_trend(trend: pd.DataFrame, path: Path, *, title: str, band: str) -> list[str]:
+    """A PNG of WER over time, with interval bands, one line per :func:`trend_lines`; their labels."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
     from matplotlib.ticker import PercentFormatter
 
-    shown = trend if (trend["series"] == "overall").all() else trend[trend["series"] != "overall"]
     figure = Figure(figsize=(10, 5.5), layout="constrained")  # no pyplot: no global state, no GUI backend
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for key, group in shown.groupby("series", sort=False):
-        _plot_series(axes, str(key), group.sort_values("started_utc"))
+    lines = trend_lines(trend)
+    for label, group in lines:
+        _plot_series(axes, label, group)
     locator = AutoDateLocator()
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
@@ -499,6 +521,7 @@ def plot_trend(trend: pd.DataFrame, path: Path, *, title: str, band: str) -> Non
         raise InputError(f"--plot {path}: cannot create its folder ({exc.strerror or exc})") from None
     # the format by the target's suffix: the temporary file's name has none
     write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=120, format=path.suffix.lstrip(".").lower() or "png"))
+    return [label for label, _ in lines]
 
 
 def _plot_series(axes: Axes, key: str, group: pd.DataFrame) -> None:

@@ -20,10 +20,34 @@ def hours(value: float | None) -> str:
 
 
 def _summary(result: Coverage) -> str:
+    kinds = [t.kind for t in result.tables]
+    tags, pairs, files = kinds.count("tag"), kinds.count("pair"), kinds.count("slice file")
+    counted = f"{len(result.tables)} tables: one per tag ({tags}) and per pair of tags ({pairs})" + (
+        f" and {files} from --slices" if files else ""
+    )
     return (
         f"{result.manifest}: {result.utterances} utterances, {result.speakers} speakers, "
-        f"{hours(result.hours)} h. {THIN} marks a cell under {result.min_speakers} speakers or {result.min_words} "
-        "words: a run reports it but never ranks it, and a gap there cannot be told from noise."
+        f"{hours(result.hours)} h. {counted}; a row is a cell (a tag's value, or a pair of values) with its "
+        f"speakers, utterances, words and hours. {THIN} marks a cell under {result.min_speakers} speakers or "
+        f"{result.min_words} words: a run reports it but never ranks it, and a gap there cannot be told from noise."
+    )
+
+
+def _one_valued(tags: tuple[str, ...]) -> str:
+    if not tags:
+        return ""
+    return f"; {', '.join(tags)} {'has' if len(tags) == 1 else 'have'} one value"
+
+
+def _repeated_line(result: Coverage) -> str:
+    """The pair tables left out because they repeat a one-tag table row for row."""
+    if not result.repeated:
+        return ""
+    shown = [f"{r.name} (= {r.duplicate_of}{_one_valued(r.single_valued)})" for r in result.repeated[:MAX_EMPTY_LISTED]]
+    more = len(result.repeated) - len(shown)
+    return (
+        f"{len(result.repeated)} pair tables left out, each the same cells as a one-tag table: {', '.join(shown)}"
+        + (f" (and {more} more)" if more > 0 else "")
     )
 
 
@@ -37,6 +61,8 @@ def _empty_line(table: CoverageTable) -> str:
 
 def print_coverage(result: Coverage, console: Console) -> None:
     console.print(escape(_summary(result)))
+    if line := _repeated_line(result):
+        console.print(escape(line))
     for table in result.tables:
         if _drawable(table):
             console.print(_matrix_table(table))
@@ -100,6 +126,8 @@ def _matrix_cell(cell: Cell | None) -> str:
 
 def render_coverage_markdown(result: Coverage) -> str:
     lines = ["# asrfair coverage", "", md_text(_summary(result))]
+    if line := _repeated_line(result):
+        lines += ["", md_text(line)]
     if result.warnings:
         lines += ["", *(f"- **Warning**: {md_text(w)}" for w in result.warnings)]
     for table in result.tables:

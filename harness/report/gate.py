@@ -9,24 +9,41 @@ from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
 from rich.console import Console
 from rich.table import Table
 
-from harness.decide.gate import Check, GateResult
-from harness.files import write_atomic
+from harness.decide.gate import Check, CheckKind, GateResult, Status
+from harness.files import write_atomic, write_json, write_text
 from harness.report.format import interval, md_text, pct, points
 from harness.report.format import shown as escape  # long names clipped for display
 
-MARK = {"regression": "❌ regression", "improved": "✅ improved", "pass": "pass", "not tested": "– not tested"}
+MARK = {
+    Status.REGRESSION: "❌ regression",
+    Status.IMPROVED: "✅ improved",
+    Status.PASS: "pass",
+    Status.NOT_TESTED: "– not tested",
+}
+UNTESTED_MARK = "⚠ untested change"  # beyond the threshold, but no test could tell it from noise
+
+
+def mark(check: Check) -> str:
+    return UNTESTED_MARK if check.untested_change else MARK[check.status]
 
 
 def value(check: Check, which: float | None) -> str:
     if which is None:
         return "–"
-    return f"{which:.2f}×" if check.kind == "ratio" else pct(which)
+    if check.kind == CheckKind.RATIO:
+        return f"{which:.2f}×"
+    return gap_points(which) if check.kind == CheckKind.GAP else pct(which)
+
+
+def gap_points(value: float | None) -> str:
+    """A gap between two WERs is a difference: percentage points, unsigned."""
+    return "–" if value is None else f"{100 * value:.1f} pp"
 
 
 def change(check: Check) -> str:
     if check.delta is None:
         return "–"
-    if check.kind == "ratio":
+    if check.kind == CheckKind.RATIO:
         text = f"{check.delta:+.2f}×"
         ci = interval(check.ci, lambda v: f"{v:+.2f}×", unbounded=True)
     else:
@@ -41,10 +58,16 @@ def p_value(check: Check) -> str:
 
 
 def headline(result: GateResult) -> str:
-    bad = result.regressions
-    if not bad:
-        return f"✅ asrfair gate passed ({len(result.checks)} checks)"
-    return f"❌ asrfair gate failed: {len(bad)} regression{'s' if len(bad) > 1 else ''} in {len(result.checks)} checks"
+    bad, untested = result.regressions, result.untested_changes
+    checks = f"{len(result.checks)} checks"
+    if result.passed:
+        plural = "s" if len(untested) > 1 else ""
+        note = f"; ⚠ {len(untested)} untested change{plural} beyond the threshold" if untested else ""
+        return f"✅ asrfair gate passed ({checks}{note})"
+    parts = [f"{len(bad)} regression{'s' if len(bad) > 1 else ''}"] if bad else []
+    if result.fails_on_untested:
+        parts.append(f"{len(untested)} untested change{'s' if len(untested) > 1 else ''} (gate.untestable: fail)")
+    return f"❌ asrfair gate failed: {' and '.join(parts)} in {checks}"
 
 
 def render_markdown(result: GateResult) -> str:
@@ -67,6 +90,14 @@ def render_markdown(result: GateResult) -> str:
             for c in result.regressions
         ]
         lines.append("")
+    if result.untested_changes:
+        lines += ["**⚠ Changed beyond the threshold, but too few speakers to test it:**", ""]
+        lines += [
+            f"- **{md_text(c.name)}**: {value(c, c.baseline)} → {value(c, c.candidate)} ({change(c)}); "
+            f"{md_text(c.reason)}"
+            for c in result.untested_changes
+        ]
+        lines.append("")
     if result.warnings:
         lines += ["> **Warnings:**", ">"]
         lines += [f"> - {md_text(w)}" for w in result.warnings]  # they quote slice names
@@ -76,16 +107,17 @@ def render_markdown(result: GateResult) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for c in result.checks:
-        name = f"**{md_text(c.name)}**" if c.status == "regression" else md_text(c.name)
+        name = f"**{md_text(c.name)}**" if c.status == Status.REGRESSION or c.untested_change else md_text(c.name)
         lines.append(
             f"| {name} | {value(c, c.baseline)} | {value(c, c.candidate)} | {change(c)} | {p_value(c)} "
-            f"| {c.threshold or '–'} | {MARK[c.status]} |"
+            f"| {c.threshold or '–'} | {mark(c)} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def write_junit(result: GateResult, path: Path) -> None:
-    """One test case per check: a regression is a failure, an untestable check is skipped."""
+    """One test case per check: a regression is a failure, an untestable check is skipped with its
+    reason (never a passed test case); with ``gate.untestable: fail`` an untested change is a failure."""
     suite = TestSuite("asrfair gate")
     for check in result.checks:
         case = TestCase(check.name, classname=f"asrfair.gate.{check.kind}")
@@ -93,9 +125,11 @@ def write_junit(result: GateResult, path: Path) -> None:
             f"{check.name}: {value(check, check.baseline)} -> {value(check, check.candidate)} ({change(check)}); "
             f"{check.reason}"
         )
-        if check.status == "regression":
+        if check.status == Status.REGRESSION:
             case.result = [Failure(message, "regression")]
-        elif check.status == "not tested":
+        elif check.untested_change and result.fails_on_untested:
+            case.result = [Failure(message, "untested")]
+        elif check.status == Status.NOT_TESTED:
             case.result = [Skipped(check.reason)]
         case.system_out = message
         suite.add_testcase(case)
@@ -113,7 +147,8 @@ def print_gate(result: GateResult, console: Console, warnings_to: Console | None
             column, justify="right" if column in ("baseline", "candidate", "change [CI]", "p (Holm)") else "left"
         )
     for c in result.checks:
-        style = "bold red" if c.status == "regression" else ("green" if c.status == "improved" else "")
+        style = "bold red" if c.status == Status.REGRESSION else ("green" if c.status == Status.IMPROVED else "")
+        style = "bold yellow" if c.untested_change else style
         table.add_row(
             escape(c.name),
             value(c, c.baseline),
@@ -121,12 +156,38 @@ def print_gate(result: GateResult, console: Console, warnings_to: Console | None
             change(c),
             p_value(c),
             c.threshold or "–",
-            MARK[c.status],
+            mark(c),
             style=style,
         )
     console.print(table)
+    out = warnings_to or console
     for warning in result.warnings:
-        (warnings_to or console).print(f"[yellow]warning:[/] {escape(warning)}")
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
+    if result.untested_changes:
+        names = escape(", ".join(c.name for c in result.untested_changes))
+        if result.fails_on_untested:
+            out.print(
+                f"[bold red]gate failed:[/] {names} changed beyond the threshold with too few speakers to test it, "
+                "and gate.untestable is fail; record more speakers, or set gate.untestable: warn"
+            )
+        else:
+            out.print(
+                f"[bold yellow]⚠ untested:[/] {names} changed beyond the threshold, but too few speakers for any test "
+                f"to call it real; the gate cannot fail on {'it' if len(result.untested_changes) == 1 else 'them'} "
+                "until more speakers are recorded (gate.untestable: fail makes it fail)"
+            )
+
+
+def write_gate(result: GateResult, folder: Path, junit: Path | None = None) -> list[Path]:
+    """gate.md and gate.json into ``folder`` (and the JUnit XML when asked); the paths written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / "gate.md", folder / "gate.json"]
+    write_text(written[0], render_markdown(result))
+    write_json(written[1], result.to_json())
+    if junit is not None:
+        write_junit(result, junit)
+        written.append(junit)
+    return written
 
 
 def print_comparison(comparison: dict[str, Any], console: Console) -> None:
@@ -154,7 +215,7 @@ def print_comparison(comparison: dict[str, Any], console: Console) -> None:
         gap = dim.get("gap")
         if gap:
             console.print(
-                f"  gap (worst − best): {pct(gap['A'])} → {pct(gap['B'])}, "
+                f"  gap (worst − best): {gap_points(gap['A'])} → {gap_points(gap['B'])}, "
                 f"change {points(gap['change'])} {interval(gap['change_ci'], points)}"
             )
     for warning in comparison["warnings"]:

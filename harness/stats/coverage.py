@@ -40,7 +40,7 @@ from harness.data.manifest import (
     read_vocabulary,
 )
 from harness.errors import InputError
-from harness.stats.slices import SliceSpec, TagCodes, check_slices, slice_codes
+from harness.stats.slices import DroppedSlice, SliceSpec, TagCodes, check_slices, drop_duplicate_dimensions, slice_codes
 from harness.yamlfile import read_yaml
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ class Coverage:
     min_words: int
     tables: list[CoverageTable]
     warnings: list[str]
+    repeated: list[DroppedSlice] = field(default_factory=list)  # pair tables left out: they repeat a tag's
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,9 @@ def coverage(
     rows = _read(manifest, audio_roots_of(manifest, audio_roots) if read_durations else None)
     tags = [t for t in rows.tags.columns if t != "language" or rows.tags[t].nunique() > 1]
     pairs = list(itertools.combinations(tags, 2)) if len(tags) <= max_pair_tags else []
-    specs = [SliceSpec(by=(t,)) for t in tags] + [SliceSpec(by=pair) for pair in pairs]
+    singles = [SliceSpec(by=(t,)) for t in tags]
+    pairs, repeated = _informative_pairs(rows.tags, singles, pairs)
+    specs = singles + pairs
     kinds = ["tag"] * len(tags) + ["pair"] * (len(specs) - len(tags))
     if slices:
         check_slices(list(slices), rows.tags, list(rows.tags.columns), "--slices")
@@ -134,7 +137,28 @@ def coverage(
         min_words,
         tables,
         demographic_warnings(manifest, tags) + _pairs_skipped(tags, max_pair_tags),
+        repeated,
     )
+
+
+def _informative_pairs(
+    tags: pd.DataFrame, singles: list[SliceSpec], pairs: list[tuple[str, str]]
+) -> tuple[list[SliceSpec], list[DroppedSlice]]:
+    """The pair tables that show something the one-tag tables do not. A pair whose cells hold the same
+    utterances as one of its tags' cells repeats that table row for row: a tag with one value
+    (``accent × noise`` = ``accent``), or one nested in the other (``accent × voice`` = ``voice``
+    when each voice has one accent); its "empty combinations" are structural, not gaps."""
+    constant = {spec.by[0] for spec in singles if tags[spec.by[0]].nunique(dropna=False) <= 1}
+    kept, repeated = [], []
+    for pair in pairs:
+        one_valued = tuple(t for t in pair if t in constant)
+        if one_valued:
+            other = next((t for t in pair if t not in constant), pair[0])
+            repeated.append(DroppedSlice(" × ".join(pair), other, one_valued))
+        else:
+            kept.append(SliceSpec(by=pair))
+    informative, nested = drop_duplicate_dimensions(singles + kept, tags)
+    return [s for s in informative if len(s.by) == 2], repeated + nested
 
 
 def _pairs_skipped(tags: Sequence[str], limit: int) -> list[str]:

@@ -121,6 +121,46 @@ def default_slices(tag_names: Sequence[str]) -> list[SliceSpec]:
     return [SliceSpec(by=(tag,)) for tag in tag_names]
 
 
+@dataclass(frozen=True)
+class DroppedSlice:
+    """A dimension left out because another one groups exactly the same utterances."""
+
+    name: str
+    duplicate_of: str
+    single_valued: tuple[str, ...]  # its tags with one value in the data: why it duplicates
+
+    def describe(self) -> str:
+        why = (
+            " (" + ", ".join(f"{tag} has one value" for tag in self.single_valued) + ")" if self.single_valued else ""
+        )
+        return f"slice dimension '{self.name}' left out: the same groups of utterances as '{self.duplicate_of}'{why}"
+
+
+def drop_duplicate_dimensions(
+    specs: Sequence[SliceSpec], rows: pd.DataFrame
+) -> tuple[list[SliceSpec], list[DroppedSlice]]:
+    """Leave out each dimension whose slices hold the same utterances as an earlier-kept one's
+    (``accent × noise`` when ``noise`` has one value duplicates ``accent``): every table, check and
+    Holm family would count it twice. The dimension with fewer tags is kept. Dimensions of a single
+    slice are kept (they duplicate only the overall figure, and are reported as such)."""
+    coder = TagCodes(rows)
+    seen: dict[tuple[bytes, bytes], SliceSpec] = {}
+    dropped: dict[int, DroppedSlice] = {}
+    for index in sorted(range(len(specs)), key=lambda i: (len(specs[i].by), i)):
+        spec = specs[index]
+        codes = slice_codes(rows, spec, coder)
+        if len(codes.labels) < 2:
+            continue
+        groups = pd.factorize(codes.codes)[0]  # the partition, whatever the labels
+        key = (groups.astype(np.int64).tobytes(), (codes.codes < 0).tobytes())
+        kept = seen.setdefault(key, spec)
+        if kept is not spec:
+            single = tuple(tag for tag in spec.by if tag not in kept.by and len(set(coder(tag)[1])) <= 1)
+            dropped[index] = DroppedSlice(spec.label, kept.label, single)
+    kept_specs = [spec for i, spec in enumerate(specs) if i not in dropped]
+    return kept_specs, [dropped[i] for i in sorted(dropped)]
+
+
 def check_slices(specs: Sequence[SliceSpec], rows: pd.DataFrame, tags: Sequence[str], source: str) -> None:
     """Fail early, with a suggestion, on what would otherwise silently match nothing: a tag no
     utterance carries, a ``where``/``groups`` value no utterance has, ``bins`` on a tag that is

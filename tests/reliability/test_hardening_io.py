@@ -380,7 +380,7 @@ def test_a_rescore_reseals_the_run(finished_run, tmp_path):
     before = json.loads((run_dir / "checksums.json").read_text())
     sealed = {"config.yaml", "transcripts.parquet", "utterances.parquet", "provenance.json", "metrics.json"}
     assert set(before) == sealed
-    assert cli("score", str(run_dir), "--aggregate", "speaker-mean").returncode == 0
+    assert cli("score", str(run_dir), "--aggregate", "speaker-mean", "--in-place").returncode == 0
     assert json.loads((run_dir / "checksums.json").read_text())["metrics.json"] != before["metrics.json"]
     assert cli("report", str(run_dir)).returncode == 0
 
