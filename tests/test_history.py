@@ -26,9 +26,10 @@ from conftest import REPO, write_config, write_jsonl, write_tone
 from rich.console import Console
 
 from harness.config import load_config
-from harness.decide.history import load_history, record_run, show_history, trend_lines
+from harness.decide.history import load_history, record_run
 from harness.errors import InputError
 from harness.pipeline import RunOutcome, prepare, run
+from harness.report.history import show_history, trend_lines
 
 RATES = (0.05, 0.15, 0.3)  # the planted trend: accent=x gets worse run after run; accent=y stays clean
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
@@ -249,7 +250,8 @@ def test_history_cli_shows_the_planted_trend(recorded, tmp_path):
 def test_the_plot_draws_one_line_per_backend_fingerprint(recorded, tmp_path):
     """Runs of another backend (here the first run, recorded again as if by Whisper) are never joined
     to the stub's line; with one fingerprint the line is named by its series alone."""
-    from harness.decide.history import History, plot_trend, trend_frame
+    from harness.decide.history import History, trend_frame
+    from harness.report.history import plot_trend
 
     db = tmp_path / "history.duckdb"
     shutil.copyfile(recorded.db, db)

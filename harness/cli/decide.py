@@ -123,7 +123,7 @@ def history_command(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable rows")] = False,
 ) -> None:
     """Trend of overall and per-slice WER over the runs recorded in the history database."""
-    from harness.decide.history import show_history
+    from harness.report.history import show_history
 
     show_history(
         db, slices=slice_filter or [], name=name, last=last, plot=plot, as_json=as_json, console=stdout_console()

@@ -32,11 +32,10 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import Backend, Registry, Transcript
 from harness.conditions import Rendering
-from harness.config import BackendSpec, ExecuteConfig
 from harness.data.manifest import Utterance
 from harness.errors import BackendUnavailable, HarnessError
 from harness.transcribe.cache import TranscriptCache
@@ -49,6 +48,9 @@ from harness.transcribe.local import (
     request_keys,
     transcribe_requests,
 )
+
+if TYPE_CHECKING:  # the run config sits above this stage; only its types are needed here
+    from harness.config import BackendSpec, ExecuteConfig
 
 log = logging.getLogger(__name__)
 
