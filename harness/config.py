@@ -261,7 +261,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise InputError(f"{path}: {format_validation_error(exc)}") from None
+        raise InputError(f"{path}: {format_validation_error(exc, model=RunConfig)}") from None
     except InputError as exc:  # raised by an included slice file
         raise InputError(f"{path}: {exc}") from None
     config._source = path

@@ -58,7 +58,7 @@ def gate_command(
     try:
         thresholds = GateConfig.model_validate({**base.config.gate.model_dump(), **overrides})
     except ValidationError as exc:
-        raise InputError(f"gate options: {format_validation_error(exc)}") from None
+        raise InputError(f"gate options: {format_validation_error(exc, model=GateConfig)}") from None
     result = run_gate(base, candidate, thresholds, force=force)
     folder = output or run_dir
     if folder.exists() and not folder.is_dir():
