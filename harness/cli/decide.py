@@ -43,6 +43,8 @@ def gate_command(
     from harness.files import write_json, write_text
     from harness.report.gate import print_gate, render_markdown, write_junit
 
+    if not baseline.exists():  # a project's first gate: no run accepted yet
+        raise InputError(f"--baseline {baseline}: no baseline yet; make one: asrfair baseline set RUN -o {baseline}")
     candidate = load_side(run_dir, "candidate")
     base = load_side(baseline, "baseline")
     overrides = {
