@@ -7,6 +7,7 @@ the CLI prints that line and exits with ``exit_code`` instead of showing a trace
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -75,7 +76,11 @@ def format_validation_error(exc: ValidationError, prefix: str = "", model: Any =
     for err in errors:
         if _superseded(err["loc"], [e["loc"] for e in errors]):
             continue
-        loc = _yaml_path((prefix, *(part for part in err["loc"] if not _is_member_label(part))))
+        # a user's key is kept even where it looks like a member label
+        user_key = len(err["loc"]) - 1 if err["type"] == "extra_forbidden" else -1
+        loc = _yaml_path(
+            (prefix, *(part for i, part in enumerate(err["loc"]) if i == user_key or not _is_member_label(part)))
+        )
         if err["type"] == "extra_forbidden":
             message = unknown_key(str(err["loc"][-1]), keys_at(model, err["loc"][:-1]) if model else [])
         else:
@@ -86,7 +91,7 @@ def format_validation_error(exc: ValidationError, prefix: str = "", model: Any =
 
 def _is_member_label(part: object) -> bool:
     """pydantic names the union member it tried in the location: ``slices.list[SliceSpec][0]``."""
-    return isinstance(part, str) and "[" in part
+    return isinstance(part, str) and re.fullmatch(r"[a-z][\w-]*\[.+\]", part) is not None
 
 
 def _superseded(loc: tuple[object, ...], locs: list[tuple[object, ...]]) -> bool:
@@ -112,7 +117,7 @@ def keys_at(model: Any, loc: Sequence[object]) -> list[str]:
     for part in loc:
         stepped = [n for node in nodes for n in _step(node, part)]
         # a union's member label ('list[SliceSpec]') in the location: the members stay as they are
-        nodes = stepped if stepped or not (isinstance(part, str) and "[" in part) else nodes
+        nodes = stepped if stepped or not _is_member_label(part) else nodes
     keys = [key for node in nodes for m in _members(node) if _is_model(m) for key in _keys(m)]
     return list(dict.fromkeys(keys))
 

@@ -141,6 +141,7 @@ def test_backends_table_types_are_words():
             {"slices": [{"by": ["accent"], "refrence": "a"}]},
             ["'slices[0].refrence': unknown key; did you mean 'reference'?"],
         ),
+        ({"stats": {"x[1]": 2}}, ["'stats.x[1]': unknown key; valid keys here: min_speakers, min_words"]),
         (  # nothing close: the keys allowed there, and no noise from the 'slices: a path' reading
             {"slices": [{"by": ["accent"], "min_speaker": 3}]},
             ["'slices[0].min_speaker': unknown key; valid keys here: by, name, where, groups, bins, reference"],

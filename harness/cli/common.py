@@ -165,8 +165,12 @@ _TYPE_WORDS = {bool: "yes/no", int: "integer", float: "number", str: "text", Pat
 def type_name(annotation: Any) -> str:
     """A type as words a user reads: ``number or none``, ``cpu | cuda | auto``, ``list of text``."""
     origin, args = get_origin(annotation), get_args(annotation)
-    if annotation in _TYPE_WORDS:
+    if isinstance(annotation, type) and annotation in _TYPE_WORDS:
         return _TYPE_WORDS[annotation]
+    if origin is Annotated:
+        return type_name(args[0])
+    if annotation is Any:
+        return "any value"
     if origin is Literal:
         return " | ".join(str(arg) for arg in args)
     if origin in (Union, types.UnionType):
