@@ -74,13 +74,13 @@ def test_every_command_is_in_one_panel():
 
 
 def _commands() -> list[list[str]]:
-    found = [[info.name] for info in app.registered_commands]
+    found = [[], *([info.name] for info in app.registered_commands)]
     for group in app.registered_groups:
-        found += [[group.name, info.name] for info in group.typer_instance.registered_commands]
+        found += [[group.name], *([group.name, info.name] for info in group.typer_instance.registered_commands)]
     return found
 
 
-@pytest.mark.parametrize("command", _commands(), ids=" ".join)
+@pytest.mark.parametrize("command", _commands(), ids=lambda c: " ".join(c) or "asrfair")
 def test_help_shows_types_as_words(command):
     result = asrfair(*command, "--help")
     assert result.exit_code == 0, result.stderr
