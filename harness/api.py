@@ -174,7 +174,7 @@ def _validated(model: type[Model], values: dict[str, Any], key: str) -> Model:
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise InputError(f"score_frame({key}): {format_validation_error(exc)}") from None
+        raise InputError(f"score_frame({key}): {format_validation_error(exc, model=model)}") from None
 
 
 def _utterance_frame(
@@ -274,7 +274,7 @@ def _slice_specs(slices: Any, tag_names: list[str]) -> list[SliceSpec]:
         try:
             specs.append(SliceSpec.model_validate(data))
         except ValidationError as exc:
-            raise InputError(f"score_frame(slices[{i}]): {format_validation_error(exc)}") from None
+            raise InputError(f"score_frame(slices[{i}]): {format_validation_error(exc, model=SliceSpec)}") from None
     if not specs:
         raise InputError("score_frame(slices=[]): defines no dimension; pass None for one dimension per tag")
     return specs

@@ -271,9 +271,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
             data[key] = {**data[key], **value}
         else:
             data[key] = value
-    for key in ("dataset", "slices"):
-        if isinstance(data.get(key), str):
-            data[key] = str(_resolve(path, key, data[key]))
+    written = {key: data[key] for key in ("dataset", "slices") if isinstance(data.get(key), str)}
+    for key, value in written.items():
+        data[key] = str(_resolve(path, key, value))
     if isinstance(data.get("audio_roots"), list):
         data["audio_roots"] = [
             str(_resolve(path, f"audio_roots[{i}]", r)) if isinstance(r, str) else r
@@ -284,11 +284,23 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise InputError(f"{path}: {format_validation_error(exc)}") from None
+        raise InputError(f"{path}: {format_validation_error(exc, model=RunConfig)}") from None
     except InputError as exc:  # raised by an included slice file
         raise InputError(f"{path}: {exc}") from None
     config._source = path
+    _check_inputs_exist(path, written, config)
     return config
+
+
+def _check_inputs_exist(path: Path, written: dict[str, str], config: RunConfig) -> None:
+    """A missing manifest or slice file names what the config said and where that led: paths in a
+    config are relative to the config file, not to the working directory."""
+    for key, target in (("dataset", config.dataset), ("slices", config.slices)):
+        if key in written and isinstance(target, Path) and not target.exists():
+            raise InputError(
+                f"{path}: '{key}': {written[key]} not found (looked for {target}); paths are relative to the "
+                "config file"
+            )
 
 
 def _resolve(path: Path, key: str, value: str) -> Path:

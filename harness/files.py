@@ -60,7 +60,10 @@ class RunPaths:
         """How to finish a directory whose scoring was interrupted (no metrics.json)."""
         if self.utterances.is_file() and self.provenance.is_file():
             return f"'asrfair score {self.root}' completes it"
-        return "rerun the 'asrfair run' command that made it (its transcripts are cached)"
+        return (
+            f"rerun `asrfair run CONFIG` with the config that made it (a copy: {self.config}) to resume; "
+            "its transcripts are cached"
+        )
 
 
 def new_run_dir(parent: Path, name: str, now: datetime | None = None) -> RunPaths:
@@ -82,6 +85,8 @@ def new_run_dir(parent: Path, name: str, now: datetime | None = None) -> RunPath
 
 def open_run_dir(path: Path) -> RunPaths:
     paths = RunPaths(path)
+    if paths.config.is_file() and not paths.transcripts.is_file():  # made by a run stopped while transcribing
+        raise InputError(f"{path}: an interrupted run (no metrics.json yet); {paths.completion_hint()}")
     for needed in (paths.config, paths.transcripts):
         if not needed.is_file():
             raise InputError(

@@ -575,7 +575,7 @@ def _open_finished(run_dir: Path) -> tuple[RunPaths, RunConfig, pd.DataFrame]:
     try:
         config = RunConfig.model_validate(read_yaml(paths.config, "run config"))
     except ValidationError as exc:
-        raise InputError(f"{paths.config}: {format_validation_error(exc)}") from None
+        raise InputError(f"{paths.config}: {format_validation_error(exc, model=RunConfig)}") from None
     try:
         frame = pd.read_parquet(paths.utterances)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError

@@ -99,7 +99,7 @@ def read_backend_spec(path: Path) -> BackendSpec:
     try:
         return BackendSpec.model_validate(data["backend"])
     except ValidationError as exc:
-        raise InputError(f"{path}: {format_validation_error(exc, 'backend')}") from None
+        raise InputError(f"{path}: {format_validation_error(exc, 'backend', BackendSpec)}") from None
 
 
 def create_backend(path: Path, spec: BackendSpec, registry: Registry | None = None) -> Backend:

@@ -80,7 +80,7 @@ def test_tag_map_matches_loosely_and_applies_the_unmapped_rule(tmp_path):
     [
         ("- a\n- b\n", "expected tag names mapping to"),
         ("accent: {us: [x]}\n", "'accent': expected 'map: {canonical: [raw values]}'"),
-        ("accent: {map: {us: [x]}, unmaped: keep}\n", "'accent': unknown key(s) unmaped; use 'map' and 'unmapped'"),
+        ("accent: {map: {us: [x]}, unmaped: keep}\n", "'accent.unmaped': unknown key; did you mean 'unmapped'?"),
         ("accent: {map: {us: [x, 3]}}\n", "'accent.map.us': expected raw values as text"),
         ("accent: {map: {us: [x], uk: [X]}}\n", "'X' is listed under both 'us' and 'uk'; keep one"),
         ("accent: {map: {us: [x]}, unmapped: ''}\n", "'accent.unmapped': expected keep, omit or a label"),

@@ -204,7 +204,7 @@ class Registry(PluginRegistry[Backend]):
         try:
             parsed = cls.Options.model_validate(options or {})
         except ValidationError as exc:
-            raise BackendUnavailable(f"backend '{name}': {format_validation_error(exc)}") from None
+            raise BackendUnavailable(f"backend '{name}': {format_validation_error(exc, model=cls.Options)}") from None
         redaction.keep_options(parsed.model_dump())  # before the backend can quote its key in an error
         return cls(parsed)
 

@@ -13,13 +13,40 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from harness.cli.common import app, stop_on_signal
+import typer
+
+from harness.cli.common import WordsCommand, WordsGroup, app, stop_on_signal
 
 __all__ = ["app", "main"]
 
-# Each module registers its commands on `app`; this order is the order --help lists them in.
+# --help's panels, in this order, and the commands in each: a new user reads "Start here" top to bottom.
+PANELS = {
+    "Start here": ("import", "validate", "run", "report"),
+    "Decide": ("gate", "baseline", "compare", "history"),
+    "Look deeper": ("score", "discover", "verify", "model", "plan", "audition"),
+    "Inputs & plugins": ("coverage", "importers", "backends", "normalizers"),
+    "Serve": ("serve",),
+}
+
+# Each module registers its commands on `app`.
 for _module in ("run", "data", "analyse", "decide", "serve"):
     importlib.import_module(f"harness.cli.{_module}")
+
+
+def _arrange(typer_app: typer.Typer) -> None:
+    """Every command in its panel, in PANELS' order, rendered by WordsCommand (types as words)."""
+    order = [name for names in PANELS.values() for name in names]
+    panel = {name: title for title, names in PANELS.items() for name in names}
+    typer_app.registered_commands.sort(key=lambda info: order.index(info.name or ""))
+    for info in typer_app.registered_commands:
+        info.rich_help_panel, info.cls = panel[info.name or ""], WordsCommand
+    for group in typer_app.registered_groups:
+        group.rich_help_panel, group.cls = panel[group.name or ""], WordsGroup
+        for info in group.typer_instance.registered_commands if group.typer_instance else ():
+            info.cls = WordsCommand
+
+
+_arrange(app)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,15 +8,18 @@ import logging
 import os
 import signal
 import threading
+import types
 from collections.abc import Callable, Iterator, Sequence
 from functools import wraps
-from typing import Annotated, Any, NoReturn, TypeVar, get_origin
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn, TypeVar, Union, get_args, get_origin
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from harness.errors import (
     EXIT_BAD_INPUT,
@@ -27,9 +30,64 @@ from harness.errors import (
 )
 from harness.redaction import RedactingFilter, redact
 
+
+class _WordArgument(TyperArgument):
+    """An argument whose help shows its type as a word (``PATH``), not typer's ``<path>``."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return cli_word(self.type_descriptor.annotation)
+
+    def _usage_display_name(self) -> str:  # typer writes a required one as {CONFIG}
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name if self.nargs == 1 else f"{name}..."
+
+
+class _Worded:
+    """Help shows every value as a word (``PATH``, ``INTEGER``, ``TEXT (repeatable)``) and a flag as
+    nothing, where typer prints ``<path>``, ``<list[str]>`` and ``<bool>``."""
+
+    params: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            reword(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        return reword(option) if option is not None else None
+
+
+class WordsCommand(_Worded, TyperCommand):
+    pass
+
+
+class WordsGroup(_Worded, TyperGroup):
+    pass
+
+
+def reword(param: Any) -> Any:
+    if isinstance(param, TyperOption) and param.metavar is None:
+        param.metavar = "" if param.is_flag else cli_word(param.type_descriptor.annotation)
+    elif type(param) is TyperArgument:
+        param.__class__ = _WordArgument  # adds no state: only how its type is shown
+        param.metavar = param.metavar or param.name.upper()  # usage: asrfair run CONFIG
+    return param
+
+
+def cli_word(annotation: Any) -> str:
+    """A CLI value's type as a word: ``PATH``, ``NUMBER``, ``PATH (repeatable)``."""
+    if get_origin(annotation) is list:
+        return f"{cli_word(get_args(annotation)[0])} (repeatable)"
+    return type_name(annotation) if get_origin(annotation) is Literal else type_name(annotation).upper()
+
+
 app = typer.Typer(
     name="asrfair",
+    cls=WordsGroup,
     help="Speech-recognition fairness benchmark: WER per accent, dialect, device and noise slice.",
+    epilog="New here? Run the 'Start here' commands in order: import (or write a manifest), validate, "
+    "run, report; then 'asrfair gate' in CI. README.md walks through it with your model and your data.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # a traceback must never print an API key
     add_completion=False,
@@ -79,8 +137,21 @@ def internal_error(exc: BaseException) -> NoReturn:
     raise typer.Exit(EXIT_INTERNAL) from None
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from harness import __version__
+
+        typer.echo(f"asrfair {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging on stderr")] = False) -> None:
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging on stderr")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
     handler = RichHandler(console=err_console, show_path=False, show_time=False)
     handler.addFilter(RedactingFilter())  # debug logs of HTTP libraries and tracebacks may hold credentials
     logging.basicConfig(
@@ -88,10 +159,29 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug 
     )
 
 
+_TYPE_WORDS = {bool: "yes/no", int: "integer", float: "number", str: "text", Path: "path", type(None): "none"}
+
+
 def type_name(annotation: Any) -> str:
-    if get_origin(annotation) is None and hasattr(annotation, "__name__"):
-        return annotation.__name__  # plain classes: "int", not "<class 'int'>"
-    return str(annotation).replace("typing.", "")  # Literal['cpu', 'cuda', 'auto'], dict[str, float]
+    """A type as words a user reads: ``number or none``, ``cpu | cuda | auto``, ``list of text``."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if isinstance(annotation, type) and annotation in _TYPE_WORDS:
+        return _TYPE_WORDS[annotation]
+    if origin is Annotated:
+        return type_name(args[0])
+    if annotation is Any:
+        return "any value"
+    if origin is Literal:
+        return " | ".join(str(arg) for arg in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join(type_name(arg) for arg in args)
+    if origin in (list, tuple, set, frozenset) and args:
+        return f"list of {type_name(args[0])}"
+    if origin is dict and len(args) == 2:
+        return f"mapping of {type_name(args[0])} to {type_name(args[1])}"
+    if isinstance(annotation, type) and issubclass(annotation, Path):
+        return "path"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))  # a model: StubRule
 
 
 def emit(metrics: dict[str, Any], as_json: bool) -> None:

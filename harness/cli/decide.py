@@ -42,6 +42,8 @@ def gate_command(
     from harness.decide.gate import load_side, run_gate
     from harness.report.gate import print_gate, write_gate
 
+    if not baseline.exists():  # a project's first gate: no run accepted yet
+        raise InputError(f"--baseline {baseline}: no baseline yet; make one: asrfair baseline set RUN -o {baseline}")
     candidate = load_side(run_dir, "candidate")
     base = load_side(baseline, "baseline")
     overrides = {
@@ -57,7 +59,7 @@ def gate_command(
     try:
         thresholds = GateConfig.model_validate({**base.config.gate.model_dump(), **overrides})
     except ValidationError as exc:
-        raise InputError(f"gate options: {format_validation_error(exc)}") from None
+        raise InputError(f"gate options: {format_validation_error(exc, model=GateConfig)}") from None
     result = run_gate(base, candidate, thresholds, force=force)
     folder = output or run_dir
     if folder.exists() and not folder.is_dir():

@@ -291,7 +291,7 @@ def _plugin_transform(item: Any) -> Any:
     try:
         return cls.model_validate(item)
     except ValidationError as exc:
-        raise ValueError(f"{kind}: {format_validation_error(exc)}") from None
+        raise ValueError(f"{kind}: {format_validation_error(exc, model=cls)}") from None
 
 
 def _tag(value: Any) -> str:

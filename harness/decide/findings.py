@@ -147,7 +147,7 @@ def read_finding(path: Path) -> FindingFile:
     try:
         finding = FindingFile.model_validate(data)
     except ValidationError as exc:
-        raise InputError(f"{path}: {format_validation_error(exc)}") from None
+        raise InputError(f"{path}: {format_validation_error(exc, model=FindingFile)}") from None
     if finding.schema_ != FINDING_SCHEMA:
         raise InputError(f"{path}: 'schema': {finding.schema_!r} is not a finding file ({FINDING_SCHEMA})")
     return finding

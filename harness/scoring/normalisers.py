@@ -237,7 +237,7 @@ def load_normalizer_file(path: Path) -> Normalizer:
     try:
         spec = NormalizerFile.model_validate(read_yaml(path, "normalizer"))
     except ValidationError as exc:
-        raise InputError(f"{path}: {format_validation_error(exc)}") from None
+        raise InputError(f"{path}: {format_validation_error(exc, model=NormalizerFile)}") from None
     if spec.name in {p.name for p in PRESETS}:
         raise InputError(f"{path}: 'name': {spec.name} is a built-in preset; give your normaliser its own name")
     transforms = [_build_step(path, i, step) for i, step in enumerate(spec.steps)]

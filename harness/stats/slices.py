@@ -113,7 +113,7 @@ def load_slices(path: str | Path) -> list[SliceSpec]:
     try:
         return SliceFile.model_validate(data).slices
     except ValidationError as exc:
-        raise InputError(f"{path}: {format_validation_error(exc)}") from None
+        raise InputError(f"{path}: {format_validation_error(exc, model=SliceFile)}") from None
 
 
 def default_slices(tag_names: Sequence[str]) -> list[SliceSpec]:

@@ -45,7 +45,7 @@ def test_without_any_provenance_the_hint_is_to_rerun(finished):
     root = finished.paths.root
     (root / "metrics.json").unlink()
     (root / "provenance.json").unlink()
-    with pytest.raises(InputError, match="rerun the 'asrfair run' command that made it"):
+    with pytest.raises(InputError, match=re.escape("rerun `asrfair run CONFIG` with the config that made it")):
         report(root)
     with pytest.raises(InputError, match=re.escape("neither metrics.json nor provenance.json")):
         rescore(root)

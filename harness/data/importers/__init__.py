@@ -46,7 +46,7 @@ class ImporterRegistry(PluginRegistry[Importer]):
         try:
             parsed = cls.Options.model_validate(options)
         except ValidationError as exc:
-            raise InputError(f"import {name}: -O {format_validation_error(exc)}") from None
+            raise InputError(f"import {name}: -O {format_validation_error(exc, model=cls.Options)}") from None
         return cls(source, parsed, split)
 
 

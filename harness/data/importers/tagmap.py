@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.data.importers.base import label
-from harness.errors import InputError
+from harness.errors import InputError, unknown_key
 from harness.yamlfile import read_yaml
 
 KEEP, OMIT = "keep", "omit"
@@ -73,7 +73,7 @@ def _rule(path: Path, tag: str, spec: object) -> TagRule:
         raise InputError(f"{path}: '{tag}': expected 'map: {{canonical: [raw values]}}'")
     unknown = sorted(set(spec) - {"map", "unmapped"})
     if unknown:
-        raise InputError(f"{path}: '{tag}': unknown key(s) {', '.join(map(str, unknown))}; use 'map' and 'unmapped'")
+        raise InputError(f"{path}: '{tag}.{unknown[0]}': {unknown_key(str(unknown[0]), ['map', 'unmapped'])}")
     unmapped = spec.get("unmapped", KEEP)
     if not isinstance(unmapped, str) or not unmapped.strip():
         raise InputError(f"{path}: '{tag}.unmapped': expected keep, omit or a label such as 'other'")

@@ -105,7 +105,7 @@ def load_side(path: Path, label: str) -> RunSide:
         try:
             config = RunConfig.model_validate(saved["config"])
         except ValidationError as exc:
-            raise InputError(f"{path}: 'config': {format_validation_error(exc)}") from None
+            raise InputError(f"{path}: 'config': {format_validation_error(exc, model=RunConfig)}") from None
         return RunSide(label, path, _read_table(table_path), saved["metrics"], config, str(saved.get("run_id")))
     raise InputError(f"{path}: not found, or neither a run directory nor a baseline .json")
 
@@ -158,4 +158,4 @@ def _read_config(path: Path) -> RunConfig:
     try:
         return RunConfig.model_validate(read_yaml(path, "run config"))
     except ValidationError as exc:
-        raise InputError(f"{path}: {format_validation_error(exc)}") from None
+        raise InputError(f"{path}: {format_validation_error(exc, model=RunConfig)}") from None
