@@ -11,7 +11,7 @@ from rich.table import Table
 
 from harness.decide.gate import Check, GateResult
 from harness.files import write_atomic
-from harness.report.format import interval, md_text, pct, points
+from harness.report.format import gap_points, interval, md_text, pct, points
 from harness.report.format import shown as escape  # long names clipped for display
 
 MARK = {"regression": "❌ regression", "improved": "✅ improved", "pass": "pass", "not tested": "– not tested"}
@@ -20,6 +20,8 @@ MARK = {"regression": "❌ regression", "improved": "✅ improved", "pass": "pas
 def value(check: Check, which: float | None) -> str:
     if which is None:
         return "–"
+    if check.kind == "gap":  # worst − best: percentage points, not a rate
+        return gap_points(which)
     return f"{which:.2f}×" if check.kind == "ratio" else pct(which)
 
 
@@ -154,7 +156,7 @@ def print_comparison(comparison: dict[str, Any], console: Console) -> None:
         gap = dim.get("gap")
         if gap:
             console.print(
-                f"  gap (worst − best): {pct(gap['A'])} → {pct(gap['B'])}, "
+                f"  gap (worst − best): {gap_points(gap['A'])} → {gap_points(gap['B'])}, "
                 f"change {points(gap['change'])} {interval(gap['change_ci'], points)}"
             )
     for warning in comparison["warnings"]:
