@@ -231,7 +231,7 @@ def _beside(metrics: dict[str, Any], index: int) -> dict[str, Any]:
     aggregate_rows = [
         {
             "label": s["label"],
-            "cells": [pct_ci(by_label[a][s["label"]]["wer"], by_label[a][s["label"]].get("wer_ci")) for a in blocks],
+            "cells": [slice_wer(by_label[a][s["label"]]) for a in blocks],
             "badly": f"{badly_served(s)} {interval((s.get('speakers_wer') or {}).get('share_ci'))}".strip(),
             "quartiles": quartiles(s),
         }
