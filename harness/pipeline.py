@@ -341,7 +341,10 @@ def rescore(
         provenance["backend"] = _backend_provenance(backend["name"], backend["id"], backend["fingerprint"])
     manifest = Path(provenance["manifest"]["path"])
     if "dataset_card" not in provenance and manifest.is_file():  # runs made before the card was kept
-        provenance["dataset_card"] = card_provenance(manifest)
+        try:
+            provenance["dataset_card"] = card_provenance(manifest)
+        except InputError as exc:  # the scores do not depend on the card: rescore without its caveats
+            log.warning("%s; the reports carry no dataset caveats", exc)
     metrics = _score_and_write(paths, frame, specs, chosen, config, provenance)
     record_run(config.history_path, paths.root, metrics)  # replaces the run's rows
     return metrics

@@ -83,6 +83,7 @@ def test_report_command_writes_elsewhere_and_compares(html_run, tmp_path):
     assert result.returncode == 0, result.stderr
     page = out.read_text(encoding="utf-8")
     assert "Compared with" in page and "change [CI]" in page
+    assert page.count("<table") == page.count("<caption>")
     assert re.search(r"Gap \(worst − best\): \d+\.\d pp → \d+\.\d pp, change [+-]\d+\.\d pp", page)
     assert 'src="../tone.wav"' in page  # audio links are relative to where the report was written
     assert_clean_error(asrfair("report", str(tmp_path / "nope")), 2, "nope")
@@ -111,6 +112,7 @@ def test_the_report_shows_conditions_and_the_normaliser_view(tmp_path, make_mani
     # each heatmap cell carries its paired interval; the shift table carries the gap change and ▲'s test
     assert re.search(r'class="cell-detail"[^>]*>\[[+-]\d+\.\d, [+-]\d+\.\d\] pp<', page)
     assert "gap change [CI]" in page and "interaction (▲ test)" in page
+    assert page.count("<table") == page.count("<caption>")  # every table, robust and normaliser views too
     shift = r'<td class="text">phone</td><td class="">\+\d+\.\d pp \[[^]]+\]</td><td class="">\d+\.\d pp \['
     assert re.search(shift, page)  # ΔWER and the gap under phone, each with its interval
     metrics = json.loads((path.parent / "metrics.json").read_text(encoding="utf-8"))
@@ -147,6 +149,7 @@ def test_the_report_in_headless_chromium(html_run, tmp_path):
             steps = page.locator("#summary ul.next li").all_inner_texts()
             assert any("asrfair baseline set" in s for s in steps) and any("synthetic speech" in s for s in steps)
             assert page.locator("table.verdicts caption").is_visible()
+            assert page.locator("table:not(:has(caption))").count() == 0  # every table says what it holds
 
             # Every figure the terminal shows, with intervals.
             slices_head = page.locator("table.slices").first.locator("thead th").all_inner_texts()

@@ -70,7 +70,7 @@ def card_caveats(card: Path) -> list[Caveat]:
 def _flat(value: Any) -> str:
     """A card value as one line: mappings as ``key: value; ...``, lists joined, whitespace folded."""
     if isinstance(value, dict):
-        return "; ".join(f"{k}: {_flat(v)}" for k, v in value.items())
+        return "; ".join(f"{k}: {_flat(v).rstrip('.')}" for k, v in value.items())
     if isinstance(value, list):
         return "; ".join(_flat(v) for v in value)
     return " ".join(str(value).split()) if value is not None else ""

@@ -469,13 +469,14 @@ def _conditions(block: dict[str, Any] | None) -> dict[str, Any] | None:
         for s in dim["slices"]:
             for cell in s["cells"][1:]:
                 marker = " ▲" if cell.get("degrades_more") else ""
-                ci = interval(cell.get("delta_ci"), lambda v: f"{100 * v:+.1f}", note=cell.get("note"))
+                ci = interval(cell.get("delta_ci"), lambda v: f"{100 * v:+.1f}")
+                why = f"no interval: {cell['note']}; " if cell.get("note") and not ci else ""
                 cells[(s["label"], cell["condition"])] = HeatCell(
                     cell["delta"],
                     f"{points(cell['delta'])}{marker}",
-                    f"{ci} pp" if ci and not ci.startswith("[–") else ci,
+                    f"{ci} pp" if ci else "[– no interval]",  # the reason is on hover: a cell is narrow
                     not s["supported"],
-                    f"WER {pct_ci(cell['wer'], cell.get('wer_ci'))}",
+                    f"{why}WER {pct_ci(cell['wer'], cell.get('wer_ci'))}",
                 )
         rows = [s["label"] for s in dim["slices"]]
         dims.append(
