@@ -104,7 +104,7 @@ def _verdict(dim: dict[str, Any], stats: dict[str, Any], sensitivity: dict[str, 
         return Verdict(dim["name"], GAP, worst, text, warnings)
     if disparity["worst"] is None or disparity.get("detected") is None or test is None:
         why = disparity.get("note") or (
-            "no test was run" if test is None else "the gap has no interval (stats.bootstrap is 0)"
+            "no test was run" if test is None else "the worst–best gap has no interval"
         )
         return Verdict(dim["name"], UNKNOWN, worst, f"Cannot tell: {why}.", warnings)
     span = _detectable(dim)
