@@ -31,6 +31,7 @@ from harness.conditions.dsp import CodecUnavailable, codec
 from harness.conditions.spec import Babble, Codec
 from harness.config import MAX_CONFIDENCE, RunawayConfig, RunConfig, StatsConfig
 from harness.data.audio import AudioError, load_audio
+from harness.data.card import card_provenance
 from harness.data.manifest import Manifest, Utterance, load_manifest
 from harness.decide.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
 from harness.decide.history import record_run
@@ -341,6 +342,12 @@ def rescore(
         backend = provenance["backend"]
         info = backend_info(backend["fingerprint"], Backend.default_model)
         provenance["backend"] = _provenance_block(backend["name"], backend["id"], info, backend["fingerprint"])
+    manifest = Path(provenance["manifest"]["path"])
+    if "dataset_card" not in provenance and manifest.is_file():  # runs made before the card was kept
+        try:
+            provenance["dataset_card"] = card_provenance(manifest)
+        except InputError as exc:  # the scores do not depend on the card: rescore without its caveats
+            log.warning("%s; the reports carry no dataset caveats", exc)
     metrics = _score_and_write(paths, frame, specs, chosen, config, provenance)
     record_run(config.history_path, paths.root, metrics)  # replaces the run's rows
     return metrics
@@ -765,6 +772,7 @@ def _provenance(config: RunConfig, manifest: Manifest, backend: Backend) -> dict
         "harness_version": __version__,
         "git_sha": _git_sha(),
         "manifest": {"path": str(manifest.path), "sha256": manifest.sha256, "utterances": len(manifest.utterances)},
+        "dataset_card": card_provenance(manifest.path),
         "backend": _backend_provenance(backend),
         "config": config.resolved(),
         "python": platform.python_version(),

@@ -1,7 +1,8 @@
 """``metrics.json``: the versioned, machine-readable result of a run.
 
 Schema ``asrfair.metrics/5`` (documented field by field in docs/metrics.md):
-``schema``, ``provenance`` (what produced the numbers), ``aggregate`` (the headline: ``pooled``
+``schema``, ``caveats`` (the dataset card's: synthetic speech, licence, ...), ``provenance`` (what
+produced the numbers), ``aggregate`` (the headline: ``pooled``
 unless chosen otherwise), ``method``, ``stats`` (thresholds, bootstrap and test settings),
 ``overall`` and ``dimensions`` (the headline aggregate's block; each dimension with ``evidence``,
 ``slices``, ``disparity`` and ``test``), ``aggregates`` (the same block under each of ``pooled``,
@@ -47,6 +48,7 @@ def build_metrics(
     return json_safe(
         {
             "schema": SCHEMA,
+            "caveats": (provenance.get("dataset_card") or {}).get("caveats", []),
             "provenance": provenance,
             "aggregate": headline.aggregate,
             "method": headline.method,

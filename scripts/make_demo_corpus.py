@@ -306,6 +306,7 @@ def dataset_card(version: str) -> dict[str, Any]:
     return {
         "name": "asrfair-demo",
         "description": DESCRIPTION,
+        "synthetic": True,  # every report carries this caveat (harness/data/card.py)
         "source": version,
         "licence": LICENCE,
         "generator": GENERATOR,

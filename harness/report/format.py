@@ -45,12 +45,25 @@ def shown(text: str) -> str:
     return escape(_LONG_WORD.sub(lambda word: clip(word.group()), text))
 
 
+def caveats(metrics: dict[str, Any]) -> list[dict[str, str]]:
+    """The dataset card's caveats (``{kind, text}``); runs scored before metrics.json had the field
+    may still carry them in their provenance."""
+    if "caveats" in metrics:
+        return metrics["caveats"] or []
+    return (metrics.get("provenance", {}).get("dataset_card") or {}).get("caveats") or []
+
+
 def pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
 def points(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:+.1f} pp"
+
+
+def gap_points(value: float | None) -> str:
+    """A gap (never negative: worst − best) in percentage points, unsigned: ``4.8 pp``."""
+    return "–" if value is None else f"{100 * value:.1f} pp"
 
 
 def signed(value: float | None) -> str:
@@ -203,12 +216,12 @@ def pooled_over_conditions(conditions: dict[str, Any] | None, scoped: bool = Fal
 
 
 def condition_cell(cell: dict[str, Any]) -> str:
-    """``50.2% (+12.1)``: WER under the condition and its paired change in points; ▲ when the
+    """``50.2% (+12.1 pp)``: WER under the condition and its paired change in points; ▲ when the
     condition hurts this slice significantly more than the rest of its dimension."""
     if cell["delta"] is None:
         return pct(cell["wer"])
     marker = DEGRADES_MORE if cell.get("degrades_more") else ""
-    return f"{pct(cell['wer'])} ({100 * cell['delta']:+.1f}){marker}"
+    return f"{pct(cell['wer'])} ({points(cell['delta'])}){marker}"
 
 
 def interaction_text(test: dict[str, Any] | None) -> str:
@@ -223,7 +236,7 @@ def shift_cells(shift: dict[str, Any]) -> list[str]:
     return [
         shift["condition"],
         f"{points(shift['delta'])} {interval(shift.get('delta_ci'), points)}".strip(),
-        f"{points(shift['gap'])} {interval(shift.get('gap_ci'), points)}".strip().replace("+", ""),
+        f"{gap_points(shift['gap'])} {interval(shift.get('gap_ci'), gap_points)}".strip(),
         f"{points(shift['gap_change'])} {interval(shift.get('gap_change_ci'), points)}".strip(),
         f"{signed(shift['ratio_change'])} {interval(shift.get('ratio_change_ci'), signed)}".strip(),
         shift.get("most_degraded") or "–",

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from harness.decide.gate import Check, CheckKind, GateResult, Status
 from harness.files import write_atomic, write_json, write_text
-from harness.report.format import interval, md_text, pct, points
+from harness.report.format import gap_points, interval, md_text, pct, points
 from harness.report.format import shown as escape  # long names clipped for display
 
 MARK = {
@@ -32,12 +32,7 @@ def value(check: Check, which: float | None) -> str:
         return "–"
     if check.kind == CheckKind.RATIO:
         return f"{which:.2f}×"
-    return gap_points(which) if check.kind == CheckKind.GAP else pct(which)
-
-
-def gap_points(value: float | None) -> str:
-    """A gap between two WERs is a difference: percentage points, unsigned."""
-    return "–" if value is None else f"{100 * value:.1f} pp"
+    return gap_points(which) if check.kind == CheckKind.GAP else pct(which)  # worst − best: points, not a rate
 
 
 def change(check: Check) -> str:

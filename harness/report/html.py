@@ -31,24 +31,39 @@ from harness.report.format import (
     AGGREGATE_DEFINITIONS,
     ROBUST_CONDITION_HEADER,
     ROBUST_HEADER,
+    aggregate_value,
+    badly_served,
+    caveats,
     detectable,
     detectable_sentence,
     discovery_summary,
     disparity_sentence,
+    effect_cells,
+    empty_references_sentence,
     finding_cells,
+    gap_points,
+    interval,
+    model_lines,
     normalization_cells,
     normalization_disparity,
     normalization_header,
+    others,
     pct,
     pct_ci,
     points,
+    pooled_over_conditions,
+    quartiles,
+    ratio,
     robust_cells,
     robust_changes,
     robust_condition_cells,
     runaway_sentence,
+    sensitivity_sentence,
+    shift_cells,
     slice_wer,
     test_sentence,
 )
+from harness.report.summary import BETWEEN, GAP, MIXED, NONE, UNKNOWN, plain_summary
 from harness.report.svg import Bar, HeatCell, heatmap, interval_chart
 from harness.stats.by_slice import cluster_units
 from harness.stats.coverage import Cell, coverage_of_table, matrix
@@ -59,6 +74,8 @@ log = logging.getLogger(__name__)
 
 WORST_PER_SLICE = 3
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
+_CODE = re.compile(r"`([^`]+)`")
+VERDICT_CLASS = {GAP: "gap", BETWEEN: "gap", MIXED: "mixed", NONE: "none", UNKNOWN: "unknown"}
 
 
 def render_html(
@@ -78,10 +95,18 @@ def render_html(
         lstrip_blocks=True,
     )
     environment.filters["bold"] = _bold
+    environment.filters["code"] = _code
     environment.tests["length_is_one"] = lambda rows: len(rows) == 1
     context = _context(metrics, table, specs, report_dir, comparison)
     context["discovery"] = _discovery(discovery)
+    context["summary"] = plain_summary(metrics, discovery)
+    context["verdict_class"] = VERDICT_CLASS
     return environment.get_template("report.html.j2").render(**context)
+
+
+def _code(text: str) -> Markup:
+    """The summary's `command` spans as <code>, after escaping everything else."""
+    return Markup(_CODE.sub(r"<code>\1</code>", str(escape(text))))
 
 
 def _bold(text: str) -> Markup:
@@ -100,7 +125,10 @@ def _context(
     conditions = prov.get("config", {}).get("conditions") or []
     if metrics.get("runaway") and conditions:  # scored with recorded dimensions on the reference condition only
         specs = scoped_specs(specs, conditions[0]["name"])
-    dimensions = [_dimension(dim, table, spec, stats) for dim, spec in zip(metrics["dimensions"], specs, strict=True)]
+    dimensions = [
+        {**_dimension(dim, table, spec, stats, metrics["aggregate"]), **_beside(metrics, index)}
+        for index, (dim, spec) in enumerate(zip(metrics["dimensions"], specs, strict=True))
+    ]
     has_audio = _attach_audio(dimensions, prov, report_dir)
     return {
         "title": f"asrfair report: {prov['run_name']}",
@@ -111,6 +139,17 @@ def _context(
         "overall_text": pct_ci(metrics["overall"]["wer"], metrics["overall"].get("wer_ci")),
         "aggregate": metrics["aggregate"],
         "aggregate_definition": AGGREGATE_DEFINITIONS[metrics["aggregate"]],
+        "others": others(metrics["aggregate"]),
+        "overall_others": [(a, pct(aggregate_value(metrics["overall"], a))) for a in others(metrics["aggregate"])],
+        "overall_badly": badly_served(metrics["overall"]),
+        "threshold": pct(metrics.get("aggregation", {}).get("speaker_wer_threshold")),
+        "headline_notes": (
+            pooled_over_conditions(metrics.get("conditions"), bool(metrics.get("runaway")))
+            + empty_references_sentence(metrics.get("aggregation", {}))
+        ).strip(),
+        "caveats": caveats(metrics),
+        "skipped": prov.get("conditions_skipped") or [],
+        "model": _model(metrics.get("model")),
         "stats": stats,
         "failures": metrics["failures"],
         "dimensions": dimensions,
@@ -124,7 +163,9 @@ def _context(
     }
 
 
-def _dimension(dim: dict[str, Any], table: pd.DataFrame, spec: SliceSpec, stats: dict[str, Any]) -> dict[str, Any]:
+def _dimension(
+    dim: dict[str, Any], table: pd.DataFrame, spec: SliceSpec, stats: dict[str, Any], aggregate: str
+) -> dict[str, Any]:
     ordered = sorted(dim["slices"], key=lambda s: (s["wer"] is None, -(s["wer"] or 0.0), s["label"]))
     codes = slice_codes(table, spec, TagCodes(table))
     spread = _speaker_wers(table, codes)
@@ -145,6 +186,8 @@ def _dimension(dim: dict[str, Any], table: pd.DataFrame, spec: SliceSpec, stats:
             "star": bool(s.get("significantly_worse")),
             "wer": s["wer"],
             "wer_text": slice_wer(s),
+            "others": [pct(aggregate_value(s, a)) for a in others(aggregate)],
+            "badly": badly_served(s),
             "vs_overall": (s.get("vs_overall") or {}).get("difference"),
             "vs_overall_text": points((s.get("vs_overall") or {}).get("difference")),
             "detectable": (s.get("vs_overall") or {}).get("min_detectable"),
@@ -174,6 +217,59 @@ def _dimension(dim: dict[str, Any], table: pd.DataFrame, spec: SliceSpec, stats:
         "rows": rows,
         "worst": _worst(table, codes, dim) if single and CONDITION_TAG not in dim["by"] else [],
     }
+
+
+def _beside(metrics: dict[str, Any], index: int) -> dict[str, Any]:
+    """What the terminal and report.md show under a dimension's table: the dimension under each
+    aggregate (with the badly-served share and speaker quartiles), whether the aggregate changes the
+    finding, and each slice against the ``reference:`` group."""
+    headline = metrics["aggregate"]
+    blocks = {a: metrics["aggregates"][a]["dimensions"][index] for a in metrics.get("aggregates", {})}
+    dim = metrics["dimensions"][index]
+    by_label = {a: {s["label"]: s for s in d["slices"]} for a, d in blocks.items()}
+    ordered = sorted(dim["slices"], key=lambda s: (s["wer"] is None, -(s["wer"] or 0.0), s["label"]))
+    aggregate_rows = [
+        {
+            "label": s["label"],
+            "cells": [slice_wer(by_label[a][s["label"]]) for a in blocks],
+            "badly": f"{badly_served(s)} {interval((s.get('speakers_wer') or {}).get('share_ci'))}".strip(),
+            "quartiles": quartiles(s),
+        }
+        for s in ordered
+        if all(s["label"] in by_label[a] for a in blocks)
+    ]
+    gaps = [
+        f"{a}: gap {gap_points(d['disparity']['gap'])} {interval(d['disparity'].get('gap_ci'), gap_points)}".strip()
+        for a, d in blocks.items()
+        if d["disparity"].get("gap") is not None
+    ]
+    sensitivity = metrics.get("aggregation", {}).get("sensitivity") or []
+    reference = dim["disparity"].get("reference")
+    return {
+        "aggregate_names": [f"{a} (headline)" if a == headline else a for a in blocks],
+        "aggregate_rows": aggregate_rows if len(blocks) > 1 else [],
+        "aggregate_gaps": "Disparity under each aggregate: " + "; ".join(gaps) + "." if gaps else "",
+        "sensitivity": sensitivity_sentence(sensitivity[index]) if index < len(sensitivity) else "",
+        "reference": reference,
+        "reference_rows": [_reference_cells(s) for s in ordered if s.get("vs_reference")] if reference else [],
+    }
+
+
+def _reference_cells(s: dict[str, Any]) -> list[str]:
+    ref = s["vs_reference"]
+    ratio_ci = interval(ref.get("ratio_ci"), lambda v: ratio(v)[:-1], unbounded=True)
+    return [
+        s["label"],
+        f"{points(ref['difference'])} {interval(ref.get('difference_ci'), points, note=ref.get('note'))}".strip(),
+        "–" if ref.get("ratio") is None else f"{ref['ratio']:.2f}× {ratio_ci}".strip(),
+    ]
+
+
+def _model(model: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The rate model: each tag's effect with the others held fixed (harness/stats/rate_model.py)."""
+    if not model:
+        return None
+    return {"lines": model_lines(model), "effects": [effect_cells(e) for e in model.get("effects") or []]}
 
 
 def _speaker_wers(table: pd.DataFrame, codes: SliceCodes) -> dict[str, tuple[float, ...]]:
@@ -350,7 +446,20 @@ def _runaway(block: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+SHIFT_HEADER = (
+    "condition",
+    "ΔWER [CI]",
+    "gap [CI]",
+    "gap change [CI]",
+    "ratio change [CI]",
+    "most degraded",
+    "interaction (▲ test)",
+)
+
+
 def _conditions(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Per dimension: a heatmap of paired ΔWER per slice per condition, each cell with its interval
+    and ▲; then each condition's shift of the dimension's gap and the interaction test."""
     if not block:
         return None
     names = [c["name"] for c in block["conditions"]]
@@ -360,20 +469,40 @@ def _conditions(block: dict[str, Any] | None) -> dict[str, Any] | None:
         for s in dim["slices"]:
             for cell in s["cells"][1:]:
                 marker = " ▲" if cell.get("degrades_more") else ""
+                ci = interval(cell.get("delta_ci"), lambda v: f"{100 * v:+.1f}")
+                why = f"no interval: {cell['note']}; " if cell.get("note") and not ci else ""
                 cells[(s["label"], cell["condition"])] = HeatCell(
-                    cell["delta"], f"{points(cell['delta'])}{marker}", f"WER {pct(cell['wer'])}", not s["supported"]
+                    cell["delta"],
+                    f"{points(cell['delta'])}{marker}",
+                    f"{ci} pp" if ci else "[– no interval]",  # the reason is on hover: a cell is narrow
+                    not s["supported"],
+                    f"{why}WER {pct_ci(cell['wer'], cell.get('wer_ci'))}",
                 )
         rows = [s["label"] for s in dim["slices"]]
-        dims.append({"name": dim["name"], "svg": Markup(heatmap(rows, names[1:], cells, palette="change"))})
+        dims.append(
+            {
+                "name": dim["name"],
+                "svg": Markup(heatmap(rows, names[1:], cells, palette="change")),
+                "note": dim.get("note"),
+                "reference_gap": gap_points(dim.get("reference_gap")),
+                "shifts": [shift_cells(shift) for shift in dim.get("shifts") or []],
+            }
+        )
     return {
         "reference": block["reference"],
         "paired": block["paired_utterances"],
+        "excluded": block.get("excluded_utterances", 0),
+        "shift_header": SHIFT_HEADER,
         "conditions": [
             {
                 "name": c["name"],
                 "description": c["description"],
                 "wer": pct_ci(c["wer"], c.get("wer_ci")),
-                "delta": "–" if c["name"] == block["reference"] else points(c["delta"]),
+                "delta": "–"
+                if c["name"] == block["reference"]
+                else f"{points(c['delta'])} {interval(c.get('delta_ci'), points)}".strip(),
+                "utterances": c.get("utterances"),
+                "failed": c.get("failed"),
             }
             for c in block["conditions"]
         ],
@@ -428,10 +557,19 @@ def _comparison(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
                     {"label": s["label"], "a": pct(s["A"]), "b": pct(s["B"]), "delta": _delta(s), "value": s["delta"]}
                     for s in d["slices"]
                 ],
+                "gap": _gap_change(d.get("gap")),
             }
             for d in comparison["dimensions"]
         ],
     }
+
+
+def _gap_change(gap: dict[str, Any] | None) -> str:
+    """The dimension's worst − best gap in each run and its paired change (compare_sides)."""
+    if not gap or (gap.get("A") is None and gap.get("B") is None):
+        return ""
+    change = f"{points(gap.get('change'))} {interval(gap.get('change_ci'), points)}".strip()
+    return f"Gap (worst − best): {gap_points(gap.get('A'))} → {gap_points(gap.get('B'))}, change {change}."
 
 
 def _delta(entry: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from harness.report.format import (
     aggregate_value,
     badly_served,
     by_wer,
+    caveats,
     condition_cell,
     detectable,
     detectable_sentence,
@@ -46,6 +47,7 @@ from harness.report.format import (
     test_sentence,
     vs_overall_text,
 )
+from harness.report.summary import GAP, plain_summary
 
 _HEADER = (
     "| slice | {headline} WER [CI] | vs overall [CI] | detectable gap | {second} | {third} | badly served | sub | del "
@@ -81,6 +83,8 @@ def render_markdown(metrics: dict[str, Any], discovery: dict[str, Any] | None = 
         f"{' and '.join(others(headline))} are shown beside it, each with its own intervals, disparity and test.",
         f"- Slices with fewer than {stats['min_speakers']} speakers or "
         f"{stats['min_words']} words are flagged and not ranked.",
+        *_caveat_lines(caveats(metrics)),
+        *_summary_lines(metrics, discovery),
         "",
         _HOW_TO_READ.format(
             headline=headline,
@@ -143,12 +147,44 @@ def render_markdown(metrics: dict[str, Any], discovery: dict[str, Any] | None = 
                 "|---|---|---|",
             ]
             lines += [_reference_row(s) for s in by_wer(dim["slices"]) if s["vs_reference"]]
+    lines += _discovery_section(discovery)  # beside the disparities it refines, not at the bottom
+    lines += _model_section(metrics.get("model"))
     lines += _robust_section(metrics.get("runaway"))
     lines += _conditions_section(conditions, stats)
     lines += _normalization_section(metrics.get("normalization"))
-    lines += _discovery_section(discovery)
-    lines += _model_section(metrics.get("model"))
     return "\n".join(lines) + "\n"
+
+
+def _caveat_lines(found: list[dict[str, str]]) -> list[str]:
+    if not found:
+        return []
+    return ["", "> **Caveats from the dataset card**", ">", *(f"> - {md_text(c['text'])}" for c in found)]
+
+
+def _summary_lines(metrics: dict[str, Any], discovery: dict[str, Any] | None) -> list[str]:
+    """The plain-language summary (harness/report/summary.py): headline, one verdict per dimension,
+    notes and what to do next."""
+    summary = plain_summary(metrics, discovery)
+    lines = ["", "## Summary", "", md_text(summary.headline)]
+    if summary.verdicts:
+        lines += ["", "| dimension | worst slice, WER [CI] | verdict | what the statistics say |", "|---|---|---|---|"]
+        lines += [
+            f"| {md_text(v.dimension)} | {md_text(v.worst)} | {'★ ' if v.kind == GAP else ''}{v.kind} | "
+            + md_text(" ".join([v.text, *(f"⚠ {w}." for w in v.warnings)]))
+            + " |"
+            for v in summary.verdicts
+        ]
+    if summary.notes:
+        lines += ["", *(f"- {md_text(note)}" for note in summary.notes)]
+    if summary.next_steps:
+        lines += ["", "**What to do next**", "", *(f"- {_with_code(step)}" for step in summary.next_steps)]
+    return lines
+
+
+def _with_code(text: str) -> str:
+    """Escaped text whose `command` spans stay code spans."""
+    parts = text.split("`")
+    return "".join(md_code(part) if i % 2 else md_text(part) for i, part in enumerate(parts))
 
 
 def _warnings_lines(warnings: list[str]) -> list[str]:

@@ -100,8 +100,9 @@ def interval_chart(bars: Sequence[Bar], overall: float | None, overall_ci: Seque
 class HeatCell:
     value: float | None  # drives the colour; None: no colour
     text: str  # first line
-    detail: str = ""  # second line (support)
+    detail: str = ""  # second line (support, or an interval)
     thin: bool = False
+    note: str = ""  # shown on hover only
 
 
 def heatmap(
@@ -145,7 +146,7 @@ def heatmap(
             parts.append(
                 f'<rect class="cell{" thin" if cell.thin else ""}" x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" '
                 f'fill="{fill}"><title>{escape(row)} × {escape(column)}: {escape(cell.text)} {escape(cell.detail)}'
-                "</title></rect>"
+                f"{escape(' · ' + cell.note) if cell.note else ''}</title></rect>"
                 f'<text class="cell-text" x="{x + cell_w / 2:.1f}" y="{y + 18}" text-anchor="middle">'
                 f"{escape(cell.text)}{' ⚠' if cell.thin else ''}</text>"
                 f'<text class="cell-detail" x="{x + cell_w / 2:.1f}" y="{y + 34}" text-anchor="middle">'

@@ -13,6 +13,7 @@ from harness.report.format import (
     aggregate_value,
     badly_served,
     by_wer,
+    caveats,
     condition_cell,
     detectable,
     detectable_sentence,
@@ -65,6 +66,8 @@ def print_summary(metrics: dict[str, Any], console: Console) -> None:
         )
         + ("." + escape(empty) if (empty := empty_references_sentence(metrics["aggregation"])) else "")
     )
+    for caveat in caveats(metrics):
+        console.print(f"[bold yellow]caveat:[/] {escape(caveat['text'])}")
     if sentence := runaway_sentence(metrics.get("runaway")):
         console.print(escape(sentence))
     for warning in metrics.get("warnings") or []:
