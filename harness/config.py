@@ -8,7 +8,7 @@ relative to the working directory, where the user wants results to land.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -18,9 +18,11 @@ from harness.errors import InputError, format_validation_error
 from harness.manifest import usable_path
 from harness.runaway import RunawayRules
 from harness.slices import SliceSpec, load_slices
-from harness.stats import StatsOptions
 from harness.text import is_normalizer_file
 from harness.yamlfile import read_yaml
+
+if TYPE_CHECKING:
+    from harness.stats import StatsOptions
 
 CONFIG_VERSION = 1
 # Resampling counts above this only exhaust memory (replicates × speakers floats).
@@ -97,6 +99,8 @@ class StatsConfig(Strict):
     )
 
     def options(self) -> StatsOptions:
+        from harness.stats import StatsOptions  # scipy: only for a run that scores
+
         return StatsOptions(**self.model_dump(exclude=_NOT_BOOTSTRAP_OPTIONS))
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from harness.align import align
-from harness.audio import clip_seconds
 from harness.backends.base import Transcript
 from harness.manifest import RESULT_COLUMNS, Utterance
+from harness.reuse import frame_rows
 from harness.runaway import RUNAWAY_COLUMN, RunawayRules, classify
 from harness.text import Normalizer
 
@@ -24,30 +24,8 @@ SCORE_COLUMNS = ("ref_norm", "hyp_norm", *COUNT_COLUMNS, "wer", RUNAWAY_COLUMN)
 
 
 def utterance_frame(utterances: Sequence[Utterance], transcripts: Mapping[str, Transcript]) -> pd.DataFrame:
-    """One row per utterance: speaker, tags, raw reference and hypothesis, status and error, and
-    the clip's length in seconds (``audio_s``, null when unknown: the runaway ``rate`` rule's input).
-
-    Utterances without an ``ok`` transcript keep their row with ``status`` and ``error`` set and
-    no hypothesis: they are reported as failures per slice, never scored as empty transcripts.
-    """
-    rows = []
-    for utt in utterances:
-        transcript = transcripts.get(utt.id)
-        ok = transcript is not None and transcript.status == "ok"
-        rows.append(
-            {
-                "id": utt.id,
-                "speaker": utt.speaker,
-                "language": utt.language,
-                **utt.tags,
-                "status": transcript.status if transcript else "missing",
-                "error": None if ok else (transcript.error if transcript else "no transcript"),
-                "reference": utt.text,
-                "hypothesis": transcript.text if ok else None,
-                "audio_s": clip_seconds(utt),
-            }
-        )
-    return pd.DataFrame(rows)
+    """One row per utterance (:func:`harness.reuse.frame_rows`, which a rerun's score key hashes)."""
+    return pd.DataFrame(frame_rows(utterances, transcripts))
 
 
 def tag_columns(frame: pd.DataFrame) -> list[str]:
