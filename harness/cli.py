@@ -114,15 +114,25 @@ def run_command(
         str | None, typer.Option("--ray-address", help="Ray cluster to join: auto or ray://host:10001")
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Ray actors (execute.workers)")] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache", help="transcript cache file (default: the config's cache:, else runs/.cache/)"),
+    ] = None,
 ) -> None:
     """Transcribe the dataset with the configured backend, score it per slice, write a run directory.
 
-    A rerun reuses cached transcripts, so an interrupted run resumes where it stopped.
+    A rerun reuses cached transcripts, so an interrupted run resumes where it stopped. --output
+    moves the run directory only: the transcript cache stays where the config puts it (--cache moves it).
     """
     from harness.config import load_config
     from harness.pipeline import prepare, run
 
     overrides: dict[str, Any] = {"output": str(output)} if output else {}
+    if cache is not None:
+        overrides["cache"] = str(cache)
+    elif output is not None:
+        configured = load_config(config)  # -o must not orphan the cache (a rerun would transcribe it all again)
+        overrides["cache"] = str(configured.cache_path)
     execute = {"executor": executor, "address": ray_address, "workers": workers}
     if any(value is not None for value in execute.values()):
         overrides["execute"] = {key: value for key, value in execute.items() if value is not None}
@@ -131,6 +141,7 @@ def run_command(
     with _LiveProgress(prepared.normalizer, prepared.requests) as progress, _stop_after_batch(stop):
         outcome = run(prepared, on_batch=progress.update, stop=stop)
     _emit(outcome.metrics, as_json)
+    err_console.print(f"transcript cache: {prepared.config.cache_path} (--cache, or cache: in the config, moves it)")
     err_console.print(
         f"run directory: {outcome.paths.root} ({outcome.transcribed} transcribed, {outcome.from_cache} from cache)"
     )
@@ -811,10 +822,16 @@ def _stdout_console() -> Console:
 
 
 class _LiveProgress:
-    """Progress bar with ETA and the pooled WER of what is done so far (on stderr)."""
+    """Progress bar with ETA and the pooled WER of what is done so far (on stderr); without a
+    terminal, the same as plain lines every 10 % or 30 s (:mod:`harness.progress`)."""
 
     def __init__(self, normalizer: Any, total: int) -> None:
+        from harness.progress import ProgressLines
+
         self._normalizer = normalizer
+        self._lines = None
+        if not err_console.is_terminal:
+            self._lines = ProgressLines(total, normalizer, lambda line: err_console.print(line, highlight=False))
         self._errors = self._words = self._failed = 0
         self._progress = Progress(
             TextColumn("transcribing"),
@@ -837,6 +854,10 @@ class _LiveProgress:
 
     def update(self, batch: Sequence[Any], transcripts: Sequence[Any]) -> None:
         from harness.align import align
+
+        if self._lines is not None:
+            self._lines.update(batch, transcripts)
+            return
 
         ok = [(u.text, t.text) for u, t in zip(batch, transcripts, strict=True) if t.status == "ok"]
         self._failed += len(batch) - len(ok)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -117,3 +120,26 @@ def test_only_the_newest_scorings_are_kept(tmp_path, manifest, caplog, monkeypat
     for confidence in (0.8, 0.9, 0.95):
         scored_run(config_at(tmp_path, manifest, stats={"min_speakers": 1, "confidence": confidence}), caplog)
     assert len([p for p in (tmp_path / "runs" / ".cache" / "scores").iterdir() if p.is_dir()]) == 2
+
+
+def test_output_elsewhere_keeps_the_transcript_cache(tmp_path, manifest):
+    """``-o DIR`` moves the run directory only: the rerun is served from the config's cache."""
+    config = tmp_path / "run.yaml"
+    write_config(config, manifest, {"name": "stub"})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
+
+    def asrfair_run(*extra: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "harness", "run", str(config), *extra],
+            capture_output=True, text=True, env=env, timeout=600, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    cache = tmp_path / "runs" / ".cache" / "transcripts.sqlite"
+    assert "(60 transcribed, 0 from cache)" in asrfair_run()
+    moved = asrfair_run("-o", str(tmp_path / "elsewhere"))
+    assert "(0 transcribed, 60 from cache)" in moved and f"transcript cache: {cache}" in moved
+    assert list((tmp_path / "elsewhere").glob("test-*/metrics.json"))
+    fresh = asrfair_run("-o", str(tmp_path / "third"), "--cache", str(tmp_path / "new.sqlite"))
+    assert "(60 transcribed, 0 from cache)" in fresh and f"transcript cache: {tmp_path / 'new.sqlite'}" in fresh
