@@ -73,14 +73,15 @@ def score_key(
     rows: Sequence[Sequence[dict[str, Any]]], provenance: Mapping[str, Any], inputs: Mapping[str, Any], run_parent: Path
 ) -> str:
     """SHA-256 of everything a scoring reads: the rows of each pass, the provenance the reports
-    show (all but the creation time), the scoring inputs (slices, normalisers), where the run
-    directory lies (reports link audio relative to it), the harness's files and library versions."""
+    show (all but the creation time), the scoring inputs (slices, normalisers), the folder the run
+    directory is made in (the report links audio relative to it), the harness's files and the
+    libraries' versions."""
     digest = hashlib.sha256()
     shown = {k: v for k, v in provenance.items() if k != "created_utc"}
     header = {
         "provenance": shown,
         "inputs": inputs,
-        "run_parent": str(run_parent.resolve()),
+        "run_parent": os.path.abspath(run_parent),  # as os.path.relpath sees it for the audio links
         "harness": _harness_digest(),
         "libraries": _library_versions(),
     }
