@@ -23,7 +23,7 @@ class ProgressLines:
         *,
         every_pct: float = 10.0,
         every_s: float = 30.0,
-        sample: int = 500,
+        sample: int = 100,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._total, self._normalizer, self._write = total, normalizer, write
