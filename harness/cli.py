@@ -121,8 +121,9 @@ def run_command(
 ) -> None:
     """Transcribe the dataset with the configured backend, score it per slice, write a run directory.
 
-    A rerun reuses cached transcripts, so an interrupted run resumes where it stopped. --output
-    moves the run directory only: the transcript cache stays where the config puts it (--cache moves it).
+    A rerun reuses cached transcripts, so an interrupted run resumes where it stopped. The default
+    cache lies in the output folder, so --output starts a new one (said before any work; --cache
+    points at another).
     """
     from harness.config import load_config
     from harness.pipeline import prepare, run
@@ -130,18 +131,17 @@ def run_command(
     overrides: dict[str, Any] = {"output": str(output)} if output else {}
     if cache is not None:
         overrides["cache"] = str(cache)
-    elif output is not None:
-        configured = load_config(config)  # -o must not orphan the cache (a rerun would transcribe it all again)
-        overrides["cache"] = str(configured.cache_path)
     execute = {"executor": executor, "address": ray_address, "workers": workers}
     if any(value is not None for value in execute.values()):
         overrides["execute"] = {key: value for key, value in execute.items() if value is not None}
     prepared = prepare(load_config(config, overrides or None))
+    if output is not None and cache is None:
+        _say_if_cache_moved(prepared.config.cache_path, load_config(config).cache_path)
     stop = threading.Event()
     with _LiveProgress(prepared.normalizer, prepared.requests) as progress, _stop_after_batch(stop):
         outcome = run(prepared, on_batch=progress.update, stop=stop)
     _emit(outcome.metrics, as_json)
-    err_console.print(f"transcript cache: {prepared.config.cache_path} (--cache, or cache: in the config, moves it)")
+    err_console.print(f"transcript cache: {prepared.config.cache_path} (--cache or cache: to use another)")
     err_console.print(
         f"run directory: {outcome.paths.root} ({outcome.transcribed} transcribed, {outcome.from_cache} from cache)"
     )
@@ -799,6 +799,17 @@ def backends_command(
                 key, escape(opt["type"]), escape(json.dumps(opt["default"], default=str)), escape(opt["description"])
             )
         console.print(table)
+
+
+def _say_if_cache_moved(used: Path, configured: Path) -> None:
+    """--output moved the default cache: say so before any transcribing when the config's own cache
+    exists and the moved one does not, with the flag that reuses it."""
+    if used != configured and configured.is_file() and not used.exists():
+        err_console.print(
+            f"transcript cache {used} is new (--output moves the default cache with the run directories); "
+            f"{configured} already holds transcripts: stop and add --cache {configured} to reuse them",
+            highlight=False,
+        )
 
 
 def _type_name(annotation: Any) -> str:

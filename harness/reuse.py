@@ -12,6 +12,7 @@ report stack. Anything that changes a number changes the key and the run is scor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 KEEP = 8  # scorings kept per cache folder (the demo's is ~0.4 MB; one per config/data variant)
 _NOT_SCORED = frozenset({"config.yaml", "transcripts.parquet", SEAL})  # written by every run itself
-_TOKEN_FILE = ".created-token"
+_INDEX = ".index.json"  # the placeholder and each file's SHA-256: a damaged entry is never used
 # The libraries whose versions can change a number or a rendered byte of a scoring.
 _LIBRARIES = (
     "numpy", "pandas", "scipy", "statsmodels", "formulaic", "patsy", "jiwer", "rapidfuzz", "regex",
@@ -86,11 +87,8 @@ def score_key(
         "libraries": _library_versions(),
     }
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
-    for pass_rows in rows:
-        digest.update(b"\x00pass")
-        for row in pass_rows:
-            digest.update(json.dumps(row, sort_keys=True, default=str).encode())
-            digest.update(b"\n")
+    for pass_rows in rows:  # one encoding per pass (C speed); a different key order only misses
+        digest.update(b"\x00" + json.dumps(pass_rows, default=str).encode())
     return digest.hexdigest()
 
 
@@ -111,13 +109,16 @@ class ScoreStore:
         metrics, or None when there is none (or it is unreadable: the run is scored instead)."""
         entry = self.folder / key
         try:
-            token = (entry / _TOKEN_FILE).read_text(encoding="utf-8")
-            files = {p.name: p.read_bytes() for p in entry.iterdir() if p.name != _TOKEN_FILE}
-        except OSError:
+            index = json.loads((entry / _INDEX).read_text(encoding="utf-8"))
+            token, digests = index["token"], index["files"]
+            files = {name: (entry / name).read_bytes() for name in digests}
+        except (OSError, ValueError, KeyError, TypeError):
             return None
-        if "metrics.json" not in files:
+        if "metrics.json" not in files or any(hashlib.sha256(files[n]).hexdigest() != d for n, d in digests.items()):
+            log.warning("stored scoring %s is damaged; scoring afresh", entry)
             return None
-        os.utime(entry)  # recently used: pruned last
+        with contextlib.suppress(OSError):  # recently used: pruned last (a read-only cache still serves)
+            os.utime(entry)
         log.info("scores reused: nothing that determines them changed since %s", entry)
         return stamp(run_dir, files, token, created_utc)
 
@@ -130,7 +131,8 @@ class ScoreStore:
             staging.mkdir(parents=True)
             for name, data in files.items():
                 (staging / name).write_bytes(data)
-            (staging / _TOKEN_FILE).write_text(token, encoding="utf-8")
+            digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+            (staging / _INDEX).write_text(json.dumps({"token": token, "files": digests}), encoding="utf-8")
             shutil.rmtree(self.folder / key, ignore_errors=True)
             staging.rename(self.folder / key)
             self._prune()

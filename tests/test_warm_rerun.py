@@ -109,10 +109,14 @@ def test_an_unreadable_stored_scoring_is_scored_again(tmp_path, manifest, caplog
     config = config_at(tmp_path, manifest)
     cold, _, _ = scored_run(config, caplog)
     (entry,) = (tmp_path / "runs" / ".cache" / "scores").iterdir()
-    (entry / "metrics.json").unlink()
+    (entry / "report.md").write_text("edited\n")  # damaged: its checksum no longer matches
     again, _, reused = scored_run(config, caplog)
     assert not reused
     same_but_created(cold, again)
+    (entry / "metrics.json").unlink()  # the entry just written again; now one file missing
+    third, _, reused = scored_run(config, caplog)
+    assert not reused
+    same_but_created(cold, third)
 
 
 def test_only_the_newest_scorings_are_kept(tmp_path, manifest, caplog, monkeypatch):
@@ -122,8 +126,9 @@ def test_only_the_newest_scorings_are_kept(tmp_path, manifest, caplog, monkeypat
     assert len([p for p in (tmp_path / "runs" / ".cache" / "scores").iterdir() if p.is_dir()]) == 2
 
 
-def test_output_elsewhere_keeps_the_transcript_cache(tmp_path, manifest):
-    """``-o DIR`` moves the run directory only: the rerun is served from the config's cache."""
+def test_output_elsewhere_says_the_cache_is_new_and_how_to_reuse_the_old(tmp_path, manifest):
+    """``-o DIR`` starts a new default cache in DIR: said before the work, with the --cache that
+    reuses the config's own; every run names the cache it used."""
     config = tmp_path / "run.yaml"
     write_config(config, manifest, {"name": "stub"})
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
@@ -136,10 +141,15 @@ def test_output_elsewhere_keeps_the_transcript_cache(tmp_path, manifest):
         assert done.returncode == 0, done.stderr
         return done.stderr
 
-    cache = tmp_path / "runs" / ".cache" / "transcripts.sqlite"
-    assert "(60 transcribed, 0 from cache)" in asrfair_run()
+    old = tmp_path / "runs" / ".cache" / "transcripts.sqlite"
+    first = asrfair_run()
+    assert "(60 transcribed, 0 from cache)" in first and f"transcript cache: {old}" in first
+    assert "is new" not in first
     moved = asrfair_run("-o", str(tmp_path / "elsewhere"))
-    assert "(0 transcribed, 60 from cache)" in moved and f"transcript cache: {cache}" in moved
-    assert list((tmp_path / "elsewhere").glob("test-*/metrics.json"))
-    fresh = asrfair_run("-o", str(tmp_path / "third"), "--cache", str(tmp_path / "new.sqlite"))
-    assert "(60 transcribed, 0 from cache)" in fresh and f"transcript cache: {tmp_path / 'new.sqlite'}" in fresh
+    new = tmp_path / "elsewhere" / ".cache" / "transcripts.sqlite"
+    hint = f"transcript cache {new} is new"
+    assert hint in moved and f"add --cache {old} to reuse them" in moved
+    assert moved.index(hint) < moved.index("transcribing:")  # before any work, in time to stop
+    assert "(60 transcribed, 0 from cache)" in moved
+    reused = asrfair_run("-o", str(tmp_path / "third"), "--cache", str(old))
+    assert "(0 transcribed, 60 from cache)" in reused and "is new" not in reused
