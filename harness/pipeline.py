@@ -283,8 +283,12 @@ def _scores(
         return metrics
     token = new_token()
     frame = pd.concat([pd.DataFrame(pass_rows) for pass_rows in rows], ignore_index=True)
-    _score_and_write(paths, frame, prepared.slices, prepared.normalizers, config, {**provenance, "created_utc": token})
-    return stamp(paths.root, store.save(key, paths.root, token), token, created)
+    placeheld = {**provenance, "created_utc": token}
+
+    def score_into(folder: Path) -> None:
+        _score_and_write(RunPaths(folder), frame, prepared.slices, prepared.normalizers, config, placeheld, paths.root)
+
+    return stamp(paths.root, store.score(key, token, score_into), token, created)
 
 
 @dataclass(frozen=True)
@@ -594,10 +598,12 @@ def _score_and_write(
     normalizers: Sequence[Normalizer],
     config: RunConfig,
     provenance: dict[str, Any],
+    report_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Score under the headline normaliser (and each compared one), write utterances.parquet,
     provenance.json, the reports and, last, metrics.json. A re-score first removes the old
-    metrics.json, so an interrupted one never leaves a directory that looks finished."""
+    metrics.json, so an interrupted one never leaves a directory that looks finished.
+    ``report_dir``: where the report will be read from (its audio links), if not ``paths.root``."""
     from harness.degradation import degradation
     from harness.findings import current_discovery
     from harness.model import model_for_slices
@@ -653,7 +659,8 @@ def _score_and_write(
     write_json(paths.provenance, metrics["provenance"])
     found = current_discovery(paths.discovery, metrics["provenance"])  # a stale one is left out, not lost
     write_text(paths.report_md, render_markdown(metrics, discovery=found))
-    write_text(paths.report_html, render_html(metrics, table, slices, report_dir=paths.root, discovery=found))
+    page = render_html(metrics, table, slices, report_dir=report_dir or paths.root, discovery=found)
+    write_text(paths.report_html, page)
     write_json(paths.metrics, metrics)  # last: a directory without it was interrupted, never taken as done
     seal(paths.root)
     return metrics

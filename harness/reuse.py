@@ -4,10 +4,11 @@ Scoring is a pure, seeded function of the utterance rows (ids, references, tags,
 transcripts), the slices, the normalisers, the resolved config and provenance, the harness's own
 files and the libraries that compute and render the numbers. :func:`score_key` hashes all of
 them. Every scoring of a run is stored under the transcript cache's folder (``scores/<key>/``)
-with its creation time left as a placeholder, and every run — cold or warm — writes its run
-directory from that entry, stamped with its own time. A rerun whose key matches therefore
-writes the very bytes a fresh scoring would, without importing or running the statistics and
-report stack. Anything that changes a number changes the key and the run is scored afresh.
+with its creation time left as a placeholder (scored in a staging folder there, never in the run
+directory), and every run — cold or warm — writes its run directory from that entry, stamped with
+its own time. A rerun whose key matches therefore writes the very bytes a fresh scoring would,
+without importing or running the statistics and report stack. Anything that changes a number
+changes the key and the run is scored afresh.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import re
 import secrets
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.audio import clip_seconds
 from harness.backends.base import Transcript
+from harness.errors import InputError
 from harness.integrity import SEAL, seal, unseal
 from harness.manifest import Utterance
 
@@ -122,15 +124,27 @@ class ScoreStore:
         log.info("scores reused: nothing that determines them changed since %s", entry)
         return stamp(run_dir, files, token, created_utc)
 
-    def save(self, key: str, run_dir: Path, token: str) -> dict[str, bytes]:
-        """Keep the scoring just written to ``run_dir`` (rendered with ``token``); its files.
-        A store that cannot be written only costs the next rerun its speed."""
-        files = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name not in _NOT_SCORED}
+    def score(self, key: str, token: str, write: Callable[[Path], None]) -> dict[str, bytes]:
+        """A fresh scoring's files: ``write(folder)`` writes them into a staging folder (the time as
+        ``token``), which then becomes the entry of ``key``. The run directory only ever receives
+        stamped files; an entry that cannot be kept only costs the next rerun its speed."""
         staging = self.folder / f".{key}.{secrets.token_hex(4)}"
         try:
             staging.mkdir(parents=True)
-            for name, data in files.items():
-                (staging / name).write_bytes(data)
+        except OSError as exc:
+            raise InputError(f"{self.folder}: cannot write ({exc.strerror or exc}); free disk space") from None
+        try:
+            write(staging)
+            files = {p.name: p.read_bytes() for p in staging.iterdir() if p.is_file() and p.name not in _NOT_SCORED}
+            self._keep(key, staging, token, files)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return files
+
+    def _keep(self, key: str, staging: Path, token: str, files: Mapping[str, bytes]) -> None:
+        try:
+            for name in _NOT_SCORED:
+                (staging / name).unlink(missing_ok=True)
             digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
             (staging / _INDEX).write_text(json.dumps({"token": token, "files": digests}), encoding="utf-8")
             shutil.rmtree(self.folder / key, ignore_errors=True)
@@ -138,8 +152,6 @@ class ScoreStore:
             self._prune()
         except OSError as exc:
             log.warning("scores not kept for reuse in %s (%s); the run itself is complete", self.folder, exc)
-            shutil.rmtree(staging, ignore_errors=True)
-        return files
 
     def _prune(self) -> None:
         entries = sorted(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,7 +72,10 @@ def test_rerun_reuses_the_scoring_and_matches_a_fresh_one(tmp_path, manifest, ca
     same_but_created(cold, warm)
     check_sealed(warm)  # the stamped files are the sealed ones
     assert warm_metrics["overall"] == cold_metrics["overall"]
-    assert "asrfair-created" not in (warm / "report.html").read_text()
+    for run_dir in (cold, warm):  # scored elsewhere, yet the placeholder never reaches a run directory
+        assert not [p.name for p in run_dir.iterdir() if b"asrfair-created" in p.read_bytes()]
+    links = re.findall(r'src="([^"#]+)', (cold / "report.html").read_text())
+    assert links and all((cold / link).resolve() == manifest.parent / "tone.wav" for link in links)
     # Scored afresh, without the store: the same bytes again (the stored scoring is a fresh one's).
     shutil.rmtree(tmp_path / "runs" / ".cache" / "scores")
     fresh, _, reused = scored_run(config, caplog)
