@@ -6,26 +6,17 @@ side, so anyone can recompute WER with jiwer from the run directory alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import numpy as np
 import pandas as pd
 
 from harness.align import align
-from harness.backends.base import Transcript
-from harness.manifest import RESULT_COLUMNS, Utterance
-from harness.reuse import frame_rows
+from harness.manifest import RESULT_COLUMNS
 from harness.runaway import RUNAWAY_COLUMN, RunawayRules, classify
 from harness.text import Normalizer
 
 COUNT_COLUMNS = ("hits", "substitutions", "deletions", "insertions", "ref_words", "errors")
 BASE_COLUMNS = ("id", "speaker", "language")
 SCORE_COLUMNS = ("ref_norm", "hyp_norm", *COUNT_COLUMNS, "wer", RUNAWAY_COLUMN)
-
-
-def utterance_frame(utterances: Sequence[Utterance], transcripts: Mapping[str, Transcript]) -> pd.DataFrame:
-    """One row per utterance (:func:`harness.reuse.frame_rows`, which a rerun's score key hashes)."""
-    return pd.DataFrame(frame_rows(utterances, transcripts))
 
 
 def tag_columns(frame: pd.DataFrame) -> list[str]:
