@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,29 +33,25 @@ from harness.config import MAX_CONFIDENCE, RunawayConfig, RunConfig, StatsConfig
 from harness.data.audio import AudioError, load_audio
 from harness.data.card import card_provenance
 from harness.data.manifest import Manifest, Utterance, load_manifest
-from harness.decide.findings import Verdict, current_discovery, discovery_block, read_finding, verify, write_finding
 from harness.decide.history import record_run
 from harness.decide.integrity import check_sealed, seal, unseal
 from harness.errors import BackendUnavailable, InputError, Interrupted, TooManyFailures, format_validation_error
 from harness.files import RunPaths, new_run_dir, open_run_dir, write_json, write_parquet, write_text, write_yaml
-from harness.report.html import render_html
-from harness.report.markdown import render_markdown
-from harness.results import build_metrics
+from harness.reuse import ScoreStore, frame_rows, new_token, score_key, stamp
 from harness.scoring.align import JIWER_VERSION, SCORER_VERSION
 from harness.scoring.normalisers import Normalizer, get_normalizer
-from harness.scoring.runaway import capped
-from harness.scoring.table import score_frame, tag_columns, utterance_frame
-from harness.stats.by_slice import AGGREGATES, Aggregates, Summary, summarise
-from harness.stats.degradation import degradation
-from harness.stats.discover import DiscoverOptions, Discovery, discover, discovery_tags
-from harness.stats.normaliser_sensitivity import NormalizerSensitivity, ScoredView, normalizer_sensitivity
-from harness.stats.power import Plan, plan
-from harness.stats.rate_model import ModelResult, model_for_slices
-from harness.stats.robust import agreed_marks, headline_aggregates, robust_view, sanity_warnings
 from harness.stats.slices import SliceSpec, check_slices, default_slices, drop_duplicate_dimensions
 from harness.transcribe.cache import TranscriptCache
 from harness.transcribe.local import BatchCallback, StopRequested, TranscribeResult, transcribe_all
 from harness.yamlfile import read_yaml
+
+if TYPE_CHECKING:
+    from harness.decide.findings import Verdict
+    from harness.stats.by_slice import Aggregates, Summary
+    from harness.stats.discover import Discovery
+    from harness.stats.normaliser_sensitivity import NormalizerSensitivity
+    from harness.stats.power import Plan
+    from harness.stats.rate_model import ModelResult
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +228,8 @@ def _run_into(
     config, backend = prepared.config, prepared.backend
     write_yaml(paths.config, config.resolved())
     cache = TranscriptCache(config.cache_path)
-    frames, tables, transcribed, cached = [], [], 0, 0
+    rows: list[list[dict[str, Any]]] = []
+    tables, transcribed, cached = [], 0, 0
     transcribe: Callable[..., TranscribeResult] = transcribe_all
     pool = None
     try:
@@ -243,7 +240,7 @@ def _run_into(
             transcribe = pool.transcribe_all
         for rendering, utterances in _passes(prepared):
             result = transcribe(utterances, backend, cache, rendering=rendering, on_batch=on_batch, stop=stop)
-            frames.append(utterance_frame(utterances, result.transcripts))
+            rows.append(frame_rows(utterances, result.transcripts))
             table = _transcript_table(result.transcripts.values(), backend, result.from_cache)
             if rendering is not None:
                 table.insert(1, CONDITION_TAG, rendering.condition.name)
@@ -256,12 +253,37 @@ def _run_into(
         cache.close()
         backend.close()
     write_parquet(paths.transcripts, pd.concat(tables, ignore_index=True))
-    frame = pd.concat(frames, ignore_index=True)
     provenance = _provenance(config, prepared.manifest, backend)
     provenance["conditions_skipped"] = prepared.skipped
-    metrics = _score_and_write(paths, frame, prepared.slices, prepared.normalizers, config, provenance)
+    metrics = _scores(paths, rows, prepared, provenance)
     record_run(config.history_path, paths.root, metrics)
     return RunOutcome(paths, metrics, transcribed, cached, config.max_failure_rate)
+
+
+def _scores(
+    paths: RunPaths, rows: list[list[dict[str, Any]]], prepared: Prepared, provenance: dict[str, Any]
+) -> dict[str, Any]:
+    """Score the run into its directory, or reuse a stored scoring whose inputs are all the same
+    (:mod:`harness.reuse`); either way the files come from the stored scoring, stamped alike."""
+    config = prepared.config
+    inputs = {
+        "slices": [s.model_dump(mode="json") for s in prepared.slices],
+        "scoring": _scoring_provenance(prepared.normalizers),
+    }
+    key = score_key(rows, provenance, inputs, paths.root.parent)
+    store = ScoreStore(config.cache_path)
+    created = provenance["created_utc"]
+    metrics = store.restore(key, paths.root, created)
+    if metrics is not None:
+        return metrics
+    token = new_token()
+    frame = pd.concat([pd.DataFrame(pass_rows) for pass_rows in rows], ignore_index=True)
+    placeheld = {**provenance, "created_utc": token}
+
+    def score_into(folder: Path) -> None:
+        _score_and_write(RunPaths(folder), frame, prepared.slices, prepared.normalizers, config, placeheld, paths.root)
+
+    return stamp(paths.root, store.score(key, token, score_into), token, created)
 
 
 @dataclass(frozen=True)
@@ -325,6 +347,9 @@ def rescore(
     """Re-slice, re-normalise and/or change the headline aggregate of a finished run from its own
     files; rewrite its reports. ``normalizers``: the headline's first, then any to compare with
     it (one alone keeps the config's ``stats.normalizers`` for comparison)."""
+    from harness.scoring.table import tag_columns
+    from harness.stats.by_slice import AGGREGATES
+
     paths, config, frame = _open_finished(run_dir)
     if aggregate is not None:
         if aggregate not in AGGREGATES:
@@ -402,6 +427,9 @@ def _last_provenance(paths: RunPaths) -> dict[str, Any]:
 
 def fit_model(run_dir: Path, *, factors: list[str] | None = None, slices: list[SliceSpec] | None = None) -> ModelResult:
     """The rate model on a finished run's scored utterances (as written by its last scoring)."""
+    from harness.scoring.table import tag_columns
+    from harness.stats.rate_model import model_for_slices
+
     _paths, config, table = _open_finished(run_dir)
     specs = _run_slices(config, table, slices)
     twice = sorted({f for f in factors or [] if (factors or []).count(f) > 1})
@@ -427,6 +455,9 @@ def plan_run(
     """``asrfair plan``: speakers each slice of a finished run needs to detect ``gap``; power and
     α default to the run's ``stats.power`` and 1 - ``stats.confidence``. With simulated
     conditions the plan is made on the reference condition's rows."""
+    from harness.scoring.table import tag_columns
+    from harness.stats.power import plan
+
     _paths, config, table = _open_finished(run_dir)
     # lower ends where the arithmetic still holds: a gap of 1e-300 squares to 0, 1 - 1e-300 / 2 rounds to 1
     for name, value, within, shown in (
@@ -470,6 +501,11 @@ def discover_run(
     """``asrfair discover``: search the run for under-served subgroups; write discovery.json, one
     finding file per confirmed subgroup under ``out`` (default: RUN_DIR/findings), and the reports
     again with the ranked table. Thresholds and seed default to the run's ``stats``."""
+    from harness.decide.findings import discovery_block, write_finding
+    from harness.report.html import render_html
+    from harness.report.markdown import render_markdown
+    from harness.stats.discover import DiscoverOptions, discover, discovery_tags
+
     paths, config, table = _open_finished(run_dir)
     if not 1 <= depth <= 4:
         raise InputError(f"--depth {depth}: search conjunctions of 1 to 4 tags")
@@ -524,6 +560,7 @@ def discover_run(
 def verify_finding(finding_path: Path, *, run_dir: Path | None = None, config: Path | None = None) -> Verdict:
     """``asrfair verify``: re-evaluate a finding file on a run (or on a config, run first)."""
     from harness.config import load_config
+    from harness.decide.findings import read_finding, verify
 
     finding = read_finding(finding_path)
     if (run_dir is None) == (config is None):
@@ -559,6 +596,8 @@ def _scored_slices(metrics: dict[str, Any]) -> list[SliceSpec]:
 
 def _run_slices(config: RunConfig, frame: pd.DataFrame, slices: list[SliceSpec] | None) -> list[SliceSpec]:
     """The slices a finished run is (re)scored with: given ones, the config's, or one per tag."""
+    from harness.scoring.table import tag_columns
+
     tags = [t for t in tag_columns(frame) if t != CONDITION_TAG or not config.conditions]
     specs = slices or config.slice_specs() or default_slices(tags)
     if config.conditions and CONDITION_TAG in frame.columns:
@@ -612,6 +651,13 @@ def score_results(
     """Score ``frame`` (utterance_frame's columns) under the headline normaliser (and each compared
     one) and compute every statistic of a run: the one path from a per-utterance table to results,
     shared by ``run``, ``rescore`` and :func:`harness.api.score_frame`."""
+    from harness.results import build_metrics
+    from harness.scoring.runaway import capped
+    from harness.scoring.table import score_frame
+    from harness.stats.degradation import degradation
+    from harness.stats.rate_model import model_for_slices
+    from harness.stats.robust import agreed_marks, headline_aggregates, robust_view, sanity_warnings
+
     rules = runaway.rules()
     table = score_frame(frame, normalizers[0], rules)
     options = stats.options()
@@ -659,10 +705,16 @@ def _score_and_write(
     normalizers: Sequence[Normalizer],
     config: RunConfig,
     provenance: dict[str, Any],
+    report_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Score (:func:`score_results`), then write utterances.parquet, provenance.json, the reports
     and, last, metrics.json. A re-score first removes the old metrics.json, so an interrupted one
-    never leaves a directory that looks finished."""
+    never leaves a directory that looks finished.
+    ``report_dir``: where the report will be read from (its audio links), if not ``paths.root``."""
+    from harness.decide.findings import current_discovery
+    from harness.report.html import render_html
+    from harness.report.markdown import render_markdown
+
     paths.metrics.unlink(missing_ok=True)
     scored = score_results(frame, slices, normalizers, config.stats, config.runaway, config.conditions, provenance)
     table, metrics = scored.table, scored.metrics
@@ -671,7 +723,8 @@ def _score_and_write(
     write_json(paths.provenance, metrics["provenance"])
     found = current_discovery(paths.discovery, metrics["provenance"])  # a stale one is left out, not lost
     write_text(paths.report_md, render_markdown(metrics, discovery=found))
-    write_text(paths.report_html, render_html(metrics, table, slices, report_dir=paths.root, discovery=found))
+    page = render_html(metrics, table, slices, report_dir=report_dir or paths.root, discovery=found)
+    write_text(paths.report_html, page)
     write_json(paths.metrics, metrics)  # last: a directory without it was interrupted, never taken as done
     seal(paths.root)
     return metrics
@@ -680,7 +733,9 @@ def _score_and_write(
 def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = None, force: bool = False) -> Path:
     """``asrfair report``: the HTML page of a finished run, optionally beside another run
     (paired on shared utterances), written to ``out`` (default: the run's report.html)."""
+    from harness.decide.findings import current_discovery
     from harness.decide.gate import compare_sides
+    from harness.report.html import render_html
 
     paths, _config, table = _open_finished(run_dir)
     metrics = _read_metrics(paths, run_dir)
@@ -727,6 +782,10 @@ def _sensitivity(
 ) -> NormalizerSensitivity | None:
     """The run under each compared normaliser, beside the headline's (None when there is none).
     Each view reuses the headline's bootstrap seed, so only the normaliser differs."""
+    from harness.scoring.table import score_frame
+    from harness.stats.by_slice import summarise
+    from harness.stats.normaliser_sensitivity import ScoredView, normalizer_sensitivity
+
     if len(normalizers) < 2:
         return None
     options = stats.options()

@@ -35,6 +35,7 @@ RANK = {
     "report": 9,
     "api": 10,
     "pipeline": 10,
+    "reuse": 10,  # the stored scoring a rerun reuses: keyed on everything the pipeline reads
     "serve": 10,
     "cli": 11,
     "__main__": 12,

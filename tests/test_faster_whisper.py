@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import jiwer
@@ -62,12 +63,16 @@ def test_slice_wer_equals_jiwer_on_real_transcripts(whisper_run, tmp_path):
     assert 0.05 < overall < 0.9  # espeak voices are hard for tiny.en, but it does recognise them
 
 
-def test_rerun_is_served_from_cache(whisper_run):
+def test_rerun_is_served_from_cache(whisper_run, caplog):
     config, first = whisper_run
     prepared = prepare(config)
-    again = run(prepared)
+    with caplog.at_level(logging.INFO, logger="harness"):
+        again = run(prepared)
     assert (first.transcribed, again.transcribed, again.from_cache) == (12, 0, 12)
     assert not prepared.backend.model_loaded  # every transcript cached: the model is never loaded
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if m.startswith("loading ")], messages  # the backend's load event
+    assert any("scores reused" in m for m in messages), messages  # nor is the scoring stack run again
     assert again.metrics["overall"]["wer"] == first.metrics["overall"]["wer"]
     fingerprint = again.metrics["provenance"]["backend"]["fingerprint"]
     assert fingerprint["model_revision"] and fingerprint["engine"].startswith("faster-whisper@")

@@ -199,10 +199,16 @@ def stdout_console() -> Console:
 
 
 class LiveProgress:
-    """Progress bar with ETA and the pooled WER of what is done so far (on stderr)."""
+    """Progress bar with ETA and the pooled WER of what is done so far (on stderr); without a
+    terminal, the same as plain lines every 10 % or 30 s (:mod:`harness.cli.progress`)."""
 
     def __init__(self, normalizer: Any, total: int) -> None:
+        from harness.cli.progress import ProgressLines
+
         self._normalizer = normalizer
+        self._lines = None
+        if not err_console.is_terminal:
+            self._lines = ProgressLines(total, normalizer, lambda line: err_console.print(line, highlight=False))
         self._errors = self._words = self._failed = 0
         self._progress = Progress(
             TextColumn("transcribing"),
@@ -225,6 +231,10 @@ class LiveProgress:
 
     def update(self, batch: Sequence[Any], transcripts: Sequence[Any]) -> None:
         from harness.scoring.align import align
+
+        if self._lines is not None:
+            self._lines.update(batch, transcripts)
+            return
 
         ok = [(u.text, t.text) for u, t in zip(batch, transcripts, strict=True) if t.status == "ok"]
         self._failed += len(batch) - len(ok)

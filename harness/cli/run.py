@@ -26,23 +26,34 @@ def run_command(
         str | None, typer.Option("--ray-address", help="Ray cluster to join: auto or ray://host:10001")
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Ray actors (execute.workers)")] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache", help="transcript cache file (default: the config's cache:, else runs/.cache/)"),
+    ] = None,
 ) -> None:
     """Transcribe the dataset with the configured backend, score it per slice, write a run directory.
 
-    A rerun reuses cached transcripts, so an interrupted run resumes where it stopped.
+    A rerun reuses cached transcripts, so an interrupted run resumes where it stopped. The default
+    cache lies in the output folder, so --output starts a new one (said before any work; --cache
+    points at another).
     """
     from harness.config import load_config
     from harness.pipeline import prepare, run
 
     overrides: dict[str, Any] = {"output": str(output)} if output else {}
+    if cache is not None:
+        overrides["cache"] = str(cache)
     execute = {"executor": executor, "address": ray_address, "workers": workers}
     if any(value is not None for value in execute.values()):
         overrides["execute"] = {key: value for key, value in execute.items() if value is not None}
     prepared = prepare(load_config(config, overrides or None))
+    if output is not None and cache is None:
+        _say_if_cache_moved(prepared.config.cache_path, load_config(config).cache_path)
     stop = threading.Event()
     with LiveProgress(prepared.normalizer, prepared.requests) as progress, stop_after_batch(stop):
         outcome = run(prepared, on_batch=progress.update, stop=stop)
     emit(outcome.metrics, as_json)
+    err_console.print(f"transcript cache: {prepared.config.cache_path} (--cache or cache: to use another)")
     err_console.print(
         f"run directory: {outcome.paths.root} ({outcome.transcribed} transcribed, {outcome.from_cache} from cache)"
     )
@@ -144,3 +155,14 @@ def report_command(
 
     target = report(run_dir, out=output, compare=compare, force=force)
     err_console.print(f"wrote {target}")
+
+
+def _say_if_cache_moved(used: Path, configured: Path) -> None:
+    """--output moved the default cache: say so before any transcribing when the config's own cache
+    exists and the moved one does not, with the flag that reuses it."""
+    if used != configured and configured.is_file() and not used.exists():
+        err_console.print(
+            f"transcript cache {used} is new (--output moves the default cache with the run directories); "
+            f"{configured} already holds transcripts: stop and add --cache {configured} to reuse them",
+            highlight=False,
+        )

@@ -6,14 +6,10 @@ side, so anyone can recompute WER with jiwer from the run directory alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import numpy as np
 import pandas as pd
 
-from harness.backends.base import Transcript
-from harness.data.audio import clip_seconds
-from harness.data.manifest import RESULT_COLUMNS, Utterance
+from harness.data.manifest import RESULT_COLUMNS
 from harness.scoring.align import align
 from harness.scoring.normalisers import Normalizer
 from harness.scoring.runaway import RUNAWAY_COLUMN, RunawayRules, classify
@@ -21,33 +17,6 @@ from harness.scoring.runaway import RUNAWAY_COLUMN, RunawayRules, classify
 COUNT_COLUMNS = ("hits", "substitutions", "deletions", "insertions", "ref_words", "errors")
 BASE_COLUMNS = ("id", "speaker", "language")
 SCORE_COLUMNS = ("ref_norm", "hyp_norm", *COUNT_COLUMNS, "wer", RUNAWAY_COLUMN)
-
-
-def utterance_frame(utterances: Sequence[Utterance], transcripts: Mapping[str, Transcript]) -> pd.DataFrame:
-    """One row per utterance: speaker, tags, raw reference and hypothesis, status and error, and
-    the clip's length in seconds (``audio_s``, null when unknown: the runaway ``rate`` rule's input).
-
-    Utterances without an ``ok`` transcript keep their row with ``status`` and ``error`` set and
-    no hypothesis: they are reported as failures per slice, never scored as empty transcripts.
-    """
-    rows = []
-    for utt in utterances:
-        transcript = transcripts.get(utt.id)
-        ok = transcript is not None and transcript.status == "ok"
-        rows.append(
-            {
-                "id": utt.id,
-                "speaker": utt.speaker,
-                "language": utt.language,
-                **utt.tags,
-                "status": transcript.status if transcript else "missing",
-                "error": None if ok else (transcript.error if transcript else "no transcript"),
-                "reference": utt.text,
-                "hypothesis": transcript.text if ok else None,
-                "audio_s": clip_seconds(utt),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def tag_columns(frame: pd.DataFrame) -> list[str]:

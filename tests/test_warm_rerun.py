@@ -1,0 +1,159 @@
+"""A rerun that changes nothing reuses the stored scoring (harness.reuse), byte for byte; any
+change to what determines the numbers scores afresh. Stub backend, real files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import write_config
+
+from harness import reuse
+from harness.config import load_config
+from harness.decide.integrity import check_sealed
+from harness.pipeline import prepare, run
+
+SCORED = ("metrics.json", "provenance.json", "report.md", "report.html", "utterances.parquet")
+REUSED = "scores reused"
+
+
+@pytest.fixture
+def manifest(make_manifest):
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+    records = [
+        {
+            "id": f"{accent}-{speaker}-{n}",
+            "text": " ".join(words[(n + k) % 6] for k in range(6)),
+            "speaker": f"{accent}{speaker}",
+            "accent": accent,
+        }
+        for accent in ("scottish", "welsh", "general")
+        for speaker in range(4)
+        for n in range(5)
+    ]
+    return make_manifest(records)
+
+
+def config_at(tmp_path: Path, manifest: Path, **extra: object):
+    backend = {"name": "stub", "error_rates": {"accent": {"scottish": 0.2}}}
+    return load_config(write_config(tmp_path / "run.yaml", manifest, backend, **extra))
+
+
+def scored_run(config, caplog) -> tuple[Path, dict, bool]:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="harness"):
+        outcome = run(prepare(config))
+    return outcome.paths.root, outcome.metrics, any(REUSED in r.getMessage() for r in caplog.records)
+
+
+def same_but_created(first: Path, second: Path) -> None:
+    """Every scored file of ``second`` is ``first``'s with only the creation time changed."""
+    old = json.loads((first / "metrics.json").read_text())["provenance"]["created_utc"].encode()
+    new = json.loads((second / "metrics.json").read_text())["provenance"]["created_utc"].encode()
+    datetime.fromisoformat(new.decode())  # a real time, never the placeholder
+    for name in SCORED:
+        assert (first / name).read_bytes().replace(old, new) == (second / name).read_bytes(), name
+
+
+def test_rerun_reuses_the_scoring_and_matches_a_fresh_one(tmp_path, manifest, caplog):
+    config = config_at(tmp_path, manifest)
+    cold, cold_metrics, reused = scored_run(config, caplog)
+    assert not reused
+    warm, warm_metrics, reused = scored_run(config, caplog)
+    assert reused
+    same_but_created(cold, warm)
+    check_sealed(warm)  # the stamped files are the sealed ones
+    assert warm_metrics["overall"] == cold_metrics["overall"]
+    for run_dir in (cold, warm):  # scored elsewhere, yet the placeholder never reaches a run directory
+        assert not [p.name for p in run_dir.iterdir() if b"asrfair-created" in p.read_bytes()]
+    links = re.findall(r'src="([^"#]+)', (cold / "report.html").read_text())
+    assert links and all((cold / link).resolve() == manifest.parent / "tone.wav" for link in links)
+    # Scored afresh, without the store: the same bytes again (the stored scoring is a fresh one's).
+    shutil.rmtree(tmp_path / "runs" / ".cache" / "scores")
+    fresh, _, reused = scored_run(config, caplog)
+    assert not reused
+    same_but_created(warm, fresh)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"stats": {"min_speakers": 1, "min_words": 1, "confidence": 0.9}},
+        {"normalizer": "basic"},
+        {"slices": [{"by": "accent", "reference": "general"}]},
+        {"runaway": {"max_words_per_second": 3.0}},
+    ],
+)
+def test_a_change_that_can_move_a_number_scores_afresh(tmp_path, manifest, caplog, change):
+    scored_run(config_at(tmp_path, manifest), caplog)
+    changed = config_at(tmp_path, manifest, **change)
+    assert not scored_run(changed, caplog)[2]
+    assert scored_run(changed, caplog)[2]  # and that scoring is reused in turn
+
+
+def test_changed_transcripts_score_afresh(tmp_path, manifest, caplog):
+    scored_run(config_at(tmp_path, manifest), caplog)
+    backend = {"name": "stub", "error_rates": {"accent": {"welsh": 0.3}}}
+    config = load_config(write_config(tmp_path / "run.yaml", manifest, backend))
+    _, metrics, reused = scored_run(config, caplog)
+    assert not reused
+    accent = next(d for d in metrics["dimensions"] if d["name"] == "accent")
+    assert accent["disparity"]["worst"] == "welsh"
+
+
+def test_an_unreadable_stored_scoring_is_scored_again(tmp_path, manifest, caplog):
+    config = config_at(tmp_path, manifest)
+    cold, _, _ = scored_run(config, caplog)
+    (entry,) = (tmp_path / "runs" / ".cache" / "scores").iterdir()
+    (entry / "report.md").write_text("edited\n")  # damaged: its checksum no longer matches
+    again, _, reused = scored_run(config, caplog)
+    assert not reused
+    same_but_created(cold, again)
+    (entry / "metrics.json").unlink()  # the entry just written again; now one file missing
+    third, _, reused = scored_run(config, caplog)
+    assert not reused
+    same_but_created(cold, third)
+
+
+def test_only_the_newest_scorings_are_kept(tmp_path, manifest, caplog, monkeypatch):
+    monkeypatch.setattr(reuse, "KEEP", 2)
+    for confidence in (0.8, 0.9, 0.95):
+        scored_run(config_at(tmp_path, manifest, stats={"min_speakers": 1, "confidence": confidence}), caplog)
+    assert len([p for p in (tmp_path / "runs" / ".cache" / "scores").iterdir() if p.is_dir()]) == 2
+
+
+def test_output_elsewhere_says_the_cache_is_new_and_how_to_reuse_the_old(tmp_path, manifest):
+    """``-o DIR`` starts a new default cache in DIR: said before the work, with the --cache that
+    reuses the config's own; every run names the cache it used."""
+    config = tmp_path / "run.yaml"
+    write_config(config, manifest, {"name": "stub"})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
+
+    def asrfair_run(*extra: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "harness", "run", str(config), *extra],
+            capture_output=True, text=True, env=env, timeout=600, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    old = tmp_path / "runs" / ".cache" / "transcripts.sqlite"
+    first = asrfair_run()
+    assert "(60 transcribed, 0 from cache)" in first and f"transcript cache: {old}" in first
+    assert "is new" not in first
+    moved = asrfair_run("-o", str(tmp_path / "elsewhere"))
+    new = tmp_path / "elsewhere" / ".cache" / "transcripts.sqlite"
+    hint = f"transcript cache {new} is new"
+    assert hint in moved and f"add --cache {old} to reuse them" in moved
+    assert moved.index(hint) < moved.index("transcribing:")  # before any work, in time to stop
+    assert "(60 transcribed, 0 from cache)" in moved
+    reused = asrfair_run("-o", str(tmp_path / "third"), "--cache", str(old))
+    assert "(0 transcribed, 60 from cache)" in reused and "is new" not in reused
