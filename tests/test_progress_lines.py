@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import write_config
-from harness.progress import ProgressLines
+from harness.cli.progress import ProgressLines
 
 from harness.scoring.normalisers import get_normalizer
 
