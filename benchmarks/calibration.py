@@ -269,7 +269,8 @@ def sweep() -> list[Scenario]:
 
 
 def condition_scenarios() -> list[Scenario]:
-    """Paired conditions: equal degradation everywhere (▲ null), but unequal spread and volume."""
+    """Paired conditions: equal degradation everywhere (▲ null), but unequal spread and volume; and
+    `cond-gap`, where slices differ and degrade unequally (excess, gap change not 0)."""
     out = []
     for g in SPEAKER_COUNTS:
         out.append(
@@ -286,6 +287,16 @@ def condition_scenarios() -> list[Scenario]:
             conditions=True,
         )
     )
+    # Not null: slices differ under the reference and degrade unequally (the gap grows 8 → 19.2 points).
+    for g in (10, 20, 60):
+        out.append(
+            Scenario(
+                "cond-gap",
+                (SliceDesign(0.12, g, gamma=0.4, tau=0.2), SliceDesign(0.15, g, sigma=0.8, tails="t3", tau=0.8),
+                 SliceDesign(0.20, g, gamma=0.8)),
+                conditions=True,
+            )
+        )
     return out
 
 
@@ -465,6 +476,8 @@ def measure_slices(
                     continue
                 accent = block.dimensions[0]
                 overall = tr.overall[aggregate]
+                res.add("dimension overall interval", aggregate, sc.name, label, cover,
+                        covers(getattr(accent, "overall_wer_ci", None), overall))
                 for k, s in enumerate(_accent_slices(accent, len(sc.slices))):
                     if s is None:
                         continue
@@ -541,11 +554,14 @@ def _is_ranked(s: object) -> bool:
 def measure_conditions(
     args: argparse.Namespace, res: Results, rng: np.random.Generator, cells: Sequence[Scenario] | None = None
 ) -> None:
-    """ΔWER interval coverage per slice and overall; ▲ and the interaction test's size."""
+    """Per slice: ΔWER, excess and WER-under-the-condition coverage; per dimension: its ΔWER, the gap
+    and ratio under the condition and their change from the reference (disparity targets); in null
+    scenarios (equal degradation) ▲ and the interaction test's size."""
     for sc in cells or condition_scenarios():
         tr = truth(sc)
         label = speaker_label(sc)
         cover = coverage_target(min(s.speakers for s in sc.slices))
+        null = len(set(np.round([s.gamma for s in sc.slices], 12))) == 1 and len(set(tr.slices.round(12))) == 1
         for rep in range(args.reps):
             table = generate(sc, rng)
             with warnings.catch_warnings():
@@ -563,9 +579,25 @@ def measure_conditions(
                 res.add("condition ΔWER", "pooled", sc.name, label, cover, covers(cell.delta_ci, tr.delta[k]))
                 res.add("condition excess", "pooled", sc.name, label, cover,
                         covers(cell.excess_ci, tr.delta[k] - tr.delta_overall))
+                res.add("condition slice WER", "pooled", sc.name, label, cover,
+                        covers(cell.wer_ci, tr.slices[k] + tr.delta[k]))
             if accent.shifts:
+                shift = accent.shifts[0]
                 res.add("condition ΔWER (dimension)", "pooled", sc.name, label, cover,
-                        covers(accent.shifts[0].delta_ci, tr.delta_overall))
+                        covers(shift.delta_ci, tr.delta_overall))
+                ranked = [int(s.label[1:]) for s in accent.slices if s.label.startswith("a") and s.supported]
+                if len(ranked) >= 2 and shift.gap is not None:
+                    base, now = tr.slices[ranked], (tr.slices + tr.delta)[ranked]
+                    gap0, gap1 = base.max() - base.min(), now.max() - now.min()
+                    ratio0, ratio1 = base.max() / base.min(), now.max() / now.min()
+                    res.add("condition gap", "pooled", sc.name, label, DISPARITY, covers(shift.gap_ci, gap1))
+                    res.add("condition ratio", "pooled", sc.name, label, DISPARITY, covers(shift.ratio_ci, ratio1))
+                    res.add("gap change", "pooled", sc.name, label, DISPARITY,
+                            covers(shift.gap_change_ci, gap1 - gap0))
+                    res.add("ratio change", "pooled", sc.name, label, DISPARITY,
+                            covers(shift.ratio_change_ci, ratio1 - ratio0))
+            if not null:
+                continue
             marks = [getattr(c, "degrades_more", False) for d in result.dimensions for s in d.slices for c in s.cells]
             res.add("▲ any slice", "pooled", sc.name, label, FPR, any(marks))
             tests = [sh.interaction for d in result.dimensions for sh in d.shifts]

@@ -836,7 +836,7 @@ def gap_bounds(
     i, j = np.asarray(ranked)[first], np.asarray(ranked)[second]
     values = r.values
     pairs = len(i)
-    diff, diff_log = _pairwise(r, np.asarray(ranked), first, second)
+    diff, diff_log = pairwise(r, np.asarray(ranked), first, second)
     if (diff.clusters < 2).any() or not (diff.se > 0).all():
         return None, None, None
     q = t_quantile(1 - alpha / (2 * pairs), diff.df)
@@ -861,7 +861,7 @@ def gap_bounds(
     return gap_ci, ratio_ci, worst_ci
 
 
-def _pairwise(
+def pairwise(
     r: Ratios, ranked: np.ndarray, first: np.ndarray, second: np.ndarray
 ) -> tuple[Contrasts, Contrasts]:
     """Contrasts of every pair of ``ranked`` columns, raw and on the log scale. In a between-speaker
