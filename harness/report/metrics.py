@@ -1,6 +1,6 @@
 """``metrics.json``: the versioned, machine-readable result of a run.
 
-Schema ``asrfair.metrics/5`` (documented field by field in docs/metrics.md):
+Schema ``asrfair.metrics/6`` (documented field by field in docs/metrics.md):
 ``schema``, ``provenance`` (what produced the numbers), ``aggregate`` (the headline: ``pooled``
 unless chosen otherwise), ``method``, ``stats`` (thresholds, bootstrap and test settings),
 ``overall`` and ``dimensions`` (the headline aggregate's block; each dimension with ``evidence``,
@@ -25,8 +25,9 @@ from harness.model import ModelResult
 from harness.normalization import NormalizerSensitivity
 from harness.robust import RobustView
 from harness.stats import Aggregates, Dimension, Summary
+from harness.store import METRICS_SCHEMA
 
-SCHEMA = "asrfair.metrics/5"
+SCHEMA = METRICS_SCHEMA
 FAILURE_EXAMPLES = 20
 
 
