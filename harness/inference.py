@@ -291,9 +291,9 @@ def excess_intervals(
     the influences centred on each side's own rate (Wald) and centred on the pooled rate, the null
     of no excess (score-type, as the interaction test's). With the Wald variance alone, a small
     heavy-tailed slice whose few speakers happen to be mildly hit gets a small variance exactly when
-    its rate looks different (coverage 0.87 with 6 speakers against 60, docs/statistics.md); a
+    its rate looks different (coverage 0.88 with 6 speakers against 60, docs/statistics.md); a
     slice against the *overall* (which contains it) rather than against the rest made the two sides
-    of a two-slice dimension cover differently (0.95 and 0.89), though both state one comparison."""
+    of a two-slice dimension cover differently (0.96 and 0.90), though both state one comparison."""
     inside = code >= 0
     cl, co, a, b = cluster[inside], code[inside], a[inside], b[inside]
     est = np.full(k, np.nan)
