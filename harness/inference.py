@@ -37,6 +37,10 @@ class Ratios:
     pattern: sparse.csr_matrix  # 1 where a speaker takes part in a column (even with influence 0)
     strata: sparse.csr_matrix  # (clusters × strata) indicator
     stratum: np.ndarray  # (clusters,): each speaker's stratum (k: the shared one; -1: absent)
+    # ∂influence/∂centre: −b / (B − b) per (speaker, column); the influence centred on c instead of
+    # the column's own ratio R is ``influence − (c − R)·slope`` (null-centred variances)
+    slope: sparse.csr_matrix | None = None
+    totals: np.ndarray | None = None  # (k + 1,): Σ b per column
 
     @property
     def k(self) -> int:
@@ -76,6 +80,8 @@ def ratios(
     own = np.where(rest > 0, residual / np.where(rest > 0, rest, 1.0), 0.0)
     shape = (n_clusters, k + 1)
     influence = sparse.csr_matrix((own, (pair_cluster, pair_column)), shape=shape)
+    scaled = np.where(rest > 0, -pair_b / np.where(rest > 0, rest, 1.0), 0.0)
+    slope = sparse.csr_matrix((scaled, (pair_cluster, pair_column)), shape=shape)
     pattern = sparse.csr_matrix((np.ones(ids.size), (pair_cluster, pair_column)), shape=shape)
     # Stratum: the speaker's only slice when that slice has ≥ 2 such speakers, else one shared stratum.
     in_slice = column < k
@@ -90,7 +96,7 @@ def ratios(
     strata = sparse.csr_matrix(
         (np.ones(int(present.sum())), (np.flatnonzero(present), stratum[present])), shape=(n_clusters, k + 1)
     )
-    return Ratios(values, influence, pattern, strata, np.where(present, stratum, -1))
+    return Ratios(values, influence, pattern, strata, np.where(present, stratum, -1), slope, den)
 
 
 def contrasts(r: Ratios, coef: sparse.spmatrix | np.ndarray, conservative: bool = False) -> Contrasts:
