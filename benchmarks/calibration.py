@@ -734,6 +734,8 @@ def measure_detectable(
             )
             if plantable < len(printed):
                 res.notes[capped_key] = f"printed gap above {largest * 100:.1f} pp, planted at {largest * 100:.1f} pp"
+        else:
+            res.notes[key] = "no gap printed in any dataset (below 20 speakers a slice: too few speakers to state one)"
         log.info("detectable %d done", g)
 
 
