@@ -130,13 +130,12 @@ def test_the_two_excesses_of_a_two_slice_dimension_state_one_comparison():
     assert np.isclose(result.estimate[0] / share[1], -result.estimate[1] / share[0])
 
 
-def test_the_detectable_gap_is_measured_at_10_speakers_per_slice():
-    """At 10 speakers a slice the printed gap is often beyond what the generator can plant: those
-    datasets are planted at the largest reachable gap (a lower bound, its own row) and the share
-    planted as printed is stated, so the row is measured rather than left empty."""
+def test_no_detectable_gap_is_stated_at_10_speakers_per_slice():
+    """Planting each dataset's printed gap at 10 speakers a slice gave ★ in 0.28 of datasets (stated
+    0.80; docs/statistics.md): the product now states none there, and the suite records every
+    dataset as without a figure, saying why."""
     res = cal.Results()
     cal.measure_detectable(args(8), res, np.random.default_rng(7), [10])
-    rows = {r["figure"]: r for r in res.table()}
-    assert sum(r["n"] + r["missing"] for r in rows.values()) == 8, rows  # every dataset accounted for
-    assert sum(r["n"] for r in rows.values()) >= 1, rows  # some are measured (the others print "–")
-    assert "plantable as printed in" in rows["detectable gap power"]["note"], rows
+    (row,) = res.table()
+    assert (row["n"], row["missing"]) == (0, 8), row
+    assert "too few speakers" in row["note"], row
