@@ -19,6 +19,26 @@ import yaml
 
 from harness.errors import InputError
 
+METRICS_SCHEMA = "asrfair.metrics/6"
+# Versions whose ``provenance`` block — all that discover, verify, gate and a re-score read — is the
+# current one: /6 changed statistics fields only (docs/metrics.md, "Changes").
+METRICS_PROVENANCE_SCHEMAS = ("asrfair.metrics/5", METRICS_SCHEMA)
+
+
+def check_metrics_schema(metrics: Any, path: Path, *, provenance_only: bool = False) -> None:
+    """InputError (exit 2) unless ``metrics`` (a run's metrics.json, read from ``path``) has a schema
+    this version reads: the current one, or with ``provenance_only`` also an older one whose
+    provenance block is unchanged. A report is never rendered from an older file's statistics."""
+    schema = metrics.get("schema") if isinstance(metrics, dict) else None
+    readable = METRICS_PROVENANCE_SCHEMAS if provenance_only else (METRICS_SCHEMA,)
+    if schema in readable:
+        return
+    run_dir = path.parent
+    raise InputError(
+        f"{path}: metrics schema {schema!r} is not supported here (this asrfair writes {METRICS_SCHEMA} and "
+        f"reads {', '.join(readable)}); re-score the run to rewrite it:  'asrfair score {run_dir}'"
+    )
+
 
 @dataclass(frozen=True)
 class RunPaths:

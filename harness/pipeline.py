@@ -36,7 +36,16 @@ from harness.data.manifest import Manifest, Utterance, load_manifest
 from harness.decide.history import record_run
 from harness.decide.integrity import check_sealed, seal, unseal
 from harness.errors import BackendUnavailable, InputError, Interrupted, TooManyFailures, format_validation_error
-from harness.files import RunPaths, new_run_dir, open_run_dir, write_json, write_parquet, write_text, write_yaml
+from harness.files import (
+    RunPaths,
+    check_metrics_schema,
+    new_run_dir,
+    open_run_dir,
+    write_json,
+    write_parquet,
+    write_text,
+    write_yaml,
+)
 from harness.reuse import ScoreStore, frame_rows, new_token, score_key, stamp
 from harness.scoring.align import JIWER_VERSION, SCORER_VERSION
 from harness.scoring.normalisers import Normalizer, get_normalizer
@@ -567,7 +576,7 @@ def verify_finding(finding_path: Path, *, run_dir: Path | None = None, config: P
         raise InputError("verify: give exactly one of --run RUN_DIR or --config CONFIG")
     target = run_dir if run_dir is not None else run(prepare(load_config(config))).paths.root  # type: ignore[arg-type]
     paths, run_config, table = _open_finished(target)
-    metrics = _read_metrics(paths, target)
+    metrics = _read_metrics(paths, target, provenance_only=True)
     return verify(finding, recorded_rows(table, run_config), metrics["provenance"], target, finding_path)
 
 
@@ -578,15 +587,18 @@ def recorded_rows(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
     return table
 
 
-def _read_metrics(paths: RunPaths, run_dir: Path) -> dict[str, Any]:
+def _read_metrics(paths: RunPaths, run_dir: Path, *, provenance_only: bool = False) -> dict[str, Any]:
+    """The run's metrics.json; one whose statistics are rendered must have the current schema."""
     if not paths.metrics.exists():
         raise InputError(f"{run_dir}: no metrics.json: scoring was interrupted; {paths.completion_hint()}")
     try:
-        return json.loads(paths.metrics.read_text(encoding="utf-8"))
+        metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(
             f"{paths.metrics}: unreadable ({exc}); rerun 'asrfair score {run_dir}' to rebuild it"
         ) from None
+    check_metrics_schema(metrics, paths.metrics, provenance_only=provenance_only)
+    return metrics
 
 
 def _scored_slices(metrics: dict[str, Any]) -> list[SliceSpec]:

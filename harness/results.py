@@ -1,6 +1,6 @@
 """``metrics.json``: the versioned, machine-readable result of a run.
 
-Schema ``asrfair.metrics/5`` (documented field by field in docs/metrics.md):
+Schema ``asrfair.metrics/6`` (documented field by field in docs/metrics.md):
 ``schema``, ``caveats`` (the dataset card's: synthetic speech, licence, ...), ``provenance`` (what
 produced the numbers), ``aggregate`` (the headline: ``pooled``
 unless chosen otherwise), ``method``, ``stats`` (thresholds, bootstrap and test settings),
@@ -21,13 +21,14 @@ from typing import Any
 import pandas as pd
 
 from harness.conditions import CONDITION_TAG
+from harness.files import METRICS_SCHEMA
 from harness.stats.by_slice import Aggregates, Dimension, Summary
 from harness.stats.degradation import Degradation
 from harness.stats.normaliser_sensitivity import NormalizerSensitivity
 from harness.stats.rate_model import ModelResult
 from harness.stats.robust import RobustView
 
-SCHEMA = "asrfair.metrics/5"
+SCHEMA = METRICS_SCHEMA
 FAILURE_EXAMPLES = 20
 
 

@@ -115,7 +115,7 @@ def test_conditions_are_a_dimension_and_evidence_is_labelled(tmp_path, accents_m
     condition = next(d for d in metrics["dimensions"] if d["name"] == "condition")
     assert sorted(s["label"] for s in condition["slices"]) == ["clean", "noisy", "phone"]
     assert condition["test"]["kind"] == "within-speaker"
-    assert metrics["schema"] == "asrfair.metrics/5"
+    assert metrics["schema"] == "asrfair.metrics/6"
     # the headline and the recorded dimension are the reference condition only: never pooled
     table = pd.read_parquet(outcome.paths.utterances)
     clean = table[table["condition"] == "clean"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from test_cli import asrfair, assert_clean_error
 from harness.config import load_config
 from harness.errors import InputError
 from harness.pipeline import plan_run, prepare, run
-from harness.stats.by_slice import StatsOptions, summarise
+from harness.report.format import detectable_sentence
+from harness.stats.by_slice import MIN_SPEAKERS_DETECTABLE, TOO_FEW_TO_DETECT, StatsOptions, summarise
 from harness.stats.power import Components, components, plan, pooled_spread, simulate
 from harness.stats.slices import SliceSpec
 
@@ -138,15 +140,30 @@ def stub_run(tmp_path, make_manifest):
     return run(prepare(load_config(config)))
 
 
-def test_every_run_reports_the_minimum_detectable_gap(stub_run):
+def test_every_run_reports_the_minimum_detectable_gap_or_why_it_states_none(stub_run):
+    """12 and 4 speakers a slice: too few for the figure to keep its promise (issue 22: planting the
+    printed gap at 10 speakers a slice gave ★ in 0.28 of datasets), so words instead of a number."""
     metrics = stub_run.metrics
     accent = next(d for d in metrics["dimensions"] if d["name"] == "accent")
-    gaps = {s["label"]: s["vs_overall"]["min_detectable"] for s in accent["slices"]}
-    assert gaps["south"] > gaps["north"] > 0  # 4 speakers against 12
+    for s in accent["slices"]:
+        assert s["speakers"] < MIN_SPEAKERS_DETECTABLE and s["vs_overall"]["min_detectable"] is None
+        assert s["vs_overall"]["se"] is not None and s["vs_overall"]["detect_note"] == TOO_FEW_TO_DETECT
     assert metrics["stats"]["power"] == 0.8
     report = (stub_run.paths.root / "report.md").read_text()
-    assert "detectable gap" in report and f"±{gaps['south'] * 100:.1f} pp" in report
-    assert "is detectable with this data" in report or "Smallest gap against the overall" in report
+    assert f"No detectable gap is stated: {TOO_FEW_TO_DETECT}." in report
+    assert "– (too few speakers)" in report
+
+
+def test_a_slice_of_20_speakers_states_its_detectable_gap_and_one_of_19_does_not():
+    options = StatsOptions(min_speakers=1, min_words=1, bootstrap=1000, permutations=1000)
+    groups = [("a", 0.2, 19, 6, TRUTH), ("b", 0.25, 20, 6, TRUTH), ("c", 0.2, 40, 6, TRUTH)]
+    dimension = summarise(simulate(np.random.default_rng(3), groups), [SliceSpec(by=("accent",))], options)
+    a, b, c = dimension.dimensions[0].slices
+    assert a.vs_overall.min_detectable is None and a.vs_overall.detect_note == TOO_FEW_TO_DETECT
+    assert b.vs_overall.min_detectable > c.vs_overall.min_detectable > 0  # fewer speakers, larger gap
+    assert b.vs_overall.detect_note is None and c.vs_overall.detect_note is None
+    rendered = detectable_sentence(json.loads(json.dumps(asdict(dimension.dimensions[0]))), {"confidence": 0.95})
+    assert "approximate" in rendered and rendered.endswith("Too few speakers to state one for a.")
 
 
 def test_plan_cli_tables_json_and_errors(stub_run, tmp_path):

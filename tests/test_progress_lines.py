@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import write_config
-from harness.cli.progress import ProgressLines
 
+from harness.cli.progress import ProgressLines
 from harness.scoring.normalisers import get_normalizer
 
 LINE = re.compile(

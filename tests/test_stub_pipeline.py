@@ -11,7 +11,10 @@ from conftest import write_config
 
 from harness.backends.base import Registry
 from harness.config import load_config
-from harness.pipeline import prepare, rescore, run
+from harness.decide.gate import load_side
+from harness.decide.integrity import seal
+from harness.errors import InputError
+from harness.pipeline import prepare, report, rescore, run
 from harness.stats.slices import SliceSpec
 
 
@@ -59,7 +62,7 @@ def test_run_directory_contents_agree_with_jiwer(tmp_path, big_manifest):
     for name in ("config.yaml", "transcripts.parquet", "utterances.parquet", "metrics.json", "report.md"):
         assert (root / name).is_file(), name
     metrics = json.loads((root / "metrics.json").read_text())
-    assert metrics["schema"] == "asrfair.metrics/5" and metrics["aggregate"] == "pooled"
+    assert metrics["schema"] == "asrfair.metrics/6" and metrics["aggregate"] == "pooled"
     assert metrics["provenance"]["normalizer"].startswith("whisper-english@")
     assert metrics["provenance"]["manifest"]["sha256"]
     table = pd.read_parquet(root / "utterances.parquet")
@@ -208,3 +211,28 @@ def test_no_injection_flags_nothing(tmp_path, big_manifest):
     accent = next(d for d in metrics["dimensions"] if d["name"] == "accent")
     assert not any(s["significantly_worse"] for s in accent["slices"])
     assert not accent["test"]["significant"]
+
+
+def test_an_older_metrics_schema_is_refused_for_reports_with_the_fix_and_upgraded_by_a_rescore(tmp_path, big_manifest):
+    """/6 changed statistics fields (issue 22): a /5 file's statistics are never rendered by this version
+    (one-line InputError naming the file and 'asrfair score'); the gate, which reads its provenance
+    only, still takes it; an unknown version is refused everywhere; a re-score rewrites it as /6."""
+    root = run(prepare(stub_config(tmp_path, big_manifest, default_rate=0.1))).paths.root
+
+    def stamp(schema: str) -> None:
+        path = root / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "schema": schema}))
+        seal(root)  # as scoring would have left it: the schema check, not the integrity check, must answer
+
+    stamp("asrfair.metrics/5")
+    with pytest.raises(InputError) as refused:
+        report(root)
+    message = str(refused.value)
+    assert "\n" not in message and "metrics.json" in message and "'asrfair.metrics/5'" in message
+    assert f"asrfair score {root}" in message
+    assert load_side(root, "A").metrics["schema"] == "asrfair.metrics/5"
+    stamp("asrfair.metrics/99")
+    with pytest.raises(InputError, match=r"asrfair\.metrics/99"):
+        load_side(root, "A")
+    assert rescore(root)["schema"] == "asrfair.metrics/6"
+    assert report(root).is_file()

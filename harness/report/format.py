@@ -339,8 +339,12 @@ def normalization_disparity(dim: dict[str, Any], normalizers: list[str]) -> str:
 
 
 def detectable(slice_: dict[str, Any]) -> str:
-    """A slice's minimum detectable gap against its dimension's overall, e.g. ``±4.1 pp``."""
-    return detectable_gap((slice_.get("vs_overall") or {}).get("min_detectable"))
+    """A slice's minimum detectable gap against its dimension's overall, e.g. ``±4.1 pp``; words
+    where the slice has too few speakers to state one."""
+    vs = slice_.get("vs_overall") or {}
+    if vs.get("min_detectable") is None and vs.get("detect_note"):
+        return "– (too few speakers)"
+    return detectable_gap(vs.get("min_detectable"))
 
 
 def detectable_gap(value: float | None) -> str:
@@ -357,20 +361,26 @@ def detectable_sentence(dimension: dict[str, Any], stats: dict[str, Any]) -> str
         for s in dimension["slices"]
         if s["supported"] and (s.get("vs_overall") or {}).get("min_detectable") is not None
     ]
-    if len(dimension["slices"]) < 2 or not known:
+    notes = {s["label"]: (s.get("vs_overall") or {}).get("detect_note") for s in dimension["slices"]}
+    too_few = [label for label, note in notes.items() if note]
+    if len(dimension["slices"]) < 2:
         return ""
+    if not known:
+        # the note says why, e.g. "too few speakers to state a detectable gap (fewer than 20)"
+        return f"No detectable gap is stated: {notes[too_few[0]]}." if too_few else ""
+    extra = f" Too few speakers to state one for {', '.join(too_few)}." if too_few else ""
     (low, best), (high, worst) = min(known), max(known)
     span = (
         f"{detectable_gap(low)} ({best})"
         if low == high
         else f"{detectable_gap(low)} ({best}) to {detectable_gap(high)} ({worst})"
     )
-    level = f"power ≥ {stats.get('power', 0.8):.0%}, α {1 - stats['confidence']:.2g}, conservative"
+    level = f"power ≈ {stats.get('power', 0.8):.0%}, α {1 - stats['confidence']:.2g}, approximate"
     if any(s.get("significantly_worse") for s in dimension["slices"]):
-        return f"Smallest gap against the overall this data detects ({level}): {span}."
+        return f"Smallest gap against the overall this data detects ({level}): {span}.{extra}"
     return (
         "No slice is significantly worse than the overall, which is not evidence of equal WER: "
-        f"no gap smaller than {span} is detectable with this data ({level})."
+        f"no gap smaller than {span} is detectable with this data ({level}).{extra}"
     )
 
 

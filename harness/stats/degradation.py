@@ -13,9 +13,10 @@ For each slice dimension (accent, dialect, ...) and each condition ``c``:
   conditions at once, which is what makes the interval paired), its quantiles corrected for the
   skewness of the speakers' contributions;
 * the **excess** ``ΔWER_s(c) − ΔWER(c)`` against the dimension's pooled ΔWER: does the
-  condition hurt this slice more than the others;
+  condition hurt this slice more than the others (:func:`harness.stats.inference.excess_intervals`);
 * the **disparity shift**: the max − min gap and worst/best ratio across ranked slices under
-  ``c`` against the same figures under the reference, each with an interval;
+  ``c`` against the same figures under the reference, each with an interval from simultaneous
+  pairwise intervals (:func:`harness.stats.by_slice.gap_bounds`, :func:`change_bounds`);
 * an **interaction test**: the dimension test of :func:`harness.stats.by_slice.ranked_test` applied to
   per-utterance error *differences* on the raw scale (the null: the condition's extra errors per
   word do not depend on the slice), its variances centred on the null (score-type),
@@ -28,17 +29,15 @@ above 0 — the same rule as the ★ of :mod:`harness.stats.by_slice`.
 
 from __future__ import annotations
 
-import warnings
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from harness.conditions import CONDITION_TAG
-from harness.stats.arrays import ratio_or_nan, unique_inverse
-from harness.stats.bootstrap import Resampler, percentile_interval
+from harness.stats.arrays import unique_inverse
 from harness.stats.by_slice import (
     Interval,
     StatsOptions,
@@ -49,6 +48,7 @@ from harness.stats.by_slice import (
     finite_or_none,
     gap_bounds,
     holm_adjusted,
+    pairwise,
     rankable,
     ranked_test,
     rate_intervals,
@@ -58,14 +58,15 @@ from harness.stats.by_slice import (
     t_intervals,
     unit_contrasts,
 )
-from harness.stats.inference import Ratios, contrasts, ratios
+from harness.stats.inference import Ratios, contrasts, excess_intervals, ratios, t_quantile
 from harness.stats.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
 from harness.stats.where import parse_where, referenced
 
 METHOD = (
     "paired over utterances scored under every condition; leave-one-speaker-out t intervals of paired "
-    "differences, skewness-corrected (Hall) with Kish df; gap and ratio change: speaker-clustered bootstrap "
-    "with shared weights across conditions; interaction: Welch heteroscedastic / cluster-robust Wald F test "
+    "differences, skewness-corrected (Hall) with Kish df; excess: slice against the rest, the larger of the "
+    "Wald and null-centred variances; gap, ratio and their change: simultaneous (Bonferroni) t intervals; "
+    "interaction: Welch heteroscedastic / cluster-robust Wald F test "
     "of per-utterance error differences with null-centred (score-type) variances, Holm-corrected across "
     "dimensions × conditions"
 )
@@ -180,32 +181,11 @@ def degradation(
     paired = pair_conditions(table, conditions)
     dims = compared_dimensions(specs)
     coder = TagCodes(paired.reference_rows)
-    everyone = SliceCodes(np.zeros(len(paired.words), dtype=np.int64), ["overall"], [{}])
-    coded = [everyone, *(slice_codes(paired.reference_rows, spec, coder) for spec in dims)]
-
-    # Bootstrap columns: per group (overall, then each dimension), per condition, its slices
-    # and then the group's pooled column.
-    blocks, layout, offset = [], [], 0
-    for codes in coded:
-        k = len(codes.labels)
-        starts = []
-        inside = codes.codes >= 0
-        for c in range(len(conditions)):
-            for column, code in ((offset, codes.codes[inside]), (offset + k, np.zeros(int(inside.sum()), int))):
-                blocks.append((paired.cluster[inside], column + code, paired.errors[c, inside], paired.words[inside]))
-            starts.append(offset)
-            offset += k + 1
-        layout.append(starts)
-    cl, col, e, n = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
-    shape = (paired.n_clusters, offset)
-    reps = Resampler(paired.n_clusters, options.bootstrap, options.seed).rates(
-        sparse.coo_matrix((e, (cl, col)), shape=shape), sparse.coo_matrix((n, (cl, col)), shape=shape)
-    )
+    coded = [slice_codes(paired.reference_rows, spec, coder) for spec in dims]
 
     overall = _overall(table, paired, conditions, descriptions, options)
     dimensions = [
-        _dimension(spec, codes, paired, conditions, reps, starts, options)
-        for spec, codes, starts in zip(dims, coded[1:], layout[1:], strict=True)
+        _dimension(spec, codes, paired, conditions, options) for spec, codes in zip(dims, coded, strict=True)
     ]
     return Degradation(
         reference=conditions[0],
@@ -325,13 +305,18 @@ def difference_intervals(
     return t_intervals(estimate, c.se, c, confidence, enabled, skew=True)
 
 
+def _excess(paired: Paired, code: np.ndarray, k: int, condition: int, confidence: float) -> list[Interval | None]:
+    """Score intervals of each slice's excess ΔWER over the dimension's (harness.stats.inference.excess_intervals)."""
+    diff = paired.errors[condition] - paired.errors[0]
+    result = excess_intervals(paired.cluster, code, k, diff, paired.words, confidence)
+    return [None if ci is None else [ci[0], ci[1]] for ci in result.intervals]
+
+
 def _dimension(
     spec: SliceSpec,
     codes: SliceCodes,
     paired: Paired,
     conditions: Sequence[str],
-    reps: np.ndarray,
-    starts: list[int],
     options: StatsOptions,
 ) -> ConditionDimension:
     k = len(codes.labels)
@@ -347,8 +332,6 @@ def _dimension(
     dim_words = words.sum()
     dim_wer = errors.sum(axis=1) / dim_words if dim_words else np.full(len(conditions), np.nan)
 
-    slice_reps = [reps[:, s : s + k] for s in starts]
-    dim_reps = [reps[:, s + k] for s in starts]
     slices = [(i, support_flags(int(speakers[i]), words[i], options)) for i in range(k)]
     ranked = [i for i, support in slices if rankable(not support, words[i] > 0, codes.values[i])]
 
@@ -365,7 +348,7 @@ def _dimension(
                 paired.cluster, codes.codes, k, paired.errors[c] - paired.errors[0], paired.words, paired.n_clusters
             )
             delta_cis, notes = difference_intervals(delta_lin, index, options.confidence, enabled)
-            excess_cis, _ = difference_intervals(delta_lin, index, options.confidence, enabled, minus=k)
+            excess_cis = _excess(paired, codes.codes, k, c, options.confidence) if enabled else none
         dim_delta = dim_wer[c] - dim_wer[0]
         for i in range(k):
             delta = wer[c, i] - wer[0, i]
@@ -386,27 +369,18 @@ def _dimension(
     reference_gap = reference_ratio = None
     note = None
     if len(ranked) >= 2:
-        gaps = [_spread(wer[c, ranked], slice_reps[c][:, ranked]) for c in range(len(conditions))]
-        reference_gap, reference_ratio = gaps[0][0], gaps[0][2]
+        extremes = [_spread(wer[c, ranked]) for c in range(len(conditions))]
+        reference_gap, reference_ratio = extremes[0]
         for c in range(1, len(conditions)):
-            gap, gap_reps, ratio, ratio_reps = gaps[c]
-            _, base_gap_reps, base_ratio, base_ratio_reps = gaps[0]
-            with np.errstate(invalid="ignore"):
-                figures = np.column_stack(
-                    [
-                        dim_reps[c] - dim_reps[0],
-                        gap_reps,
-                        gap_reps - base_gap_reps,
-                        ratio_reps,
-                        ratio_reps - base_ratio_reps,
-                    ]
-                )
-            cis = _percentile(figures, options.confidence)
+            gap, ratio = extremes[c]
             delta_lin = linearise(
                 paired.cluster, codes.codes, k, paired.errors[c] - paired.errors[0], paired.words, paired.n_clusters
             )
             delta_ci = difference_intervals(delta_lin, [k], options.confidence, enabled)[0][0]
             gap_ci, ratio_ci, _ = gap_bounds(wer_lin[c], ranked, options.confidence) if enabled else (None,) * 3
+            gap_change_ci, ratio_change_ci = (
+                change_bounds(wer_lin[c], wer_lin[0], delta_lin, ranked, options.confidence) if enabled else (None,) * 2
+            )
             deltas = wer[c, ranked] - wer[0, ranked]
             shifts.append(
                 Shift(
@@ -416,11 +390,11 @@ def _dimension(
                     gap=gap,
                     gap_ci=gap_ci,
                     gap_change=difference(gap, reference_gap),
-                    gap_change_ci=cis[2],
+                    gap_change_ci=gap_change_ci,
                     ratio=ratio,
                     ratio_ci=ratio_ci,
-                    ratio_change=difference(ratio, base_ratio),
-                    ratio_change_ci=cis[4],
+                    ratio_change=difference(ratio, reference_ratio),
+                    ratio_change_ci=ratio_change_ci,
                     worst=codes.labels[ranked[int(np.argmax(wer[c, ranked]))]],
                     most_degraded=codes.labels[ranked[int(np.argmax(deltas))]],
                     interaction=_interaction(paired, codes.codes, ranked, c, options),
@@ -461,33 +435,88 @@ def _dimension(
     )
 
 
-def _percentile(replicates: np.ndarray, confidence: float) -> list[Interval | None]:
-    """Percentile interval per column of bootstrap replicates; None without replicates."""
-    if replicates.shape[0] == 0:
-        return [None] * replicates.shape[1]
-    low, high = percentile_interval(replicates, confidence)
-    return [[finite_or_none(lo), finite_or_none(hi)] for lo, hi in zip(low, high, strict=True)]
-
-
-def _extremes(replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Highest and lowest column of each replicate, ignoring slices a replicate drew no speaker of."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a replicate may draw no speaker of any slice
-        return np.nanmax(replicates, axis=1), np.nanmin(replicates, axis=1)
-
-
-def _ratio_replicates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """Replicates of a ratio: +inf where only the denominator is 0, NaN where both are."""
-    ratios_ = ratio_or_nan(numerator, denominator)
-    return np.where((denominator <= 0) & (numerator > 0), np.inf, ratios_)
-
-
-def _spread(wers: np.ndarray, reps: np.ndarray) -> tuple[float | None, np.ndarray, float | None, np.ndarray]:
-    """Max − min gap and max / min ratio of the ranked slices, with their replicates."""
-    high, low = _extremes(reps)
+def _spread(wers: np.ndarray) -> tuple[float | None, float | None]:
+    """Max − min gap and max / min ratio of the ranked slices."""
     best, worst = float(np.min(wers)), float(np.max(wers))
-    ratio = worst / best if best > 0 else None
-    return worst - best, high - low, ratio, _ratio_replicates(high, low)
+    return worst - best, (worst / best if best > 0 else None)
+
+
+def change_bounds(
+    now: Ratios, base: Ratios, delta: Ratios, ranked: Sequence[int], confidence: float
+) -> tuple[Interval | None, Interval | None]:
+    """Intervals for the change of the true gap ``max_ij (μ_i − μ_j)`` and ratio between the
+    reference condition (``base``) and a condition (``now``) over the ``ranked`` slices, from
+    simultaneous t intervals (Bonferroni) of every ordered pair's difference under each condition
+    and of every pair's ΔWER difference ``Δ_i − Δ_j`` (paired: ``delta``), ``α/3`` to each family.
+    When all cover, the change lies between the bounds below, so the interval holds with ≥ the
+    confidence (a max is not smooth, so no single-contrast interval would):
+
+    * unpaired: each gap lies in its :func:`harness.stats.by_slice.gap_bounds` interval, so the change lies
+      in ``[low_now − high_base, high_now − low_base]``;
+    * paired: if (k, l) is the reference's widest pair, the change is at least ``D_now(i, j) −
+      D_base(k, l)`` for any pair, i.e. ``Δ_k − Δ_l``, ``(Δ_i − Δ_l) + D_base(i, k)`` or
+      ``(Δ_k − Δ_j) + D_base(l, j)``; (k, l) is unknown, so the lower end is the least of these
+      over the pairs that could be the widest (k can be the largest, l the smallest, and the pair
+      reach the largest lower end). The upper end mirrors it over the condition's widest pair.
+
+    The ratio's change uses the unpaired construction on ratios (two families, ``α/2`` each); a
+    ratio without an upper end (a ranked slice without errors) gives no interval for its change."""
+    alpha = 1 - confidence
+    ranked = np.asarray(ranked)
+    m = len(ranked)
+    first, second = np.triu_indices(m, 1)
+
+    def ordered(r: Ratios, level: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """Lower and upper ends of μ_i − μ_j, (m × m), simultaneous at ``level``."""
+        diff, _ = pairwise(r, ranked, first, second)
+        if (diff.clusters < 2).any() or not (diff.se > 0).all():
+            return None
+        half = t_quantile(1 - (1 - level) / (2 * len(first)), diff.df) * diff.se
+        estimate = r.values[ranked][:, None] - r.values[ranked][None, :]
+        spread = np.zeros((m, m))
+        spread[first, second] = spread[second, first] = half
+        return estimate - spread, estimate + spread
+
+    level = 1 - alpha / 3
+    pairs_now, pairs_base, pairs_delta = ordered(now, level), ordered(base, level), ordered(delta, level)
+    gap_ci = None
+    if pairs_now is not None and pairs_base is not None and pairs_delta is not None:
+        gap_now = max(0.0, pairs_now[0].max()), pairs_now[1].max()
+        gap_base = max(0.0, pairs_base[0].max()), pairs_base[1].max()
+        low = max(gap_now[0] - gap_base[1], _paired_end(pairs_base, pairs_delta[0]))
+        high = min(gap_now[1] - gap_base[0], -_paired_end(pairs_now, -pairs_delta[1]))
+        gap_ci = [float(low), float(high)]
+    _, ratio_now, _ = gap_bounds(now, ranked, 1 - alpha / 2)
+    _, ratio_base, _ = gap_bounds(base, ranked, 1 - alpha / 2)
+    ratio_ci = None
+    if ratio_now is not None and ratio_base is not None and None not in (*ratio_now, *ratio_base):
+        ratio_ci = [ratio_now[0] - ratio_base[1], ratio_now[1] - ratio_base[0]]  # type: ignore[operator]
+    return gap_ci, ratio_ci
+
+
+def _paired_end(pairs: tuple[np.ndarray, np.ndarray], delta_low: np.ndarray) -> float:
+    """The paired lower bound of :func:`change_bounds`: ``pairs`` the (lower, upper) ends of the
+    reference's pairwise differences μ_i − μ_j, ``delta_low`` the lower ends of ``Δ_i − Δ_j``. The
+    upper bound is minus this on the condition's pairs with ``delta_low`` = −(upper ends): since
+    ``−high(μ_a − μ_i) = low(μ_i − μ_a)``, its terms have the same form."""
+    low, high = pairs
+    can_max = (high >= 0).all(axis=1)  # μ_k ≥ every μ_j is possible
+    can_min = (high >= 0).all(axis=0)  # μ_l ≤ every μ_j is possible
+    candidates = can_max[:, None] & can_min[None, :] & (high >= low.max())
+    np.fill_diagonal(candidates, False)
+    ks, ls = np.nonzero(candidates)
+    if not ks.size:
+        return -math.inf
+    m = low.shape[0]
+    best = np.full(ks.size, -math.inf)
+    step = max(1, 4_000_000 // m)  # candidates × slices per block: bounded memory at hundreds of slices
+    for start in range(0, ks.size, step):
+        top, bottom = ks[start : start + step], ls[start : start + step]
+        # (Δ_i − Δ_l) + D(i, k) (i = k gives Δ_k − Δ_l) and (Δ_k − Δ_j) + D(l, j), k top, l bottom
+        via_i = (delta_low[:, bottom] + low[:, top]).max(axis=0)
+        via_j = (delta_low[top, :] + low[bottom, :]).max(axis=1)
+        best[start : start + step] = np.maximum(via_i, via_j)
+    return float(best.min())
 
 
 def _interaction(

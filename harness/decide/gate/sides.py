@@ -18,7 +18,7 @@ from harness.config import RunConfig
 from harness.data.audio import file_sha256
 from harness.decide.integrity import check_sealed
 from harness.errors import InputError, format_validation_error
-from harness.files import open_run_dir, write_atomic, write_json
+from harness.files import check_metrics_schema, open_run_dir, write_atomic, write_json
 from harness.yamlfile import read_yaml
 
 BASELINE_SCHEMA = "asrfair.baseline/1"
@@ -82,6 +82,7 @@ def load_side(path: Path, label: str) -> RunSide:
         if not paths.utterances.is_file() or not paths.metrics.is_file():
             raise InputError(f"{path}: the run did not finish scoring (no metrics.json); {paths.completion_hint()}")
         table, metrics, config = _read_table(paths.utterances), _read_json(paths.metrics), _read_config(paths.config)
+        check_metrics_schema(metrics, paths.metrics, provenance_only=True)  # the gate reads its provenance only
         return RunSide(label, path, table, metrics, config, path.resolve().name)
     if path.suffix == ".json" and path.is_file():
         saved = _read_json(path)
