@@ -39,6 +39,7 @@ from harness.errors import (
     format_validation_error,
 )
 from harness.redaction import RedactingFilter, redact
+from harness.study.command import register as register_study
 
 app = typer.Typer(
     name="asrfair",
@@ -870,6 +871,9 @@ def _stop_after_batch(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+register_study(app)  # issue 27: asrfair study (harness/study/command.py)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -14,7 +14,7 @@ import platform
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ from harness.store import (
     write_yaml,
 )
 from harness.text import Normalizer, get_normalizer
+from harness.throughput import is_remote, throughput
 from harness.yamlfile import read_yaml
 
 log = logging.getLogger(__name__)
@@ -345,7 +346,10 @@ def rescore(
     provenance = {**_last_provenance(paths), "rescored_utc": _now(), "harness_version": __version__}
     if "fingerprint" in provenance.get("backend", {}):  # runs scored before these fields existed gain them
         backend = provenance["backend"]
-        provenance["backend"] = _backend_provenance(backend["name"], backend["id"], backend["fingerprint"])
+        provenance["backend"] = {
+            **_backend_provenance(backend["name"], backend["id"], backend["fingerprint"]),
+            "remote": bool(backend.get("remote")),
+        }
     metrics = _score_and_write(paths, frame, specs, chosen, config, provenance)
     record_run(config.history_path, paths.root, metrics)  # replaces the run's rows
     return metrics
@@ -603,6 +607,7 @@ def _score_and_write(
         else None
     )
     metrics = build_metrics(aggregates, table, provenance, model, changes, sensitivity, robust, warnings)
+    metrics["throughput"] = _throughput(paths, frame, provenance)
     unseal(paths.root)
     write_parquet(paths.utterances, table)
     write_json(paths.provenance, metrics["provenance"])
@@ -631,6 +636,18 @@ def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = Non
     )
     write_text(target, page)
     return target
+
+
+def _throughput(paths: RunPaths, frame: pd.DataFrame, provenance: dict[str, Any]) -> dict[str, Any] | None:
+    """RTFx of what this run transcribed (docs/metrics.md); None where transcripts.parquet is gone."""
+    try:
+        transcripts = pd.read_parquet(paths.transcripts, columns=["id", "status", "latency_s", "cached"])
+    except (OSError, ValueError):
+        return None
+    if "audio_s" not in frame:  # scored before clip lengths were kept
+        return None
+    remote = bool(provenance.get("backend", {}).get("remote"))
+    return asdict(throughput(transcripts, frame.set_index("id")["audio_s"], remote=remote))
 
 
 def _transcript_table(transcripts: Iterable[Transcript], backend: Backend, from_cache: frozenset[str]) -> pd.DataFrame:
@@ -708,7 +725,10 @@ def _provenance(config: RunConfig, manifest: Manifest, backend: Backend) -> dict
         "harness_version": __version__,
         "git_sha": _git_sha(),
         "manifest": {"path": str(manifest.path), "sha256": manifest.sha256, "utterances": len(manifest.utterances)},
-        "backend": _backend_provenance(backend.name, backend.fingerprint_id(), backend.fingerprint()),
+        "backend": {
+            **_backend_provenance(backend.name, backend.fingerprint_id(), backend.fingerprint()),
+            "remote": is_remote(backend),
+        },
         "config": config.resolved(),
         "python": platform.python_version(),
         "platform": platform.platform(),
