@@ -192,18 +192,19 @@ def max_change(
     candidates, bounds = [], []
     for r in (ra, rb):
         c = contrasts(r, coef)
-        if (c.clusters < 2).any() or not (c.se > 0).all():
+        if (c.clusters < 2).any() or not np.isfinite(c.se).all():
             return None
         estimate = r.values[plus] - (r.values[minus] if minus is not None else 0.0)
-        q = t_quantile(1 - (1 - level) / 2, c.df)
+        q = np.where(c.se > 0, t_quantile(1 - (1 - level) / 2, np.nan_to_num(c.df, nan=1.0)), 0.0)
         low, high = estimate - q * c.se, estimate + q * c.se
         candidates.append(high >= low.max())
         bounds.append((low.max(), high.max()))  # the system's own max lies between these
     c = contrasts(rd, coef, conservative=True)
-    if (c.clusters < 2).any() or not (c.se > 0).all():
+    if (c.clusters < 2).any() or not np.isfinite(c.se).all():
         return None
     estimate = rd.values[plus] - (rd.values[minus] if minus is not None else 0.0)
-    q = t_quantile(1 - (1 - level) / 2, c.df)
+    # A contrast without spread (both systems identical on those slices, speaker by speaker) is exact.
+    q = np.where(c.se > 0, t_quantile(1 - (1 - level) / 2, np.nan_to_num(c.df, nan=1.0)), 0.0)
     q_low, q_high = hall_quantiles(q, c.skew) if c.skew is not None else (-q, q)
     low, high = estimate - q_high * c.se, estimate - q_low * c.se
     (low_a, high_a), (low_b, high_b) = bounds
