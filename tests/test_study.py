@@ -184,3 +184,34 @@ def test_study_html_in_headless_chromium(tmp_path, manifest):
         claims = page.locator("ul.claims li").all_inner_texts()
         assert any("narrows the accent=scottish gap" in c for c in claims)
         browser.close()
+
+
+def test_rtfx_counts_only_what_was_transcribed_and_latency_only_for_remote_backends():
+    import pandas as pd
+
+    from harness.throughput import throughput
+
+    transcripts = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "status": ["ok", "ok", "ok", "error"],
+            "latency_s": [1.0, 3.0, 50.0, 9.0],
+            "cached": [False, False, True, False],
+        }
+    )
+    seconds = pd.Series({"a": 10.0, "b": 20.0, "c": 30.0, "d": 5.0})
+    local = throughput(transcripts, seconds, remote=False)
+    assert (local.transcripts, local.audio_s, local.processing_s, local.rtfx) == (2, 30.0, 4.0, 7.5)
+    assert local.latency_s is None and local.counted == "transcribed"
+    recorded = throughput(transcripts, seconds, remote=True, include_cached=True)
+    assert recorded.rtfx == pytest.approx(60 / 54) and recorded.latency_s["p50"] == 3.0
+    assert throughput(transcripts.assign(cached=True), seconds, remote=False).rtfx is None  # all from cache
+
+
+def test_every_run_records_its_throughput(tmp_path, manifest):
+    runs, _ = study(tmp_path, manifest, [stub("a", 0), stub("b", 1)])
+    metrics = json.loads((runs.runs[0].run_dir / "metrics.json").read_text())
+    assert metrics["throughput"]["transcripts"] == 360 and metrics["throughput"]["counted"] == "transcribed"
+    assert metrics["throughput"]["audio_s"] == pytest.approx(180.0)  # 360 half-second clips
+    assert metrics["throughput"]["rtfx"] is None  # the stub records no time
+    assert metrics["provenance"]["backend"]["remote"] is False
