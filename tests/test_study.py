@@ -215,3 +215,18 @@ def test_every_run_records_its_throughput(tmp_path, manifest):
     assert metrics["throughput"]["audio_s"] == pytest.approx(180.0)  # 360 half-second clips
     assert metrics["throughput"]["rtfx"] is None  # the stub records no time
     assert metrics["provenance"]["backend"]["remote"] is False
+
+
+def test_study_pages_escape_data(tmp_path, make_manifest):
+    attack = '<img src=x onerror="alert(1)">'
+    records = accent_records(5, 4, accents=("north", attack))
+    path = write_study(tmp_path, make_manifest(records), [stub("a", 0), stub("b", 1)], stats={"min_speakers": 3,
+                                                                                               "min_words": 50})
+    spec = load_study(path)
+    result = analyse(spec, run_study(spec, tmp_path / "s"))
+    from harness.report.study_html import render_study_html
+    from harness.report.study_md import render_study_markdown
+
+    page, md = render_study_html(result), render_study_markdown(result)
+    assert attack not in page and "&lt;img src=x onerror=" in page
+    assert attack not in md and "&lt;img src=x onerror=" in md
