@@ -115,6 +115,7 @@ def test_rerun_transcribes_only_what_is_new(tmp_path, manifest):
          ["study.yaml", "'systems[1].backend'", "no-such-engine"]),
         ({"datasets": [{"name": "x", "manifest": "missing.jsonl"}]}, ["study.yaml", "'datasets[0].manifest'"]),
         ({"colour": "red"}, ["study.yaml", "'colour'", "unknown key"]),
+        ({"dimension": "acent"}, ["study.yaml", "'dimension'", "'acent'", "'accent'"]),
     ],
 )
 def test_bad_study_yaml_is_one_line_exit_2(tmp_path, manifest, change, fragments):

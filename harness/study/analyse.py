@@ -73,8 +73,10 @@ def dataset_result(
     summaries = {r.system: summarise(r.table, specs, options) for r in runs}
     dim_index = _dimension_index(summaries[runs[0].system], dimension)
     coded, excluded = pair_systems({r.system: r.table for r in runs})
-    pairs = [compare_pair(coded, a, b, specs, options) for a in range(len(runs)) for b in range(a + 1, len(runs))]
-    pairs, claims = holm_and_claims(name, pairs, specs, coded, options)
+    pairs, claims = [], []
+    if coded.rows.words.size:  # no utterance every system scored: nothing to pair (every system ties)
+        pairs = [compare_pair(coded, a, b, specs, options) for a in range(len(runs)) for b in range(a + 1, len(runs))]
+        pairs, claims = holm_and_claims(name, pairs, specs, coded, options)
     entries = [_entry(r, summaries[r.system], dim_index, prices.get(r.system)) for r in runs]
     leaderboard = rank(entries, pairs, rank_by, None if dim_index is None else specs[dim_index].label)
     return DatasetResult(

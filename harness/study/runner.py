@@ -81,6 +81,7 @@ def run_study(
             config = _config(spec, system, dataset, out / "runs", where, s)
             try:
                 planned.append((system, dataset, prepare(config)))
+                _check_dimension(spec, dataset, planned[-1][2], where)
             except BackendUnavailable as exc:
                 _close(planned)
                 message = str(exc).removeprefix(f"{config.key('backend')}: ")
@@ -122,6 +123,15 @@ def run_study(
             system.label, dataset.name, outcome.transcribed, outcome.from_cache,
         )
     return StudyRuns(runs)
+
+
+def _check_dimension(spec: StudySpec, dataset: DatasetSpec, prepared: Prepared, where: str) -> None:
+    labels = [s.label for s in prepared.slices]
+    if spec.dimension is not None and spec.dimension not in labels:
+        raise InputError(
+            f"{where}'dimension': {spec.dimension!r} is not a dimension of dataset {dataset.name!r}; "
+            f"choose one of {', '.join(map(repr, labels))}"
+        )
 
 
 def _close(planned: list[tuple[SystemSpec, DatasetSpec, Prepared]]) -> None:
