@@ -166,13 +166,19 @@ def scatter(points: Sequence[Point], x_title: str, y_title: str, higher_x_better
              f'xmlns="http://www.w3.org/2000/svg"><title>{escape(y_title)} against {escape(x_title)}</title>',
              f'<line class="axis" x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}"/>',
              f'<line class="axis" x1="{left}" y1="{top_pad}" x2="{left}" y2="{height - bottom}"/>',
-             f'<text class="tick" x="{(left + width - right) / 2:.1f}" y="{height - 12}" text-anchor="middle">'
+             f'<text class="tick" x="{(left + width - right) / 2:.1f}" y="{height - 8}" text-anchor="middle">'
              f'{escape(x_title)}{" → better" if higher_x_better else " ← better"}</text>',
              f'<text class="tick" x="14" y="{(top_pad + height - bottom) / 2:.1f}" text-anchor="middle" '
              f'transform="rotate(-90 14 {(top_pad + height - bottom) / 2:.1f})">{escape(y_title)} ↓ better</text>']
     for frac in (0.0, 0.5, 1.0):
         yv = hi_y * frac
         parts.append(f'<text class="tick" x="{left - 6}" y="{sy(yv) + 4:.1f}" text-anchor="end">{100 * yv:.0f}%</text>')
+    for frac in (0.1, 0.5, 0.9):  # the data's range sits between 0.1 and 0.9 of the axis
+        xv = lo_x + (hi_x - lo_x) * frac
+        value = 10**xv if log_x else xv
+        shown = f"{value:.1f}×" if log_x else (f"{100 * value:.1f}%" if percent_x else f"{value:.3g}")
+        parts.append(f'<text class="tick" x="{left + (width - left - right) * frac:.1f}" y="{height - bottom + 16}" '
+                     f'text-anchor="middle">{escape(shown)}</text>')
     for p in points:
         if log_x and p.x <= 0:
             continue
