@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from harness.config import BackendSpec, RunConfig, StatsConfig, Strict
+from harness.config import BackendSpec, ExecuteConfig, RunConfig, StatsConfig, Strict
 from harness.errors import InputError, format_validation_error
 from harness.slices import SliceSpec
 from harness.study import RankBy
@@ -49,6 +49,7 @@ class StudySpec(Strict):
     max_failure_rate: float = Field(0.02, ge=0.0, le=1.0)
     output: Path = Path("runs")
     cache: Path | None = None
+    execute: ExecuteConfig = Field(default_factory=ExecuteConfig)  # local or Ray, for every run (docs/scaling.md)
 
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
@@ -80,6 +81,7 @@ class StudySpec(Strict):
             "output": output,
             "cache": self.cache_path,
             "history": output / "history.duckdb",
+            "execute": self.execute.model_dump(),
         }
         return RunConfig.model_validate(data)
 
