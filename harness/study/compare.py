@@ -20,7 +20,8 @@ For two systems A and B (B − A throughout) and each dimension:
   Valid and conservative; tight when each system's worst and best are clear.
 
 p-values (t with the interval's df) are Holm-adjusted in two families per dataset: accuracy
-(overall and ranked-slice ΔWER, all pairs × dimensions) and disparity (ranked-slice gap changes).
+(overall and ranked-slice ΔWER, all pairs × dimensions with two ranked slices or more) and
+disparity (those slices' gap changes).
 A claim needs the Holm-adjusted p below α **and** the interval excluding 0; "B is fairer" needs
 the gap-change bounds at the Bonferroni level over pairs × dimensions to exclude 0. sclite-style
 sign and Wilcoxon tests over speakers are reported beside them, never used for claims.
@@ -255,6 +256,8 @@ def holm_and_claims(
     for n, pair in enumerate(pairs):
         accuracy.append((n, None, None))
         for d, dim in enumerate(pair.dimensions):
+            if dim.ranked < 2:  # one slice is the whole dimension: its ΔWER is the overall's, tested once
+                continue
             for s, sl in enumerate(dim.slices):
                 if sl.ranked:
                     accuracy.append((n, d, s))
