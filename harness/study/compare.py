@@ -64,7 +64,7 @@ METHOD = (
 
 @dataclass(frozen=True)
 class Coded:
-    """The paired utterances of all systems, and one dimension's slice codes over them."""
+    """The utterances every system scored: one error row per system, in ``systems`` order."""
 
     rows: PairedRows
     systems: list[str]

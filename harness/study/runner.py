@@ -89,40 +89,49 @@ def run_study(
             except BaseException:
                 _close(planned)
                 raise
-    runs = []
-    for system, dataset, prepared in planned:
-        if announce:
-            announce(system.label, dataset.name, prepared.requests)
-        outcome = run(prepared, on_batch=on_batch, stop=stop)
-        failure = None
+    runs: list[SystemRun] = []
+    for index, (system, dataset, prepared) in enumerate(planned):
         try:
-            outcome.raise_for_failures()
-        except TooManyFailures as exc:
-            failure = str(exc)
-        table = pd.read_parquet(outcome.paths.utterances)
-        transcripts = pd.read_parquet(outcome.paths.transcripts)
-        remote = bool(outcome.metrics["provenance"]["backend"].get("remote"))
-        runs.append(
-            SystemRun(
-                system=system.label,
-                dataset=dataset.name,
-                run_dir=outcome.paths.root,
-                table=table,
-                metrics=outcome.metrics,
-                slices=prepared.slices,
-                transcribed=outcome.transcribed,
-                from_cache=outcome.from_cache,
-                throughput=throughput(
-                    transcripts, table.set_index("id")["audio_s"], remote=remote, include_cached=True
-                ),
-                failure=failure,
-            )
-        )
-        log.info(
-            "%s on %s: %d transcribed, %d from cache",
-            system.label, dataset.name, outcome.transcribed, outcome.from_cache,
-        )
+            runs.append(_run_one(system, dataset, prepared, announce, on_batch, stop))
+        except BaseException:  # interrupted or failed: the runs not started hold their backends
+            _close(planned[index + 1 :])
+            raise
     return StudyRuns(runs)
+
+
+def _run_one(
+    system: SystemSpec,
+    dataset: DatasetSpec,
+    prepared: Prepared,
+    announce: Announce | None,
+    on_batch: BatchCallback | None,
+    stop: threading.Event | None,
+) -> SystemRun:
+    if announce:
+        announce(system.label, dataset.name, prepared.requests)
+    outcome = run(prepared, on_batch=on_batch, stop=stop)
+    failure = None
+    try:
+        outcome.raise_for_failures()
+    except TooManyFailures as exc:
+        failure = str(exc)
+    table = pd.read_parquet(outcome.paths.utterances)
+    transcripts = pd.read_parquet(outcome.paths.transcripts)
+    remote = bool(outcome.metrics["provenance"]["backend"].get("remote"))
+    log.info("%s on %s: %d transcribed, %d from cache", system.label, dataset.name, outcome.transcribed,
+             outcome.from_cache)
+    return SystemRun(
+        system=system.label,
+        dataset=dataset.name,
+        run_dir=outcome.paths.root,
+        table=table,
+        metrics=outcome.metrics,
+        slices=prepared.slices,
+        transcribed=outcome.transcribed,
+        from_cache=outcome.from_cache,
+        throughput=throughput(transcripts, table.set_index("id")["audio_s"], remote=remote, include_cached=True),
+        failure=failure,
+    )
 
 
 def _check_dimension(spec: StudySpec, dataset: DatasetSpec, prepared: Prepared, where: str) -> None:
