@@ -95,6 +95,10 @@ def measure_study(
             elif sc.name == "study-narrow":
                 res.add("study 'fairer' found (power)", "pooled", sc.name, label, cal.Target(0.0, 1.0, "reported"),
                         any(c.kind == "fairer" and c.dimension == "accent" for c in claims))
+                worst = f"a{int(np.argmax(tr.slices))}"  # its gap to the overall: +5 points under A, +1 under B
+                res.add("study 'narrows the worst slice's gap' found (power)", "pooled", sc.name, label,
+                        cal.Target(0.0, 1.0, "reported"),
+                        any(c.kind == "gap-narrowed" and c.dimension == "accent" and c.slice == worst for c in claims))
         cal.log.info("study %s %s done", sc.name, label)
 
 
