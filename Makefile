@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo demo-real demo-stub demo-pocketsphinx last-mile test lint bench clean fuzz
+.PHONY: demo demo-real demo-stub demo-pocketsphinx last-mile study test lint bench clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ demo-pocketsphinx: $(VENV)/.runtime
 
 last-mile: $(VENV)/.runtime
 	$(BIN)/asrfair run configs/last-mile.yaml
+
+# three offline systems on the demo clips, ranked and compared on the same utterances (docs/study.md)
+study: $(VENV)/.runtime
+	$(BIN)/python -m pip install --quiet -e '.[pocketsphinx]'
+	$(BIN)/asrfair study configs/study-demo.yaml
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest

@@ -852,6 +852,16 @@ FIGURES: dict[str, tuple[Callable[[], Sequence[object]], Callable[..., None]]] =
 DEFAULT = ("slices", "conditions", "model", "detectable", "plan")
 
 
+def _study(name: str) -> Callable[..., object]:
+    """``--only study``: the multi-system study's figures, kept in benchmarks/calibration_study.py."""
+    import calibration_study  # imports this module: only on use
+
+    return getattr(calibration_study, name)
+
+
+FIGURES["study"] = (lambda: _study("scenarios")(), lambda *a: _study("measure_study")(*a))
+
+
 # ---------------------------------------------------------------- output
 
 

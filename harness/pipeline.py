@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +52,7 @@ from harness.scoring.normalisers import Normalizer, get_normalizer
 from harness.stats.slices import SliceSpec, check_slices, default_slices, drop_duplicate_dimensions
 from harness.transcribe.cache import TranscriptCache
 from harness.transcribe.local import BatchCallback, StopRequested, TranscribeResult, transcribe_all
+from harness.transcribe.throughput import is_remote, throughput
 from harness.yamlfile import read_yaml
 
 if TYPE_CHECKING:
@@ -283,8 +284,21 @@ def _scores(
     store = ScoreStore(config.cache_path)
     created = provenance["created_utc"]
     metrics = store.restore(key, paths.root, created)
-    if metrics is not None:
-        return metrics
+    if metrics is None:
+        metrics = _score_fresh(paths, rows, prepared, provenance, store, key)
+    return _with_throughput(paths, rows, metrics)
+
+
+def _score_fresh(
+    paths: RunPaths,
+    rows: list[list[dict[str, Any]]],
+    prepared: Prepared,
+    provenance: dict[str, Any],
+    store: ScoreStore,
+    key: str,
+) -> dict[str, Any]:
+    config = prepared.config
+    created = provenance["created_utc"]
     token = new_token()
     frame = pd.concat([pd.DataFrame(pass_rows) for pass_rows in rows], ignore_index=True)
     placeheld = {**provenance, "created_utc": token}
@@ -293,6 +307,20 @@ def _scores(
         _score_and_write(RunPaths(folder), frame, prepared.slices, prepared.normalizers, config, placeheld, paths.root)
 
     return stamp(paths.root, store.score(key, token, score_into), token, created)
+
+
+def _with_throughput(paths: RunPaths, rows: list[list[dict[str, Any]]], metrics: dict[str, Any]) -> dict[str, Any]:
+    """This run's own RTFx (what it transcribed, not what the cache served) in metrics.json. It is
+    added after the stored scoring is restored, because it is the one figure a rerun does not share."""
+    frame = pd.concat([pd.DataFrame(pass_rows) for pass_rows in rows], ignore_index=True)
+    found = _throughput(paths, frame, metrics["provenance"])
+    if found is None or metrics.get("throughput") == found:
+        return metrics
+    metrics = {**metrics, "throughput": found}
+    unseal(paths.root)
+    write_json(paths.metrics, metrics)
+    seal(paths.root)
+    return metrics
 
 
 @dataclass(frozen=True)
@@ -375,7 +403,10 @@ def rescore(
     if "fingerprint" in provenance.get("backend", {}):  # runs scored before these fields existed gain them
         backend = provenance["backend"]
         info = backend_info(backend["fingerprint"], Backend.default_model)
-        provenance["backend"] = _provenance_block(backend["name"], backend["id"], info, backend["fingerprint"])
+        provenance["backend"] = {
+            **_provenance_block(backend["name"], backend["id"], info, backend["fingerprint"]),
+            "remote": bool(backend.get("remote")),
+        }
     manifest = Path(provenance["manifest"]["path"])
     if "dataset_card" not in provenance and manifest.is_file():  # runs made before the card was kept
         try:
@@ -730,6 +761,7 @@ def _score_and_write(
     paths.metrics.unlink(missing_ok=True)
     scored = score_results(frame, slices, normalizers, config.stats, config.runaway, config.conditions, provenance)
     table, metrics = scored.table, scored.metrics
+    metrics["throughput"] = _throughput(paths, frame, provenance)  # None in a staging folder (no transcripts)
     unseal(paths.root)
     write_parquet(paths.utterances, table)
     write_json(paths.provenance, metrics["provenance"])
@@ -761,6 +793,18 @@ def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = Non
     )
     write_text(target, page)
     return target
+
+
+def _throughput(paths: RunPaths, frame: pd.DataFrame, provenance: dict[str, Any]) -> dict[str, Any] | None:
+    """RTFx of what this run transcribed (docs/metrics.md); None where transcripts.parquet is gone."""
+    try:
+        transcripts = pd.read_parquet(paths.transcripts, columns=["id", "status", "latency_s", "cached"])
+    except (OSError, ValueError):
+        return None
+    if "audio_s" not in frame:  # scored before clip lengths were kept
+        return None
+    remote = bool(provenance.get("backend", {}).get("remote"))
+    return asdict(throughput(transcripts, frame.set_index("id")["audio_s"], remote=remote))
 
 
 def _transcript_table(transcripts: Iterable[Transcript], backend: Backend, from_cache: frozenset[str]) -> pd.DataFrame:
@@ -844,7 +888,7 @@ def _provenance(config: RunConfig, manifest: Manifest, backend: Backend) -> dict
         "git_sha": _git_sha(),
         "manifest": {"path": str(manifest.path), "sha256": manifest.sha256, "utterances": len(manifest.utterances)},
         "dataset_card": card_provenance(manifest.path),
-        "backend": _backend_provenance(backend),
+        "backend": {**_backend_provenance(backend), "remote": is_remote(backend)},
         "config": config.resolved(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -31,7 +31,7 @@ RANK = {
     "config": 7,  # the run config assembles every stage's options: above them, below what uses them all
     "results": 7,
     "decide": 8,
-    "study": 8,
+    "study": 8,  # its statistics and results; study.runner (which runs the pipeline) is orchestration
     "report": 9,
     "api": 10,
     "pipeline": 10,
@@ -47,7 +47,13 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+# Modules ranked apart from their folder: the study's runner drives the pipeline.
+MODULE_STAGE = {"harness.study.runner": "pipeline"}
+
+
 def _stage(module: str) -> str:
+    if module in MODULE_STAGE:
+        return MODULE_STAGE[module]
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else parts[0]
 

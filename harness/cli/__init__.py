@@ -23,13 +23,14 @@ __all__ = ["app", "main"]
 PANELS = {
     "Start here": ("import", "validate", "run", "report"),
     "Decide": ("gate", "baseline", "compare", "history"),
+    "Compare systems": ("study",),
     "Look deeper": ("score", "discover", "verify", "model", "plan", "audition"),
     "Inputs & plugins": ("coverage", "importers", "backends", "normalizers"),
     "Serve": ("serve",),
 }
 
 # Each module registers its commands on `app`.
-for _module in ("run", "data", "analyse", "decide", "serve"):
+for _module in ("run", "data", "analyse", "decide", "study", "serve"):
     importlib.import_module(f"harness.cli.{_module}")
 
 

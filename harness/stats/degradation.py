@@ -211,18 +211,20 @@ def where_tags(spec: SliceSpec) -> set[str]:
     return set(spec.where)
 
 
-def pair_conditions(table: pd.DataFrame, conditions: Sequence[str]) -> Paired:
-    scored = table[(table["status"] == "ok") & table[CONDITION_TAG].isin(conditions)]
-    per_id = scored.groupby("id")[CONDITION_TAG].nunique()
+def pair_conditions(table: pd.DataFrame, conditions: Sequence[str], column: str = CONDITION_TAG) -> Paired:
+    """Complete cases: rows of utterances scored under every one of ``conditions`` (the values of
+    ``column``; a study pairs systems the same way)."""
+    scored = table[(table["status"] == "ok") & table[column].isin(conditions)]
+    per_id = scored.groupby("id")[column].nunique()
     complete = per_id.index[per_id == len(conditions)]
     rows = scored[scored["id"].isin(complete)]
-    reference = rows[rows[CONDITION_TAG] == conditions[0]].sort_values("id").reset_index(drop=True)
+    reference = rows[rows[column] == conditions[0]].sort_values("id").reset_index(drop=True)
     # A filler-only utterance (no reference word after normalisation) has no WER under any condition.
     spoken = reference["ref_words"].to_numpy(dtype=np.float64) > 0
     empty = int((~spoken).sum())
     reference = reference[spoken].reset_index(drop=True)
     errors = (
-        rows.pivot(index="id", columns=CONDITION_TAG, values="errors")
+        rows.pivot(index="id", columns=column, values="errors")
         .reindex(index=reference["id"], columns=list(conditions))
         .to_numpy(dtype=np.float64)
         .T
