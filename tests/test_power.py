@@ -109,15 +109,15 @@ def test_the_minimum_detectable_gap_shrinks_as_one_over_root_speakers():
 def test_min_detectable_gap_is_the_t_sum_times_the_standard_error():
     from scipy import stats as scipy_stats
 
-    from harness.stats.by_slice import Comparison, detectable_gap
+    from harness.stats.by_slice import SliceComparison, detectable_gap
 
-    comparison = Comparison(0.0, [None, None], se=0.01, df=12.0)
+    comparison = SliceComparison(0.0, [None, None], se=0.01, df=12.0)
     expected = (scipy_stats.t.ppf(1 - 0.05 / 2, 12) + scipy_stats.t.ppf(0.8, 12)) * 0.01
     assert detectable_gap(comparison, 0.95, 1, 0.8) == pytest.approx(expected)
     # Holm's worst case over 3 tests: the level is α / 3.
     holm_worst = (scipy_stats.t.ppf(1 - 0.05 / 6, 12) + scipy_stats.t.ppf(0.8, 12)) * 0.01
     assert detectable_gap(comparison, 0.95, 3, 0.8) == pytest.approx(holm_worst)
-    assert detectable_gap(Comparison(0.0, [None, None]), 0.95, 1, 0.8) is None  # no standard error: nothing to say
+    assert detectable_gap(SliceComparison(0.0, [None, None]), 0.95, 1, 0.8) is None  # no standard error: nothing to say
 
 
 @pytest.fixture

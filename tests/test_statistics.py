@@ -297,9 +297,9 @@ def test_detectable_gap_also_gives_the_dimension_test_its_power():
     (scipy.stats.ncf, the test's own df, α/m) rejects with the stated power, on the log scale."""
     from scipy import stats as sps
 
-    from harness.stats.by_slice import Comparison, Test, detectable_gaps
+    from harness.stats.by_slice import SliceComparison, Test, detectable_gaps
 
-    comparison = Comparison(0.0, [None, None], se=0.01, df=20.0, detect_df=20.0)
+    comparison = SliceComparison(0.0, [None, None], se=0.01, df=20.0, detect_df=20.0)
     test = Test("between-speaker", 1.0, 0, 0.5, 0.0, method="Hotelling", df=[3.0, 6.0])
     interval_only = detectable_gaps([comparison], 0.95, 4, 0.8, [0.15])[0]
     both = detectable_gaps([comparison], 0.95, 4, 0.8, [0.15], test)[0]
@@ -308,4 +308,4 @@ def test_detectable_gap_also_gives_the_dimension_test_its_power():
     critical = sps.f.isf(0.05 / 4, 3.0, 6.0)
     assert sps.ncf.sf(critical, 3.0, 6.0, lam) == pytest.approx(0.8, abs=1e-4)
     # A comparison without a standard error still has nothing to say.
-    assert detectable_gaps([Comparison(0.0, [None, None])], 0.95, 4, 0.8, [0.15], test) == [None]
+    assert detectable_gaps([SliceComparison(0.0, [None, None])], 0.95, 4, 0.8, [0.15], test) == [None]

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from harness.report.format import clip, detectable_gap, md_text
 from harness.report.format import shown as escape  # long names clipped for display
-from harness.stats.coverage import MAX_EMPTY_LISTED, Cell, Coverage, CoverageTable, cell_text, matrix
+from harness.stats.coverage import MAX_EMPTY_LISTED, Coverage, CoverageCell, CoverageTable, cell_text, matrix
 from harness.stats.power import MAX_SPEAKERS, Plan, SlicePlan
 
 WIDEST_MATRIX = 12  # a pair with more values than this on both sides is listed, not drawn
@@ -117,7 +117,7 @@ def _matrix_table(table: CoverageTable) -> Table:
     return out
 
 
-def _matrix_cell(cell: Cell | None) -> str:
+def _matrix_cell(cell: CoverageCell | None) -> str:
     if cell is None:
         return "[red]—[/]"
     text = escape(cell_text(cell))
@@ -151,7 +151,7 @@ def render_coverage_markdown(result: Coverage) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _md_cell(cell: Cell | None) -> str:
+def _md_cell(cell: CoverageCell | None) -> str:
     if cell is None:
         return "—"
     return f"{md_text(cell_text(cell))}{' ' + THIN if cell.thin else ''}"

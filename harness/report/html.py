@@ -66,7 +66,7 @@ from harness.report.format import (
 from harness.report.summary import BETWEEN, GAP, MIXED, NONE, UNKNOWN, plain_summary
 from harness.report.svg import Bar, HeatCell, heatmap, interval_chart
 from harness.stats.by_slice import cluster_units
-from harness.stats.coverage import Cell, coverage_of_table, matrix
+from harness.stats.coverage import CoverageCell, coverage_of_table, matrix
 from harness.stats.robust import scoped_specs
 from harness.stats.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
 
@@ -425,7 +425,7 @@ def _coverage(table: pd.DataFrame, metrics: dict[str, Any], specs: Sequence[Slic
     return out
 
 
-def _coverage_cell(cell: Cell) -> HeatCell:
+def _coverage_cell(cell: CoverageCell) -> HeatCell:
     return HeatCell(float(cell.speakers), f"{cell.speakers} spk", f"{cell.words} words", cell.thin)
 
 

@@ -68,7 +68,7 @@ class SpeakerSpread:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class SliceComparison:
     """A slice against a baseline WER (the dimension's overall, or the reference group)."""
 
     difference: float | None
@@ -110,8 +110,8 @@ class SliceStats:
     wer_ci: Interval | None = None
     interval_note: str | None = None  # why wer_ci is None: "one speaker", "no errors", ...
     no_reference_words: int = 0  # scored utterances with N = 0 after normalisation: left out of every WER
-    vs_overall: Comparison | None = None
-    vs_reference: Comparison | None = None
+    vs_overall: SliceComparison | None = None
+    vs_reference: SliceComparison | None = None
     significantly_worse: bool = False
 
 
@@ -203,7 +203,7 @@ class Aggregates:
 
 
 @dataclass(frozen=True)
-class _Rows:
+class _SliceRows:
     """The utterance table as arrays (one element per row), built once per summarise."""
 
     ok: np.ndarray  # scored, with at least one reference word
@@ -215,7 +215,7 @@ class _Rows:
     wer: np.ndarray
 
     @classmethod
-    def of(cls, table: pd.DataFrame) -> _Rows:
+    def of(cls, table: pd.DataFrame) -> _SliceRows:
         counts = {c: table[c].to_numpy(dtype=np.float64, na_value=0.0) for c in COUNT_COLUMNS}
         status_ok = (table["status"] == "ok").to_numpy()
         # An utterance with no reference word after normalisation (a filler-only clip) has no WER:
@@ -243,7 +243,7 @@ class _Pairs:
     k: int  # slices
 
     @classmethod
-    def of(cls, rows: _Rows, codes: np.ndarray, k: int) -> _Pairs:
+    def of(cls, rows: _SliceRows, codes: np.ndarray, k: int) -> _Pairs:
         scored = (codes >= 0) & rows.ok
         has_words = rows.counts["ref_words"][scored] > 0
         pair_ids, inverse = unique_inverse(rows.cluster[scored] * k + codes[scored])
@@ -286,7 +286,7 @@ def summarise(table: pd.DataFrame, specs: Sequence[SliceSpec], options: StatsOpt
 
 
 def summarise_aggregates(table: pd.DataFrame, specs: Sequence[SliceSpec], options: StatsOptions) -> Aggregates:
-    rows = _Rows.of(table)
+    rows = _SliceRows.of(table)
     coder = TagCodes(table)
     everyone = SliceCodes(np.zeros(len(table), dtype=np.int64), ["overall"], [{}])
     coded = [everyone, *(slice_codes(table, spec, coder) for spec in specs)]
@@ -463,7 +463,7 @@ def _with_intervals(
         ratio_cis, _ = t_intervals(log_ratio, vl.se, vl, confidence, enabled, log=True)
     out = []
     for i, s in enumerate(slices):
-        vs_overall = Comparison(
+        vs_overall = SliceComparison(
             finite_or_none(diff[i]),
             diff_cis[i] or [None, None],
             se=finite_or_none(vs.se[i]) if vs.clusters[i] >= 2 else None,
@@ -474,7 +474,7 @@ def _with_intervals(
         vs_reference = None
         if ref_index is not None:
             ref = slices[ref_index]
-            vs_reference = Comparison(
+            vs_reference = SliceComparison(
                 difference(s.wer, ref.wer),
                 ref_cis[i] or [None, None],
                 s.wer / ref.wer if s.wer is not None and ref.wer else None,
@@ -502,7 +502,7 @@ def _with_intervals(
 
 
 def detectable_gaps(
-    comparisons: Sequence[Comparison],
+    comparisons: Sequence[SliceComparison],
     confidence: float,
     tests: int,
     power: float,
@@ -562,7 +562,7 @@ def _f_test_multiple(test: Test | None, alpha: float, power: float) -> float | N
     return math.sqrt(optimize.brentq(shortfall, low, high, xtol=1e-6))
 
 
-def detectable_gap(comparison: Comparison, confidence: float, tests: int, power: float) -> float | None:
+def detectable_gap(comparison: SliceComparison, confidence: float, tests: int, power: float) -> float | None:
     """:func:`detectable_gaps` of one comparison."""
     return detectable_gaps([comparison], confidence, tests, power)[0]
 
@@ -639,7 +639,7 @@ def _holm_and_marks(dimensions: list[Dimension], options: StatsOptions) -> list[
     family = sum(t is not None for t in tests)
     out = []
     for dim, test in zip(dimensions, tests, strict=True):
-        comparisons = [s.vs_overall or Comparison(None, [None, None]) for s in dim.slices]
+        comparisons = [s.vs_overall or SliceComparison(None, [None, None]) for s in dim.slices]
         gaps = detectable_gaps(
             comparisons, options.confidence, family, options.power, [s.wer for s in dim.slices], test
         )
@@ -682,7 +682,7 @@ def support_flags(speakers: int, words: float, options: StatsOptions) -> list[st
     return flags
 
 
-def _point_estimates(rows: _Rows, coded: SliceCodes, pairs: _Pairs, options: StatsOptions) -> list[SliceStats]:
+def _point_estimates(rows: _SliceRows, coded: SliceCodes, pairs: _Pairs, options: StatsOptions) -> list[SliceStats]:
     """Point estimates per slice, all from integer codes and bincounts."""
     k = len(coded.labels)
     inside = coded.codes >= 0

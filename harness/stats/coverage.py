@@ -53,7 +53,7 @@ MAX_EMPTY_LISTED = 50
 
 
 @dataclass(frozen=True)
-class Cell:
+class CoverageCell:
     label: str
     values: dict[str, str]
     speakers: int
@@ -68,7 +68,7 @@ class Cell:
 class CoverageTable:
     name: str
     by: list[str]
-    cells: list[Cell]
+    cells: list[CoverageCell]
     empty: list[dict[str, str]]  # combinations of observed values with no utterance at all
     kind: str  # tag | pair | slice file
 
@@ -87,7 +87,7 @@ class Coverage:
 
 
 @dataclass(frozen=True)
-class _Rows:
+class _CoverageRows:
     """The columns coverage needs, one row per utterance."""
 
     tags: pd.DataFrame
@@ -177,7 +177,7 @@ def coverage_of_table(
     from harness.scoring.table import tag_columns  # scoring and stats are downstream of reading manifests
     from harness.stats.by_slice import cluster_units
 
-    rows = _Rows(
+    rows = _CoverageRows(
         table[tag_columns(table)].reset_index(drop=True),
         pd.factorize(cluster_units(table))[0],
         table["ref_words"].fillna(0).to_numpy(dtype=np.int64),
@@ -188,7 +188,7 @@ def coverage_of_table(
 
 
 def _table(
-    rows: _Rows, spec: SliceSpec, kind: str, coder: TagCodes, min_speakers: int, min_words: int
+    rows: _CoverageRows, spec: SliceSpec, kind: str, coder: TagCodes, min_speakers: int, min_words: int
 ) -> CoverageTable:
     coded = slice_codes(rows.tags, spec, coder)
     keep = coded.codes >= 0
@@ -207,7 +207,7 @@ def _table(
         if words[i] < min_words:
             reasons.append(f"words<{min_words}")
         cells.append(
-            Cell(
+            CoverageCell(
                 label,
                 coded.values[i],
                 int(speakers[i]),
@@ -256,7 +256,7 @@ def demographic_warnings(manifest: Path, tags: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def _read(manifest: Path, roots: Sequence[Path] | None) -> _Rows:
+def _read(manifest: Path, roots: Sequence[Path] | None) -> _CoverageRows:
     if not manifest.is_file():
         raise InputError(f"{manifest}: manifest not found; pass the path to a .jsonl or .csv file")
     table = _fast_table(manifest)
@@ -269,7 +269,7 @@ def _read(manifest: Path, roots: Sequence[Path] | None) -> _Rows:
     tags = table[tag_names].astype("object").where(table[tag_names].notna(), None)
     tags["language"] = table["language"].fillna("en") if "language" in table else "en"
     seconds = _seconds(manifest, table, roots)
-    return _Rows(tags.reset_index(drop=True), pd.factorize(units)[0], _word_counts(table["text"]), seconds)
+    return _CoverageRows(tags.reset_index(drop=True), pd.factorize(units)[0], _word_counts(table["text"]), seconds)
 
 
 def _fast_table(manifest: Path) -> pd.DataFrame | None:
@@ -377,7 +377,7 @@ def _all_text(column: pd.Series) -> bool:
     return bool(column.dropna().map(lambda v: isinstance(v, str)).all())
 
 
-def _validated_rows(manifest: Path, roots: Sequence[Path] | None) -> _Rows:
+def _validated_rows(manifest: Path, roots: Sequence[Path] | None) -> _CoverageRows:
     """The slow path: the full validator raises the first problem with its file and line."""
     loaded = load_manifest(manifest, check_audio=False, audio_roots=None)  # _seconds keeps the rule
     utterances = loaded.utterances
@@ -391,7 +391,7 @@ def _validated_rows(manifest: Path, roots: Sequence[Path] | None) -> _Rows:
         }
     )
     words = _word_counts(pd.Series([u.text for u in utterances]))
-    return _Rows(tags, pd.factorize(pd.Series(units))[0], words, _seconds(manifest, frame, roots))
+    return _CoverageRows(tags, pd.factorize(pd.Series(units))[0], words, _seconds(manifest, frame, roots))
 
 
 def _word_counts(text: pd.Series) -> np.ndarray:
@@ -438,12 +438,12 @@ def _seconds(manifest: Path, frame: pd.DataFrame, roots: Sequence[Path] | None) 
     return np.where(missing, filled, duration)
 
 
-def cell_text(cell: Cell) -> str:
+def cell_text(cell: CoverageCell) -> str:
     """A matrix cell: speakers and words (the support rule's two counts)."""
     return f"{cell.speakers} spk · {cell.words} w"
 
 
-def matrix(table: CoverageTable) -> tuple[str, str, list[str], list[str], dict[tuple[str, str], Cell]]:
+def matrix(table: CoverageTable) -> tuple[str, str, list[str], list[str], dict[tuple[str, str], CoverageCell]]:
     """A pair as a matrix: the tag with more values down the side (tables grow down, not across),
     its values, the other's values, and the cell at each (row, column); None where empty."""
     down, across = table.by

@@ -73,7 +73,7 @@ METHOD = (
 
 
 @dataclass(frozen=True)
-class Cell:
+class ConditionCell:
     """One slice under one condition."""
 
     condition: str
@@ -96,7 +96,7 @@ class ConditionSlice:
     words: int
     supported: bool
     flags: list[str]
-    cells: list[Cell]  # one per condition, the reference first
+    cells: list[ConditionCell]  # one per condition, the reference first
 
 
 @dataclass(frozen=True)
@@ -338,7 +338,7 @@ def _dimension(
     ranked = [i for i, support in slices if rankable(not support, words[i] > 0, codes.values[i])]
 
     enabled = options.bootstrap > 0
-    cells_by_slice: list[list[Cell]] = [[] for _ in range(k)]
+    cells_by_slice: list[list[ConditionCell]] = [[] for _ in range(k)]
     index = list(range(k))
     wer_lin = [linearise(paired.cluster, codes.codes, k, e, paired.words, paired.n_clusters) for e in paired.errors]
     for c, name in enumerate(conditions):
@@ -355,7 +355,7 @@ def _dimension(
         for i in range(k):
             delta = wer[c, i] - wer[0, i]
             cells_by_slice[i].append(
-                Cell(
+                ConditionCell(
                     condition=name,
                     wer=finite_or_none(wer[c, i]),
                     wer_ci=wer_cis[i],

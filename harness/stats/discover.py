@@ -119,7 +119,7 @@ def describe(conditions: dict[str, str]) -> str:
 
 
 @dataclass(frozen=True)
-class _Rows:
+class _DiscoveryRows:
     """Scored rows: integer codes per tag, speaker clusters, errors and words."""
 
     codes: dict[str, np.ndarray]  # per tag: value code per row (-1: missing)
@@ -129,9 +129,9 @@ class _Rows:
     errors: np.ndarray
     words: np.ndarray
 
-    def subset(self, keep: np.ndarray) -> _Rows:
+    def subset(self, keep: np.ndarray) -> _DiscoveryRows:
         speakers, speaker = np.unique(self.speaker[keep], return_inverse=True)
-        return _Rows(
+        return _DiscoveryRows(
             {t: c[keep] for t, c in self.codes.items()},
             self.values,
             speaker,
@@ -141,7 +141,7 @@ class _Rows:
         )
 
 
-def _rows(table: pd.DataFrame, tags: Sequence[str]) -> _Rows:
+def _rows(table: pd.DataFrame, tags: Sequence[str]) -> _DiscoveryRows:
     ok = (table["status"] == "ok").to_numpy()
     scored = table[ok]
     codes, values = {}, {}
@@ -153,7 +153,7 @@ def _rows(table: pd.DataFrame, tags: Sequence[str]) -> _Rows:
         codes[tag] = remap[np.asarray(code, dtype=np.int64)]  # code -1 reads the last entry: -1
         values[tag] = [str(uniques[i]) for i in keep]
     speaker, uniques = pd.factorize(cluster_units(scored))
-    return _Rows(
+    return _DiscoveryRows(
         codes,
         values,
         np.asarray(speaker, dtype=np.int64),
@@ -185,7 +185,7 @@ class _Tested:
     words: np.ndarray
 
 
-def _test_all(rows: _Rows, tags: Sequence[str], depth: int, min_speakers: int, min_words: int) -> _Tested:
+def _test_all(rows: _DiscoveryRows, tags: Sequence[str], depth: int, min_speakers: int, min_words: int) -> _Tested:
     """Every conjunction of up to ``depth`` distinct tags' values meeting the support thresholds."""
     speaker_errors = np.bincount(rows.speaker, weights=rows.errors, minlength=rows.n_speakers)
     speaker_words = np.bincount(rows.speaker, weights=rows.words, minlength=rows.n_speakers)
@@ -219,7 +219,7 @@ class _Totals:
 
 
 def _combination(
-    rows: _Rows, combo: tuple[str, ...], totals: _Totals, min_speakers: int, min_words: int
+    rows: _DiscoveryRows, combo: tuple[str, ...], totals: _Totals, min_speakers: int, min_words: int
 ) -> dict[str, Any]:
     """Every subgroup of one combination of tags at once: one value per tag."""
     speaker_errors, speaker_words = totals.errors, totals.words
@@ -306,14 +306,14 @@ def _bh(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     return false_discovery_control(p_values, method="bh")
 
 
-def _mask(rows: _Rows, conditions: tuple[tuple[str, int], ...]) -> np.ndarray:
+def _mask(rows: _DiscoveryRows, conditions: tuple[tuple[str, int], ...]) -> np.ndarray:
     mask = np.ones(len(rows.errors), dtype=bool)
     for tag, code in conditions:
         mask &= rows.codes[tag] == code
     return mask
 
 
-def _estimate(rows: _Rows, inside: np.ndarray, against: np.ndarray) -> Estimate:
+def _estimate(rows: _DiscoveryRows, inside: np.ndarray, against: np.ndarray) -> Estimate:
     """Rows ``inside`` against rows ``against`` (disjoint): pooled WERs and the one-sided
     cluster-robust z-test of the difference."""
     e = np.bincount(rows.speaker, weights=np.where(inside, rows.errors, 0.0), minlength=rows.n_speakers)
@@ -343,7 +343,7 @@ def _estimate(rows: _Rows, inside: np.ndarray, against: np.ndarray) -> Estimate:
     )
 
 
-def _with_intervals(rows: _Rows, inside: np.ndarray, estimate: Estimate, options: DiscoverOptions) -> Estimate:
+def _with_intervals(rows: _DiscoveryRows, inside: np.ndarray, estimate: Estimate, options: DiscoverOptions) -> Estimate:
     """Speaker-clustered bootstrap intervals of the difference and the ratio."""
     if options.bootstrap < 2:
         return estimate
@@ -437,7 +437,7 @@ def discover(table: pd.DataFrame, options: DiscoverOptions) -> Discovery:
     )
 
 
-def _prune(rows: _Rows, confirmed: list[tuple], alpha: float) -> tuple[list[tuple], list[tuple]]:
+def _prune(rows: _DiscoveryRows, confirmed: list[tuple], alpha: float) -> tuple[list[tuple], list[tuple]]:
     """Drop confirmed subgroups that say nothing their relatives do not.
 
     1. Subgroups with exactly the same utterances (nested or alias tags: ``region=v1`` and
@@ -494,7 +494,7 @@ def _prune(rows: _Rows, confirmed: list[tuple], alpha: float) -> tuple[list[tupl
     return keep, [(confirmed[i][0], reasons[i]) for i in sorted(reasons)]
 
 
-def _name(rows: _Rows, conditions: frozenset[tuple[str, int]]) -> str:
+def _name(rows: _DiscoveryRows, conditions: frozenset[tuple[str, int]]) -> str:
     ordered = sorted(conditions, key=lambda c: list(rows.codes).index(c[0]))
     return describe({tag: rows.values[tag][code] for tag, code in ordered})
 

@@ -54,7 +54,7 @@ def comparison_specs(candidate: RunSide) -> list[SliceSpec]:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class RunComparison:
     """Both runs on their shared utterances, and the paired ΔWER of :func:`degradation`."""
 
     table: pd.DataFrame  # see paired_table
@@ -65,7 +65,7 @@ class Comparison:
     only_in_candidate: int
 
 
-def compare(baseline: RunSide, candidate: RunSide, *, confidence: float, bootstrap: int, seed: int) -> Comparison:
+def compare(baseline: RunSide, candidate: RunSide, *, confidence: float, bootstrap: int, seed: int) -> RunComparison:
     """Paired ΔWER overall, per slice and per dimension's disparity, candidate minus baseline."""
     table, shared, only_a, only_b = paired_table(baseline, candidate)
     specs = comparison_specs(candidate)
@@ -80,7 +80,7 @@ def compare(baseline: RunSide, candidate: RunSide, *, confidence: float, bootstr
     )
     labels = [baseline.label, candidate.label]
     result = degradation(table, specs, labels, {}, options) if shared else None
-    return Comparison(table, specs, result, shared, only_a, only_b)
+    return RunComparison(table, specs, result, shared, only_a, only_b)
 
 
 def normalizer_mismatch(first: RunSide, second: RunSide, *, force: bool) -> list[str]:
@@ -110,7 +110,7 @@ def normalizer_mismatch(first: RunSide, second: RunSide, *, force: bool) -> list
     return [f"{message}; compared anyway (--force), so part of any change is the scorer's"]
 
 
-def unfair_comparison_warnings(baseline: RunSide, candidate: RunSide, comparison: Comparison) -> list[str]:
+def unfair_comparison_warnings(baseline: RunSide, candidate: RunSide, comparison: RunComparison) -> list[str]:
     """What makes the two runs not like for like: different data, slices, conditions (normalisers:
     :func:`normalizer_mismatch`)."""
     a, b = baseline.describe(), candidate.describe()

@@ -14,7 +14,7 @@ from scipy import sparse
 
 from harness.config import GateConfig
 from harness.decide.gate.checks import CheckId, CheckKind
-from harness.decide.gate.compare import Comparison
+from harness.decide.gate.compare import RunComparison
 from harness.stats.degradation import compared_dimensions, pair_conditions
 from harness.stats.multiplicity import holm
 from harness.stats.slices import TagCodes, slice_codes
@@ -24,7 +24,7 @@ def is_set(*thresholds: float | None) -> bool:
     return any(t is not None for t in thresholds)
 
 
-def sign_flip_p_values(comparison: Comparison, gate: GateConfig) -> dict[CheckId, float]:
+def sign_flip_p_values(comparison: RunComparison, gate: GateConfig) -> dict[CheckId, float]:
     """Holm-adjusted one-sided p-values of every sign-flip-tested check: the Holm family."""
     result = comparison.result
     if result is None:
