@@ -542,8 +542,6 @@ def discover_run(
     finding file per confirmed subgroup under ``out`` (default: RUN_DIR/findings), and the reports
     again with the ranked table. Thresholds and seed default to the run's ``stats``."""
     from harness.decide.findings import discovery_block, write_finding
-    from harness.report.html import render_html
-    from harness.report.markdown import render_markdown
     from harness.stats.discover import DiscoverOptions, discover, discovery_tags
 
     paths, config, table = _open_finished(run_dir)
@@ -592,8 +590,7 @@ def discover_run(
         write_finding(folder, finding, result, metrics["provenance"], i) for i, finding in enumerate(result.findings, 1)
     ]
     specs = _scored_slices(metrics)
-    write_text(paths.report_md, render_markdown(metrics, discovery=block))
-    write_text(paths.report_html, render_html(metrics, table, specs, report_dir=paths.root, discovery=block))
+    _write_reports(paths, metrics, table, specs, block)
     return result, written
 
 
@@ -755,8 +752,6 @@ def _score_and_write(
     never leaves a directory that looks finished.
     ``report_dir``: where the report will be read from (its audio links), if not ``paths.root``."""
     from harness.decide.findings import current_discovery
-    from harness.report.html import render_html
-    from harness.report.markdown import render_markdown
 
     paths.metrics.unlink(missing_ok=True)
     scored = score_results(frame, slices, normalizers, config.stats, config.runaway, config.conditions, provenance)
@@ -766,12 +761,28 @@ def _score_and_write(
     write_parquet(paths.utterances, table)
     write_json(paths.provenance, metrics["provenance"])
     found = current_discovery(paths.discovery, metrics["provenance"])  # a stale one is left out, not lost
-    write_text(paths.report_md, render_markdown(metrics, discovery=found))
-    page = render_html(metrics, table, slices, report_dir=report_dir or paths.root, discovery=found)
-    write_text(paths.report_html, page)
+    _write_reports(paths, metrics, table, slices, found, report_dir)
     write_json(paths.metrics, metrics)  # last: a directory without it was interrupted, never taken as done
     seal(paths.root)
     return metrics
+
+
+def _write_reports(
+    paths: RunPaths,
+    metrics: dict[str, Any],
+    table: pd.DataFrame,
+    slices: Sequence[SliceSpec],
+    discovery: dict[str, Any] | None,
+    report_dir: Path | None = None,
+) -> None:
+    """report.md and report.html of a scored run: the one place a run's reports are written.
+    ``report_dir``: where report.html will be read from (its audio links), if not ``paths.root``."""
+    from harness.report.html import render_html
+    from harness.report.markdown import render_markdown
+
+    write_text(paths.report_md, render_markdown(metrics, discovery=discovery))
+    page = render_html(metrics, table, slices, report_dir=report_dir or paths.root, discovery=discovery)
+    write_text(paths.report_html, page)
 
 
 def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = None, force: bool = False) -> Path:
