@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, quote_plus, urlencode
 
+import cli
 import duckdb
 import httpx
 import pyarrow.parquet as pq
@@ -227,9 +228,7 @@ def cli_env(extra: dict[str, str], tmp_path: Path) -> dict[str, str]:
 
 
 def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "harness", "-v", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    return cli.start("-v", *args, cwd=cwd, env=env, inherit=False, text=False)
 
 
 @dataclass
