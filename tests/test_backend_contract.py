@@ -194,10 +194,11 @@ def test_transcripts_are_exact_and_the_secret_is_written_nowhere(tmp_path, corpu
 
 def test_faults_are_retried_until_every_utterance_succeeds(tmp_path, corpus, oracle, remote):
     # seed 29: every kind among the first 10 draws, so each is seen whatever the request order
-    faults = Faults(error_500=0.15, error_429=0.15, slow=0.08, drop=0.08, slow_seconds=1.0, retry_after=0.01, seed=29)
+    faults = Faults(error_500=0.15, error_429=0.15, slow=0.08, drop=0.08, slow_seconds=10, retry_after=0.01, seed=29)
     app = remote.fake(oracle, remote.secret)
     with LoopbackServer(faults.wrap(app)) as server:
-        options = {"timeout": 0.5, "max_attempts": 12, "backoff_initial": 0.01, "concurrency": 4}
+        # a slow answer (10 s) always times out; an ordinary one that load delays past 2 s is retried too
+        options = {"timeout": 2.0, "max_attempts": 12, "backoff_initial": 0.01, "concurrency": 4}
         outcome = run(prepare(configure(remote, tmp_path, corpus, server.url, **options)))
     assert outcome.metrics["failures"]["count"] == 0
     assert outcome.metrics["overall"]["wer"] == 0.0

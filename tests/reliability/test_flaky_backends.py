@@ -36,9 +36,11 @@ KINDS = ("500", "429", "slow", "drop", "hang")
 
 
 def flaky(seed: int) -> Faults:
-    """30 % faults in all. Client timeouts below are 1 s (room for a loaded machine): 'slow' answers after 1.6 s."""
+    """30 % faults in all. Client timeouts below are 5 s and 'slow' answers come after 20 s: on a loaded
+    machine an ordinary answer can take over a second (a 1 s timeout turned answers into retries the
+    test did not expect), while a slow one still always times out."""
     return Faults(
-        error_500=0.08, error_429=0.07, slow=0.05, drop=0.05, hang=0.05, slow_seconds=1.6, retry_after=0.01, seed=seed
+        error_500=0.08, error_429=0.07, slow=0.05, drop=0.05, hang=0.05, slow_seconds=20, retry_after=0.01, seed=seed
     )
 
 
@@ -79,7 +81,7 @@ def backend(url: str, **options: object) -> dict:
         "name": "openai-compatible",
         "base_url": f"{url}/v1",
         "api_key_env": None,
-        "timeout": 1.0,
+        "timeout": 5.0,
         "backoff_initial": 0.01,
         **options,
     }
