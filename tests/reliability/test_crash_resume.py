@@ -66,6 +66,7 @@ def cached_count(output: Path) -> int:
         return db.execute("SELECT count(*) FROM transcripts").fetchone()[0] if tables else 0  # killed before the table
 
 
+@pytest.mark.slow  # 20 kill -9s, each a fresh interpreter, then a resume
 def test_twenty_kills_lose_nothing_and_compute_nothing_twice(tmp_path, counting_config):
     kills = int(os.environ.get("ASRFAIR_KILLS", "20"))
     clean_log, killed_log = tmp_path / "clean.log", tmp_path / "killed.log"

@@ -291,6 +291,7 @@ def leaks_in(blobs: list[tuple[str, bytes]]) -> list[str]:
     return found
 
 
+@pytest.mark.slow  # 15 runs against every cloud's fake, then every file and output scanned
 def test_no_secret_reaches_any_output(tmp_path: Path, moto_s3: str) -> None:
     began = time.monotonic()
     corpus = tone_corpus(tmp_path / "corpus", N)
