@@ -167,7 +167,7 @@ def test_interrupt_exits_130_and_rerun_resumes(tmp_path, make_manifest):
             with contextlib.suppress(sqlite3.OperationalError), sqlite3.connect(cache) as db:  # table not made yet
                 done = db.execute("SELECT count(*) FROM transcripts").fetchone()[0]
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert "rerun the same command to resume" in err and "Traceback" not in err
     resumed = asrfair("run", str(config), "--json", env=env)

@@ -37,6 +37,7 @@ def test_variance_components_recover_the_truth():
     assert found.rate == pytest.approx(0.4, abs=0.005)
 
 
+@pytest.mark.slow  # a power simulation
 def test_the_plan_formula_gives_the_requested_power_on_its_own_model():
     """Plan from a pilot, then draw corpora of the planned size with the planted gap and the
     variance components the plan used: the interval of the difference against the reference

@@ -79,6 +79,7 @@ def demo_config(tmp_path: Path) -> Path:
     )
 
 
+@pytest.mark.slow  # a Ray cluster, twice
 def test_ray_metrics_equal_the_local_executor_and_a_rerun_is_cached(demo_config, tmp_path):
     local, _ = run_json(demo_config, "-o", str(tmp_path / "local"))
     ray, stderr = run_json(demo_config, "-o", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2")
@@ -94,6 +95,7 @@ def test_ray_metrics_equal_the_local_executor_and_a_rerun_is_cached(demo_config,
     assert comparable(again) == comparable(local)
 
 
+@pytest.mark.slow  # a Ray cluster per case
 @pytest.mark.parametrize("restarts", [3, 0], ids=["ray-restarts-the-actor", "another-actor-takes-the-batch"])
 def test_a_dead_actor_has_its_batch_retried_and_nothing_changes(tmp_path, restarts):
     plugin = install_backend_plugin(tmp_path / "plugin", "dying_asr", DYING, "dying-stub", "DyingStub")
@@ -161,6 +163,7 @@ class SlowStub(StubBackend):
 """
 
 
+@pytest.mark.slow  # a Ray cluster, twice
 def test_ctrl_c_stops_a_ray_run_after_its_batches_in_flight_and_a_rerun_resumes(tmp_path):
     plugin = install_backend_plugin(tmp_path / "plugin", "slow_asr", SLOW, "slow-stub", "SlowStub")
     data = tmp_path / "data"
@@ -213,6 +216,7 @@ def test_ray_is_imported_only_by_runs_that_use_it(demo_config, tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
+@pytest.mark.slow  # a Ray cluster
 def test_a_remote_api_keeps_its_global_concurrency_across_actors(tmp_path, monkeypatch):
     """Two actors share the config's concurrency of 4 (2 each): the server never sees more than 4."""
     monkeypatch.setenv("ASRFAIR_TEST_KEY", REMOTE_KEY)  # before Ray starts: its workers inherit it

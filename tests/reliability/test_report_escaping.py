@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from cli import asrfair, start
 from conftest import install_backend_plugin, write_config, write_jsonl
 from loopback import tone_clips
@@ -168,6 +169,7 @@ def markdown_problems(source: str, expected: list[str], where: str) -> list[str]
     return found
 
 
+@pytest.mark.slow  # three runs and every renderer
 def test_data_strings_are_escaped_in_every_report(tmp_path: Path) -> None:
     records = utterances()
     clips = tone_clips(tmp_path / "audio", [r["text"] for r in records])
@@ -184,7 +186,7 @@ def test_data_strings_are_escaped_in_every_report(tmp_path: Path) -> None:
         config = write_config(tmp_path / name / "run.yaml", manifest, backend, name=name, max_failure_rate=1.0)
         commands[name] = ["run", str(config)]
     procs = {name: start(*args, cwd=tmp_path, env=env, stderr=None) for name, args in commands.items()}
-    terminal = {name: proc.communicate(timeout=120)[0] for name, proc in procs.items()}
+    terminal = {name: proc.communicate(timeout=600)[0] for name, proc in procs.items()}
     assert all(proc.returncode == 0 for proc in procs.values()), terminal
     base, worse = (next((tmp_path / name / "runs").glob("*/metrics.json")).parent for name in ("base", "worse"))
     reported = asrfair("report", str(worse), env=env, cwd=tmp_path)

@@ -242,7 +242,7 @@ class Done:
 def finish(jobs: dict[str, subprocess.Popen]) -> dict[str, Done]:
     done = {}
     for label, proc in jobs.items():
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=600)
         done[label] = Done(label, proc.returncode, out, err)
     return done
 
@@ -265,7 +265,7 @@ sys.exit(failed)
 def read_back(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Done:
     """``asrfair -v <command>`` for each command, in one process: the start-up is most of each one's time."""
     argv = [sys.executable, "-c", READER, json.dumps(commands)]
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, timeout=120)
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, timeout=600)
     return Done("report/history", proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -407,6 +407,7 @@ def test_redaction_masks_encoded_forms_keys_cut_short_and_tracebacks(monkeypatch
     assert record.getMessage().startswith(f"sent {MASK}\nTraceback") and f"RuntimeError: refused {MASK}" in record.msg
 
 
+@pytest.mark.slow  # runs against several fakes, then a scan
 def test_keys_written_into_the_config_reach_no_output(tmp_path: Path) -> None:
     """Issue 29: a key in ``base_url`` (userinfo, query string) or in Deepgram ``params`` was copied
     into config.yaml, metrics.json, both reports, the history database and the debug log. Three runs
