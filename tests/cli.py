@@ -79,3 +79,11 @@ def invoke(*args: str) -> subprocess.CompletedProcess:
 
     outcome = CliRunner().invoke(app, list(args), catch_exceptions=False, prog_name="asrfair")
     return subprocess.CompletedProcess(["asrfair", *args], outcome.exit_code, outcome.stdout, outcome.stderr)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    """``result`` exited ``code`` with no traceback, and its stderr holds every fragment."""
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from cli import asrfair, start
+from cli import asrfair, assert_clean_error, start
 from conftest import DEMO, free_port, install_backend_plugin, write_config
 
 
@@ -20,13 +19,6 @@ def install_plugin(directory: Path, name: str, body: str) -> None:
         f"    def fingerprint(self):\n        return {{'backend': '{name}'}}\n"
     )
     install_backend_plugin(directory, f"{name}_asr", source, name, "Plugin")
-
-
-def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    assert result.returncode == code, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
 
 
 def test_validate_demo_ok():

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli import asrfair, assert_clean_error
 from conftest import write_config
-from test_cli import asrfair, assert_clean_error
 
 from harness.config import GateConfig, RunConfig
 from harness.gate import RunSide, load_side, run_gate, save_baseline

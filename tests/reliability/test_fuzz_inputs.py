@@ -31,11 +31,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
+from cli import asrfair, assert_clean_error
 from conftest import REPO, write_tone
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
-from test_cli import asrfair, assert_clean_error
 
 from harness.audio import SAMPLE_RATE
 from harness.backends.base import Capabilities
