@@ -1,4 +1,23 @@
-"""Shared fixtures: small real audio files and manifests made on the fly, plus demo-corpus subsets."""
+"""Shared fixtures: small real audio files and manifests made on the fly, plus demo-corpus subsets.
+
+How to write a test here (the suite must pass on a loaded 2-core CI machine, in any order):
+
+- The CLI: ``from cli import asrfair, start, finish, invoke`` (tests/cli.py). ``invoke(*args)`` runs a
+  command in-process (no interpreter start-up: use it when the test is about what the command
+  computes or prints); ``asrfair(*args)`` runs a real process (exit status of a process, stdout vs
+  stderr, plugins on PYTHONPATH, signals via ``start``/``finish``). Each returns a CompletedProcess.
+- A remote backend: add its fake to tests/fakes/ and one ``Remote`` to ``REMOTES`` in
+  tests/test_backend_contract.py; the contract (exact transcripts, retries, per-utterance failures,
+  rejected and missing keys, secrets, fingerprint) then runs on it. Put only its wire format
+  (query, body, job lifecycle) in test_backend_<name>.py, using the ``corpus`` and ``oracle`` fixtures.
+- Time: never assert on how long something took. Wait for an event (a file, a log line, a request
+  count) with a generous deadline (60-120 s) that only fails when the event never comes.
+- Isolation: write under ``tmp_path``; bind servers to port 0 (``LoopbackServer``, ``free_port``); no
+  module-level state that one test sets and another reads.
+- Cost: mark a test that runs a real model or takes more than ~10 s on an idle machine with
+  ``@pytest.mark.slow``; ``pytest -m "not slow"`` is the quick subset, ``make test`` runs everything.
+  Share an expensive result through a session- or module-scoped fixture instead of recomputing it.
+"""
 
 from __future__ import annotations
 
@@ -118,3 +137,51 @@ def accent_records(
         for speaker in range(speakers)
         for n in range(per_speaker)
     ]
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """12 tone clips of distinct lengths, two accents (northern, southern), three speakers each."""
+    from loopback import tone_corpus
+
+    return tone_corpus(tmp_path, 12)
+
+
+@pytest.fixture
+def oracle(corpus: Path):
+    """A recogniser for fake servers that answers each clip of ``corpus`` with its reference text."""
+    from loopback import Oracle
+
+    return Oracle.for_manifest(corpus)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("asrfair")
+    group.addoption(
+        "--test-order",
+        choices=("file", "reverse", "shuffle"),
+        default="file",
+        help="run modules, and the tests within each, in file order, reversed, or shuffled (proves the "
+        "suite is order-independent; modules stay whole so module fixtures are built once)",
+    )
+    group.addoption("--test-order-seed", type=int, default=0, help="the seed of --test-order shuffle")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    order = config.getoption("--test-order")
+    if order == "file":
+        return
+    import random
+
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    groups = list(modules.values())
+    if order == "reverse":
+        groups = [group[::-1] for group in groups[::-1]]
+    else:
+        rng = random.Random(config.getoption("--test-order-seed"))
+        rng.shuffle(groups)
+        for group in groups:
+            rng.shuffle(group)
+    items[:] = [item for group in groups for item in group]

@@ -42,6 +42,11 @@ class LoopbackServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def running(self) -> bool:
+        """Whether the server's thread is still alive (after ``__exit__``: it did not shut down in 10 s)."""
+        return self._thread.is_alive()
+
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
         deadline = time.monotonic() + 10

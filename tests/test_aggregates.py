@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import jiwer
 import numpy as np
 import pandas as pd
 import pytest
+from cli import asrfair
 from conftest import REPO, write_config
 from scipy import stats as scipy_stats
 
@@ -382,14 +382,7 @@ def test_rescore_switches_the_headline_aggregate(tmp_path, varied_manifest):
 
     with pytest.raises(InputError, match="bogus"):
         rescore(root, aggregate="bogus")
-    result = subprocess.run(
-        [sys.executable, "-m", "harness", "score", str(root), "--aggregate", "bogus"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    result = asrfair("score", str(root), "--aggregate", "bogus")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1 and "bogus" in result.stderr

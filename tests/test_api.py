@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cli import asrfair
 from conftest import REPO
 
 import harness
@@ -34,15 +34,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config["slices"] = str(REPO / "configs" / "slices" / "default.yaml")
     config["stats"]["normalizers"] = ["dialect-preserving"]
     (out / "demo-stub.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(out / "demo-stub.yaml"), "-o", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=600,
-        check=False,
-    )
+    result = asrfair("run", str(out / "demo-stub.yaml"), "-o", str(out), cwd=REPO)
     assert result.returncode == 0, result.stderr
     (run_dir,) = out.glob("demo-stub-*")
     return run_dir

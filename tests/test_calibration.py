@@ -15,6 +15,7 @@ import math
 import sys
 
 import numpy as np
+import pytest
 from conftest import REPO
 
 from harness.stats.by_slice import StatsOptions, summarise_aggregates
@@ -84,6 +85,7 @@ def test_slice_intervals_cover_at_20_speakers_with_unequal_spread():
         assert r["measured"] >= 0.93 - tolerance(0.93, r["n"]), r
 
 
+@pytest.mark.slow  # 80 simulated datasets x 200 permutations
 def test_the_dimension_test_and_stars_keep_their_size_when_slices_differ_in_volume_and_spread():
     """6 speakers × 40 utterances (spread 1.0, t3) against 60 × 8 (spread 0.4), equal WER: the
     label-permutation test rejected in 0.26 of 150 datasets (the audit: 0.24–0.33); the target is

@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, REPO, free_port, install_backend_plugin, write_config
-
-
-def asrfair(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd or REPO,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        timeout=300,
-        check=False,
-    )
+from cli import asrfair, assert_clean_error, start
+from conftest import DEMO, free_port, install_backend_plugin, write_config
 
 
 def install_plugin(directory: Path, name: str, body: str) -> None:
@@ -33,13 +19,6 @@ def install_plugin(directory: Path, name: str, body: str) -> None:
         f"    def fingerprint(self):\n        return {{'backend': '{name}'}}\n"
     )
     install_backend_plugin(directory, f"{name}_asr", source, name, "Plugin")
-
-
-def assert_clean_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    assert result.returncode == code, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
 
 
 def test_validate_demo_ok():
@@ -169,15 +148,8 @@ def test_interrupt_exits_130_and_rerun_resumes(tmp_path, make_manifest):
         [{"id": f"u{i}", "text": "a b", "speaker": "s", "offset": i / 1000, "duration": 0.1} for i in range(400)]
     )
     config = write_config(tmp_path / "run.yaml", manifest, {"name": "slow"})
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", str(config)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    proc = start("run", str(config), env=env)
     cache = tmp_path / "runs" / ".cache" / "transcripts.sqlite"
     deadline = time.monotonic() + 60
     done = 0
@@ -187,18 +159,10 @@ def test_interrupt_exits_130_and_rerun_resumes(tmp_path, make_manifest):
             with contextlib.suppress(sqlite3.OperationalError), sqlite3.connect(cache) as db:  # table not made yet
                 done = db.execute("SELECT count(*) FROM transcripts").fetchone()[0]
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert "rerun the same command to resume" in err and "Traceback" not in err
-    resumed = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(config), "--json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    resumed = asrfair("run", str(config), "--json", env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["overall"]["wer"] == 0.0
     cached = int(resumed.stderr.split(" from cache")[0].rsplit(", ", 1)[1])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from typing import ClassVar
 
 import jiwer
@@ -12,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from cli import invoke
 from conftest import accent_records, write_config, write_jsonl
 
 from harness.backends.base import AudioRequest, Backend, Capabilities, Registry
@@ -193,7 +192,7 @@ def test_audition_cli_writes_what_the_run_renders(tmp_path, voices):
     conditions = [{"name": "clean"}, {"name": "hum", "transforms": [{"type": "tone", "freq_hz": 50, "snr_db": 0}]}]
     path = write_config(tmp_path / "run.yaml", voices, {"name": "stub"}, conditions=conditions, seed=3)
     out = tmp_path / "hum.wav"
-    result = cli("audition", str(path), "-c", "hum", "--id", "v2", "-o", str(out))
+    result = invoke("audition", str(path), "-c", "hum", "--id", "v2", "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert "v2 under hum (tone freq_hz=50, snr_db=0)" in result.stdout
     written, rate = sf.read(out, dtype="float32")
@@ -204,10 +203,6 @@ def test_audition_cli_writes_what_the_run_renders(tmp_path, voices):
     )
     assert rate == 16_000 and written.shape == expected.shape
     assert np.max(np.abs(written - expected)) < 2 / 32768 + 1e-6
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True)
 
 
 @pytest.mark.parametrize(
@@ -245,7 +240,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 )
 def test_bad_conditions_exit_2_naming_the_yaml_path(tmp_path, voices, conditions, message):
     path = write_config(tmp_path / "run.yaml", voices, {"name": "stub"}, conditions=conditions)
-    result = cli("run", str(path))
+    result = invoke("run", str(path))
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -254,7 +249,7 @@ def test_bad_conditions_exit_2_naming_the_yaml_path(tmp_path, voices, conditions
 def test_manifest_tag_named_condition_clashes(tmp_path, make_manifest):
     manifest = make_manifest([{"id": "a", "text": "alpha", "speaker": "s", "condition": "quiet"}])
     path = write_config(tmp_path / "run.yaml", manifest, {"name": "stub"}, conditions=CONDITIONS)
-    result = cli("run", str(path))
+    result = invoke("run", str(path))
     assert result.returncode == 2 and "tag 'condition' clashes" in result.stderr
 
 
@@ -293,7 +288,7 @@ def test_an_intersection_with_the_condition_is_labelled_both_and_kept_out_of_the
 def test_audition_refuses_what_a_run_refuses_in_one_line(tmp_path, voices):
     conditions = [{"name": "clean"}, {"name": "whine", "transforms": [{"type": "tone", "freq_hz": 9000, "snr_db": 5}]}]
     path = write_config(tmp_path / "run.yaml", voices, {"name": "stub"}, conditions=conditions)
-    result = cli("audition", str(path), "-c", "whine", "--id", "v1", "-o", str(tmp_path / "x.wav"))
+    result = invoke("audition", str(path), "-c", "whine", "--id", "v1", "-o", str(tmp_path / "x.wav"))
     assert result.returncode == 2 and "Nyquist" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 

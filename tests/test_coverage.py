@@ -7,8 +7,8 @@ import csv
 import json
 
 import pytest
+from cli import asrfair, assert_clean_error
 from conftest import write_jsonl, write_tone
-from test_cli import asrfair, assert_clean_error
 
 from harness.errors import InputError
 from harness.stats.coverage import coverage

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import yaml
+from cli import asrfair, assert_clean_error
 from conftest import write_config
-from test_cli import asrfair, assert_clean_error
 
 from harness.config import load_config
 from harness.pipeline import prepare, rescore, run

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xmlschema
+from cli import asrfair, assert_clean_error
 from conftest import write_config
-from test_cli import asrfair, assert_clean_error
 
 from harness.config import GateConfig, RunConfig
 from harness.decide.gate import CheckId, CheckKind, RunSide, Status, Untestable, load_side, run_gate, save_baseline

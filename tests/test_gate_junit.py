@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import xmlschema
+from cli import asrfair
 from conftest import write_config, write_jsonl, write_tone
-from test_cli import asrfair
 
 from harness.config import load_config
 from harness.pipeline import prepare, run

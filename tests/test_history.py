@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cli
 import duckdb
 import pandas as pd
 import pytest
@@ -85,18 +86,6 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
 def query(db: Path, sql: str, *params: Any) -> list[tuple]:
     with duckdb.connect(str(db), read_only=True) as con:
         return con.execute(sql, list(params)).fetchall()
-
-
-def asrfair(*args: str) -> subprocess.Popen:
-    """The real CLI in a subprocess; started, not awaited, so independent calls run side by side."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "harness", *args]
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
-    stdout, stderr = process.communicate(timeout=120)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @pytest.fixture
@@ -220,9 +209,9 @@ def test_history_failure_warns_and_the_run_succeeds(tmp_path, make_manifest, cap
 
 def test_history_cli_shows_the_planted_trend(recorded, tmp_path):
     db, png = str(recorded.db), tmp_path / "plots" / "trend.png"
-    table = asrfair("history", "--db", db, "--slice", "accent=x", "--slice", "accent=y", "--plot", str(png))
-    rows = asrfair("history", "--db", db, "--slice", "accent=x", "--json")
-    table, rows = map(finish, (table, rows))
+    table = cli.start("history", "--db", db, "--slice", "accent=x", "--slice", "accent=y", "--plot", str(png))
+    rows = cli.start("history", "--db", db, "--slice", "accent=x", "--json")
+    table, rows = map(cli.finish, (table, rows))
 
     assert table.returncode == 0, table.stderr
     lines = [line for line in table.stdout.splitlines() if "stub " in line]
@@ -287,7 +276,7 @@ def test_a_trend_across_normalisers_is_called_out(recorded, tmp_path):
     metrics = recorded.metrics(0)
     metrics["provenance"] = {**metrics["provenance"], "normalizer": "basic@1"}
     assert record_run(db, tmp_path / "rescored-20261201T000000Z", metrics)
-    shown = finish(asrfair("history", "--db", str(db)))
+    shown = cli.finish(cli.start("history", "--db", str(db)))
     assert shown.returncode == 0, shown.stderr
     assert "basic@1" in shown.stdout and "whisper-english@1" in shown.stdout
     assert "scored under 2 normalisers (basic@1, whisper-english@1)" in shown.stdout
@@ -332,7 +321,7 @@ def test_concurrent_writers_lose_nothing(recorded, tmp_path, child):
         writers = [child(body, str(db), str(template), name, "10") for name in ("a", "b")]
         assert [w.stdout.readline().strip() for w in writers] == ["ready", "ready"]
         time.sleep(0.3)
-    results = [finish(w) for w in writers]
+    results = [cli.finish(w) for w in writers]
     for result in results:
         assert result.returncode == 0, result.stderr
         assert "WARNING" not in result.stderr and "Traceback" not in result.stderr, result.stderr
@@ -355,7 +344,7 @@ def test_kill_inside_the_transaction_leaves_the_committed_runs(recorded, tmp_pat
         time.sleep(60)
     """
     writer = child(body, str(db), str(template))
-    assert writer.stdout.readline().strip() == "inside", finish(writer).stderr
+    assert writer.stdout.readline().strip() == "inside", cli.finish(writer).stderr
     os.kill(writer.pid, signal.SIGKILL)
     assert writer.wait(timeout=30) == -signal.SIGKILL
 
@@ -381,7 +370,7 @@ def test_kills_mid_writes_keep_every_run_whole(recorded, tmp_path, child):
     for writer_name, delay_s in (("a", 0.05), ("b", 0.25)):
         writer = child(body, str(db), str(template), writer_name)
         first = writer.stdout.readline()
-        assert first.startswith("committed"), finish(writer).stderr
+        assert first.startswith("committed"), cli.finish(writer).stderr
         time.sleep(delay_s)
         os.kill(writer.pid, signal.SIGKILL)
         stdout, _ = writer.communicate(timeout=30)
@@ -401,7 +390,7 @@ def test_waits_for_the_lock_then_gives_up_with_a_warning(recorded, tmp_path, cap
     db = tmp_path / "history.duckdb"
     shutil.copy(recorded.db, db)
     holder = child('con = duckdb.connect(str(db)); print("holding", flush=True); sys.stdin.readline()', str(db))
-    assert holder.stdout.readline().strip() == "holding", finish(holder).stderr
+    assert holder.stdout.readline().strip() == "holding", cli.finish(holder).stderr
     root, metrics = recorded.outcomes[0].paths.root, recorded.metrics(0)
     with caplog.at_level(logging.WARNING, logger="harness.decide.history"):
         assert not record_run(db, root, metrics, lock_wait_s=0.3)
@@ -409,11 +398,16 @@ def test_waits_for_the_lock_then_gives_up_with_a_warning(recorded, tmp_path, cap
     with pytest.raises(InputError, match=r"cannot read the run history \(IO Error: Could not set lock"):
         load_history(db, lock_wait_s=0.3)
 
-    release = threading.Timer(0.5, lambda: holder.communicate("release\n", timeout=30))
-    release.start()
-    started = time.monotonic()
+    released = threading.Event()
+
+    def release() -> None:
+        released.set()
+        holder.communicate("release\n", timeout=30)
+
+    releaser = threading.Timer(0.5, release)
+    releaser.start()
     assert record_run(db, root, metrics)  # the default wait outlasts the holder
-    assert time.monotonic() - started > 0.4
-    release.join()
+    assert released.is_set()  # it could write only once the holder let go: it waited, it did not fail
+    releaser.join()
     assert holder.returncode == 0
     assert len(load_history(db).runs) == 3

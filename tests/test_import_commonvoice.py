@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from importing import FIXTURES, asrfair, import_validate_run
+from cli import invoke
+from importing import FIXTURES, import_validate_run
 
 RELEASE = FIXTURES / "commonvoice" / "cv-corpus-20.0-2024-12-06" / "en"
 OLD_RELEASE = FIXTURES / "commonvoice" / "cv-corpus-5.1-2020-06-22" / "en"
@@ -57,9 +58,9 @@ def test_split_and_an_older_release(tmp_path):
         ("common_voice_en_100001", "us", "male"),
         ("common_voice_en_100002", None, None),
     ]
-    bad = asrfair("import", "commonvoice", str(RELEASE), "-o", str(tmp_path / "m.jsonl"), "--split", "tset")
+    bad = invoke("import", "commonvoice", str(RELEASE), "-o", str(tmp_path / "m.jsonl"), "--split", "tset")
     assert bad.returncode == 2 and "--split tset: commonvoice splits are test, dev, train" in bad.stderr
-    missing = asrfair("import", "commonvoice", str(RELEASE), "-o", str(tmp_path / "m.jsonl"), "--split", "dev")
+    missing = invoke("import", "commonvoice", str(RELEASE), "-o", str(tmp_path / "m.jsonl"), "--split", "dev")
     assert missing.returncode == 2 and "no dev.tsv" in missing.stderr and "Traceback" not in missing.stderr
 
 
@@ -70,7 +71,7 @@ def test_map_narrows_free_text_accents_and_lists_the_unmapped(tmp_path):
     assert imported.summary["tags"]["accent"] == {"us": 2, "other": 1, "england": 1, "south-asia": 1}
     assert imported.summary["unmapped"] == {"accent": {"canadian-english": 1}}
     assert all(r["accent_raw"] for r in imported.records if "accent" in r)  # the raw text stays beside it
-    table = asrfair("import", "commonvoice", str(RELEASE), "-o", str(tmp_path / "t" / "m.jsonl"),
+    table = invoke("import", "commonvoice", str(RELEASE), "-o", str(tmp_path / "t" / "m.jsonl"),
                     "--map", str(FIXTURES / "commonvoice" / "accents.yaml"))  # fmt: skip
     assert table.returncode == 0, table.stderr
     assert "accent: 1 values not in the tag map: canadian-english (1)" in table.stdout
@@ -115,6 +116,6 @@ def test_releases_without_a_locale_column_take_the_locale_from_the_folder(tmp_pa
     assert [(r["language"], r["locale"]) for r in imported.records] == [("cy", "cy"), ("cy", "cy")]
     renamed = tmp_path / "welsh clips"
     shutil.copytree(CV4_WELSH, renamed)
-    bad = asrfair("import", "commonvoice", str(renamed), "-o", str(tmp_path / "bad" / "m.jsonl"))
+    bad = invoke("import", "commonvoice", str(renamed), "-o", str(tmp_path / "bad" / "m.jsonl"))
     assert bad.returncode == 2 and "'welsh clips' is not a locale code" in bad.stderr
     assert "Traceback" not in bad.stderr

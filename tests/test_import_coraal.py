@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from importing import FIXTURES, asrfair, import_validate_run
+from cli import invoke
+from importing import FIXTURES, import_validate_run
 
 from harness.data.importers.coraal import (
     Cleaned,
@@ -256,7 +257,7 @@ def test_rows_the_format_alone_can_fault(tmp_path):
         "Line\tSpkr\tStTime\tContent\tEnTime\n1\tDCB_se2_ag2_m_03\t0\thi\t1\n"
     )
     manifest = tmp_path / "out" / "manifest.jsonl"
-    result = asrfair("import", "coraal", str(source), "-o", str(manifest), "--json")
+    result = invoke("import", "coraal", str(source), "-o", str(manifest), "--json")
     assert result.returncode == 0, result.stderr
     rows = [line for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and '"text": "We went down there"' in rows[0]  # CRLF line ends read cleanly
@@ -283,7 +284,7 @@ def test_bad_layouts_are_one_line_errors(tmp_path):
         ((str(CORPUS), "-O", "components=D.C"), "'D.C' is not a CORAAL component code"),
         ((str(CORPUS), "-O", "speakers=everyone"), "speakers"),
     ]:
-        result = asrfair("import", "coraal", *args, "-o", out)
+        result = invoke("import", "coraal", *args, "-o", out)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -291,11 +292,11 @@ def test_bad_layouts_are_one_line_errors(tmp_path):
     headless = tmp_path / "headless"
     headless.mkdir()
     (headless / "PRV_se0_ag1_f_01_1.txt").write_text("Line\tSpeaker\tStart\tText\tEnd\n1\ta\t0\thi\t1\n")
-    result = asrfair("import", "coraal", str(headless), "-o", out)
+    result = invoke("import", "coraal", str(headless), "-o", out)
     assert result.returncode == 2 and "no 'Spkr' column" in result.stderr and "Traceback" not in result.stderr
 
     twice = tmp_path / "twice"
     shutil.copytree(CORPUS, twice / "a")
     shutil.copytree(CORPUS / "PRV", twice / "b")
-    result = asrfair("import", "coraal", str(twice), "-o", out)
+    result = invoke("import", "coraal", str(twice), "-o", out)
     assert result.returncode == 2 and "a second transcript PRV_se0_ag1_f_01_1.txt" in result.stderr

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from importing import FIXTURES, asrfair, import_validate_run
+from cli import invoke
+from importing import FIXTURES, import_validate_run
 
 from harness.data.importers.edacc import columns, strip_tags
 
@@ -90,20 +91,20 @@ def test_dev_split_and_options(tmp_path):
 
 def test_bad_layouts_fail_with_one_line(tmp_path):
     out = str(tmp_path / "m.jsonl")
-    split = asrfair("import", "edacc", str(RELEASE), "-o", out, "--split", "train")
+    split = invoke("import", "edacc", str(RELEASE), "-o", out, "--split", "train")
     assert split.returncode == 2 and "--split train: edacc splits are test, dev" in split.stderr
     copy = tmp_path / "edacc_v1.0"
     shutil.copytree(RELEASE, copy)
     (copy / "test" / "stm").unlink()
-    no_stm = asrfair("import", "edacc", str(copy), "-o", out)
+    no_stm = invoke("import", "edacc", str(copy), "-o", out)
     assert no_stm.returncode == 2 and "no test/stm" in no_stm.stderr and "Traceback" not in no_stm.stderr
     assert len(no_stm.stderr.strip().splitlines()) == 1
     (copy / "test" / "stm").write_text("", encoding="utf-8")
     background = copy / "linguistic_background.csv"
     background.write_text("participant,accent\nEDACC-C06-A,Scottish\n", encoding="utf-8")
-    no_id = asrfair("import", "edacc", str(copy), "-o", out)
+    no_id = invoke("import", "edacc", str(copy), "-o", out)
     assert no_id.returncode == 2 and "no PARTICIPANT_ID column" in no_id.stderr
-    column = asrfair("import", "edacc", str(RELEASE), "-o", out, "-O", "l1_column=Mother tongue")
+    column = invoke("import", "edacc", str(RELEASE), "-o", out, "-O", "l1_column=Mother tongue")
     assert column.returncode == 2 and "-O l1_column=Mother tongue: no such column" in column.stderr
 
 

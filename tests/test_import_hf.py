@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from cli import invoke
 from conftest import REPO
-from importing import asrfair, import_validate_run
+from importing import import_validate_run
 
 datasets = pytest.importorskip("datasets")
 if not hasattr(datasets, "Dataset"):  # the repo's datasets/ folder, read as a namespace package
@@ -112,7 +113,7 @@ def test_a_hub_cache_folder_reads_the_snapshot_refs_main_names(shards, tmp_path)
     (repo / "refs" / "main").write_text(commit)
     imported = import_validate_run("hf", repo, tmp_path / "out")
     assert len(imported.records) == 6
-    several = asrfair("import", "hf", str(tmp_path / "hub"), "-o", str(tmp_path / "x" / "m.jsonl"))
+    several = invoke("import", "hf", str(tmp_path / "hub"), "-o", str(tmp_path / "x" / "m.jsonl"))
     assert several.returncode == 2 and "datasets--someone--accents" in several.stderr
 
 
@@ -145,7 +146,7 @@ def test_bad_sources_and_options_are_one_line_errors(saved, shards, tmp_path):
         ((str(saved), "-O", "tags=accent,region"), "-O tags: no column region"),
         ((str(no_audio),), "Audio columns: none; name the audio column with -O audio=COLUMN"),
     ]:
-        result = asrfair("import", "hf", *args, "-o", out)
+        result = invoke("import", "hf", *args, "-o", out)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from cli import invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from importing import FIXTURES, asrfair, import_validate_run
+from importing import FIXTURES, import_validate_run
 
 from harness.data.importers.kaldi import Piped, parse_pipe
 
@@ -86,7 +87,7 @@ def test_unsegmented_directory_joins_wav_scp_and_resolves_relative_paths(tmp_pat
 
 
 def test_an_unsorted_file_stops_with_its_line_and_the_fix(tmp_path):
-    result = asrfair("import", "kaldi", str(RECIPE / "data" / "unsorted"), "-o", str(tmp_path / "m.jsonl"))
+    result = invoke("import", "kaldi", str(RECIPE / "data" / "unsorted"), "-o", str(tmp_path / "m.jsonl"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     error = result.stderr.strip().splitlines()[0]
     assert "unsorted/text:3: is not sorted: key 'f003-u2' comes after 'f003-u3'" in error
@@ -98,20 +99,20 @@ def test_repeated_keys_tag_files_and_bad_layouts(tmp_path):
     data = tmp_path / "data" / "dev"
     shutil.copytree(UNSEGMENTED, data)
     (data / "utt2lang").write_text("f003-u1 en-GB\nf003-u1 en-US\n", encoding="utf-8")
-    repeated = asrfair("import", "kaldi", str(data), "-o", str(tmp_path / "m.jsonl"), "-O", f"root={RECIPE}")
+    repeated = invoke("import", "kaldi", str(data), "-o", str(tmp_path / "m.jsonl"), "-O", f"root={RECIPE}")
     assert repeated.returncode == 2 and "utt2lang:2: repeats key 'f003-u1'" in repeated.stderr
 
     (data / "utt2lang").unlink()
     (data / "utt2wer").write_text("f003-u1 0.1\n", encoding="utf-8")
-    reserved = asrfair("import", "kaldi", str(data), "-o", str(tmp_path / "m.jsonl"))
+    reserved = invoke("import", "kaldi", str(data), "-o", str(tmp_path / "m.jsonl"))
     assert reserved.returncode == 2 and "tag name 'wer' is a reserved manifest field" in reserved.stderr
 
     (data / "wav.scp").unlink()
-    missing = asrfair("import", "kaldi", str(data), "-o", str(tmp_path / "m.jsonl"))
+    missing = invoke("import", "kaldi", str(data), "-o", str(tmp_path / "m.jsonl"))
     assert missing.returncode == 2 and "no wav.scp" in missing.stderr and "Traceback" not in missing.stderr
-    split = asrfair("import", "kaldi", str(SEGMENTED), "-o", str(tmp_path / "m.jsonl"), "--split", "test")
+    split = invoke("import", "kaldi", str(SEGMENTED), "-o", str(tmp_path / "m.jsonl"), "--split", "test")
     assert split.returncode == 2 and "kaldi has no splits" in split.stderr
-    root = asrfair("import", "kaldi", str(SEGMENTED), "-o", str(tmp_path / "m.jsonl"), "-O", "root=/no/such/dir")
+    root = invoke("import", "kaldi", str(SEGMENTED), "-o", str(tmp_path / "m.jsonl"), "-O", "root=/no/such/dir")
     assert root.returncode == 2 and "-O root=/no/such/dir: not a folder" in root.stderr
 
 
@@ -159,7 +160,7 @@ def test_a_pipe_picking_one_channel_of_a_stereo_file_is_rejected(tmp_path):
     (data / "text").write_text("a-1 hello there\nb-1 hello again\n")
     (data / "utt2spk").write_text("a-1 a\nb-1 b\n")
     manifest = tmp_path / "out" / "m.jsonl"
-    result = asrfair("import", "kaldi", str(data), "-o", str(manifest), "-O", f"root={tmp_path}", "--json")
+    result = invoke("import", "kaldi", str(data), "-o", str(manifest), "-O", f"root={tmp_path}", "--json")
     assert result.returncode == 0, result.stderr
     (reject,) = [json.loads(line) for line in manifest.with_name("m.rejects.jsonl").read_text().splitlines()]
     assert (reject["id"], reject["reason"]) == ("a-1", "one channel of a multi-channel file")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from importing import FIXTURES, asrfair, import_validate_run
+from cli import invoke
+from importing import FIXTURES, import_validate_run
 
 from harness.data.importers.l2arctic import SPEAKERS, readme_speakers
 
@@ -82,17 +83,17 @@ def test_the_embedded_table_matches_the_fixture_readme():
 
 def test_bad_layout_is_a_one_line_error(tmp_path):
     out = str(tmp_path / "m.jsonl")
-    parent = asrfair("import", "l2arctic", str(FIXTURES / "l2arctic"), "-o", out)
+    parent = invoke("import", "l2arctic", str(FIXTURES / "l2arctic"), "-o", out)
     assert parent.returncode == 2 and "Traceback" not in parent.stderr
     assert "no speaker folders here, but" in parent.stderr and "l2arctic_release_v5.0 has them" in parent.stderr
     zipped = tmp_path / "zipped"
     zipped.mkdir()
     for name in ("ABA.zip", "SKA.zip", "suitcase_corpus.zip", "README.md"):
         (zipped / name).write_bytes(b"")
-    still = asrfair("import", "l2arctic", str(zipped), "-o", out)
+    still = invoke("import", "l2arctic", str(zipped), "-o", out)
     assert still.returncode == 2 and "still zipped (ABA.zip ...); unzip each one in place" in still.stderr
     assert len(still.stderr.strip().splitlines()) == 1
-    suitcase = asrfair("import", "l2arctic", str(zipped), "-o", out, "--split", "suitcase")
+    suitcase = invoke("import", "l2arctic", str(zipped), "-o", out, "--split", "suitcase")
     assert suitcase.returncode == 2 and "suitcase_corpus.zip is still zipped" in suitcase.stderr
-    split = asrfair("import", "l2arctic", str(RELEASE), "-o", out, "--split", "read")
+    split = invoke("import", "l2arctic", str(RELEASE), "-o", out, "--split", "read")
     assert split.returncode == 2 and "l2arctic splits are scripted, suitcase" in split.stderr

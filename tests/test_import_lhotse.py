@@ -8,8 +8,9 @@ import gzip
 from pathlib import Path
 
 import pytest
+from cli import invoke
 from conftest import write_tone
-from importing import FIXTURES, asrfair, import_validate_run
+from importing import FIXTURES, import_validate_run
 
 from harness.data.importers.lhotse import language_code
 
@@ -83,28 +84,28 @@ def test_l2arctic_supervision_set_and_the_other_split(tmp_path):
 
 def test_layout_errors_are_one_line(tmp_path):
     out = str(tmp_path / "m.jsonl")
-    several = failed(asrfair("import", "lhotse", str(MANIFESTS), "-o", out))
+    several = failed(invoke("import", "lhotse", str(MANIFESTS), "-o", out))
     assert "manifests of several sets (l2-arctic_*_read, l2-arctic_*_suitcase)" in several
     assert "--split NAME or -O cuts=NAME" in several
     # lhotse wrote the paths relative to the folder it ran in: the importer says which folder that is
-    relative = failed(asrfair("import", "lhotse", str(MANIFESTS), "-o", out, "--split", "read"))
+    relative = failed(invoke("import", "lhotse", str(MANIFESTS), "-o", out, "--split", "read"))
     assert "relative audio paths such as download/l2arctic/ABA/wav/arctic_a0001.wav" in relative
     assert f"pass -O audio_root={RECIPE}" in relative
-    nothing = failed(asrfair("import", "lhotse", str(MANIFESTS), "-o", out, "--split", "test-clean"))
+    nothing = failed(invoke("import", "lhotse", str(MANIFESTS), "-o", out, "--split", "test-clean"))
     assert "no *cuts*.jsonl.gz or *supervisions*/*recordings*.jsonl.gz for --split test-clean" in nothing
-    missing = failed(asrfair("import", "lhotse", str(MANIFESTS), "-o", out, "-O", "cuts=cuts.jsonl.gz"))
+    missing = failed(invoke("import", "lhotse", str(MANIFESTS), "-o", out, "-O", "cuts=cuts.jsonl.gz"))
     assert "cuts.jsonl.gz: no such file" in missing
-    both = failed(asrfair("import", "lhotse", str(MANIFESTS), "-o", out, "--split", "read", "-O", "cuts=x.jsonl"))
+    both = failed(invoke("import", "lhotse", str(MANIFESTS), "-o", out, "--split", "read", "-O", "cuts=x.jsonl"))
     assert "--split read: -O names the file already; leave --split out" in both
-    half = failed(asrfair("import", "lhotse", str(MANIFESTS), "-o", out, "-O", "supervisions=x.jsonl.gz"))
+    half = failed(invoke("import", "lhotse", str(MANIFESTS), "-o", out, "-O", "supervisions=x.jsonl.gz"))
     assert "-O supervisions= and -O recordings= go together" in half
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     (lonely / "x_supervisions_dev.jsonl.gz").write_bytes(
         (MANIFESTS / "l2-arctic_supervisions_read.jsonl.gz").read_bytes()
     )
-    assert "no x_recordings_dev.jsonl.gz beside it" in failed(asrfair("import", "lhotse", str(lonely), "-o", out))
-    unknown = failed(asrfair("import", "lhotse", str(MANIFESTS), "-o", out, "-O", "multichannel=sum"))
+    assert "no x_recordings_dev.jsonl.gz beside it" in failed(invoke("import", "lhotse", str(lonely), "-o", out))
+    unknown = failed(invoke("import", "lhotse", str(MANIFESTS), "-o", out, "-O", "multichannel=sum"))
     assert unknown.startswith("error: import lhotse: -O") and "multichannel" in unknown
 
 
@@ -328,7 +329,7 @@ def test_damaged_files_and_other_lhotse_layouts(lhotse, tmp_path):
     cuts.to_file(broken / "x_cuts_dev.jsonl.gz")
     whole = (broken / "x_cuts_dev.jsonl.gz").read_bytes()
     (broken / "x_cuts_dev.jsonl.gz").write_bytes(whole[: len(whole) // 2])
-    assert "a damaged or truncated gzip file" in failed(asrfair("import", "lhotse", str(broken), "-o", out))
+    assert "a damaged or truncated gzip file" in failed(invoke("import", "lhotse", str(broken), "-o", out))
 
     ragged = tmp_path / "ragged"
     ragged.mkdir()
@@ -347,18 +348,18 @@ def test_damaged_files_and_other_lhotse_layouts(lhotse, tmp_path):
     cuts.subset(first=1).to_shar(shar, fields={"recording": "wav"}, shard_size=10)
     assert sorted(p.name for p in shar.iterdir()) == ["cuts.000000.jsonl.gz", "recording.000000.tar"]
     assert "a Lhotse Shar folder keeps its audio in tar shards" in failed(
-        asrfair("import", "lhotse", str(shar), "-o", out)
+        invoke("import", "lhotse", str(shar), "-o", out)
     )
 
     legacy = tmp_path / "legacy"
     legacy.mkdir()
     cuts.subset(first=1).to_file(legacy / "cuts.json")
     assert "cuts.json is not JSONL; convert it with 'lhotse copy cuts.json NAME.jsonl.gz'" in failed(
-        asrfair("import", "lhotse", str(legacy), "-o", out)
+        invoke("import", "lhotse", str(legacy), "-o", out)
     )
     with gzip.open(broken / "x_cuts_dev.jsonl.gz", "wb") as handle:
         handle.write(b"\xff\xfe not utf-8\n")
-    assert "not UTF-8" in failed(asrfair("import", "lhotse", str(broken), "-o", out))
+    assert "not UTF-8" in failed(invoke("import", "lhotse", str(broken), "-o", out))
 
 
 EDACC_RECIPE = FIXTURES / "lhotse-edacc"  # lhotse's prepare_edacc ran here (make_fixture.py)

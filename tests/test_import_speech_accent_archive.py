@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from importing import FIXTURES, asrfair, import_validate_run
+from cli import invoke
+from importing import FIXTURES, import_validate_run
 
 from harness.data.importers.speech_accent_archive import PASSAGE, SpeechAccentArchiveImporter
 
@@ -125,7 +126,7 @@ def test_bad_layouts_and_options_are_one_line_errors(tmp_path):
         ((str(KAGGLE), "-O", "include_synthesized=maybe"), "include_synthesized"),
     ]
     for args, message in cases:
-        result = asrfair("import", "speech-accent-archive", *args, "-o", out)
+        result = invoke("import", "speech-accent-archive", *args, "-o", out)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from importing import FIXTURES, asrfair, import_validate_run
+from cli import invoke
+from importing import FIXTURES, import_validate_run
 
 from harness.data.importers.vctk import accent_label, parse_speaker_line
 
@@ -93,27 +94,27 @@ def test_old_wav48_release(tmp_path):
     assert [(r["id"], r["reason"], r["source"]) for r in imported.rejects] == [
         ("p315_001", "no transcript file", "wav48/p315/p315_001.wav"),  # 0.80 ids are "315", folders "p315"
     ]
-    two = asrfair("import", "vctk", str(OLD_RELEASE), "-o", str(tmp_path / "x" / "m.jsonl"), "-O", "mics=mic1,mic2")
+    two = invoke("import", "vctk", str(OLD_RELEASE), "-o", str(tmp_path / "x" / "m.jsonl"), "-O", "mics=mic1,mic2")
     assert two.returncode == 2 and "release 0.80 (wav48/) has one microphone" in two.stderr
     assert "Traceback" not in two.stderr
 
 
 def test_bad_layout_and_options_are_one_line_errors(tmp_path):
     out = str(tmp_path / "m.jsonl")
-    parent = asrfair("import", "vctk", str(FIXTURES / "vctk"), "-o", out)
+    parent = invoke("import", "vctk", str(FIXTURES / "vctk"), "-o", out)
     assert parent.returncode == 2 and "Traceback" not in parent.stderr
     assert "no speaker-info.txt here, but" in parent.stderr and "VCTK-Corpus has one; pass that folder" in parent.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "speaker-info.txt").write_text("ID  AGE  GENDER  ACCENTS  REGION\n", encoding="utf-8")
-    no_txt = asrfair("import", "vctk", str(empty), "-o", out)
+    no_txt = invoke("import", "vctk", str(empty), "-o", out)
     assert no_txt.returncode == 2 and "no txt;" in no_txt.stderr and len(no_txt.stderr.strip().splitlines()) == 1
     (empty / "txt").mkdir()
-    no_audio = asrfair("import", "vctk", str(empty), "-o", out)
+    no_audio = invoke("import", "vctk", str(empty), "-o", out)
     assert no_audio.returncode == 2 and "no wav48_silence_trimmed or wav48" in no_audio.stderr
-    bad_mic = asrfair("import", "vctk", str(RELEASE), "-o", out, "-O", "mics=mic3")
+    bad_mic = invoke("import", "vctk", str(RELEASE), "-o", out, "-O", "mics=mic3")
     assert bad_mic.returncode == 2 and "mic1" in bad_mic.stderr and "Traceback" not in bad_mic.stderr
-    split = asrfair("import", "vctk", str(RELEASE), "-o", out, "--split", "test")
+    split = invoke("import", "vctk", str(RELEASE), "-o", out, "--split", "test")
     assert split.returncode == 2 and "vctk has no splits" in split.stderr
 
 

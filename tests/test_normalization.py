@@ -13,8 +13,8 @@ import jiwer
 import pandas as pd
 import pytest
 import yaml
+from cli import asrfair, assert_clean_error
 from conftest import write_config
-from test_cli import asrfair, assert_clean_error
 
 import harness
 from harness.config import GateConfig, load_config

@@ -9,8 +9,8 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
+from cli import asrfair, assert_clean_error
 from conftest import write_config
-from test_cli import asrfair, assert_clean_error
 
 from harness.config import load_config
 from harness.errors import InputError
@@ -39,6 +39,7 @@ def test_variance_components_recover_the_truth():
     assert found.rate == pytest.approx(0.4, abs=0.005)
 
 
+@pytest.mark.slow  # a power simulation
 def test_the_plan_formula_gives_the_requested_power_on_its_own_model():
     """Plan from a pilot, then draw corpora of the planned size with the planted gap and the
     variance components the plan used: the interval of the difference against the reference

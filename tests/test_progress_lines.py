@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli import asrfair
 from conftest import write_config
 
 from harness.cli.progress import ProgressLines
@@ -119,14 +118,7 @@ def test_a_run_without_a_terminal_logs_progress_lines(tmp_path, make_manifest):
     backend = {"name": "stub", "error_rates": {"accent": {"scottish": 0.25}}}  # batches of 256
     config = write_config(tmp_path / "run.yaml", make_manifest(records), backend)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(config)],
-        capture_output=True,  # stderr is a pipe: no terminal
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
+    done = asrfair("run", str(config), env=env)  # stderr is a pipe: no terminal
     assert done.returncode == 0, done.stderr
     found = LINE.findall(done.stderr)
     assert len(found) == 5, done.stderr  # 5 batches, each past a 10 % step

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli import asrfair, start
 from conftest import REPO, demo_records, install_backend_plugin, write_config, write_jsonl
 from fakes.openai import openai_app
 from loopback import InFlight, LoopbackServer, Oracle, tone_corpus
@@ -54,12 +55,8 @@ class DyingStub(StubBackend):
 '''
 
 
-def asrfair(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True, text=True, cwd=REPO, timeout=600, check=False,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled", **(env or {})},
-    )  # fmt: skip
+def ray_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return asrfair(*args, env={"RAY_AUTH_MODE": "disabled", **(env or {})}, timeout=600)
 
 
 def comparable(metrics: dict) -> dict:
@@ -68,7 +65,7 @@ def comparable(metrics: dict) -> dict:
 
 
 def run_json(config: Path, *args: str, env: dict[str, str] | None = None) -> tuple[dict, str]:
-    result = asrfair("run", str(config), "--json", *args, env=env)
+    result = ray_cli("run", str(config), "--json", *args, env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout), result.stderr
 
@@ -82,6 +79,7 @@ def demo_config(tmp_path: Path) -> Path:
     )
 
 
+@pytest.mark.slow  # a Ray cluster, twice
 def test_ray_metrics_equal_the_local_executor_and_a_rerun_is_cached(demo_config, tmp_path):
     local, _ = run_json(demo_config, "-o", str(tmp_path / "local"))
     ray, stderr = run_json(demo_config, "-o", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2")
@@ -97,6 +95,7 @@ def test_ray_metrics_equal_the_local_executor_and_a_rerun_is_cached(demo_config,
     assert comparable(again) == comparable(local)
 
 
+@pytest.mark.slow  # a Ray cluster per case
 @pytest.mark.parametrize("restarts", [3, 0], ids=["ray-restarts-the-actor", "another-actor-takes-the-batch"])
 def test_a_dead_actor_has_its_batch_retried_and_nothing_changes(tmp_path, restarts):
     plugin = install_backend_plugin(tmp_path / "plugin", "dying_asr", DYING, "dying-stub", "DyingStub")
@@ -142,7 +141,7 @@ def test_execute_config_and_cli_errors(demo_config, tmp_path):
     assert ExecuteConfig().executor == "local"
     with pytest.raises(ValueError, match="address: only for executor: ray"):
         ExecuteConfig(address="auto")
-    result = asrfair("run", str(demo_config), "--executor", "spark")
+    result = ray_cli("run", str(demo_config), "--executor", "spark")
     assert result.returncode == 2 and "'execute.executor'" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -164,15 +163,15 @@ class SlowStub(StubBackend):
 """
 
 
+@pytest.mark.slow  # a Ray cluster, twice
 def test_ctrl_c_stops_a_ray_run_after_its_batches_in_flight_and_a_rerun_resumes(tmp_path):
     plugin = install_backend_plugin(tmp_path / "plugin", "slow_asr", SLOW, "slow-stub", "SlowStub")
     data = tmp_path / "data"
     manifest = write_jsonl(data / "manifest.jsonl", demo_records(8, into=data))
     config = write_config(tmp_path / "run.yaml", manifest, {**STUB, "name": "slow-stub"}, stats=STATS)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(plugin)}
-    args = [sys.executable, "-m", "harness", "run", str(config), "-o", str(tmp_path / "ray"), "--executor", "ray"]
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    env = {"RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(plugin)}
+    args = ["run", str(config), "-o", str(tmp_path / "ray"), "--executor", "ray"]
+    proc = start(*args, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     cache = tmp_path / "ray" / ".cache" / "transcripts.sqlite"
     deadline = time.monotonic() + 120
     while not cache.exists() or cached_rows(cache) == 0:  # some batches are in: stop mid-run
@@ -217,6 +216,7 @@ def test_ray_is_imported_only_by_runs_that_use_it(demo_config, tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
+@pytest.mark.slow  # a Ray cluster
 def test_a_remote_api_keeps_its_global_concurrency_across_actors(tmp_path, monkeypatch):
     """Two actors share the config's concurrency of 4 (2 each): the server never sees more than 4."""
     monkeypatch.setenv("ASRFAIR_TEST_KEY", REMOTE_KEY)  # before Ray starts: its workers inherit it

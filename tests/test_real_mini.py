@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
+from cli import asrfair
 from conftest import REPO
-from importing import asrfair
 
 from harness.data.audio import SAMPLE_RATE, load_audio
 from harness.data.manifest import Utterance

@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli import asrfair, assert_clean_error
 from conftest import write_config
-from test_cli import asrfair, assert_clean_error
 
 from harness.config import load_config
 from harness.pipeline import discover_run, prepare, report, rescore, run

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from cli import asrfair, assert_clean_error
 from conftest import write_config
-from test_cli import asrfair, assert_clean_error
 
 from harness.config import load_config
 from harness.decide.history import connect

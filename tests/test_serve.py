@@ -9,7 +9,6 @@ import os
 import random
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
+from cli import start
 from conftest import demo_records, free_port, install_backend_plugin, write_config, write_jsonl
 from loopback import LoopbackServer
 
@@ -114,8 +114,7 @@ def test_served_whisper_gives_the_same_transcripts_as_whisper_directly(tmp_path)
     manifest = write_jsonl(tmp_path / "manifest.jsonl", demo_records(per_dialect=1, into=tmp_path))
     serve_config = write_config(tmp_path / "serve.yaml", manifest, WHISPER)
     port = free_port()
-    command = [sys.executable, "-m", "harness", "serve", "--backend", str(serve_config), "--port", str(port)]
-    server = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE, text=True)
+    server = start("serve", "--backend", str(serve_config), "--port", str(port), stdout=None)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -495,8 +494,7 @@ class LanguageEcho(Backend):
 def start_serve(arguments: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     """The real ``asrfair serve`` on a free port; returns the process and its /v1 URL once it answers."""
     port = free_port()
-    command = [sys.executable, "-m", "harness", "serve", *arguments, "--port", str(port)]
-    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    server = start("serve", *arguments, "--port", str(port), env=env, inherit=False, stdout=None)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     while True:

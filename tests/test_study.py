@@ -8,8 +8,8 @@ import json
 import jsonschema
 import pytest
 import yaml
+from cli import asrfair, assert_clean_error
 from conftest import accent_records
-from test_cli import asrfair, assert_clean_error
 from test_report_html import CHROMIUM, CHROMIUM_FLAGS
 
 from harness.study.analyse import analyse

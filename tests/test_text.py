@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+from cli import asrfair
 
 from harness.errors import InputError
 from harness.scoring.normalisers import PRESETS, available_normalizers, get_normalizer, load_normalizer_file
@@ -158,20 +159,11 @@ def test_a_plugin_normalizer_comes_from_its_entry_point(tmp_path):
         check=True,
     )
     assert out.stdout.strip() == "shouty@3 entry point shouty_norm:make A B"
-    listing = subprocess.run(
-        [sys.executable, "-m", "harness", "normalizers", "--json"],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        check=True,
-    )
+    bare = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    listing = asrfair("normalizers", "--json", env=bare, inherit=False)
+    assert listing.returncode == 0, listing.stderr
     assert '"normalizer": "shouty@3"' in listing.stdout
     warning = " ".join(listing.stderr.split())  # the log line wraps at the terminal width
     assert "normalizer 'broken' (shouty_norm:broken) failed to build: RuntimeError: no rules file" in warning
-    failing = subprocess.run(
-        [sys.executable, "-m", "harness", "normalizers", "--text", "x"],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
+    failing = asrfair("normalizers", "--text", "x", env=bare, inherit=False)
     assert failing.returncode == 0 and "shouty@3" in failing.stdout

@@ -8,12 +8,11 @@ import logging
 import os
 import re
 import shutil
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from cli import asrfair
 from conftest import write_config
 
 from harness import reuse
@@ -144,10 +143,7 @@ def test_output_elsewhere_says_the_cache_is_new_and_how_to_reuse_the_old(tmp_pat
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
 
     def asrfair_run(*extra: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "harness", "run", str(config), *extra],
-            capture_output=True, text=True, env=env, timeout=600, check=False,
-        )  # fmt: skip
+        done = asrfair("run", str(config), *extra, env=env)
         assert done.returncode == 0, done.stderr
         return done.stderr
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import resource
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
+import cli
 import duckdb
 import pandas as pd
 import pytest
-from conftest import DEMO, REPO, install_backend_plugin, write_config, write_jsonl
+from conftest import DEMO, install_backend_plugin, write_config, write_jsonl
 
 from harness.decide.history import TABLES
 
@@ -86,24 +85,20 @@ def start(
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
 
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(config.parent),
-        "ASRFAIR_STARTED_LOG": str(started_log),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", str(config), "--output", str(output), "--json"],
-        cwd=REPO,
-        env=env,
+    return cli.start(
+        "run",
+        str(config),
+        "--output",
+        str(output),
+        "--json",
+        env={"PYTHONPATH": str(config.parent), "ASRFAIR_STARTED_LOG": str(started_log)},
         stdout=subprocess.DEVNULL if to_be_killed else subprocess.PIPE,
         stderr=subprocess.DEVNULL if to_be_killed else subprocess.PIPE,
-        text=True,
         preexec_fn=None if max_file_bytes is None else cap,
     )
 
 
 def finish(proc: subprocess.Popen) -> dict:
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    return json.loads(out)
+    done = cli.finish(proc)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

@@ -6,13 +6,12 @@ could make a run read any file on the machine and upload it to a cloud API.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, write_config, write_jsonl, write_tone
+from cli import asrfair
+from conftest import write_config, write_jsonl, write_tone
 
 from harness.config import load_config
 from harness.data.manifest import load_manifest, read_manifest
@@ -93,14 +92,7 @@ def test_validate_takes_audio_root(layout):
     manifest = manifest_with(data, "../elsewhere/out.wav")
 
     def validate(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "harness", "validate", str(manifest), *extra],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            check=False,
-        )
+        return asrfair("validate", str(manifest), *extra)
 
     refused = validate()
     assert refused.returncode == 2 and "outside the manifest's folder" in refused.stderr

@@ -31,11 +31,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
+from cli import asrfair, assert_clean_error
 from conftest import REPO, write_tone
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
-from test_cli import asrfair, assert_clean_error
 
 from harness.backends.base import Capabilities
 from harness.backends.stub import StubBackend, StubOptions
@@ -320,6 +320,7 @@ def faulty_fields(record: dict) -> set[str]:
     return bad
 
 
+@pytest.mark.slow  # hypothesis, many manifests
 @fuzz(1200)
 @given(rows=st.lists(records(), min_size=1, max_size=5), blank_lines=st.lists(st.booleans(), max_size=5))
 def test_jsonl_record_problems_name_line_and_field(scratch, rows, blank_lines):
@@ -876,6 +877,7 @@ class HearingStub(StubBackend):
     capabilities = Capabilities(needs_audio=True, max_batch_size=2)
 
 
+@pytest.mark.slow  # hypothesis, many audio files
 @fuzz(200)
 @given(files=st.lists(audio_files(), min_size=1, max_size=3), chain=CONDITION_CHAINS)
 def test_transcribe_all_records_audio_failures(scratch, files, chain):

@@ -9,11 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import REPO, write_config
+from cli import start
+from conftest import write_config
 from fakes.azure_speech import azure_speech_app
 from fakes.deepgram import deepgram_app
 from fakes.google_speech import google_speech_app
@@ -291,14 +289,7 @@ def test_sigterm_ends_a_retry_after_wait_at_once_and_keeps_what_finished(tmp_pat
     with LoopbackServer(openai_app(recognise, api_key=None)) as server:
         backend = openai_backend(server.url, concurrency=2, max_retry_after=7200, request_deadline=86400)
         config = write_config(tmp_path / "run.yaml", corpus, backend, max_failure_rate=1.0)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "harness", "run", str(config)],
-            cwd=REPO,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start("run", str(config))
         deadline = time.monotonic() + 60
         while waiting["429"] < 2:  # both slots parked on a Retry-After
             assert proc.poll() is None and time.monotonic() < deadline, "the run ended or never got its 429s"

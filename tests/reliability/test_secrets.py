@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, quote_plus, urlencode
 
+import cli
 import duckdb
 import httpx
 import pyarrow.parquet as pq
@@ -227,9 +228,7 @@ def cli_env(extra: dict[str, str], tmp_path: Path) -> dict[str, str]:
 
 
 def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "harness", "-v", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    return cli.start("-v", *args, cwd=cwd, env=env, inherit=False, text=False)
 
 
 @dataclass
@@ -243,7 +242,7 @@ class Done:
 def finish(jobs: dict[str, subprocess.Popen]) -> dict[str, Done]:
     done = {}
     for label, proc in jobs.items():
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=600)
         done[label] = Done(label, proc.returncode, out, err)
     return done
 
@@ -266,7 +265,7 @@ sys.exit(failed)
 def read_back(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Done:
     """``asrfair -v <command>`` for each command, in one process: the start-up is most of each one's time."""
     argv = [sys.executable, "-c", READER, json.dumps(commands)]
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, timeout=120)
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, timeout=600)
     return Done("report/history", proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -292,6 +291,7 @@ def leaks_in(blobs: list[tuple[str, bytes]]) -> list[str]:
     return found
 
 
+@pytest.mark.slow  # 15 runs against every cloud's fake, then every file and output scanned
 def test_no_secret_reaches_any_output(tmp_path: Path, moto_s3: str) -> None:
     began = time.monotonic()
     corpus = tone_corpus(tmp_path / "corpus", N)
@@ -407,6 +407,7 @@ def test_redaction_masks_encoded_forms_keys_cut_short_and_tracebacks(monkeypatch
     assert record.getMessage().startswith(f"sent {MASK}\nTraceback") and f"RuntimeError: refused {MASK}" in record.msg
 
 
+@pytest.mark.slow  # runs against several fakes, then a scan
 def test_keys_written_into_the_config_reach_no_output(tmp_path: Path) -> None:
     """Issue 29: a key in ``base_url`` (userinfo, query string) or in Deepgram ``params`` was copied
     into config.yaml, metrics.json, both reports, the history database and the debug log. Three runs
