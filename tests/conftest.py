@@ -83,16 +83,21 @@ def demo_records(per_dialect: int, into: Path) -> list[dict]:
     return [r for bucket in chosen.values() for r in bucket]
 
 
-def install_backend_plugin(folder: Path, module: str, source: str, backend: str, cls: str) -> Path:
-    """A real third-party backend package in ``folder`` (put it on PYTHONPATH): the module plus a
-    dist-info whose ``asrfair.backends`` entry point registers ``module:cls`` as ``backend``."""
+def install_plugin(folder: Path, module: str, source: str, group: str, name: str, target: str) -> Path:
+    """A real third-party package in ``folder`` (put it on PYTHONPATH or sys.path): the module plus a
+    dist-info whose ``group`` entry point registers ``module:target`` as ``name``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{module}.py").write_text(source, encoding="utf-8")
     dist = folder / f"{module}-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[asrfair.backends]\n{backend} = {module}:{cls}\n")
+    (dist / "entry_points.txt").write_text(f"[{group}]\n{name} = {module}:{target}\n")
     return folder
+
+
+def install_backend_plugin(folder: Path, module: str, source: str, backend: str, cls: str) -> Path:
+    """:func:`install_plugin` for the ``asrfair.backends`` group."""
+    return install_plugin(folder, module, source, "asrfair.backends", backend, cls)
 
 
 def write_config(path: Path, dataset: Path, backend: dict, **extra: object) -> Path:

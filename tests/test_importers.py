@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import pytest
 from cli import asrfair, start
-from conftest import write_tone
+from conftest import install_plugin, write_tone
 from importing import FIXTURES
 
 from harness.data.importers import ImporterRegistry, parse_options
@@ -233,13 +233,7 @@ class WordList(Importer):
 
 
 def test_a_plugin_importer_from_an_entry_point(tmp_path):
-    plugin = tmp_path / "plugin"
-    plugin.mkdir()
-    (plugin / "wordlist_import.py").write_text(PLUGIN, encoding="utf-8")
-    dist = plugin / "wordlist_import-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: wordlist-import\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[asrfair.importers]\nwordlist = wordlist_import:WordList\n")
+    plugin = install_plugin(tmp_path / "plugin", "wordlist_import", PLUGIN, "asrfair.importers", "wordlist", "WordList")
     corpus = tmp_path / "corpus"
     write_tone(corpus / "a.wav")
     (corpus / "words.txt").write_text("a.wav\thello there\n", encoding="utf-8")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import install_plugin
 from pydantic import ValidationError
 
 from harness.conditions import Condition, Simulator
@@ -37,13 +38,7 @@ class Delay(AudioTransform):
 
 @pytest.fixture
 def delay_plugin(tmp_path, monkeypatch):
-    folder = tmp_path / "plugin"
-    folder.mkdir()
-    (folder / "delay_transform.py").write_text(PLUGIN, encoding="utf-8")
-    dist = folder / "delay_transform-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: delay-transform\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[asrfair.transforms]\ndelay = delay_transform:Delay\n")
+    folder = install_plugin(tmp_path / "plugin", "delay_transform", PLUGIN, "asrfair.transforms", "delay", "Delay")
     monkeypatch.syspath_prepend(str(folder))
     return folder
 
