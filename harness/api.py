@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,9 @@ from pydantic import BaseModel, ValidationError
 from harness import __version__
 from harness.errors import InputError, format_validation_error
 from harness.stats.by_slice import Aggregates, Dimension, SliceStats, rankable
-from harness.stats.slices import SliceSpec, check_slices, default_slices, load_slices
+from harness.stats.slices import SliceSpec, check_slices, default_slices, drop_duplicate_dimensions, load_slices
+
+log = logging.getLogger(__name__)
 
 SOURCE = "pandas DataFrame"
 DEFAULT_NAME = "dataframe"
@@ -119,6 +122,7 @@ def score_frame(
     min_words: int | None = None,
     stats: dict[str, Any] | None = None,
     runaway: dict[str, Any] | None = None,
+    card: str | Path | None = None,
     name: str = DEFAULT_NAME,
 ) -> SliceReport:
     """WER by slice, with intervals and disparity, of one row per utterance.
@@ -155,9 +159,13 @@ def score_frame(
     frame, tag_names = _utterance_frame(df, reference, hypothesis, speaker, utterance_id, duration, tags)
     specs = _slice_specs(slices, tag_names)
     check_slices(specs, frame, tag_names, "score_frame(slices=...)")
+    specs, dropped = drop_duplicate_dimensions(specs, frame)  # as a run does: no dimension counted twice
+    for item in dropped:
+        log.warning("%s", item.describe())
     compared = [(f"score_frame(stats.normalizers[{i}])", n) for i, n in enumerate(stats_config.normalizers)]
     normalizers = resolve_normalizers([("score_frame(normalizer=)", normalizer), *compared])
     provenance = _provenance(name, frame, normalizers[0].stamp, specs, stats_config, runaway_config, hypothesis)
+    provenance["dataset_card"] = _card(card)
     scored = score_results(frame, specs, normalizers, stats_config, runaway_config, [], provenance)
     return SliceReport(
         overall=_overall(scored.aggregates, scored.table),
@@ -300,7 +308,7 @@ def _provenance(
         "backend": {
             "name": "given",
             "id": f"column '{hypothesis}'",
-            "model": None,
+            "model": "hypotheses given in the frame (no backend ran)",
             "model_revision": None,
             "decoding": {},
             "fingerprint": {"source": SOURCE, "hypotheses": hypothesis},
@@ -315,6 +323,24 @@ def _provenance(
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+def _card(card: str | Path | None) -> dict[str, Any]:
+    """The dataset card's caveats (synthetic speech, licence, ...), which every output repeats; a frame has
+    no manifest beside which to find one, so it is named with ``card=``."""
+    from harness.data.card import Caveat, card_caveats
+
+    if card is None:
+        missing = Caveat(
+            "no card",
+            "no dataset card given (score_frame(card=...)): the source, licence and whether the speech is "
+            "real or synthetic are not recorded with these numbers",
+        )
+        return {"path": None, "caveats": [asdict(missing)]}
+    path = Path(card)
+    if not path.is_file():
+        raise InputError(f"score_frame(card={str(card)!r}): not a file; give the dataset.yaml of the data")
+    return {"path": str(path), "caveats": [asdict(c) for c in card_caveats(path)]}
 
 
 def _estimate(stats: SliceStats) -> Estimate:

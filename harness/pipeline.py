@@ -735,6 +735,7 @@ def score_results(
         else None
     )
     metrics = build_metrics(aggregates, table, provenance, model, changes, sensitivity, robust, warnings)
+    metrics["throughput"] = None  # a run's own measurement, filled in where it transcribed (_with_throughput)
     return Scored(table, aggregates, metrics)
 
 
