@@ -61,7 +61,8 @@ def ray_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def comparable(metrics: dict) -> dict:
     """metrics.json without what differs between two runs of one config: when, where, which executor."""
-    return {key: value for key, value in metrics.items() if key != "provenance"}
+    # provenance says how it ran; throughput is each run's own timing (and what the cache served it)
+    return {key: value for key, value in metrics.items() if key not in {"provenance", "throughput"}}
 
 
 def run_json(config: Path, *args: str, env: dict[str, str] | None = None) -> tuple[dict, str]:
