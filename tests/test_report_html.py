@@ -275,7 +275,9 @@ def test_the_summary_follows_the_statistics_verdicts(html_run):
     dim = next(d for d in no_star["dimensions"] if d["name"] == "accent")
     dim["disparity"]["detected"], dim["disparity"]["gap_ci"][0] = False, 0.0
     none = next(v for v in plain_summary(no_star).verdicts if v.dimension == "accent")
-    assert none.kind == NONE and "not evidence of equal WER" in none.text and "±" in none.text
+    assert none.kind == NONE and "not evidence of equal WER" in none.text
+    # the smallest detectable gap where the statistics state one, else their reason (too few speakers)
+    assert "±" in none.text or "too few speakers" in none.text
     dim["disparity"]["detected"], dim["test"]["significant"] = True, False
     assert _verdicts(no_star)["accent"] == MIXED
     dim["test"]["significant"] = True

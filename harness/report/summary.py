@@ -127,9 +127,16 @@ def _verdict(dim: dict[str, Any], stats: dict[str, Any], sensitivity: dict[str, 
     text = (
         f"No detectable gap: the worst–best gap is {gap_points(disparity['gap'])}, and the true gap lies between "
         f"0 and {gap_points(upper)}. That is not evidence of equal WER"
-        + (f": no slice's gap against the overall smaller than {span} is detectable with this data." if span else ".")
+        + (f": no slice's gap against the overall smaller than {span} is detectable with this data." if span else "")
+        + ("" if span else _no_detectable_note(dim))
     )
     return Verdict(dim["name"], NONE, worst, text, warnings)
+
+
+def _no_detectable_note(dim: dict[str, Any]) -> str:
+    """Why no detectable gap is stated, in the statistics' own words (e.g. too few speakers)."""
+    notes = {(s.get("vs_overall") or {}).get("detect_note") for s in dim["slices"] if s["supported"]} - {None}
+    return f"; no detectable gap is stated ({sorted(notes)[0]})." if notes else "."
 
 
 def _detectable(dim: dict[str, Any]) -> str:
