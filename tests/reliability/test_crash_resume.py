@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def comparable(metrics: dict) -> dict:
-    """metrics.json without what differs between two runs of one config: when, and where output went."""
+    """metrics.json without what differs between two runs of one config: when, where output went, and
+    the run's own throughput (a resumed run times only what it transcribed itself)."""
     provenance = {k: v for k, v in metrics["provenance"].items() if k not in {"created_utc", "config"}}
-    return {**metrics, "provenance": provenance}
+    return {**{k: v for k, v in metrics.items() if k != "throughput"}, "provenance": provenance}
 
 
 def phase_of(run_dir: Path | None) -> str:
