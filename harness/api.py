@@ -8,7 +8,6 @@ CLI reports for the same utterances. docs/api.md walks through it.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import platform
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness import __version__
 from harness.errors import InputError, format_validation_error
+from harness.results import RunResult
 from harness.stats.by_slice import Aggregates, Dimension, SliceStats, rankable
 from harness.stats.slices import SliceSpec, check_slices, default_slices, drop_duplicate_dimensions, load_slices
 
@@ -67,7 +67,8 @@ class Overall:
 @dataclass(frozen=True)
 class SliceReport:
     """What :func:`score_frame` returns: read ``overall``, ``by_slice`` and ``disparity``; render
-    with :meth:`to_html` / :meth:`to_markdown`; :meth:`to_dict` is metrics.json's content.
+    with :meth:`to_html` / :meth:`to_markdown`; :meth:`to_dict` is metrics.json's content, the
+    typed :class:`~harness.results.RunResult` in ``result``.
 
     ``by_slice`` and ``disparity`` are tidy pandas views of the typed statistics in ``aggregates``
     (the dataclasses of :mod:`harness.stats.by_slice`); ``table`` is the scored per-utterance table
@@ -79,17 +80,17 @@ class SliceReport:
     slices: list[SliceSpec]
     aggregates: Aggregates = field(repr=False)
     table: pd.DataFrame = field(repr=False)
-    metrics: dict[str, Any] = field(repr=False)
+    result: RunResult = field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """metrics.json's content (schema in docs/metrics.md), a copy the caller may change."""
-        return copy.deepcopy(self.metrics)
+        return self.result.to_dict()
 
     def to_markdown(self) -> str:
         """report.md's text."""
         from harness.report.markdown import render_markdown
 
-        return render_markdown(self.metrics)
+        return render_markdown(self.result.to_dict())
 
     def to_html(self, path: str | Path | None = None) -> str:
         """report.html's page (self-contained); written to ``path`` too when one is given."""
@@ -97,7 +98,7 @@ class SliceReport:
 
         target = Path(path) if path is not None else None
         folder = target.parent.resolve() if target is not None else Path.cwd()
-        page = render_html(self.metrics, self.table, self.slices, report_dir=folder)
+        page = render_html(self.result.to_dict(), self.table, self.slices, report_dir=folder)
         if target is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(page, encoding="utf-8")
@@ -174,7 +175,7 @@ def score_frame(
         slices=specs,
         aggregates=scored.aggregates,
         table=scored.table,
-        metrics=scored.metrics,
+        result=scored.result,
     )
 
 

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,11 +52,12 @@ from harness.scoring.normalisers import Normalizer, get_normalizer
 from harness.stats.slices import SliceSpec, check_slices, default_slices, drop_duplicate_dimensions
 from harness.transcribe.cache import TranscriptCache
 from harness.transcribe.local import BatchCallback, StopRequested, TranscribeResult, transcribe_all
-from harness.transcribe.throughput import is_remote, throughput
+from harness.transcribe.throughput import Throughput, is_remote, throughput
 from harness.yamlfile import read_yaml
 
 if TYPE_CHECKING:
     from harness.decide.findings import Verdict
+    from harness.results import RunResult
     from harness.stats.by_slice import Aggregates, Summary
     from harness.stats.discover import Discovery
     from harness.stats.normaliser_sensitivity import NormalizerSensitivity
@@ -313,7 +314,8 @@ def _with_throughput(paths: RunPaths, rows: list[list[dict[str, Any]]], metrics:
     """This run's own RTFx (what it transcribed, not what the cache served) in metrics.json. It is
     added after the stored scoring is restored, because it is the one figure a rerun does not share."""
     frame = pd.concat([pd.DataFrame(pass_rows) for pass_rows in rows], ignore_index=True)
-    found = _throughput(paths, frame, metrics["provenance"])
+    measured = _throughput(paths, frame, metrics["provenance"])
+    found = asdict(measured) if measured is not None else None
     if found is None or metrics.get("throughput") == found:
         return metrics
     metrics = {**metrics, "throughput": found}
@@ -590,7 +592,9 @@ def discover_run(
         write_finding(folder, finding, result, metrics["provenance"], i) for i, finding in enumerate(result.findings, 1)
     ]
     specs = _scored_slices(metrics)
-    _write_reports(paths, metrics, table, specs, block)
+    from harness.results import RunResult
+
+    _write_reports(paths, RunResult.from_dict(metrics), table, specs, block)
     return result, written
 
 
@@ -671,12 +675,15 @@ def _open_finished(run_dir: Path) -> tuple[RunPaths, RunConfig, pd.DataFrame]:
 
 @dataclass(frozen=True)
 class Scored:
-    """A per-utterance frame scored: the table utterances.parquet holds, the typed statistics and
-    metrics.json's content (built from them)."""
+    """A per-utterance frame scored: the table utterances.parquet holds and the typed results
+    (metrics.json's content is ``result.to_dict()``)."""
 
     table: pd.DataFrame
-    aggregates: Aggregates
-    metrics: dict[str, Any]
+    result: RunResult
+
+    @property
+    def aggregates(self) -> Aggregates:
+        return self.result.aggregates
 
 
 def score_results(
@@ -691,7 +698,7 @@ def score_results(
     """Score ``frame`` (utterance_frame's columns) under the headline normaliser (and each compared
     one) and compute every statistic of a run: the one path from a per-utterance table to results,
     shared by ``run``, ``rescore`` and :func:`harness.api.score_frame`."""
-    from harness.results import build_metrics
+    from harness.results import build_result
     from harness.scoring.runaway import capped
     from harness.scoring.table import score_frame
     from harness.stats.degradation import degradation
@@ -734,9 +741,8 @@ def score_results(
         if stats.model == "poisson-gee"
         else None
     )
-    metrics = build_metrics(aggregates, table, provenance, model, changes, sensitivity, robust, warnings)
-    metrics["throughput"] = None  # a run's own measurement, filled in where it transcribed (_with_throughput)
-    return Scored(table, aggregates, metrics)
+    # throughput: a run's own measurement, filled in where it transcribed (_score_and_write, _with_throughput)
+    return Scored(table, build_result(aggregates, table, provenance, model, changes, sensitivity, robust, warnings))
 
 
 def _score_and_write(
@@ -756,13 +762,14 @@ def _score_and_write(
 
     paths.metrics.unlink(missing_ok=True)
     scored = score_results(frame, slices, normalizers, config.stats, config.runaway, config.conditions, provenance)
-    table, metrics = scored.table, scored.metrics
-    metrics["throughput"] = _throughput(paths, frame, provenance)  # None in a staging folder (no transcripts)
+    # None in a staging folder (no transcripts)
+    result = replace(scored.result, throughput=_throughput(paths, frame, provenance))
+    table, metrics = scored.table, result.to_dict()
     unseal(paths.root)
     write_parquet(paths.utterances, table)
     write_json(paths.provenance, metrics["provenance"])
     found = current_discovery(paths.discovery, metrics["provenance"])  # a stale one is left out, not lost
-    _write_reports(paths, metrics, table, slices, found, report_dir)
+    _write_reports(paths, result, table, slices, found, report_dir)
     write_json(paths.metrics, metrics)  # last: a directory without it was interrupted, never taken as done
     seal(paths.root)
     return metrics
@@ -770,7 +777,7 @@ def _score_and_write(
 
 def _write_reports(
     paths: RunPaths,
-    metrics: dict[str, Any],
+    result: RunResult,
     table: pd.DataFrame,
     slices: Sequence[SliceSpec],
     discovery: dict[str, Any] | None,
@@ -781,8 +788,8 @@ def _write_reports(
     from harness.report.html import render_html
     from harness.report.markdown import render_markdown
 
-    write_text(paths.report_md, render_markdown(metrics, discovery=discovery))
-    page = render_html(metrics, table, slices, report_dir=report_dir or paths.root, discovery=discovery)
+    write_text(paths.report_md, render_markdown(result.to_dict(), discovery=discovery))
+    page = render_html(result.to_dict(), table, slices, report_dir=report_dir or paths.root, discovery=discovery)
     write_text(paths.report_html, page)
 
 
@@ -801,13 +808,18 @@ def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = Non
     target.parent.mkdir(parents=True, exist_ok=True)
     found = current_discovery(paths.discovery, metrics["provenance"])
     page = render_html(
-        metrics, table, specs, report_dir=target.parent.resolve(), comparison=comparison, discovery=found
+        metrics,
+        table,
+        specs,
+        report_dir=target.parent.resolve(),
+        comparison=comparison,
+        discovery=found,
     )
     write_text(target, page)
     return target
 
 
-def _throughput(paths: RunPaths, frame: pd.DataFrame, provenance: dict[str, Any]) -> dict[str, Any] | None:
+def _throughput(paths: RunPaths, frame: pd.DataFrame, provenance: dict[str, Any]) -> Throughput | None:
     """RTFx of what this run transcribed (docs/metrics.md); None where transcripts.parquet is gone."""
     try:
         transcripts = pd.read_parquet(paths.transcripts, columns=["id", "status", "latency_s", "cached"])
@@ -816,7 +828,7 @@ def _throughput(paths: RunPaths, frame: pd.DataFrame, provenance: dict[str, Any]
     if "audio_s" not in frame:  # scored before clip lengths were kept
         return None
     remote = bool(provenance.get("backend", {}).get("remote"))
-    return asdict(throughput(transcripts, frame.set_index("id")["audio_s"], remote=remote))
+    return throughput(transcripts, frame.set_index("id")["audio_s"], remote=remote)
 
 
 def _transcript_table(transcripts: Iterable[Transcript], backend: Backend, from_cache: frozenset[str]) -> pd.DataFrame:
