@@ -90,7 +90,7 @@ class SliceReport:
         """report.md's text."""
         from harness.report.markdown import render_markdown
 
-        return render_markdown(self.result.to_dict())
+        return render_markdown(self.result)
 
     def to_html(self, path: str | Path | None = None) -> str:
         """report.html's page (self-contained); written to ``path`` too when one is given."""
@@ -98,7 +98,7 @@ class SliceReport:
 
         target = Path(path) if path is not None else None
         folder = target.parent.resolve() if target is not None else Path.cwd()
-        page = render_html(self.result.to_dict(), self.table, self.slices, report_dir=folder)
+        page = render_html(self.result, self.table, self.slices, report_dir=folder)
         if target is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(page, encoding="utf-8")
@@ -426,8 +426,8 @@ def disparity_frame(dimensions: Sequence[Dimension], confidence: float) -> pd.Da
                 "p_holm": test.p_holm if test else None,
                 "significant": bool(test and test.significant),
                 "verdict": _verdict(d),
-                "sentence": disparity_sentence(asdict(disparity)).replace("**", ""),
-                "test": test_sentence(asdict(test) if test else None, confidence),
+                "sentence": disparity_sentence(disparity).replace("**", ""),
+                "test": test_sentence(test, confidence),
             }
         )
     return pd.DataFrame(rows).set_index("dimension")

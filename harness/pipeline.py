@@ -788,8 +788,8 @@ def _write_reports(
     from harness.report.html import render_html
     from harness.report.markdown import render_markdown
 
-    write_text(paths.report_md, render_markdown(result.to_dict(), discovery=discovery))
-    page = render_html(result.to_dict(), table, slices, report_dir=report_dir or paths.root, discovery=discovery)
+    write_text(paths.report_md, render_markdown(result, discovery=discovery))
+    page = render_html(result, table, slices, report_dir=report_dir or paths.root, discovery=discovery)
     write_text(paths.report_html, page)
 
 
@@ -799,6 +799,7 @@ def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = Non
     from harness.decide.findings import current_discovery
     from harness.decide.gate import compare_sides
     from harness.report.html import render_html
+    from harness.results import RunResult
 
     paths, _config, table = _open_finished(run_dir)
     metrics = _read_metrics(paths, run_dir)
@@ -808,7 +809,7 @@ def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = Non
     target.parent.mkdir(parents=True, exist_ok=True)
     found = current_discovery(paths.discovery, metrics["provenance"])
     page = render_html(
-        metrics,
+        RunResult.from_dict(metrics),
         table,
         specs,
         report_dir=target.parent.resolve(),

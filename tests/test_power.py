@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -163,7 +162,7 @@ def test_a_slice_of_20_speakers_states_its_detectable_gap_and_one_of_19_does_not
     assert a.vs_overall.min_detectable is None and a.vs_overall.detect_note == TOO_FEW_TO_DETECT
     assert b.vs_overall.min_detectable > c.vs_overall.min_detectable > 0  # fewer speakers, larger gap
     assert b.vs_overall.detect_note is None and c.vs_overall.detect_note is None
-    rendered = detectable_sentence(json.loads(json.dumps(asdict(dimension.dimensions[0]))), {"confidence": 0.95})
+    rendered = detectable_sentence(dimension.dimensions[0], StatsOptions(confidence=0.95))
     assert "approximate" in rendered and rendered.endswith("Too few speakers to state one for a.")
 
 

@@ -32,7 +32,7 @@ def test_a_one_speaker_level_has_no_interval_and_no_p_value():
     lone = effects["b"]
     assert lone.ci == [None, None] and lone.p_value is None and lone.speakers == 1
     assert lone.note == "one speaker" and lone.rate_ratio is not None  # the point estimate is still shown
-    assert effect_cells(vars(lone))[3:] == ["– (one speaker)", "–"]
+    assert effect_cells(lone)[3:] == ["– (one speaker)", "–"]
     c = effects["c"]  # the other levels are unaffected
     assert c.ci[0] < c.rate_ratio < c.ci[1] and 0 < c.p_value <= 1 and c.note is None
 

@@ -16,6 +16,7 @@ from harness.config import load_config
 from harness.pipeline import discover_run, prepare, report, rescore, run
 from harness.report.markdown import render_markdown
 from harness.report.summary import BETWEEN, GAP, MIXED, NONE, UNKNOWN, plain_summary
+from harness.results import RunResult
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -231,7 +232,7 @@ def test_dataset_card_caveats_reach_every_output(html_run):
     from harness.report.terminal import print_summary
 
     console = Console(record=True, width=400)
-    print_summary(metrics, console)
+    print_summary(RunResult.from_dict(metrics), console)
     assert f"caveat: {licence}" in console.export_text()
 
 
@@ -240,7 +241,7 @@ def test_rescoring_keeps_the_card_the_run_was_made_with(html_run):
     metrics = rescore(html_run.paths.root)
     assert [c["kind"] for c in metrics["caveats"]] == ["synthetic", "licence", "note"]
     del metrics["caveats"], metrics["provenance"]["dataset_card"]  # a run scored before they existed
-    assert "Caveats" not in render_markdown(metrics)  # nothing recorded: nothing claimed
+    assert "Caveats" not in render_markdown(RunResult.from_dict(metrics))  # nothing recorded: nothing claimed
 
 
 def test_gaps_are_percentage_points_in_every_output(html_run):
@@ -252,8 +253,15 @@ def test_gaps_are_percentage_points_in_every_output(html_run):
     assert re.search(r"gap \+?\d+\.\d pp", markdown) and re.search(r"gap \+?\d+\.\d pp", page)
 
 
+def _summary(metrics: dict):
+    """The plain summary of ``metrics`` as this test edited its headline ``dimensions``."""
+    headline = {**metrics["aggregates"][metrics["aggregate"]], "dimensions": metrics["dimensions"]}
+    edited = {**metrics, "aggregates": {**metrics["aggregates"], metrics["aggregate"]: headline}}
+    return plain_summary(RunResult.from_dict(edited))
+
+
 def _verdicts(metrics: dict) -> dict[str, str]:
-    return {v.dimension: v.kind for v in plain_summary(metrics).verdicts}
+    return {v.dimension: v.kind for v in _summary(metrics).verdicts}
 
 
 def test_the_summary_follows_the_statistics_verdicts(html_run):
@@ -262,7 +270,7 @@ def test_the_summary_follows_the_statistics_verdicts(html_run):
     accent = next(d for d in metrics["dimensions"] if d["name"] == "accent")
     starred = [s["label"] for s in accent["slices"] if s["significantly_worse"]]
     assert starred == ["south"]  # the stub gives south five times the others' error rate
-    summary = plain_summary(metrics)
+    summary = _summary(metrics)
     verdict = next(v for v in summary.verdicts if v.dimension == "accent")
     assert verdict.kind == GAP and verdict.text.startswith("★ south +") and " pp [" in verdict.text
     assert verdict.worst.startswith(f"{accent['disparity']['worst']} ")
@@ -274,7 +282,7 @@ def test_the_summary_follows_the_statistics_verdicts(html_run):
         s["significantly_worse"] = False
     dim = next(d for d in no_star["dimensions"] if d["name"] == "accent")
     dim["disparity"]["detected"], dim["disparity"]["gap_ci"][0] = False, 0.0
-    none = next(v for v in plain_summary(no_star).verdicts if v.dimension == "accent")
+    none = next(v for v in _summary(no_star).verdicts if v.dimension == "accent")
     assert none.kind == NONE and "not evidence of equal WER" in none.text
     # the smallest detectable gap where the statistics state one, else their reason (too few speakers)
     assert "±" in none.text or "too few speakers" in none.text
@@ -283,9 +291,9 @@ def test_the_summary_follows_the_statistics_verdicts(html_run):
     dim["test"]["significant"] = True
     assert _verdicts(no_star)["accent"] == BETWEEN
     dim["disparity"].update(worst=None, note="fewer than two slices meet min_speakers/min_words")
-    unknown = next(v for v in plain_summary(no_star).verdicts if v.dimension == "accent")
+    unknown = next(v for v in _summary(no_star).verdicts if v.dimension == "accent")
     assert unknown.kind == UNKNOWN and unknown.text.startswith("Cannot tell: fewer than two slices")
     assert "(highest, not ranked)" in unknown.worst
-    assert any("asrfair plan RUN_DIR" in step for step in plain_summary(no_star).next_steps)
+    assert any("asrfair plan RUN_DIR" in step for step in _summary(no_star).next_steps)
     for words in ("fair", "no gap exists", "equal WER."):  # never claims beyond the test
-        assert all(words not in v.text for v in plain_summary(no_star).verdicts)
+        assert all(words not in v.text for v in _summary(no_star).verdicts)

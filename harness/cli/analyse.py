@@ -34,9 +34,9 @@ def model_command(
     from harness.stats.slices import load_slices
 
     chosen = [f.strip() for f in factors.split(",") if f.strip()] if factors else None
-    result = asdict(fit_model(run_dir, factors=chosen, slices=load_slices(slices) if slices else None))
+    result = fit_model(run_dir, factors=chosen, slices=load_slices(slices) if slices else None)
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps(asdict(result), indent=2))
     else:
         print_model(result, stdout_console())
 

@@ -189,8 +189,9 @@ def emit(metrics: dict[str, Any], as_json: bool) -> None:
         typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
     else:
         from harness.report.terminal import print_summary
+        from harness.results import RunResult
 
-        print_summary(metrics, stdout_console())
+        print_summary(RunResult.from_dict(metrics), stdout_console())
 
 
 def stdout_console() -> Console:

@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import jiwer
@@ -33,7 +33,6 @@ from harness.report.format import (
     ROBUST_HEADER,
     aggregate_value,
     badly_served,
-    caveats,
     detectable,
     detectable_sentence,
     discovery_summary,
@@ -70,6 +69,15 @@ from harness.stats.coverage import CoverageCell, coverage_of_table, matrix
 from harness.stats.robust import scoped_specs
 from harness.stats.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
 
+if TYPE_CHECKING:
+    from harness.results import RunResult
+    from harness.stats.by_slice import Dimension, SliceStats
+    from harness.stats.degradation import Degradation
+    from harness.stats.normaliser_sensitivity import NormalizerSensitivity
+    from harness.stats.options import StatsOptions
+    from harness.stats.rate_model import ModelResult
+    from harness.stats.robust import RobustView
+
 log = logging.getLogger(__name__)
 
 WORST_PER_SLICE = 3
@@ -79,7 +87,7 @@ VERDICT_CLASS = {GAP: "gap", BETWEEN: "gap", MIXED: "mixed", NONE: "none", UNKNO
 
 
 def render_html(
-    metrics: dict[str, Any],
+    result: RunResult,
     table: pd.DataFrame,
     specs: Sequence[SliceSpec],
     *,
@@ -97,9 +105,9 @@ def render_html(
     environment.filters["bold"] = _bold
     environment.filters["code"] = _code
     environment.tests["length_is_one"] = lambda rows: len(rows) == 1
-    context = _context(metrics, table, specs, report_dir, comparison)
+    context = _context(result, table, specs, report_dir, comparison)
     context["discovery"] = _discovery(discovery)
-    context["summary"] = plain_summary(metrics, discovery)
+    context["summary"] = plain_summary(result, discovery)
     context["verdict_class"] = VERDICT_CLASS
     return environment.get_template("report.html.j2").render(**context)
 
@@ -115,19 +123,19 @@ def _bold(text: str) -> Markup:
 
 
 def _context(
-    metrics: dict[str, Any],
+    result: RunResult,
     table: pd.DataFrame,
     specs: Sequence[SliceSpec],
     report_dir: Path,
     comparison: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    prov, stats = metrics["provenance"], metrics["stats"]
+    prov, stats, aggregate = result.provenance, result.options, result.headline.aggregate
     conditions = prov.get("config", {}).get("conditions") or []
-    if metrics.get("runaway") and conditions:  # scored with recorded dimensions on the reference condition only
+    if result.runaway and conditions:  # scored with recorded dimensions on the reference condition only
         specs = scoped_specs(specs, conditions[0]["name"])
     dimensions = [
-        {**_dimension(dim, table, spec, stats, metrics["aggregate"]), **_beside(metrics, index)}
-        for index, (dim, spec) in enumerate(zip(metrics["dimensions"], specs, strict=True))
+        {**_dimension(dim, result.evidence(dim), table, spec, stats, aggregate), **_beside(result, index)}
+        for index, (dim, spec) in enumerate(zip(result.dimensions, specs, strict=True))
     ]
     has_audio = _attach_audio(dimensions, prov, report_dir)
     return {
@@ -135,141 +143,141 @@ def _context(
         "prov": prov,
         "backend_options": json.dumps(prov["backend"].get("fingerprint", {}), indent=2, default=str),
         "config": json.dumps(prov.get("config", {}), indent=2, default=str),
-        "overall": metrics["overall"],
-        "overall_text": pct_ci(metrics["overall"]["wer"], metrics["overall"].get("wer_ci")),
-        "aggregate": metrics["aggregate"],
-        "aggregate_definition": AGGREGATE_DEFINITIONS[metrics["aggregate"]],
-        "others": others(metrics["aggregate"]),
-        "overall_others": [(a, pct(aggregate_value(metrics["overall"], a))) for a in others(metrics["aggregate"])],
-        "overall_badly": badly_served(metrics["overall"]),
-        "threshold": pct(metrics.get("aggregation", {}).get("speaker_wer_threshold")),
+        "overall": result.overall,
+        "overall_text": pct_ci(result.overall.wer, result.overall.wer_ci),
+        "aggregate": aggregate,
+        "aggregate_definition": AGGREGATE_DEFINITIONS[aggregate],
+        "others": others(aggregate),
+        "overall_others": [(a, pct(aggregate_value(result.overall, a))) for a in others(aggregate)],
+        "overall_badly": badly_served(result.overall),
+        "threshold": pct(result.aggregates.speaker_wer_threshold),
         "headline_notes": (
-            pooled_over_conditions(metrics.get("conditions"), bool(metrics.get("runaway")))
-            + empty_references_sentence(metrics.get("aggregation", {}))
+            pooled_over_conditions(result.conditions, bool(result.runaway))
+            + empty_references_sentence(result.aggregates)
         ).strip(),
-        "caveats": caveats(metrics),
+        "caveats": result.caveats,
         "skipped": prov.get("conditions_skipped") or [],
-        "model": _model(metrics.get("model")),
+        "model": _model(result.model),
         "stats": stats,
-        "failures": metrics["failures"],
+        "failures": result.failures,
         "dimensions": dimensions,
-        "coverage": _coverage(table, metrics, specs),
-        "conditions": _conditions(metrics.get("conditions")),
-        "normalization": _normalization(metrics.get("normalization")),
-        "runaway": _runaway(metrics.get("runaway")),
-        "warnings": metrics.get("warnings") or [],
+        "coverage": _coverage(table, result, specs),
+        "conditions": _conditions(result.conditions),
+        "normalization": _normalization(result.normalization),
+        "runaway": _runaway(result.runaway),
+        "warnings": result.warnings,
         "comparison": _comparison(comparison),
         "has_audio": has_audio,
     }
 
 
 def _dimension(
-    dim: dict[str, Any], table: pd.DataFrame, spec: SliceSpec, stats: dict[str, Any], aggregate: str
+    dim: Dimension, evidence: str, table: pd.DataFrame, spec: SliceSpec, stats: StatsOptions, aggregate: str
 ) -> dict[str, Any]:
-    ordered = sorted(dim["slices"], key=lambda s: (s["wer"] is None, -(s["wer"] or 0.0), s["label"]))
+    ordered = sorted(dim.slices, key=lambda s: (s.wer is None, -(s.wer or 0.0), s.label))
     codes = slice_codes(table, spec, TagCodes(table))
     spread = _speaker_wers(table, codes)
     bars = [
         Bar(
-            s["label"],
-            s["wer"],
-            *(s.get("wer_ci") or [None, None]),
-            thin=not s["supported"],
-            marked=bool(s.get("significantly_worse")),
-            speakers=spread.get(s["label"], ()),
+            s.label,
+            s.wer,
+            *(s.wer_ci or [None, None]),
+            thin=not s.supported,
+            marked=bool(s.significantly_worse),
+            speakers=spread.get(s.label, ()),
         )
         for s in ordered
     ]
     rows = [
         {
-            "label": s["label"],
-            "star": bool(s.get("significantly_worse")),
-            "wer": s["wer"],
+            "label": s.label,
+            "star": bool(s.significantly_worse),
+            "wer": s.wer,
             "wer_text": slice_wer(s),
             "others": [pct(aggregate_value(s, a)) for a in others(aggregate)],
             "badly": badly_served(s),
-            "vs_overall": (s.get("vs_overall") or {}).get("difference"),
-            "vs_overall_text": points((s.get("vs_overall") or {}).get("difference")),
-            "detectable": (s.get("vs_overall") or {}).get("min_detectable"),
+            "vs_overall": s.vs_overall.difference if s.vs_overall else None,
+            "vs_overall_text": points(s.vs_overall.difference if s.vs_overall else None),
+            "detectable": s.vs_overall.min_detectable if s.vs_overall else None,
             "detectable_text": detectable(s),
-            "sub": s["sub_rate"],
-            "del": s["del_rate"],
-            "ins": s["ins_rate"],
-            "utterances": s["utterances"],
-            "speakers": s["speakers"],
-            "words": s["words"],
-            "failed": s["failed"],
-            "flags": ", ".join(s["flags"]),
-            "thin": not s["supported"],
+            "sub": s.sub_rate,
+            "del": s.del_rate,
+            "ins": s.ins_rate,
+            "utterances": s.utterances,
+            "speakers": s.speakers,
+            "words": s.words,
+            "failed": s.failed,
+            "flags": ", ".join(s.flags),
+            "thin": not s.supported,
         }
         for s in ordered
     ]
-    single = len(dim["by"]) == 1
+    single = len(dim.by) == 1
     return {
-        "name": dim["name"],
-        "evidence": dim.get("evidence"),
-        "by": dim["by"],
-        "chart": Markup(interval_chart(bars, dim["overall_wer"], dim.get("overall_wer_ci"))),
+        "name": dim.name,
+        "evidence": evidence,
+        "by": dim.by,
+        "chart": Markup(interval_chart(bars, dim.overall_wer, dim.overall_wer_ci)),
         "heatmap": None if single else _intersection_heatmap(dim),
-        "disparity": disparity_sentence(dim["disparity"]),
-        "test": test_sentence(dim.get("test"), stats["confidence"]),
+        "disparity": disparity_sentence(dim.disparity),
+        "test": test_sentence(dim.test, stats.confidence),
         "detectable": detectable_sentence(dim, stats),
         "rows": rows,
-        "worst": _worst(table, codes, dim) if single and CONDITION_TAG not in dim["by"] else [],
+        "worst": _worst(table, codes, dim) if single and CONDITION_TAG not in dim.by else [],
     }
 
 
-def _beside(metrics: dict[str, Any], index: int) -> dict[str, Any]:
+def _beside(result: RunResult, index: int) -> dict[str, Any]:
     """What the terminal and report.md show under a dimension's table: the dimension under each
     aggregate (with the badly-served share and speaker quartiles), whether the aggregate changes the
     finding, and each slice against the ``reference:`` group."""
-    headline = metrics["aggregate"]
-    blocks = {a: metrics["aggregates"][a]["dimensions"][index] for a in metrics.get("aggregates", {})}
-    dim = metrics["dimensions"][index]
-    by_label = {a: {s["label"]: s for s in d["slices"]} for a, d in blocks.items()}
-    ordered = sorted(dim["slices"], key=lambda s: (s["wer"] is None, -(s["wer"] or 0.0), s["label"]))
+    headline = result.headline.aggregate
+    blocks = {a: summary.dimensions[index] for a, summary in result.aggregates.blocks.items()}
+    dim = result.dimensions[index]
+    by_label = {a: {s.label: s for s in d.slices} for a, d in blocks.items()}
+    ordered = sorted(dim.slices, key=lambda s: (s.wer is None, -(s.wer or 0.0), s.label))
     aggregate_rows = [
         {
-            "label": s["label"],
-            "cells": [slice_wer(by_label[a][s["label"]]) for a in blocks],
-            "badly": f"{badly_served(s)} {interval((s.get('speakers_wer') or {}).get('share_ci'))}".strip(),
+            "label": s.label,
+            "cells": [slice_wer(by_label[a][s.label]) for a in blocks],
+            "badly": f"{badly_served(s)} {interval(s.speakers_wer.share_ci if s.speakers_wer else None)}".strip(),
             "quartiles": quartiles(s),
         }
         for s in ordered
-        if all(s["label"] in by_label[a] for a in blocks)
+        if all(s.label in by_label[a] for a in blocks)
     ]
     gaps = [
-        f"{a}: gap {gap_points(d['disparity']['gap'])} {interval(d['disparity'].get('gap_ci'), gap_points)}".strip()
+        f"{a}: gap {gap_points(d.disparity.gap)} {interval(d.disparity.gap_ci, gap_points)}".strip()
         for a, d in blocks.items()
-        if d["disparity"].get("gap") is not None
+        if d.disparity.gap is not None
     ]
-    sensitivity = metrics.get("aggregation", {}).get("sensitivity") or []
-    reference = dim["disparity"].get("reference")
+    sensitivity = result.aggregates.sensitivity
+    reference = dim.disparity.reference
     return {
         "aggregate_names": [f"{a} (headline)" if a == headline else a for a in blocks],
         "aggregate_rows": aggregate_rows if len(blocks) > 1 else [],
         "aggregate_gaps": "Disparity under each aggregate: " + "; ".join(gaps) + "." if gaps else "",
         "sensitivity": sensitivity_sentence(sensitivity[index]) if index < len(sensitivity) else "",
         "reference": reference,
-        "reference_rows": [_reference_cells(s) for s in ordered if s.get("vs_reference")] if reference else [],
+        "reference_rows": [_reference_cells(s) for s in ordered if s.vs_reference] if reference else [],
     }
 
 
-def _reference_cells(s: dict[str, Any]) -> list[str]:
-    ref = s["vs_reference"]
-    ratio_ci = interval(ref.get("ratio_ci"), lambda v: ratio(v)[:-1], unbounded=True)
+def _reference_cells(s: SliceStats) -> list[str]:
+    ref = s.vs_reference
+    ratio_ci = interval(ref.ratio_ci, lambda v: ratio(v)[:-1], unbounded=True)
     return [
-        s["label"],
-        f"{points(ref['difference'])} {interval(ref.get('difference_ci'), points, note=ref.get('note'))}".strip(),
-        "–" if ref.get("ratio") is None else f"{ref['ratio']:.2f}× {ratio_ci}".strip(),
+        s.label,
+        f"{points(ref.difference)} {interval(ref.difference_ci, points, note=ref.note)}".strip(),
+        "–" if ref.ratio is None else f"{ref.ratio:.2f}× {ratio_ci}".strip(),
     ]
 
 
-def _model(model: dict[str, Any] | None) -> dict[str, Any] | None:
+def _model(model: ModelResult | None) -> dict[str, Any] | None:
     """The rate model: each tag's effect with the others held fixed (harness/stats/rate_model.py)."""
     if not model:
         return None
-    return {"lines": model_lines(model), "effects": [effect_cells(e) for e in model.get("effects") or []]}
+    return {"lines": model_lines(model), "effects": [effect_cells(e) for e in model.effects or []]}
 
 
 def _speaker_wers(table: pd.DataFrame, codes: SliceCodes) -> dict[str, tuple[float, ...]]:
@@ -289,24 +297,24 @@ def _speaker_wers(table: pd.DataFrame, codes: SliceCodes) -> dict[str, tuple[flo
     return {codes.labels[int(code)]: tuple(values.to_list()) for code, values in wer}
 
 
-def _intersection_heatmap(dim: dict[str, Any]) -> Markup:
+def _intersection_heatmap(dim: Dimension) -> Markup:
     """Rows: the first tag's values; columns: the rest; colour: WER; text: WER and support."""
-    first, rest = dim["by"][0], dim["by"][1:]
+    first, rest = dim.by[0], dim.by[1:]
     cells = {}
-    for s in dim["slices"]:
-        key = (s["values"][first], " × ".join(s["values"][t] for t in rest))
-        cells[key] = HeatCell(s["wer"], pct(s["wer"]), f"{s['speakers']} spk · {s['words']} w", not s["supported"])
+    for s in dim.slices:
+        key = (s.values[first], " × ".join(s.values[t] for t in rest))
+        cells[key] = HeatCell(s.wer, pct(s.wer), f"{s.speakers} spk · {s.words} w", not s.supported)
     rows = sorted({k[0] for k in cells})
     columns = sorted({k[1] for k in cells})
     return Markup(heatmap(rows, columns, cells))
 
 
-def _worst(table: pd.DataFrame, codes: SliceCodes, dim: dict[str, Any]) -> list[dict[str, Any]]:
+def _worst(table: pd.DataFrame, codes: SliceCodes, dim: Dimension) -> list[dict[str, Any]]:
     """Per slice, its utterances with the most errors, reference and transcript aligned."""
     scored = (table["status"] == "ok").to_numpy()
     errors = table["errors"].to_numpy(dtype=float, na_value=np.nan)
     out = []
-    by_label = {s["label"]: s for s in dim["slices"]}
+    by_label = {s.label: s for s in dim.slices}
     for index, label in enumerate(codes.labels):
         rows = np.flatnonzero((codes.codes == index) & scored & (errors > 0))
         if not len(rows) or label not in by_label:
@@ -315,7 +323,7 @@ def _worst(table: pd.DataFrame, codes: SliceCodes, dim: dict[str, Any]) -> list[
         out.append(
             {
                 "label": label,
-                "wer": by_label[label]["wer"],
+                "wer": by_label[label].wer,
                 "utterances": [_aligned(table.iloc[row]) for row in picked],
             }
         )
@@ -404,10 +412,10 @@ def _clips(manifest: Path, ids: set[str]) -> dict[str, tuple[Path, float, float 
     return out
 
 
-def _coverage(table: pd.DataFrame, metrics: dict[str, Any], specs: Sequence[SliceSpec]) -> list[dict[str, Any]]:
+def _coverage(table: pd.DataFrame, result: RunResult, specs: Sequence[SliceSpec]) -> list[dict[str, Any]]:
     """Speakers per cell for every pair of the run's single-tag dimensions (on the rows scored)."""
-    stats = metrics["stats"]
-    conditions = metrics["provenance"].get("config", {}).get("conditions") or []
+    stats = result.options
+    conditions = result.provenance.get("config", {}).get("conditions") or []
     if conditions and CONDITION_TAG in table.columns:  # recorded speech once, not once per condition
         table = table[table[CONDITION_TAG] == conditions[0]["name"]]
     tags = [
@@ -417,7 +425,7 @@ def _coverage(table: pd.DataFrame, metrics: dict[str, Any], specs: Sequence[Slic
     ]
     pairs = [SliceSpec(by=(a, b)) for i, a in enumerate(tags) for b in tags[i + 1 :]]
     out = []
-    for cov in coverage_of_table(table, pairs, stats["min_speakers"], stats["min_words"]):
+    for cov in coverage_of_table(table, pairs, stats.min_speakers, stats.min_words):
         down, across, rows, columns, cells = matrix(cov)
         heat = {key: _coverage_cell(cell) for key, cell in cells.items()}
         svg = Markup(heatmap(rows, columns, heat, palette="count"))
@@ -429,20 +437,18 @@ def _coverage_cell(cell: CoverageCell) -> HeatCell:
     return HeatCell(float(cell.speakers), f"{cell.speakers} spk", f"{cell.words} words", cell.thin)
 
 
-def _runaway(block: dict[str, Any] | None) -> dict[str, Any] | None:
+def _runaway(block: RobustView | None) -> dict[str, Any] | None:
     """The robust view's tables as rows of text cells (harness/report/format.py shares them)."""
     if not block:
         return None
     return {
-        "scope": block["scope"],
+        "scope": block.scope,
         "sentence": runaway_sentence(block),
         "changes": robust_changes(block),
         "header": ROBUST_HEADER,
-        "dimensions": [
-            {"name": d["name"], "rows": [robust_cells(s) for s in d["slices"]]} for d in block["dimensions"]
-        ],
+        "dimensions": [{"name": d.name, "rows": [robust_cells(s) for s in d.slices]} for d in block.dimensions],
         "condition_header": ROBUST_CONDITION_HEADER,
-        "conditions": [robust_condition_cells(c, i == 0) for i, c in enumerate(block["conditions"])],
+        "conditions": [robust_condition_cells(c, i == 0) for i, c in enumerate(block.conditions)],
     }
 
 
@@ -457,73 +463,73 @@ SHIFT_HEADER = (
 )
 
 
-def _conditions(block: dict[str, Any] | None) -> dict[str, Any] | None:
+def _conditions(block: Degradation | None) -> dict[str, Any] | None:
     """Per dimension: a heatmap of paired ΔWER per slice per condition, each cell with its interval
     and ▲; then each condition's shift of the dimension's gap and the interaction test."""
     if not block:
         return None
-    names = [c["name"] for c in block["conditions"]]
+    names = [c.name for c in block.conditions]
     dims = []
-    for dim in block["dimensions"]:
+    for dim in block.dimensions:
         cells = {}
-        for s in dim["slices"]:
-            for cell in s["cells"][1:]:
-                marker = " ▲" if cell.get("degrades_more") else ""
-                ci = interval(cell.get("delta_ci"), lambda v: f"{100 * v:+.1f}")
-                why = f"no interval: {cell['note']}; " if cell.get("note") and not ci else ""
-                cells[(s["label"], cell["condition"])] = HeatCell(
-                    cell["delta"],
-                    f"{points(cell['delta'])}{marker}",
+        for s in dim.slices:
+            for cell in s.cells[1:]:
+                marker = " ▲" if cell.degrades_more else ""
+                ci = interval(cell.delta_ci, lambda v: f"{100 * v:+.1f}")
+                why = f"no interval: {cell.note}; " if cell.note and not ci else ""
+                cells[(s.label, cell.condition)] = HeatCell(
+                    cell.delta,
+                    f"{points(cell.delta)}{marker}",
                     f"{ci} pp" if ci else "[– no interval]",  # the reason is on hover: a cell is narrow
-                    not s["supported"],
-                    f"{why}WER {pct_ci(cell['wer'], cell.get('wer_ci'))}",
+                    not s.supported,
+                    f"{why}WER {pct_ci(cell.wer, cell.wer_ci)}",
                 )
-        rows = [s["label"] for s in dim["slices"]]
+        rows = [s.label for s in dim.slices]
         dims.append(
             {
-                "name": dim["name"],
+                "name": dim.name,
                 "svg": Markup(heatmap(rows, names[1:], cells, palette="change")),
-                "note": dim.get("note"),
-                "reference_gap": gap_points(dim.get("reference_gap")),
-                "shifts": [shift_cells(shift) for shift in dim.get("shifts") or []],
+                "note": dim.note,
+                "reference_gap": gap_points(dim.reference_gap),
+                "shifts": [shift_cells(shift) for shift in dim.shifts or []],
             }
         )
     return {
-        "reference": block["reference"],
-        "paired": block["paired_utterances"],
-        "excluded": block.get("excluded_utterances", 0),
+        "reference": block.reference,
+        "paired": block.paired_utterances,
+        "excluded": block.excluded_utterances,
         "shift_header": SHIFT_HEADER,
         "conditions": [
             {
-                "name": c["name"],
-                "description": c["description"],
-                "wer": pct_ci(c["wer"], c.get("wer_ci")),
+                "name": c.name,
+                "description": c.description,
+                "wer": pct_ci(c.wer, c.wer_ci),
                 "delta": "–"
-                if c["name"] == block["reference"]
-                else f"{points(c['delta'])} {interval(c.get('delta_ci'), points)}".strip(),
-                "utterances": c.get("utterances"),
-                "failed": c.get("failed"),
+                if c.name == block.reference
+                else f"{points(c.delta)} {interval(c.delta_ci, points)}".strip(),
+                "utterances": c.utterances,
+                "failed": c.failed,
             }
-            for c in block["conditions"]
+            for c in block.conditions
         ],
         "dimensions": dims,
     }
 
 
-def _normalization(block: dict[str, Any] | None) -> dict[str, Any] | None:
+def _normalization(block: NormalizerSensitivity | None) -> dict[str, Any] | None:
     if not block:
         return None
     return {
-        "normalizers": block["normalizers"],
-        "flags": block["flags"],
+        "normalizers": block.normalizers,
+        "flags": block.flags,
         "header": normalization_header(block),
         "dimensions": [
             {
-                "name": d["name"],
-                "rows": [{"cells": normalization_cells(s), "flagged": s["flagged"]} for s in d["slices"]],
-                "disparity": normalization_disparity(d, block["normalizers"]),
+                "name": d.name,
+                "rows": [{"cells": normalization_cells(s), "flagged": s.flagged} for s in d.slices],
+                "disparity": normalization_disparity(d, block.normalizers),
             }
-            for d in block["dimensions"]
+            for d in block.dimensions
         ],
     }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.report.format import (
     AGGREGATE_DEFINITIONS,
@@ -12,7 +12,6 @@ from harness.report.format import (
     aggregate_value,
     badly_served,
     by_wer,
-    caveats,
     condition_cell,
     detectable,
     detectable_sentence,
@@ -49,6 +48,15 @@ from harness.report.format import (
 )
 from harness.report.summary import GAP, plain_summary
 
+if TYPE_CHECKING:
+    from harness.results import RunResult
+    from harness.stats.by_slice import Dimension, SliceStats
+    from harness.stats.degradation import Degradation
+    from harness.stats.normaliser_sensitivity import NormalizerSensitivity
+    from harness.stats.options import StatsOptions
+    from harness.stats.rate_model import ModelResult
+    from harness.stats.robust import RobustView
+
 _HEADER = (
     "| slice | {headline} WER [CI] | vs overall [CI] | detectable gap | {second} | {third} | badly served | sub | del "
     "| ins | utts | speakers | words | failed | flags |"
@@ -66,9 +74,9 @@ _HOW_TO_READ = (
 )
 
 
-def render_markdown(metrics: dict[str, Any], discovery: dict[str, Any] | None = None) -> str:
-    prov, overall, stats = metrics["provenance"], metrics["overall"], metrics["stats"]
-    headline = metrics["aggregate"]
+def render_markdown(result: RunResult, discovery: dict[str, Any] | None = None) -> str:
+    prov, overall, stats = result.provenance, result.overall, result.options
+    headline = result.headline.aggregate
     backend = prov["backend"]
     lines = [
         f"# asrfair report: {prov['run_name']}",
@@ -81,63 +89,63 @@ def render_markdown(metrics: dict[str, Any], discovery: dict[str, Any] | None = 
         *_conditions_lines(prov),
         f"- **Aggregate**: **{headline}** WER is the headline ({AGGREGATE_DEFINITIONS[headline]}); "
         f"{' and '.join(others(headline))} are shown beside it, each with its own intervals, disparity and test.",
-        f"- Slices with fewer than {stats['min_speakers']} speakers or "
-        f"{stats['min_words']} words are flagged and not ranked.",
-        *_caveat_lines(caveats(metrics)),
-        *_summary_lines(metrics, discovery),
+        f"- Slices with fewer than {stats.min_speakers} speakers or "
+        f"{stats.min_words} words are flagged and not ranked.",
+        *_caveat_lines(result.caveats),
+        *_summary_lines(result, discovery),
         "",
         _HOW_TO_READ.format(
             headline=headline,
             definition=AGGREGATE_DEFINITIONS[headline],
-            level=stats["confidence"],
-            replicates=stats["bootstrap"],
-            seed=stats["seed"],
-            power=stats.get("power", 0.8),
-            threshold=pct(metrics["aggregation"]["speaker_wer_threshold"]),
+            level=stats.confidence,
+            replicates=stats.bootstrap,
+            seed=stats.seed,
+            power=stats.power,
+            threshold=pct(result.aggregates.speaker_wer_threshold),
         ),
         "",
         "## Overall",
         "",
-        f"{headline} WER **{pct(overall['wer'])}** {interval(overall.get('wer_ci'))} over {overall['words']} words, "
-        f"{overall['utterances']} utterances, "
-        f"{overall['speakers']} speakers (substitutions {pct(overall['sub_rate'])}, deletions "
-        f"{pct(overall['del_rate'])}, insertions {pct(overall['ins_rate'])}); "
+        f"{headline} WER **{pct(overall.wer)}** {interval(overall.wer_ci)} over {overall.words} words, "
+        f"{overall.utterances} utterances, "
+        f"{overall.speakers} speakers (substitutions {pct(overall.sub_rate)}, deletions "
+        f"{pct(overall.del_rate)}, insertions {pct(overall.ins_rate)}); "
         + ", ".join(f"{a} {pct(aggregate_value(overall, a))}" for a in others(headline))
         + f"; badly served {badly_served(overall)} speakers."
-        + empty_references_sentence(metrics["aggregation"])
-        + pooled_over_conditions(metrics.get("conditions"), bool(metrics.get("runaway")))
-        + (" " + md_text(runaway_sentence(metrics.get("runaway"))) if metrics.get("runaway") else ""),
+        + empty_references_sentence(result.aggregates)
+        + pooled_over_conditions(result.conditions, bool(result.runaway))
+        + (" " + md_text(runaway_sentence(result.runaway)) if result.runaway else ""),
     ]
-    lines += _warnings_lines(metrics.get("warnings") or [])
-    failures = metrics["failures"]
-    if failures["count"]:
+    lines += _warnings_lines(result.warnings)
+    failures = result.failures
+    if failures.count:
         lines += [
             "",
-            f"**{failures['count']} utterances failed** ({pct(failures['rate'])}); they are "
+            f"**{failures.count} utterances failed** ({pct(failures.rate)}); they are "
             "excluded from WER and counted per slice. First errors:",
             "",
         ]
-        lines += [f"- {md_code(f['id'])}: {md_text(f['error'] or '')}" for f in failures["examples"]]
-        lines += failure_rates_by_slice(metrics["dimensions"])
-    conditions = metrics.get("conditions")
-    for index, dim in enumerate(metrics["dimensions"]):
-        evidence = f" ({dim['evidence']})" if conditions else ""
+        lines += [f"- {md_code(f.id)}: {md_text(f.error or '')}" for f in failures.examples]
+        lines += failure_rates_by_slice(result.dimensions)
+    conditions = result.conditions
+    for index, dim in enumerate(result.dimensions):
+        evidence = f" ({result.evidence(dim)})" if conditions else ""
         lines += [
             "",
-            f"## {md_text(dim['name'])}{evidence}",
+            f"## {md_text(dim.name)}{evidence}",
             "",
-            disparity_sentence(dim["disparity"], md_text),
+            disparity_sentence(dim.disparity, md_text),
             "",
-            test_sentence(dim.get("test"), metrics["stats"]["confidence"]),
+            test_sentence(dim.test, stats.confidence),
             "",
             _HEADER.format(headline=headline, second=others(headline)[0], third=others(headline)[1]),
             "|" + "---|" * 15,
         ]
-        lines += [_row(s, headline) for s in by_wer(dim["slices"])]
+        lines += [_row(s, headline) for s in by_wer(dim.slices)]
         sentence = detectable_sentence(dim, stats)
         lines += ["", md_text(sentence)] if sentence else []
-        lines += _aggregates_table(metrics, index)
-        reference = dim["disparity"].get("reference")
+        lines += _aggregates_table(result, index)
+        reference = dim.disparity.reference
         if reference:
             lines += [
                 "",
@@ -146,12 +154,12 @@ def render_markdown(metrics: dict[str, Any], discovery: dict[str, Any] | None = 
                 "| slice | difference [CI] | ratio [CI] |",
                 "|---|---|---|",
             ]
-            lines += [_reference_row(s) for s in by_wer(dim["slices"]) if s["vs_reference"]]
+            lines += [_reference_row(s) for s in by_wer(dim.slices) if s.vs_reference]
     lines += _discovery_section(discovery)  # beside the disparities it refines, not at the bottom
-    lines += _model_section(metrics.get("model"))
-    lines += _robust_section(metrics.get("runaway"))
+    lines += _model_section(result.model)
+    lines += _robust_section(result.runaway)
     lines += _conditions_section(conditions, stats)
-    lines += _normalization_section(metrics.get("normalization"))
+    lines += _normalization_section(result.normalization)
     return "\n".join(lines) + "\n"
 
 
@@ -161,10 +169,10 @@ def _caveat_lines(found: list[dict[str, str]]) -> list[str]:
     return ["", "> **Caveats from the dataset card**", ">", *(f"> - {md_text(c['text'])}" for c in found)]
 
 
-def _summary_lines(metrics: dict[str, Any], discovery: dict[str, Any] | None) -> list[str]:
+def _summary_lines(result: RunResult, discovery: dict[str, Any] | None) -> list[str]:
     """The plain-language summary (harness/report/summary.py): headline, one verdict per dimension,
     notes and what to do next."""
-    summary = plain_summary(metrics, discovery)
+    summary = plain_summary(result, discovery)
     lines = ["", "## Summary", "", md_text(summary.headline)]
     if summary.verdicts:
         lines += ["", "| dimension | worst slice, WER [CI] | verdict | what the statistics say |", "|---|---|---|---|"]
@@ -204,19 +212,19 @@ _ROBUST_HOW_TO_READ = (
 )
 
 
-def _robust_section(block: dict[str, Any] | None) -> list[str]:
+def _robust_section(block: RobustView | None) -> list[str]:
     if not block:
         return []
-    rules = block["rules"]
+    rules = block.rules
     lines = [
         "",
-        f"## Robust view: runaway transcripts ({md_text(block['scope'])})",
+        f"## Robust view: runaway transcripts ({md_text(block.scope)})",
         "",
         _ROBUST_HOW_TO_READ.format(
-            loop_repeats=rules["loop_repeats"],
-            ratio=rules["max_length_ratio"],
-            slack=rules["length_slack"],
-            wps=rules["max_words_per_second"],
+            loop_repeats=rules.loop_repeats,
+            ratio=rules.max_length_ratio,
+            slack=rules.length_slack,
+            wps=rules.max_words_per_second,
         ),
         "",
         md_text(runaway_sentence(block)),
@@ -227,17 +235,17 @@ def _robust_section(block: dict[str, Any] | None) -> list[str]:
         lines += [f"- {md_text(change)}" for change in changes]
     else:
         lines += ["", "No ranking, worst slice, ★, ▲ or most-degraded slice changes when runaway errors are capped."]
-    for dim in block["dimensions"]:
-        lines += ["", f"### {md_text(dim['name'])}: headline and capped", ""]
+    for dim in block.dimensions:
+        lines += ["", f"### {md_text(dim.name)}: headline and capped", ""]
         lines += ["| " + " | ".join(ROBUST_HEADER) + " |", "|" + "---|" * len(ROBUST_HEADER)]
-        lines += ["| " + " | ".join(md_text(c) for c in robust_cells(s)) + " |" for s in dim["slices"]]
-    if block["conditions"]:
-        reference = block["conditions"][0]["condition"]
+        lines += ["| " + " | ".join(md_text(c) for c in robust_cells(s)) + " |" for s in dim.slices]
+    if block.conditions:
+        reference = block.conditions[0].condition
         lines += ["", f"### Runaways per condition (ΔWER paired against {md_text(reference)})", ""]
         lines += ["| " + " | ".join(ROBUST_CONDITION_HEADER) + " |", "|" + "---|" * len(ROBUST_CONDITION_HEADER)]
         lines += [
             "| " + " | ".join(md_text(x) for x in robust_condition_cells(c, i == 0)) + " |"
-            for i, c in enumerate(block["conditions"])
+            for i, c in enumerate(block.conditions)
         ]
     return lines
 
@@ -253,11 +261,11 @@ _NORMALIZATION_HOW_TO_READ = (
 )
 
 
-def _normalization_section(block: dict[str, Any] | None) -> list[str]:
+def _normalization_section(block: NormalizerSensitivity | None) -> list[str]:
     if not block:
         return []
-    head, *rest = block["normalizers"]
-    overall = " · ".join(f"{n} {pct(w)}" for n, w in zip(block["normalizers"], block["overall_wer"], strict=True))
+    head, *rest = block.normalizers
+    overall = " · ".join(f"{n} {pct(w)}" for n, w in zip(block.normalizers, block.overall_wer, strict=True))
     lines = [
         "",
         "## Normaliser sensitivity",
@@ -265,30 +273,30 @@ def _normalization_section(block: dict[str, Any] | None) -> list[str]:
         _NORMALIZATION_HOW_TO_READ.format(
             headline=md_text(head),
             others=", ".join(md_text(n) for n in rest),
-            aggregate=block["aggregate"],
-            threshold=points(block["wer_threshold"]).lstrip("+"),
-            rank=block["rank_change"],
+            aggregate=block.aggregate,
+            threshold=points(block.wer_threshold).lstrip("+"),
+            rank=block.rank_change,
         ),
         "",
-        f"Overall {block['aggregate']} WER: {md_text(overall)}.",
+        f"Overall {block.aggregate} WER: {md_text(overall)}.",
     ]
-    if block["flags"]:
-        lines += ["", f"**{len(block['flags'])} findings depend on the normaliser:**", ""]
-        lines += [f"- {md_text(flag)}" for flag in block["flags"]]
+    if block.flags:
+        lines += ["", f"**{len(block.flags)} findings depend on the normaliser:**", ""]
+        lines += [f"- {md_text(flag)}" for flag in block.flags]
     else:
         lines += ["", "No slice or disparity moves beyond the thresholds when only the normaliser changes."]
-    for rewrites, other in zip(block["rewrites"], rest, strict=True):
+    for rewrites, other in zip(block.rewrites, rest, strict=True):
         lines += [
             "",
             f"Most frequent rewrites over the run, {md_text(head)} → {md_text(other)}: "
             f"{md_text(rewrites_text([rewrites], limit=5))}.",
         ]
-    for dim in block["dimensions"]:
+    for dim in block.dimensions:
         header = normalization_header(block)
-        lines += ["", f"### {md_text(dim['name'])} under each normaliser", ""]
+        lines += ["", f"### {md_text(dim.name)} under each normaliser", ""]
         lines += ["| " + " | ".join(md_text(c) for c in header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(md_text(c) for c in normalization_cells(s)) + " |" for s in dim["slices"]]
-        lines += ["", md_text(normalization_disparity(dim, block["normalizers"]))]
+        lines += ["| " + " | ".join(md_text(c) for c in normalization_cells(s)) + " |" for s in dim.slices]
+        lines += ["", md_text(normalization_disparity(dim, block.normalizers))]
     return lines
 
 
@@ -322,17 +330,17 @@ def _conditions_lines(prov: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _conditions_section(conditions: dict[str, Any] | None, stats: dict[str, Any]) -> list[str]:
+def _conditions_section(conditions: Degradation | None, stats: StatsOptions) -> list[str]:
     if not conditions:
         return []
-    excluded = conditions["excluded_utterances"]
-    reference = conditions["reference"]
+    excluded = conditions.excluded_utterances
+    reference = conditions.reference
     lines = [
         "",
         f"## Simulated conditions (paired, against {md_text(reference)})",
         "",
         _CONDITIONS_HOW_TO_READ.format(
-            paired=conditions["paired_utterances"],
+            paired=conditions.paired_utterances,
             excluded=f"; {excluded} failed under at least one and are left out of these comparisons"
             if excluded
             else "",
@@ -343,41 +351,40 @@ def _conditions_section(conditions: dict[str, Any] | None, stats: dict[str, Any]
         "| condition | transforms | pooled WER [CI] | ΔWER [CI] | utterances | failed |",
         "|---|---|---|---|---|---|",
     ]
-    for c in conditions["conditions"]:
-        delta = "–" if c["name"] == reference else f"{points(c['delta'])} {interval(c['delta_ci'], points)}".strip()
+    for c in conditions.conditions:
+        delta = "–" if c.name == reference else f"{points(c.delta)} {interval(c.delta_ci, points)}".strip()
         lines.append(
-            f"| {md_text(c['name'])} | {md_text(c['description'])} | {pct_ci(c['wer'], c['wer_ci'])} | {delta} "
-            f"| {c['utterances']} | {c['failed']} |"
+            f"| {md_text(c.name)} | {md_text(c.description)} | {pct_ci(c.wer, c.wer_ci)} | {delta} "
+            f"| {c.utterances} | {c.failed} |"
         )
-    names = [c["name"] for c in conditions["conditions"]]
-    for dim in conditions["dimensions"]:
-        lines += ["", f"### {md_text(dim['name'])} under each condition", ""]
+    names = [c.name for c in conditions.conditions]
+    for dim in conditions.dimensions:
+        lines += ["", f"### {md_text(dim.name)} under each condition", ""]
         lines += ["| slice | " + " | ".join(md_text(n) for n in names) + " | speakers | words | flags |"]
         lines += ["|" + "---|" * (len(names) + 4)]
-        for s in sorted(dim["slices"], key=lambda s: (s["cells"][0]["wer"] is None, -(s["cells"][0]["wer"] or 0))):
-            cells = [pct(s["cells"][0]["wer"]), *(condition_cell(c) for c in s["cells"][1:])]
+        for s in sorted(dim.slices, key=lambda s: (s.cells[0].wer is None, -(s.cells[0].wer or 0))):
+            cells = [pct(s.cells[0].wer), *(condition_cell(c) for c in s.cells[1:])]
             lines.append(
-                f"| {md_text(s['label'])} | " + " | ".join(cells) + f" | {s['speakers']} | {s['words']} "
-                f"| {', '.join(s['flags'])} |"
+                f"| {md_text(s.label)} | " + " | ".join(cells) + f" | {s.speakers} | {s.words} | {', '.join(s.flags)} |"
             )
         lines += ["", "Paired ΔWER per slice, with its interval:", ""]
         lines += ["| slice | " + " | ".join(md_text(n) for n in names[1:]) + " |"]
         lines += ["|" + "---|" * len(names)]
-        for s in dim["slices"]:
-            deltas = [f"{points(c['delta'])} {interval(c['delta_ci'], points)}".strip() for c in s["cells"][1:]]
-            lines.append(f"| {md_text(s['label'])} | " + " | ".join(deltas) + " |")
-        if dim["note"]:
-            lines += ["", dim["note"] + "."]
+        for s in dim.slices:
+            deltas = [f"{points(c.delta)} {interval(c.delta_ci, points)}".strip() for c in s.cells[1:]]
+            lines.append(f"| {md_text(s.label)} | " + " | ".join(deltas) + " |")
+        if dim.note:
+            lines += ["", dim.note + "."]
             continue
         lines += [
             "",
-            f"Differential degradation: the gap across {md_text(dim['name'])} is "
-            f"{points(dim['reference_gap']).replace('+', '')} under {md_text(reference)}.",
+            f"Differential degradation: the gap across {md_text(dim.name)} is "
+            f"{points(dim.reference_gap).replace('+', '')} under {md_text(reference)}.",
             "",
             "| condition | ΔWER [CI] | gap [CI] | gap change [CI] | ratio change [CI] | most degraded | interaction |",
             "|---|---|---|---|---|---|---|",
         ]
-        lines += ["| " + " | ".join(md_text(c) for c in shift_cells(shift)) + " |" for shift in dim["shifts"]]
+        lines += ["| " + " | ".join(md_text(c) for c in shift_cells(shift)) + " |" for shift in dim.shifts]
     return lines
 
 
@@ -399,12 +406,12 @@ def _discovery_section(block: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _model_section(model: dict[str, Any] | None) -> list[str]:
+def _model_section(model: ModelResult | None) -> list[str]:
     if not model:
         return []
     lines = ["", "## Tag effects controlled for each other (rate model)", ""]
     lines += [md_text(line) for line in model_lines(model)]  # they quote tag names and values
-    if model.get("effects"):
+    if model.effects:
         lines += [
             "",
             "Error-rate ratio of each level against its factor's reference, the other factors held fixed:",
@@ -412,14 +419,14 @@ def _model_section(model: dict[str, Any] | None) -> list[str]:
             "| factor | level | rate ratio | CI | p |",
             "|---|---|---|---|---|",
         ]
-        lines += ["| " + " | ".join(md_text(c) for c in effect_cells(e)) + " |" for e in model["effects"]]
+        lines += ["| " + " | ".join(md_text(c) for c in effect_cells(e)) + " |" for e in model.effects]
     return lines
 
 
-def _aggregates_table(metrics: dict[str, Any], index: int) -> list[str]:
+def _aggregates_table(result: RunResult, index: int) -> list[str]:
     """The dimension under each aggregate side by side, with the speaker spread and the flag."""
-    headline = metrics["aggregate"]
-    blocks = {a: metrics["aggregates"][a]["dimensions"][index] for a in metrics["aggregates"]}
+    headline = result.headline.aggregate
+    blocks = {a: summary.dimensions[index] for a, summary in result.aggregates.blocks.items()}
     names = [f"{a} (headline)" if a == headline else a for a in blocks]
     lines = [
         "",
@@ -428,69 +435,63 @@ def _aggregates_table(metrics: dict[str, Any], index: int) -> list[str]:
         "| slice | " + " | ".join(f"{n} [CI]" for n in names) + " | badly served [CI] | speaker WER quartiles |",
         "|" + "---|" * (len(names) + 3),
     ]
-    by_label = {a: {s["label"]: s for s in d["slices"]} for a, d in blocks.items()}
-    for s in by_wer(blocks[headline]["slices"]):
-        cells = [pct_ci(by_label[a][s["label"]]["wer"], by_label[a][s["label"]].get("wer_ci")) for a in blocks]
-        spread = s.get("speakers_wer") or {}
-        share = f"{badly_served(s)} {interval(spread.get('share_ci'))}".strip()
-        lines.append(f"| {md_text(s['label'])} | " + " | ".join(cells) + f" | {share} | {quartiles(s)} |")
+    by_label = {a: {s.label: s for s in d.slices} for a, d in blocks.items()}
+    for s in by_wer(blocks[headline].slices):
+        cells = [pct_ci(by_label[a][s.label].wer, by_label[a][s.label].wer_ci) for a in blocks]
+        spread = s.speakers_wer
+        share = f"{badly_served(s)} {interval(spread.share_ci if spread else None)}".strip()
+        lines.append(f"| {md_text(s.label)} | " + " | ".join(cells) + f" | {share} | {quartiles(s)} |")
     gaps = [
-        f"{a}: gap {points(d['disparity']['gap'])} {interval(d['disparity'].get('gap_ci'), points)}".strip()
+        f"{a}: gap {points(d.disparity.gap)} {interval(d.disparity.gap_ci, points)}".strip()
         for a, d in blocks.items()
-        if d["disparity"].get("gap") is not None
+        if d.disparity.gap is not None
     ]
     if gaps:
         lines += ["", "Disparity under each: " + "; ".join(gaps) + "."]
-    sentence = sensitivity_sentence(metrics["aggregation"]["sensitivity"][index])
+    sentence = sensitivity_sentence(result.aggregates.sensitivity[index])
     return lines + (["", f"**{md_text(sentence)}**"] if sentence else [])
 
 
-def _row(s: dict[str, Any], headline: str) -> str:
+def _row(s: SliceStats, headline: str) -> str:
     cells = [
-        md_text(s["label"]) + star(s),
+        md_text(s.label) + star(s),
         slice_wer(s),
         vs_overall_text(s),
         detectable(s),
         *(pct(aggregate_value(s, a)) for a in others(headline)),
         badly_served(s),
-        pct(s["sub_rate"]),
-        pct(s["del_rate"]),
-        pct(s["ins_rate"]),
-        str(s["utterances"]),
-        str(s["speakers"]),
-        str(s["words"]),
-        str(s["failed"]),
-        ", ".join(s["flags"]) or "",
+        pct(s.sub_rate),
+        pct(s.del_rate),
+        pct(s.ins_rate),
+        str(s.utterances),
+        str(s.speakers),
+        str(s.words),
+        str(s.failed),
+        ", ".join(s.flags) or "",
     ]
     return "| " + " | ".join(cells) + " |"
 
 
-def _reference_row(s: dict[str, Any]) -> str:
-    ref = s["vs_reference"]
-    difference = f"{points(ref['difference'])} {interval(ref['difference_ci'], points)}".strip()
-    ratio_ci = interval(ref["ratio_ci"], lambda v: ratio(v)[:-1], unbounded=True)
-    ratio_text = "–" if ref["ratio"] is None else f"{ref['ratio']:.2f}× {ratio_ci}"
-    return f"| {md_text(s['label'])} | {difference} | {ratio_text.strip()} |"
+def _reference_row(s: SliceStats) -> str:
+    ref = s.vs_reference
+    difference = f"{points(ref.difference)} {interval(ref.difference_ci, points)}".strip()
+    ratio_ci = interval(ref.ratio_ci, lambda v: ratio(v)[:-1], unbounded=True)
+    ratio_text = "–" if ref.ratio is None else f"{ref.ratio:.2f}× {ratio_ci}"
+    return f"| {md_text(s.label)} | {difference} | {ratio_text.strip()} |"
 
 
-def failure_rates_by_slice(dimensions: list[dict[str, Any]]) -> list[str]:
+def failure_rates_by_slice(dimensions: list[Dimension]) -> list[str]:
     """A backend that fails more often for one accent is a finding of its own: rates per slice."""
     lines = []
     for dim in dimensions:
-        if len(dim["by"]) != 1 or not any(s["failed"] for s in dim["slices"]):
+        if len(dim.by) != 1 or not any(s.failed for s in dim.slices):
             continue
         rates = sorted(
-            (
-                (s["failed"] / (s["failed"] + s["utterances"]), s)
-                for s in dim["slices"]
-                if s["failed"] + s["utterances"]
-            ),
+            ((s.failed / (s.failed + s.utterances), s) for s in dim.slices if s.failed + s.utterances),
             key=lambda pair: -pair[0],
         )
-        parts = ", ".join(
-            f"{md_text(s['label'])} {pct(rate)} ({s['failed']}/{s['failed'] + s['utterances']})" for rate, s in rates
-        )
-        lines.append(f"- failure rate by {md_text(dim['name'])}: {parts}")
+        parts = ", ".join(f"{md_text(s.label)} {pct(rate)} ({s.failed}/{s.failed + s.utterances})" for rate, s in rates)
+        lines.append(f"- failure rate by {md_text(dim.name)}: {parts}")
     return ["", *lines] if lines else []
 
 
