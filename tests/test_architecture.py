@@ -118,6 +118,29 @@ def test_renderers_and_commands_are_leaves(forbidden):
     assert not wrong, "\n".join(wrong)
 
 
+# A run's renderers and the function each is entered by: they read the typed results (harness/results.py).
+RUN_RENDERERS = {
+    "terminal": "print_summary",
+    "markdown": "render_markdown",
+    "html": "render_html",
+    "summary": "plain_summary",
+}
+
+
+@pytest.mark.parametrize("module", sorted(RUN_RENDERERS))
+def test_run_renderers_take_the_typed_results(module):
+    """A run is rendered from ``RunResult`` (a saved one read back by ``RunResult.from_dict``), never
+    from the metrics.json mapping: no renderer function takes ``metrics``."""
+    tree = ast.parse((PACKAGE / "report" / f"{module}.py").read_text(encoding="utf-8"))
+    functions = {node.name: node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    first = functions[RUN_RENDERERS[module]].args.args[0]
+    assert first.annotation is not None and ast.unparse(first.annotation) == "RunResult"
+    takes_metrics = [
+        f.name for f in functions.values() if "metrics" in {a.arg for a in f.args.args + f.args.kwonlyargs}
+    ]
+    assert not takes_metrics, f"report/{module}.py: {takes_metrics} take the metrics mapping"
+
+
 def test_the_rules_catch_a_backwards_import(tmp_path, monkeypatch):
     """The checker itself: a stats module importing the report is reported."""
     stats = tmp_path / "harness" / "stats"
