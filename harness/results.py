@@ -133,12 +133,13 @@ class RunResult:
         """A saved ``metrics.json`` (the current schema: check it first with
         :func:`harness.files.check_metrics_schema`) as the dataclasses it was written from; a null
         where the statistic's type has a plain float reads as NaN, as it was before it was written."""
-        options = _converter().structure(metrics["stats"], StatsOptions)
+        read = _converter().structure
+        options = read(metrics["stats"], StatsOptions)
         aggregation = metrics["aggregation"]
         blocks = {
             name: Summary(
-                _converter().structure(block["overall"], SliceStats),
-                _converter().structure(block["dimensions"], list[Dimension]),
+                read(block["overall"], SliceStats),
+                read(block["dimensions"], list[Dimension]),
                 options,
                 metrics["method"],
                 name,
@@ -148,20 +149,20 @@ class RunResult:
         aggregates = Aggregates(
             aggregation["headline"],
             blocks,
-            _converter().structure(aggregation["sensitivity"], list[Sensitivity]),
+            read(aggregation["sensitivity"], list[Sensitivity]),
             aggregation["speaker_wer_threshold"],
             aggregation["empty_references"],
         )
         return cls(
             provenance=metrics["provenance"],
             aggregates=aggregates,
-            failures=_converter().structure(metrics["failures"], Failures),
-            model=_converter().structure(metrics["model"], ModelResult | None),
-            conditions=_converter().structure(metrics["conditions"], Degradation | None),
-            normalization=_converter().structure(metrics["normalization"], NormalizerSensitivity | None),
-            runaway=_converter().structure(metrics["runaway"], RobustView | None),
+            failures=read(metrics["failures"], Failures),
+            model=read(metrics["model"], ModelResult | None),
+            conditions=read(metrics["conditions"], Degradation | None),
+            normalization=read(metrics["normalization"], NormalizerSensitivity | None),
+            runaway=read(metrics["runaway"], RobustView | None),
             warnings=list(metrics["warnings"]),
-            throughput=_converter().structure(metrics.get("throughput"), Throughput | None),
+            throughput=read(metrics.get("throughput"), Throughput | None),
         )
 
 
