@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from harness.scoring.align import align
-from harness.scoring.runaway import RunawayRules, capped, classify
+from harness.scoring.options import RunawayRules
+from harness.scoring.runaway import capped, classify
 
 WORDS = "the birch canoe slid on smooth planks glue sheet to dark blue background it is easy to tell".split(" ")  # noqa: SIM905
 

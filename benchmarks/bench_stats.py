@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.stats.by_slice import StatsOptions, Summary, summarise
+from harness.stats.by_slice import StatsOptions, summarise
+from harness.stats.records import Summary
 from harness.stats.slices import SliceSpec
 
 log = logging.getLogger("bench_stats")

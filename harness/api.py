@@ -23,7 +23,8 @@ from pydantic import BaseModel, ValidationError
 from harness import __version__
 from harness.errors import InputError, format_validation_error
 from harness.results import RunResult
-from harness.stats.by_slice import Aggregates, Dimension, SliceStats, rankable
+from harness.stats.by_slice import rankable
+from harness.stats.records import Aggregates, Dimension, SliceStats
 from harness.stats.slices import SliceSpec, check_slices, default_slices, drop_duplicate_dimensions, load_slices
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from harness.conditions import Condition, check_conditions
 from harness.data.manifest import usable_path
 from harness.errors import InputError, format_validation_error
 from harness.scoring.normalisers import is_normalizer_file
-from harness.scoring.runaway import RunawayRules
+from harness.scoring.options import RunawayRules
 from harness.stats.options import StatsOptions
 from harness.stats.slices import SliceSpec, load_slices
 from harness.yamlfile import read_yaml

@@ -58,11 +58,9 @@ from harness.yamlfile import read_yaml
 if TYPE_CHECKING:
     from harness.decide.findings import Verdict
     from harness.results import RunResult
-    from harness.stats.by_slice import Aggregates, Summary
     from harness.stats.discover import Discovery
-    from harness.stats.normaliser_sensitivity import NormalizerSensitivity
     from harness.stats.power import Plan
-    from harness.stats.rate_model import ModelResult
+    from harness.stats.records import Aggregates, ModelResult, NormalizerSensitivity, Summary
 
 log = logging.getLogger(__name__)
 

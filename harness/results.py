@@ -26,12 +26,18 @@ from typing import TYPE_CHECKING, Any
 
 from harness.conditions import CONDITION_TAG
 from harness.files import METRICS_SCHEMA
-from harness.stats.by_slice import Aggregates, Dimension, Sensitivity, SliceStats, Summary
-from harness.stats.degradation import Degradation
-from harness.stats.normaliser_sensitivity import NormalizerSensitivity
 from harness.stats.options import StatsOptions
-from harness.stats.rate_model import ModelResult
-from harness.stats.robust import RobustView
+from harness.stats.records import (
+    Aggregates,
+    Degradation,
+    Dimension,
+    ModelResult,
+    NormalizerSensitivity,
+    RobustView,
+    Sensitivity,
+    SliceStats,
+    Summary,
+)
 from harness.transcribe.throughput import Throughput
 
 if TYPE_CHECKING:

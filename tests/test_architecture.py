@@ -8,6 +8,7 @@ exempt (no runtime coupling).
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ RANK = {
     "backends": 3,
     "transcribe": 4,
     "scoring": 5,
-    "stats": 6,
+    "stats": 6,  # stats/records.py: the results' records, read by results.py and report/
     "config": 7,  # the run config assembles every stage's options: above them, below what uses them all
     "results": 7,
     "decide": 8,
@@ -139,6 +140,34 @@ def test_run_renderers_take_the_typed_results(module):
         f.name for f in functions.values() if "metrics" in {a.arg for a in f.args.args + f.args.kwonlyargs}
     ]
     assert not takes_metrics, f"report/{module}.py: {takes_metrics} take the metrics mapping"
+
+
+# The records a run's results hold, apart from the code that computes them: they import the standard
+# library and each other only, so reading and rendering a saved or reused run (a warm rerun's summary,
+# issue 28) loads no numerical library for them (tests/test_results.py checks the modules loaded).
+# transcribe/throughput.py imports numpy inside throughput().
+RECORD_MODULES = (
+    "harness.stats.records",
+    "harness.stats.options",
+    "harness.scoring.options",
+    "harness.transcribe.throughput",
+)
+
+
+@pytest.mark.parametrize("module", RECORD_MODULES)
+def test_result_records_import_only_the_standard_library(module):
+    path = PACKAGE.parent.joinpath(*module.split(".")).with_suffix(".py")
+    imported = []
+    # Module-level statements only: an import in a function runs when it is called, one under
+    # `if TYPE_CHECKING:` never.
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            imported += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            imported.append(node.module or "")
+    stdlib = sys.stdlib_module_names
+    wrong = [name for name in imported if name not in RECORD_MODULES and name.split(".")[0] not in stdlib]
+    assert not wrong, f"{module} imports {wrong}: keep the records free of numpy, pandas, scipy and statsmodels"
 
 
 def test_the_rules_catch_a_backwards_import(tmp_path, monkeypatch):

@@ -12,9 +12,10 @@ import pytest
 from scipy import optimize, stats
 
 from harness.stats.by_slice import StatsOptions
-from harness.stats.degradation import Degradation, degradation
+from harness.stats.degradation import degradation
 from harness.stats.inference import hall_quantiles
 from harness.stats.multiplicity import holm
+from harness.stats.records import Degradation
 from harness.stats.slices import MISSING, SliceSpec
 
 ACCENTS = ("general", "scottish", "welsh")

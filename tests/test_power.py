@@ -109,7 +109,8 @@ def test_the_minimum_detectable_gap_shrinks_as_one_over_root_speakers():
 def test_min_detectable_gap_is_the_t_sum_times_the_standard_error():
     from scipy import stats as scipy_stats
 
-    from harness.stats.by_slice import SliceComparison, detectable_gap
+    from harness.stats.by_slice import detectable_gap
+    from harness.stats.records import SliceComparison
 
     comparison = SliceComparison(0.0, [None, None], se=0.01, df=12.0)
     expected = (scipy_stats.t.ppf(1 - 0.05 / 2, 12) + scipy_stats.t.ppf(0.8, 12)) * 0.01

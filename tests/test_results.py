@@ -11,11 +11,21 @@ from cli import invoke
 from conftest import accent_records, write_config
 
 from harness.results import FailedUtterance, RunResult
-from harness.stats.by_slice import Aggregates, Dimension, Disparity, SliceStats, Summary
-from harness.stats.degradation import ConditionCell, Degradation
-from harness.stats.normaliser_sensitivity import NormalizerSensitivity, Rewrite
-from harness.stats.rate_model import Effect, ModelResult
-from harness.stats.robust import RobustView, RunawayCount
+from harness.stats.records import (
+    Aggregates,
+    ConditionCell,
+    Degradation,
+    Dimension,
+    Disparity,
+    Effect,
+    ModelResult,
+    NormalizerSensitivity,
+    Rewrite,
+    RobustView,
+    RunawayCount,
+    SliceStats,
+    Summary,
+)
 from harness.transcribe.throughput import Throughput
 
 LOOPED = "welsh-1-2"
@@ -118,3 +128,4 @@ def test_null_reads_back_as_none_or_nan_as_the_field_is_typed(saved):
         assert math.isnan(read.test.statistic)
     assert read.disparity.gap is None
     assert RunResult.from_dict(metrics).to_dict() == metrics
+

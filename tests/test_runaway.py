@@ -11,7 +11,8 @@ from conftest import accent_records, write_config
 
 from harness.config import load_config
 from harness.pipeline import prepare, rescore, run
-from harness.scoring.runaway import RunawayRules, capped, classify, has_loop, loop_pattern
+from harness.scoring.options import RunawayRules
+from harness.scoring.runaway import capped, classify, has_loop, loop_pattern
 
 LOOPED = "general-3-7"
 # The test tone is 0.5 s long; its 10-word clips would all break the words-per-second rule.

@@ -297,7 +297,8 @@ def test_detectable_gap_also_gives_the_dimension_test_its_power():
     (scipy.stats.ncf, the test's own df, α/m) rejects with the stated power, on the log scale."""
     from scipy import stats as sps
 
-    from harness.stats.by_slice import SliceComparison, Test, detectable_gaps
+    from harness.stats.by_slice import detectable_gaps
+    from harness.stats.records import SliceComparison, Test
 
     comparison = SliceComparison(0.0, [None, None], se=0.01, df=20.0, detect_df=20.0)
     test = Test("between-speaker", 1.0, 0, 0.5, 0.0, method="Hotelling", df=[3.0, 6.0])

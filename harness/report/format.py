@@ -8,12 +8,29 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.stats.by_slice import Aggregates, Dimension, Disparity, Sensitivity, SliceStats, Test
-    from harness.stats.degradation import ConditionCell, Degradation, Shift
-    from harness.stats.normaliser_sensitivity import DimensionShift, NormalizerSensitivity, Rewrite, SliceShift
     from harness.stats.options import StatsOptions
-    from harness.stats.rate_model import Effect, ModelResult
-    from harness.stats.robust import Clip, RobustCondition, RobustSlice, RobustView, RunawayCount
+    from harness.stats.records import (
+        Aggregates,
+        Clip,
+        ConditionCell,
+        Degradation,
+        Dimension,
+        DimensionShift,
+        Disparity,
+        Effect,
+        ModelResult,
+        NormalizerSensitivity,
+        Rewrite,
+        RobustCondition,
+        RobustSlice,
+        RobustView,
+        RunawayCount,
+        Sensitivity,
+        Shift,
+        SliceShift,
+        SliceStats,
+        Test,
+    )
 
 # Every character that can open Markdown markup (emphasis, code, links, table cells, GitHub's $math$)
 # is backslash-escaped, the backslash too; & < > become entities, so no raw tag is left even for a

@@ -71,12 +71,8 @@ from harness.stats.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
 
 if TYPE_CHECKING:
     from harness.results import RunResult
-    from harness.stats.by_slice import Dimension, SliceStats
-    from harness.stats.degradation import Degradation
-    from harness.stats.normaliser_sensitivity import NormalizerSensitivity
     from harness.stats.options import StatsOptions
-    from harness.stats.rate_model import ModelResult
-    from harness.stats.robust import RobustView
+    from harness.stats.records import Degradation, Dimension, ModelResult, NormalizerSensitivity, RobustView, SliceStats
 
 log = logging.getLogger(__name__)
 

@@ -50,12 +50,8 @@ from harness.report.summary import GAP, plain_summary
 
 if TYPE_CHECKING:
     from harness.results import RunResult
-    from harness.stats.by_slice import Dimension, SliceStats
-    from harness.stats.degradation import Degradation
-    from harness.stats.normaliser_sensitivity import NormalizerSensitivity
     from harness.stats.options import StatsOptions
-    from harness.stats.rate_model import ModelResult
-    from harness.stats.robust import RobustView
+    from harness.stats.records import Degradation, Dimension, ModelResult, NormalizerSensitivity, RobustView, SliceStats
 
 _HEADER = (
     "| slice | {headline} WER [CI] | vs overall [CI] | detectable gap | {second} | {third} | badly served | sub | del "

@@ -26,8 +26,7 @@ from harness.report.format import (
 
 if TYPE_CHECKING:
     from harness.results import RunResult
-    from harness.stats.by_slice import Dimension, Sensitivity
-    from harness.stats.degradation import Degradation
+    from harness.stats.records import Degradation, Dimension, Sensitivity
 
 GAP = "gap"  # a slice is ★: significantly worse than its dimension's overall
 BETWEEN = "gap between slices"  # the worst–best interval excludes 0 and the test agrees, yet no slice is ★

@@ -46,10 +46,7 @@ from harness.stats.multiplicity import p_text
 
 if TYPE_CHECKING:
     from harness.results import RunResult
-    from harness.stats.degradation import Degradation
-    from harness.stats.normaliser_sensitivity import NormalizerSensitivity
-    from harness.stats.rate_model import ModelResult
-    from harness.stats.robust import RobustView
+    from harness.stats.records import Degradation, ModelResult, NormalizerSensitivity, RobustView
 
 _SHORT = {"pooled": "pooled", "speaker-mean": "spk-mean", "utterance-mean": "utt-mean"}
 

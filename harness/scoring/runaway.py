@@ -29,25 +29,15 @@ that every statistic of :mod:`harness.stats.by_slice` and :mod:`harness.stats.de
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from harness.scoring.options import RunawayRules
+
 RUNAWAY_COLUMN = "runaway"
 REASONS = ("loop", "length", "rate", "empty")
 ROBUST = "capped"  # the robust view's name in every output
-
-
-@dataclass(frozen=True)
-class RunawayRules:
-    loop_ngram: int = 8
-    loop_repeats: int = 4
-    max_length_ratio: float = 3.0
-    length_slack: int = 5
-    max_words_per_second: float = 8.0
-    flag_empty: bool = True
-    mostly: float = 0.5  # sanity warning above this share of empty or runaway transcripts
 
 
 def loop_pattern(max_ngram: int, repeats: int) -> re.Pattern[str]:

@@ -12,7 +12,8 @@ import pandas as pd
 from harness.data.manifest import RESULT_COLUMNS
 from harness.scoring.align import align
 from harness.scoring.normalisers import Normalizer
-from harness.scoring.runaway import RUNAWAY_COLUMN, RunawayRules, classify
+from harness.scoring.options import RunawayRules
+from harness.scoring.runaway import RUNAWAY_COLUMN, classify
 
 COUNT_COLUMNS = ("hits", "substitutions", "deletions", "insertions", "ref_words", "errors")
 BASE_COLUMNS = ("id", "speaker", "language")

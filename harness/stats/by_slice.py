@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -46,160 +46,23 @@ from harness.stats.inference import (
 )
 from harness.stats.multiplicity import holm
 from harness.stats.options import StatsOptions
+from harness.stats.records import (
+    Aggregates,
+    Dimension,
+    Disparity,
+    Interval,
+    Sensitivity,
+    SliceComparison,
+    SliceStats,
+    SpeakerSpread,
+    Summary,
+    Test,
+)
 from harness.stats.slices import UNRANKED, SliceCodes, SliceSpec, TagCodes, slice_codes
-
-Interval = list[float | None]  # [low, high]
-
 
 AGGREGATES = ("pooled", "speaker-mean", "utterance-mean")
 BADLY_SERVED = "badly-served"  # share of speakers whose own WER exceeds the threshold
 
-
-@dataclass(frozen=True)
-class SpeakerSpread:
-    """How a slice's speakers fare one by one: the badly-served share and the WER quartiles."""
-
-    threshold: float
-    above: int  # speakers whose own WER in this slice exceeds the threshold
-    speakers: int  # speakers with at least one reference word here
-    share: float | None
-    share_ci: Interval | None
-    quartiles: list[float | None]  # per-speaker WER: 25th, 50th, 75th percentile
-
-
-@dataclass(frozen=True)
-class SliceComparison:
-    """A slice against a baseline WER (the dimension's overall, or the reference group)."""
-
-    difference: float | None
-    difference_ci: Interval
-    ratio: float | None = None
-    ratio_ci: Interval | None = None
-    # The smallest |difference| the ★ rule detects with ``power`` (docs/statistics.md); None
-    # without a standard error.
-    min_detectable: float | None = None
-    se: float | None = None  # cluster-robust (linearised) standard error of the difference
-    df: float | None = None  # its Welch–Satterthwaite degrees of freedom
-    note: str | None = None  # why there is no interval (one speaker, no spread)
-    detect_df: float | None = None  # the df min_detectable uses: the dimension test's conservative count
-    detect_note: str | None = None  # why there is no min_detectable although there is a standard error
-
-
-@dataclass(frozen=True)
-class SliceStats:
-    label: str
-    values: dict[str, str]
-    utterances: int
-    failed: int
-    speakers: int
-    words: int
-    errors: int
-    substitutions: int
-    deletions: int
-    insertions: int
-    wer: float | None
-    sub_rate: float | None
-    del_rate: float | None
-    ins_rate: float | None
-    pooled_wer: float | None
-    speaker_mean_wer: float | None
-    utterance_mean_wer: float | None
-    supported: bool
-    flags: list[str] = field(default_factory=list)
-    speakers_wer: SpeakerSpread | None = None
-    wer_ci: Interval | None = None
-    interval_note: str | None = None  # why wer_ci is None: "one speaker", "no errors", ...
-    no_reference_words: int = 0  # scored utterances with N = 0 after normalisation: left out of every WER
-    vs_overall: SliceComparison | None = None
-    vs_reference: SliceComparison | None = None
-    significantly_worse: bool = False
-
-
-@dataclass(frozen=True)
-class Disparity:
-    """Spread of pooled WER over the ranked (well-supported) slices of one dimension."""
-
-    ranked: int
-    best: str | None = None
-    best_wer: float | None = None
-    worst: str | None = None
-    worst_wer: float | None = None
-    ratio: float | None = None  # worst / best; None when the best WER is 0
-    ratio_ci: Interval | None = None
-    gap: float | None = None  # worst - best, in WER points (absolute)
-    gap_ci: Interval | None = None
-    worst_vs_overall: float | None = None  # worst - the pooled WER of the dimension's utterances
-    worst_vs_overall_ci: Interval | None = None
-    reference: str | None = None
-    with_failures: list[str] = field(default_factory=list)  # slices where some utterances failed
-    note: str | None = None
-    detected: bool | None = None  # gap_ci's lower end above 0; False: no detectable gap; None: no interval
-
-
-@dataclass(frozen=True)
-class Test:
-    """Test of "WER does not depend on this dimension" over its ranked slices (docs/statistics.md)."""
-
-    kind: str  # the design: between-speaker | within-speaker | mixed
-    statistic: float  # the F statistic (``method``)
-    replicates: int  # resampling replicates used: 0, the test is analytic (kept for metrics.json readers)
-    p_value: float
-    min_p: float  # the smallest p-value the method can give (0: analytic)
-    p_holm: float | None = None
-    significant: bool = False
-    method: str = ""  # Welch heteroscedastic F, or Wald F (Hotelling), on log ratios
-    df: list[float] = field(default_factory=list)  # the F distribution's degrees of freedom
-
-
-@dataclass(frozen=True)
-class Dimension:
-    name: str
-    by: list[str]
-    slices: list[SliceStats]
-    overall_wer: float | None  # pooled over the utterances this dimension keeps (after `where`)
-    overall_wer_ci: Interval | None
-    disparity: Disparity
-    test: Test | None = None
-
-
-@dataclass(frozen=True)
-class Summary:
-    overall: SliceStats
-    dimensions: list[Dimension]
-    options: StatsOptions
-    method: str = (
-        "leave-one-speaker-out (jackknife) t intervals with Welch–Satterthwaite df; simultaneous pairwise "
-        "intervals for the disparity; Welch heteroscedastic / cluster-robust Wald F test on log WER, Holm-corrected"
-    )
-    aggregate: str = "pooled"
-
-
-@dataclass(frozen=True)
-class Sensitivity:
-    """Whether one dimension's finding depends on the aggregate, and how."""
-
-    dimension: str
-    flagged: bool
-    changes: list[str]  # each change in words, naming the aggregates on each side
-    worst: dict[str, str | None]
-    ranking: dict[str, list[str]]  # ranked slices, worst first
-    significant: dict[str, bool]
-    starred: dict[str, list[str]]
-
-
-@dataclass(frozen=True)
-class Aggregates:
-    """The same slices under each aggregate, from one set of bootstrap replicates."""
-
-    headline_aggregate: str
-    blocks: dict[str, Summary]
-    sensitivity: list[Sensitivity]
-    speaker_wer_threshold: float
-    empty_references: int  # scored utterances with N = 0 after normalisation: left out of every WER
-
-    @property
-    def headline(self) -> Summary:
-        return self.blocks[self.headline_aggregate]
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,7 @@ import pandas as pd
 from harness.conditions import CONDITION_TAG
 from harness.stats.arrays import unique_inverse
 from harness.stats.by_slice import (
-    Interval,
     StatsOptions,
-    Test,
     above_zero,
     cluster_units,
     difference,
@@ -59,101 +57,18 @@ from harness.stats.by_slice import (
     unit_contrasts,
 )
 from harness.stats.inference import Ratios, contrasts, excess_intervals, ratios, t_quantile
+from harness.stats.records import (
+    ConditionCell,
+    ConditionDimension,
+    ConditionOverall,
+    ConditionSlice,
+    Degradation,
+    Interval,
+    Shift,
+    Test,
+)
 from harness.stats.slices import SliceCodes, SliceSpec, TagCodes, slice_codes
 from harness.stats.where import parse_where, referenced
-
-METHOD = (
-    "paired over utterances scored under every condition; leave-one-speaker-out t intervals of paired "
-    "differences, skewness-corrected (Hall) with Kish df; excess: slice against the rest, the larger of the "
-    "Wald and null-centred variances; gap, ratio and their change: simultaneous (Bonferroni) t intervals; "
-    "interaction: Welch heteroscedastic / cluster-robust Wald F test "
-    "of per-utterance error differences with null-centred (score-type) variances, Holm-corrected across "
-    "dimensions × conditions"
-)
-
-
-@dataclass(frozen=True)
-class ConditionCell:
-    """One slice under one condition."""
-
-    condition: str
-    wer: float | None
-    wer_ci: Interval | None
-    delta: float | None  # WER(condition) − WER(reference), same utterances
-    delta_ci: Interval | None
-    excess: float | None  # delta − the dimension's pooled delta
-    excess_ci: Interval | None
-    degrades_more: bool = False
-    note: str | None = None  # why an interval is missing (one speaker, no errors, the reference itself)
-
-
-@dataclass(frozen=True)
-class ConditionSlice:
-    label: str
-    values: dict[str, str]
-    utterances: int
-    speakers: int
-    words: int
-    supported: bool
-    flags: list[str]
-    cells: list[ConditionCell]  # one per condition, the reference first
-
-
-@dataclass(frozen=True)
-class Shift:
-    """A dimension's disparity under one condition against the reference condition."""
-
-    condition: str
-    delta: float | None  # the dimension's pooled ΔWER
-    delta_ci: Interval | None
-    gap: float | None  # worst − best ranked slice under this condition
-    gap_ci: Interval | None
-    gap_change: float | None  # gap here − gap under the reference
-    gap_change_ci: Interval | None
-    ratio: float | None
-    ratio_ci: Interval | None
-    ratio_change: float | None
-    ratio_change_ci: Interval | None
-    worst: str | None = None
-    most_degraded: str | None = None  # ranked slice with the largest ΔWER
-    interaction: Test | None = None
-
-
-@dataclass(frozen=True)
-class ConditionDimension:
-    name: str
-    by: list[str]
-    ranked: int
-    slices: list[ConditionSlice]
-    reference_gap: float | None
-    reference_ratio: float | None
-    shifts: list[Shift]  # one per non-reference condition
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class ConditionOverall:
-    name: str
-    description: str
-    utterances: int  # rows under this condition, failed ones included
-    failed: int
-    wer: float | None  # pooled over the paired utterances
-    wer_ci: Interval | None
-    delta: float | None
-    delta_ci: Interval | None
-
-
-@dataclass(frozen=True)
-class Degradation:
-    reference: str
-    conditions: list[ConditionOverall]
-    paired_utterances: int
-    excluded_utterances: int  # not scored under every condition
-    dimensions: list[ConditionDimension]
-    evidence: str = "simulated"
-    method: str = METHOD
-    paired_speakers: int = 0  # speaker clusters among the paired utterances
-    no_reference_words: int = 0  # paired utterances without reference words: no WER, left out
 
 
 @dataclass(frozen=True)

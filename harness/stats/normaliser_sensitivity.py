@@ -20,66 +20,27 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from difflib import SequenceMatcher
 
 import numpy as np
 import pandas as pd
 
-from harness.stats.by_slice import Dimension, Interval, SliceStats, Summary, rankable
+from harness.stats.by_slice import rankable
+from harness.stats.records import (
+    Dimension,
+    DimensionShift,
+    NormalizerSensitivity,
+    Rewrite,
+    SliceShift,
+    SliceStats,
+    Summary,
+)
 from harness.stats.slices import SliceSpec, TagCodes, slice_codes
 
 TOP_REWRITES = 5
 EMPTY = "∅"  # the side of a rewrite where a normaliser dropped the words
 
-
-@dataclass(frozen=True)
-class Rewrite:
-    """Words one normaliser left as ``headline`` and another as ``other``, and how often."""
-
-    side: str  # reference | hypothesis
-    headline: str
-    other: str
-    count: int
-
-
-@dataclass(frozen=True)
-class SliceShift:
-    label: str
-    wer: list[float | None]  # per normaliser, the headline's first
-    rank: list[int | None]  # 1 = worst among the dimension's ranked slices; None: not ranked
-    shift: list[float | None]  # wer[i] - wer[0]
-    excess: list[float | None]  # shift[i] minus the dimension's typical shift
-    flagged: bool
-    reasons: list[str]
-    rewrites: list[list[Rewrite]]  # per other normaliser: the most frequent rewrites in this slice
-
-
-@dataclass(frozen=True)
-class DimensionShift:
-    name: str
-    overall_wer: list[float | None]
-    typical_shift: list[float | None]  # median WER change over the ranked slices, per normaliser
-    worst: list[str | None]
-    gap: list[float | None]
-    gap_ci: list[Interval | None]
-    ratio: list[float | None]
-    significant: list[bool]
-    slices: list[SliceShift]
-    flagged: bool
-    reasons: list[str]
-
-
-@dataclass(frozen=True)
-class NormalizerSensitivity:
-    normalizers: list[str]  # stamps; the first is the headline's
-    aggregate: str
-    wer_threshold: float
-    rank_change: int
-    overall_wer: list[float | None]
-    dimensions: list[DimensionShift]
-    rewrites: list[list[Rewrite]]  # per other normaliser, over the whole run
-    flags: list[str] = field(default_factory=list)  # one sentence per flagged slice or dimension
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,13 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from harness.stats.by_slice import cluster_units
+from harness.stats.records import Effect, ModelResult
 from harness.stats.slices import SliceSpec
 
 log = logging.getLogger(__name__)
@@ -38,35 +38,6 @@ METHOD = (
     "Poisson GEE, log(words) offset, speaker clusters, bias-reduced (Mancl–DeRouen) robust SE, "
     "t with speakers − 1 df"
 )
-
-
-@dataclass(frozen=True)
-class Effect:
-    """``None`` where the data cannot say: a level without a single error has no finite log-rate,
-    and a level (or reference) with one speaker has no between-speaker spread to estimate."""
-
-    factor: str
-    level: str
-    reference: str
-    rate_ratio: float | None
-    ci: list[float | None]
-    p_value: float | None
-    speakers: int = 0  # speakers with utterances at this level
-    note: str | None = None  # why the interval and p-value are missing
-
-
-@dataclass(frozen=True)
-class ModelResult:
-    method: str
-    factors: list[str]
-    references: dict[str, str]
-    effects: list[Effect] = field(default_factory=list)
-    baseline_rate: float | None = None  # errors per reference word at every factor's reference level
-    utterances: int = 0
-    speakers: int = 0
-    dropped: dict[str, str] = field(default_factory=dict)  # factor -> why it is not in the model
-    error: str | None = None
-    caution: str | None = None
 
 
 def model_for_slices(

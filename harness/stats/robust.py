@@ -8,83 +8,51 @@ view comes from the very methods of the headline. docs/statistics.md ("Robust vi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from harness.conditions import CONDITION_TAG
-from harness.scoring.runaway import REASONS, ROBUST, RUNAWAY_COLUMN, RunawayRules
-from harness.stats.by_slice import Aggregates, Dimension, StatsOptions, Summary, rankable, summarise_aggregates
-from harness.stats.degradation import Degradation, where_tags
+from harness.scoring.options import RunawayRules
+from harness.scoring.runaway import REASONS, ROBUST, RUNAWAY_COLUMN
+from harness.stats.by_slice import StatsOptions, rankable, summarise_aggregates
+from harness.stats.degradation import where_tags
+from harness.stats.records import (
+    Aggregates,
+    Clip,
+    Degradation,
+    Dimension,
+    RobustCondition,
+    RobustDimension,
+    RobustShift,
+    RobustSlice,
+    RobustView,
+    RunawayCount,
+    Summary,
+)
 from harness.stats.slices import SliceSpec, TagCodes, slice_codes
 
 
-@dataclass(frozen=True)
-class RunawayCount:
-    """Runaway utterances among a set of scored ones, and the share of its errors they carry."""
-
-    scored: int
-    runaway: int
-    reasons: dict[str, int]
-    errors: int
-    runaway_errors: int
-    error_share: float | None  # runaway_errors / errors
-    capped_wer: float | None
-    empty: int  # scored utterances with no hypothesis word (whatever their reference)
-
-    @classmethod
-    def of(cls, rows: pd.DataFrame) -> RunawayCount:
-        ok = rows[rows["status"] == "ok"]
-        reason = ok[RUNAWAY_COLUMN]
-        errors = ok["errors"].to_numpy(dtype=np.float64)
-        words = ok["ref_words"].to_numpy(dtype=np.float64)
-        flagged = reason.notna().to_numpy()
-        total, runaway_errors = float(errors.sum()), float(errors[flagged].sum())
-        hyp_words = (ok["hits"] + ok["substitutions"] + ok["insertions"]).to_numpy(dtype=np.float64)
-        return cls(
-            scored=len(ok),
-            runaway=int(flagged.sum()),
-            reasons={r: int(n) for r, n in reason.value_counts().items()},
-            errors=int(total),
-            runaway_errors=int(runaway_errors),
-            error_share=runaway_errors / total if total else None,
-            capped_wer=float(np.minimum(errors, words).sum() / words.sum()) if words.sum() else None,
-            empty=int((hyp_words == 0).sum()),
-        )
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One runaway utterance, as a report names it."""
-
-    id: str
-    reason: str
-    errors: int
-    ref_words: int
-    condition: str | None = None
-
-
-@dataclass(frozen=True)
-class RobustSlice:
-    label: str
-    wer: float | None  # headline (pooled)
-    capped_wer: float | None
-    capped_wer_ci: list[float | None] | None
-    starred: bool
-    capped_starred: bool
-    count: RunawayCount
-    worst_clips: list[Clip] = field(default_factory=list)  # its runaway utterances with most errors
-
-
-@dataclass(frozen=True)
-class RobustDimension:
-    name: str
-    slices: list[RobustSlice]
-    worst: dict[str, str | None]  # headline / capped
-    ranking: dict[str, list[str]]
-    starred: dict[str, list[str]]
-    changes: list[str]  # each change in words, naming the runaway clips behind it
+def runaway_count(rows: pd.DataFrame) -> RunawayCount:
+    """Runaway utterances among ``rows`` and the share of the scored ones' errors they carry."""
+    ok = rows[rows["status"] == "ok"]
+    reason = ok[RUNAWAY_COLUMN]
+    errors = ok["errors"].to_numpy(dtype=np.float64)
+    words = ok["ref_words"].to_numpy(dtype=np.float64)
+    flagged = reason.notna().to_numpy()
+    total, runaway_errors = float(errors.sum()), float(errors[flagged].sum())
+    hyp_words = (ok["hits"] + ok["substitutions"] + ok["insertions"]).to_numpy(dtype=np.float64)
+    return RunawayCount(
+        scored=len(ok),
+        runaway=int(flagged.sum()),
+        reasons={r: int(n) for r, n in reason.value_counts().items()},
+        errors=int(total),
+        runaway_errors=int(runaway_errors),
+        error_share=runaway_errors / total if total else None,
+        capped_wer=float(np.minimum(errors, words).sum() / words.sum()) if words.sum() else None,
+        empty=int((hyp_words == 0).sum()),
+    )
 
 
 def worst_clips(rows: pd.DataFrame, limit: int = 3) -> list[Clip]:
@@ -145,7 +113,7 @@ def robust_dimensions(
             slices.append(
                 RobustSlice(
                     s.label, s.wer, c.wer, c.wer_ci, s.significantly_worse, c.significantly_worse,
-                    RunawayCount.of(rows), worst_clips(rows),
+                    runaway_count(rows), worst_clips(rows),
                 )
             )
         views = {"headline": dim, ROBUST: capped_dim}
@@ -204,30 +172,6 @@ def pct_text(share: float | None) -> str:
     return "–" if share is None else f"{100 * share:.0f}%"
 
 
-@dataclass(frozen=True)
-class RobustCondition:
-    """One simulated condition against the reference: how much of its ΔWER runaways make."""
-
-    condition: str
-    count: RunawayCount  # every scored utterance heard under this condition
-    delta: float | None  # paired ΔWER, headline
-    capped_delta: float | None  # the same with each utterance's errors capped
-    runaway_delta_share: float | None  # share of the extra errors made by utterances that run away here
-    worst_clips: list[Clip] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class RobustShift:
-    """One dimension under one condition: the most degraded slice and the ▲ under each view."""
-
-    dimension: str
-    condition: str
-    most_degraded: dict[str, str | None]
-    degrades_more: dict[str, list[str]]
-    withdrawn: list[str]  # ▲ the headline test gave but the capped one does not: not shown as ▲
-    changes: list[str]
-
-
 def robust_conditions(table: pd.DataFrame, headline: Degradation, robust: Degradation) -> list[RobustCondition]:
     names = [c.name for c in headline.conditions]
     scored = table[(table["status"] == "ok") & table[CONDITION_TAG].isin(names)]
@@ -245,7 +189,7 @@ def robust_conditions(table: pd.DataFrame, headline: Degradation, robust: Degrad
             share = float(extra[flagged[name]].sum() / extra.sum()) if extra.sum() else None
         out.append(
             RobustCondition(
-                name, RunawayCount.of(rows), overall.delta, capped_overall.delta, share, worst_clips(rows)
+                name, runaway_count(rows), overall.delta, capped_overall.delta, share, worst_clips(rows)
             )
         )
     return out
@@ -293,19 +237,6 @@ def agreed_marks(headline: Degradation, robust: Degradation) -> Degradation:
     return replace(headline, dimensions=dimensions)
 
 
-@dataclass(frozen=True)
-class RobustView:
-    """metrics.json's ``runaway`` block (docs/metrics.md)."""
-
-    rules: RunawayRules
-    scope: str  # which utterances the headline and this view cover
-    overall: RunawayCount
-    capped_wer_ci: list[float | None] | None
-    dimensions: list[RobustDimension]
-    conditions: list[RobustCondition]
-    shifts: list[RobustShift]
-    flagged: bool  # some change between the headline and the capped view
-
 
 def robust_view(
     table: pd.DataFrame,
@@ -326,13 +257,13 @@ def robust_view(
     flagged = any(d.changes for d in dimensions) or any(s.changes for s in shifts)
     rows = table if reference is None else table[table[CONDITION_TAG] == reference]
     return RobustView(
-        rules, scope, RunawayCount.of(rows), robust.overall.wer_ci, dimensions, conditions, shifts, flagged
+        rules, scope, runaway_count(rows), robust.overall.wer_ci, dimensions, conditions, shifts, flagged
     )
 
 
 def sanity_warnings(view: RobustView, table: pd.DataFrame, headline: Summary, changes: Degradation | None) -> list[str]:
     """A run whose transcripts are mostly empty or runaway, or whose WER exceeds 100 % anywhere."""
-    out = mostly_warnings(RunawayCount.of(table), view.rules)
+    out = mostly_warnings(runaway_count(table), view.rules)
     for c in view.conditions:
         out += mostly_warnings(c.count, view.rules, f"under {c.condition}")
     over = [

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.scoring.runaway import RUNAWAY_COLUMN
-from harness.stats.by_slice import StatsOptions, Summary, summarise
+from harness.stats.by_slice import StatsOptions, summarise
+from harness.stats.records import Summary
 from harness.study import RankBy
 from harness.study.compare import METHOD, compare_pair, holm_and_claims, pair_systems
 from harness.study.results import (

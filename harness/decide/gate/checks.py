@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from harness.stats.by_slice import Interval
+from harness.stats.records import Interval
 
 
 class CheckKind(StrEnum):

@@ -13,7 +13,8 @@ from harness.conditions import CONDITION_TAG
 from harness.decide.gate.sides import RunSide, load_side
 from harness.errors import InputError
 from harness.stats.by_slice import StatsOptions
-from harness.stats.degradation import Degradation, degradation
+from harness.stats.degradation import degradation
+from harness.stats.records import Degradation
 from harness.stats.slices import SliceSpec
 
 RUN_TAG = "run"  # the two runs become the two "conditions" of the paired comparison

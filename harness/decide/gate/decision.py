@@ -12,8 +12,7 @@ from harness.decide.gate.checks import Check, CheckId, CheckKind, Status, Untest
 from harness.decide.gate.compare import compare, normalizer_mismatch, unfair_comparison_warnings
 from harness.decide.gate.sides import RunSide
 from harness.decide.gate.signflip import is_set, sign_flip_p_values
-from harness.stats.by_slice import Interval
-from harness.stats.degradation import Degradation
+from harness.stats.records import Degradation, Interval
 
 GATE_SCHEMA = "asrfair.gate/1"
 ORDER = (Status.REGRESSION, Status.IMPROVED, Status.PASS, Status.NOT_TESTED)
