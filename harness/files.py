@@ -12,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
 
 from harness.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd  # write_parquet's argument: reading a saved run's metrics needs no pandas
 
 METRICS_SCHEMA = "asrfair.metrics/6"
 # Versions whose ``provenance`` block — all that discover, verify, gate and a re-score read — is the

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 from cli import invoke
-from conftest import accent_records, write_config
+from conftest import REPO, accent_records, write_config
 
 from harness.results import FailedUtterance, RunResult
 from harness.stats.records import (
@@ -129,3 +131,29 @@ def test_null_reads_back_as_none_or_nan_as_the_field_is_typed(saved):
     assert read.disparity.gap is None
     assert RunResult.from_dict(metrics).to_dict() == metrics
 
+
+# In a fresh interpreter: what is loaded after importing the results and the terminal renderer, and
+# after reading a saved run back and printing its summary (as a warm rerun does, issue 28).
+_READ_AND_PRINT = """
+import io, json, sys
+from rich.console import Console
+import harness.results, harness.report.terminal
+heavy = set(sys.argv[2].split(","))
+print(sorted(heavy & sys.modules.keys()))
+result = harness.results.RunResult.from_dict(json.load(open(sys.argv[1], encoding="utf-8")))
+harness.report.terminal.print_summary(result, Console(file=io.StringIO(), width=160))
+print(sorted(heavy & sys.modules.keys()))
+"""
+
+
+def test_reading_and_printing_a_saved_run_loads_no_statistics_library(saved, tmp_path):
+    """The records are apart from the statistics that compute them (harness/stats/records.py): no
+    scipy, statsmodels or pandas for a saved run's report, and cattrs only once one is read."""
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(saved["full"]), encoding="utf-8")
+    heavy = "scipy,statsmodels,pandas,cattrs"
+    ran = subprocess.run(
+        [sys.executable, "-c", _READ_AND_PRINT, str(path), heavy], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["[]", "['cattrs']"]
