@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+AUDIO_PROBES = "audio-probes.json"  # beside the transcript cache: the manifest's audio files found whole
+
 
 @dataclass(frozen=True)
 class RunOutcome:
@@ -105,7 +107,8 @@ class Prepared:
 
 
 def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
-    manifest = load_manifest(config.dataset, audio_roots=config.audio_roots)
+    probes = config.cache_path.parent / AUDIO_PROBES
+    manifest = load_manifest(config.dataset, audio_roots=config.audio_roots, probes=probes)
     for warning in manifest.warnings[:10]:
         log.warning("%s", warning)
     if len(manifest.warnings) > 10:
@@ -249,7 +252,7 @@ def _run_into(
             transcribe = pool.transcribe_all
         for rendering, utterances in _passes(prepared):
             result = transcribe(utterances, backend, cache, rendering=rendering, on_batch=on_batch, stop=stop)
-            rows.append(frame_rows(utterances, result.transcripts))
+            rows.append(frame_rows(utterances, result.transcripts, prepared.manifest.file_seconds))
             table = _transcript_table(result.transcripts.values(), backend, result.from_cache)
             if rendering is not None:
                 table.insert(1, CONDITION_TAG, rendering.condition.name)
@@ -261,16 +264,21 @@ def _run_into(
             pool.close()
         cache.close()
         backend.close()
-    write_parquet(paths.transcripts, pd.concat(tables, ignore_index=True))
+    transcripts = pd.concat(tables, ignore_index=True)
+    write_parquet(paths.transcripts, transcripts)
     provenance = _provenance(config, prepared.manifest, backend)
     provenance["conditions_skipped"] = prepared.skipped
-    metrics = _scores(paths, rows, prepared, provenance)
+    metrics = _scores(paths, rows, prepared, provenance, transcripts)
     record_run(config.history_path, paths.root, metrics)
     return RunOutcome(paths, metrics, transcribed, cached, config.max_failure_rate)
 
 
 def _scores(
-    paths: RunPaths, rows: list[list[dict[str, Any]]], prepared: Prepared, provenance: dict[str, Any]
+    paths: RunPaths,
+    rows: list[list[dict[str, Any]]],
+    prepared: Prepared,
+    provenance: dict[str, Any],
+    transcripts: pd.DataFrame,
 ) -> dict[str, Any]:
     """Score the run into its directory, or reuse a stored scoring whose inputs are all the same
     (:mod:`harness.reuse`); either way the files come from the stored scoring, stamped alike."""
@@ -285,7 +293,7 @@ def _scores(
     metrics = store.restore(key, paths.root, created)
     if metrics is None:
         metrics = _score_fresh(paths, rows, prepared, provenance, store, key)
-    return _with_throughput(paths, rows, metrics)
+    return _with_throughput(paths, rows, metrics, transcripts)
 
 
 def _score_fresh(
@@ -308,11 +316,14 @@ def _score_fresh(
     return stamp(paths.root, store.score(key, token, score_into), token, created)
 
 
-def _with_throughput(paths: RunPaths, rows: list[list[dict[str, Any]]], metrics: dict[str, Any]) -> dict[str, Any]:
+def _with_throughput(
+    paths: RunPaths, rows: list[list[dict[str, Any]]], metrics: dict[str, Any], transcripts: pd.DataFrame
+) -> dict[str, Any]:
     """This run's own RTFx (what it transcribed, not what the cache served) in metrics.json. It is
-    added after the stored scoring is restored, because it is the one figure a rerun does not share."""
+    added after the stored scoring is restored, because it is the one figure a rerun does not share.
+    ``transcripts``: the table just written to transcripts.parquet (not read back)."""
     frame = pd.concat([pd.DataFrame(pass_rows) for pass_rows in rows], ignore_index=True)
-    measured = _throughput(paths, frame, metrics["provenance"])
+    measured = _throughput(paths, frame, metrics["provenance"], transcripts)
     found = asdict(measured) if measured is not None else None
     if found is None or metrics.get("throughput") == found:
         return metrics
@@ -818,12 +829,16 @@ def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = Non
     return target
 
 
-def _throughput(paths: RunPaths, frame: pd.DataFrame, provenance: dict[str, Any]) -> Throughput | None:
-    """RTFx of what this run transcribed (docs/metrics.md); None where transcripts.parquet is gone."""
-    try:
-        transcripts = pd.read_parquet(paths.transcripts, columns=["id", "status", "latency_s", "cached"])
-    except (OSError, ValueError):
-        return None
+def _throughput(
+    paths: RunPaths, frame: pd.DataFrame, provenance: dict[str, Any], transcripts: pd.DataFrame | None = None
+) -> Throughput | None:
+    """RTFx of what this run transcribed (docs/metrics.md), from ``transcripts`` or else the run's
+    transcripts.parquet; None where that is gone."""
+    if transcripts is None:
+        try:
+            transcripts = pd.read_parquet(paths.transcripts, columns=["id", "status", "latency_s", "cached"])
+        except (OSError, ValueError):
+            return None
     if "audio_s" not in frame:  # scored before clip lengths were kept
         return None
     remote = bool(provenance.get("backend", {}).get("remote"))

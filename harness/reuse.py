@@ -45,9 +45,12 @@ _LIBRARIES = (
 _HARNESS = Path(__file__).parent
 
 
-def frame_rows(utterances: Sequence[Utterance], transcripts: Mapping[str, Transcript]) -> list[dict[str, Any]]:
+def frame_rows(
+    utterances: Sequence[Utterance], transcripts: Mapping[str, Transcript], file_seconds: Mapping[Path, float]
+) -> list[dict[str, Any]]:
     """One row per utterance: speaker, tags, raw reference and hypothesis, status and error, and
-    the clip's length in seconds (``audio_s``, null when unknown: the runaway ``rate`` rule's input).
+    the clip's length in seconds (``audio_s``, null when unknown: the runaway ``rate`` rule's input;
+    from ``file_seconds``, the manifest check's header lengths, where it has the file).
 
     Utterances without an ``ok`` transcript keep their row with ``status`` and ``error`` set and
     no hypothesis: they are reported as failures per slice, never scored as empty transcripts.
@@ -66,7 +69,7 @@ def frame_rows(utterances: Sequence[Utterance], transcripts: Mapping[str, Transc
                 "error": None if ok else (transcript.error if transcript else "no transcript"),
                 "reference": utt.text,
                 "hypothesis": transcript.text if ok else None,
-                "audio_s": clip_seconds(utt),
+                "audio_s": clip_seconds(utt, file_seconds.get(utt.audio)),
             }
         )
     return rows

@@ -164,3 +164,33 @@ def test_jsonl_line_separator_inside_string_and_bom(make_manifest, tmp_path, ton
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(record, ensure_ascii=False).encode() + b"\n")
     (utt,) = load_manifest(path).utterances
     assert utt.text == "one\u2028two"
+
+
+def test_audio_probes_are_reused_until_the_file_changes(tmp_path):
+    """A rerun trusts a file found whole before only while its size and modification time are the
+    same: a truncated copy put in its place is opened and refused again."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    audio = tmp_path / "a.flac"
+    sf.write(audio, 0.1 * rng.standard_normal(48_000), 16_000)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "u1", "audio": "a.flac", "text": "hi"}) + "\n", encoding="utf-8")
+    probes = tmp_path / "cache" / "audio-probes.json"
+
+    first = load_manifest(manifest, probes=probes)
+    assert first.file_seconds == {audio.resolve(): 3.0}
+    stored = json.loads(probes.read_text())
+    assert list(stored.values()) == [[audio.stat().st_size, audio.stat().st_mtime_ns, 48_000, 16_000]]
+    # the stored probe is what a rerun reads (the file is not opened again): shown by a planted length
+    stored[str(audio.resolve())][2] = 32_000
+    probes.write_text(json.dumps(stored))
+    assert load_manifest(manifest, probes=probes).file_seconds == {audio.resolve(): 2.0}
+
+    whole = audio.read_bytes()
+    audio.write_bytes(whole[: len(whole) // 2])  # truncated: its header still promises 3 s
+    problems = [str(p) for p in read_manifest(manifest, probes=probes).errors]
+    assert len(problems) == 1 and "is truncated" in problems[0], problems
+    assert str(audio.resolve()) in json.loads(probes.read_text())  # a bad file is never stored as whole
+    assert json.loads(probes.read_text())[str(audio.resolve())][0] != audio.stat().st_size

@@ -85,16 +85,21 @@ def probe_duration(path: Path) -> float | None:
         return None
 
 
-def clip_seconds(utt: Utterance) -> float | None:
-    """The clip's length: the manifest's ``duration``, else the file's header less the offset
-    (None when unreadable; no decoding, so it is cheap enough for every utterance of a run)."""
+def clip_seconds(utt: Utterance, file_seconds: float | None = None) -> float | None:
+    """The clip's length: the manifest's ``duration``, else the file's header (``file_seconds``
+    when already read: frames / sample rate) less the offset (None when unreadable; no decoding,
+    so it is cheap enough for every utterance of a run)."""
     if utt.duration is not None:
         return utt.duration
-    try:
-        info = sf.info(str(utt.audio))
-    except (sf.LibsndfileError, RuntimeError, OSError):
-        return None
-    return max(info.frames / info.samplerate - utt.offset, 0.0) if info.samplerate else None
+    if file_seconds is None:
+        try:
+            info = sf.info(str(utt.audio))
+        except (sf.LibsndfileError, RuntimeError, OSError):
+            return None
+        if not info.samplerate:
+            return None
+        file_seconds = info.frames / info.samplerate
+    return max(file_seconds - utt.offset, 0.0)
 
 
 def file_sha256(path: Path) -> str:

@@ -12,6 +12,7 @@ new group.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -89,6 +90,9 @@ class Manifest:
     utterances: tuple[Utterance, ...]
     problems: tuple[Problem, ...]
     sha256: str
+    # each audio file's length as its header gives it (frames / sample rate), for the files
+    # libsndfile reads: what clip_seconds would read again for every utterance
+    file_seconds: Mapping[Path, float] = field(default_factory=dict, compare=False)
 
     @property
     def errors(self) -> list[Problem]:
@@ -106,9 +110,15 @@ class Manifest:
         return list(seen)
 
 
-def load_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Sequence[Path] | None = ()) -> Manifest:
+def load_manifest(
+    path: str | Path,
+    *,
+    check_audio: bool = True,
+    audio_roots: Sequence[Path] | None = (),
+    probes: Path | None = None,
+) -> Manifest:
     """Load and validate a manifest; raise :class:`InputError` naming the first error."""
-    manifest = read_manifest(path, check_audio=check_audio, audio_roots=audio_roots)
+    manifest = read_manifest(path, check_audio=check_audio, audio_roots=audio_roots, probes=probes)
     if manifest.errors:
         first = manifest.errors[0]
         more = len(manifest.errors) - 1
@@ -117,11 +127,18 @@ def load_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Se
     return manifest
 
 
-def read_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Sequence[Path] | None = ()) -> Manifest:
+def read_manifest(
+    path: str | Path,
+    *,
+    check_audio: bool = True,
+    audio_roots: Sequence[Path] | None = (),
+    probes: Path | None = None,
+) -> Manifest:
     """Read a manifest, collecting every problem instead of stopping at the first.
 
     Audio must resolve inside the manifest's folder or one of ``audio_roots``; ``None`` lifts the
-    rule, for readers that never open the audio (coverage counts tags only).
+    rule, for readers that never open the audio (coverage counts tags only). ``probes``: a JSON
+    file of audio files already found whole (:class:`AudioProbes`), so a rerun opens none again.
     """
     path = Path(path)
     if not path.is_file():
@@ -133,6 +150,7 @@ def read_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Se
     seen_ids: dict[str, int] = {}
     utterances: list[Utterance] = []
     durations: dict[Path, float | str] = {}
+    known = AudioProbes(probes)
     resolved: dict[str, Path] = {}  # each distinct audio path resolved once: many segments share a file
     rows = _csv_rows(path, raw) if path.suffix.lower() == ".csv" else _jsonl_rows(path, raw)
     for line, row in rows:
@@ -161,17 +179,61 @@ def read_manifest(path: str | Path, *, check_audio: bool = True, audio_roots: Se
         if utt is None:
             continue
         if check_audio:
-            problems.extend(_check_audio(path, line, utt, durations))
+            problems.extend(_check_audio(path, line, utt, durations, known))
         utterances.append(utt)
     if not utterances and not any(p.level == "error" for p in problems):
         problems.append(Problem("error", path, 0, None, "manifest has no utterances"))
-    return Manifest(path, tuple(utterances), tuple(problems), hashlib.sha256(raw).hexdigest())
+    known.save()
+    return Manifest(path, tuple(utterances), tuple(problems), hashlib.sha256(raw).hexdigest(), known.seconds)
 
 
-def _file_duration(audio: Path) -> float | str:
+class AudioProbes:
+    """Audio files found readable to their last frame, keyed on path, size and modification time
+    (ns): a file that is rewritten, truncated or replaced changes its size or time and is opened
+    and checked again. Only whole files are kept, so a problem is always found afresh.
+    ``seconds``: each file's frames / sample rate, probed now or before."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.seconds: dict[Path, float] = {}
+        self._found: dict[str, list[int]] = {}  # path: [size, mtime_ns, frames, sample rate]
+        self._read: dict[str, list[int]] = {}
+        if path is not None:
+            with contextlib.suppress(OSError, ValueError):
+                read = json.loads(path.read_text(encoding="utf-8"))
+                self._read = read if isinstance(read, dict) else {}
+
+    def lookup(self, audio: Path, status: os.stat_result) -> float | None:
+        entry = self._read.get(str(audio))
+        whole = isinstance(entry, list) and len(entry) == 4 and all(type(n) is int for n in entry) and entry[3] > 0
+        if not (whole and entry[:2] == [status.st_size, status.st_mtime_ns]):
+            return None
+        return self.keep(audio, status, entry[2], entry[3])
+
+    def keep(self, audio: Path, status: os.stat_result, frames: int, rate: int) -> float:
+        self._found[str(audio)] = [status.st_size, status.st_mtime_ns, frames, rate]
+        self.seconds[audio] = frames / rate
+        return frames / rate
+
+    def save(self) -> None:
+        """Write what this manifest's files are now (when it changed; a failed write only costs a rerun the probe)."""
+        if self.path is None or all(self._read.get(name) == entry for name, entry in self._found.items()):
+            return
+        with contextlib.suppress(OSError):  # other manifests' files in the same cache folder stay
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps({**self._read, **self._found}), encoding="utf-8")
+            os.replace(temporary, self.path)
+
+
+def _file_duration(audio: Path, known: AudioProbes) -> float | str:
     """Seconds of audio in the file, or the one-line problem with it."""
     if not audio.is_file():
         return f"audio file not found: {audio}; paths are relative to the manifest"
+    status = audio.stat()
+    seconds = known.lookup(audio, status)
+    if seconds is not None:
+        return seconds
     try:
         info = sf.info(str(audio))
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -183,6 +245,8 @@ def _file_duration(audio: Path) -> float | str:
     if info.frames and not _last_frame_readable(audio, info.frames):
         message = f"{audio} is truncated: its header promises {duration:.2f}s that the file does not hold"
         return f"{message}; copy or download it again"
+    if info.samplerate:
+        known.keep(audio, status, info.frames, info.samplerate)
     return duration
 
 
@@ -443,12 +507,14 @@ def _number(row: Mapping[str, Any], key: str, default: float | None, error: Any)
     return number
 
 
-def _check_audio(path: Path, line: int, utt: Utterance, durations: dict[Path, float | str]) -> list[Problem]:
+def _check_audio(
+    path: Path, line: int, utt: Utterance, durations: dict[Path, float | str], known: AudioProbes
+) -> list[Problem]:
     """The segment lies inside a readable file; each file is opened once per manifest (``durations``
     holds its length or why it cannot be read), however many segments it holds."""
     shown = utt.audio
     if utt.audio not in durations:
-        durations[utt.audio] = _file_duration(utt.audio)
+        durations[utt.audio] = _file_duration(utt.audio, known)
     duration = durations[utt.audio]
     if isinstance(duration, str):
         return [Problem("error", path, line, "audio", duration)]

@@ -8,15 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values (same order as given)."""
+    """Holm–Bonferroni adjusted p-values (same order as given).
+
+    The arithmetic of statsmodels' ``multipletests(method="holm")``, operation for operation (so
+    bit-identical), without its ``gc.collect()``: a full collection costs ~0.4 s each time on a
+    100,000-utterance run's heap, and a run adjusts several families."""
     if len(p_values) == 0:
         return []
-    # Imported here: statsmodels pulls in scipy.stats (~0.5 s), which a cached rerun's terminal output must not pay for.
-    from statsmodels.stats.multitest import multipletests
-
-    return multipletests(list(p_values), method="holm")[1].tolist()
+    p = np.asarray(list(p_values))
+    order = np.argsort(p)
+    corrected = np.maximum.accumulate(np.take(p, order) * np.arange(len(p), 0, -1))
+    corrected[corrected > 1] = 1
+    adjusted = np.empty_like(corrected)
+    adjusted[order] = corrected
+    return adjusted.tolist()
 
 
 def p_text(p: float | None) -> str:
