@@ -91,7 +91,9 @@ def test_an_uncertain_comparison_group_is_said_not_hidden():
 
 def test_the_minimum_detectable_gap_shrinks_as_one_over_root_speakers():
     """Doubling a simulated corpus (twice the speakers, same variance components) divides the gap
-    a slice can show by about √2, averaged over corpora."""
+    a slice can show by about √2, averaged over corpora — apart from the factor of the standard
+    error's upper confidence bound, which shrinks towards 1 as its df grow."""
+    from harness.stats.by_slice import se_upper_factor
     options = StatsOptions(min_speakers=1, min_words=1, bootstrap=1000, permutations=0)
     spec = SliceSpec(by=("accent",))
 
@@ -100,7 +102,10 @@ def test_the_minimum_detectable_gap_shrinks_as_one_over_root_speakers():
         for seed in range(16):
             groups = [("a", 0.2, speakers, 6, TRUTH), ("b", 0.25, speakers, 6, TRUTH)]
             dimension = summarise(simulate(np.random.default_rng(seed), groups), [spec], options).dimensions[0]
-            gaps += [s.vs_overall.min_detectable for s in dimension.slices]
+            gaps += [
+                s.vs_overall.min_detectable / float(se_upper_factor(np.array([s.vs_overall.df]))[0])
+                for s in dimension.slices
+            ]
         return float(np.mean(gaps))
 
     assert mean_gap(60) / mean_gap(30) == pytest.approx(1 / math.sqrt(2), abs=0.06)
@@ -113,10 +118,12 @@ def test_min_detectable_gap_is_the_t_sum_times_the_standard_error():
     from harness.stats.records import SliceComparison
 
     comparison = SliceComparison(0.0, [None, None], se=0.01, df=12.0)
-    expected = (scipy_stats.t.ppf(1 - 0.05 / 2, 12) + scipy_stats.t.ppf(0.8, 12)) * 0.01
+    # the standard error's 95 % upper confidence bound (χ² on its 12 df), not the estimate
+    se_bound = 0.01 * math.sqrt(12 / scipy_stats.chi2.ppf(0.05, 12))
+    expected = (scipy_stats.t.ppf(1 - 0.05 / 2, 12) + scipy_stats.t.ppf(0.8, 12)) * se_bound
     assert detectable_gap(comparison, 0.95, 1, 0.8) == pytest.approx(expected)
     # Holm's worst case over 3 tests: the level is α / 3.
-    holm_worst = (scipy_stats.t.ppf(1 - 0.05 / 6, 12) + scipy_stats.t.ppf(0.8, 12)) * 0.01
+    holm_worst = (scipy_stats.t.ppf(1 - 0.05 / 6, 12) + scipy_stats.t.ppf(0.8, 12)) * se_bound
     assert detectable_gap(comparison, 0.95, 3, 0.8) == pytest.approx(holm_worst)
     assert detectable_gap(SliceComparison(0.0, [None, None]), 0.95, 1, 0.8) is None  # no standard error: nothing to say
 

@@ -315,7 +315,9 @@ def test_detectable_gap_also_gives_the_dimension_test_its_power():
     interval_only = detectable_gaps([comparison], 0.95, 4, 0.8, [0.15])[0]
     both = detectable_gaps([comparison], 0.95, 4, 0.8, [0.15], test)[0]
     assert both is not None and interval_only is not None and both > interval_only
-    lam = (np.log1p(both / 0.15) / (0.01 / 0.15)) ** 2
+    # on the standard error's 95 % upper confidence bound (χ² on its 20 df), not on 0.01 itself
+    se_bound = 0.01 * np.sqrt(20 / sps.chi2.ppf(0.05, 20))
+    lam = (np.log1p(both / 0.15) / (se_bound / 0.15)) ** 2
     critical = sps.f.isf(0.05 / 4, 3.0, 6.0)
     assert sps.ncf.sf(critical, 3.0, 6.0, lam) == pytest.approx(0.8, abs=1e-4)
     # A comparison without a standard error still has nothing to say.
