@@ -64,6 +64,8 @@ def test_planted_per_slice_difference_is_recovered_and_nothing_else(tmp_path, ma
     assert ("slice-accuracy", "scottish") in kinds
     assert ("gap-narrowed", "scottish") in kinds
     assert ("fairer", None) in kinds and all(c.text.startswith("new is fairer") for c in claims if c.kind == "fairer")
+    (closed,) = [c for c in claims if c.kind == "pair-narrowed"]
+    assert closed.text.startswith("new narrows the accent gap between old's worst and best slices (scottish − ")
     # Welsh and general were served alike by both systems: no claim names them.
     assert not [c for c in claims if c.slice in ("welsh", "general")]
     (pair,) = dataset.pairs
@@ -71,6 +73,7 @@ def test_planted_per_slice_difference_is_recovered_and_nothing_else(tmp_path, ma
     scottish = next(s for s in accent.slices if s.slice == "scottish")
     assert scottish.delta.estimate < -0.2 and scottish.delta.ci[1] < 0 and scottish.delta.significant
     assert accent.gap_change.ci[1] < 0 and accent.fairer == "new"
+    assert accent.worst_a == "scottish" and accent.pair_change.ci[1] < 0 and accent.pair_change.significant
     assert scottish.speaker_tests.b_better == 12 and scottish.speaker_tests.sign_p < 0.01
     # the leaderboard: new first, alone; its worst-slice and gap figures are the full run's
     top, second = dataset.leaderboard

@@ -50,8 +50,8 @@ def _dataset(d: DatasetResult, result: StudyResult) -> list[str]:
               + (f" ({d.excluded_utterances} left out: not scored by every system)" if d.excluded_utterances else "")
               + ":", "",
               "| B vs A | ΔWER (B − A) [CI] | p (Holm) | speakers B better / A better | sign p | Wilcoxon p | "
-              f"{dim} gap A → B | gap change [CI] | fairer |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              f"{dim} gap A → B | gap change [CI] | A's worst − best: change [CI] | fairer |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for pair in d.pairs:
         lines.append("| " + " | ".join(_pair_cells(pair, d.dimension)) + " |")
     for heat in d.heatmaps:
@@ -83,11 +83,14 @@ def _pair_cells(pair: PairComparison, dimension: str | None) -> list[str]:
     dim = next((x for x in pair.dimensions if x.name == dimension), None)
     gap = "–"
     change = "–"
+    between = "–"
     if dim is not None and dim.gap_a is not None and dim.gap_b is not None:
         gap = f"{100 * dim.gap_a:.1f} → {100 * dim.gap_b:.1f} pp"
         change = paired_text(dim.gap_change)
+        if dim.best_a is not None and dim.worst_a is not None:
+            between = f"{md_text(dim.worst_a)} − {md_text(dim.best_a)}: {paired_text(dim.pair_change)}"
     return [f"{md_text(pair.b)} vs {md_text(pair.a)}", paired_text(pair.delta), p_holm_text(pair.delta),
-            f"{t.b_better} / {t.a_better}", _p(t.sign_p), _p(t.wilcoxon_p), gap, change,
+            f"{t.b_better} / {t.a_better}", _p(t.sign_p), _p(t.wilcoxon_p), gap, change, between,
             md_text(dim.fairer) if dim is not None and dim.fairer else "–"]
 
 

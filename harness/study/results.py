@@ -124,6 +124,10 @@ class DimensionDifference:
     worst_change: Paired  # worst-slice WER of B − of A, the same construction
     fairer: str | None = None  # the system whose gap is smaller, where the Bonferroni-level interval excludes 0
     note: str | None = None
+    best_a: str | None = None  # the best ranked slice under A
+    # (WER_B,worst_a − WER_B,best_a) − (WER_A,worst_a − WER_A,best_a): max-T bounds over every pair,
+    # ``significant`` where the Bonferroni-level (pairs × dimensions) bounds exclude 0
+    pair_change: Paired = Paired(None, None)
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,8 @@ class Claim:
     """A sentence the data supports, with the figure behind it."""
 
     dataset: str
-    kind: str  # accuracy | slice-accuracy | gap-narrowed | gap-widened | gap-shifted | fairer
+    # accuracy | slice-accuracy | gap-narrowed | gap-widened | gap-shifted | pair-narrowed | pair-widened | fairer
+    kind: str
     text: str
     a: str
     b: str
