@@ -175,21 +175,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--test-order-seed", type=int, default=0, help="the seed of --test-order shuffle")
 
 
-# The files that take longest (CPU, `--durations=0` of `make test`), longest first. Under xdist
-# (`--dist loadfile` hands out whole files in collection order) they start first, so the run does not
-# end with one worker alone on a long file. Only the balance depends on this list, never a result.
+# The files that take longest (sum of their tests' --durations in a full `make test`, docs/PERFORMANCE.md),
+# longest first. Under xdist (`--dist loadfile` hands out whole files in collection order) they start
+# first, so the run does not end with one worker alone on a long file. Only balance depends on this.
 LONGEST_FIRST = (
     "tests/test_calibration.py",
-    "tests/reliability/test_crash_resume.py",
-    "tests/test_ray_executor.py",
-    "tests/reliability/test_secrets.py",
     "tests/reliability/test_fuzz_inputs.py",
-    "tests/test_degradation_stats.py",
-    "tests/test_backend_contract.py",
-    "tests/reliability/test_flaky_backends.py",
+    "tests/test_study.py",
+    "tests/test_ray_executor.py",
+    "tests/test_gate.py",
+    "tests/test_normalization.py",
     "tests/test_power.py",
+    "tests/test_discover.py",
+    "tests/test_degradation_stats.py",
     "tests/test_cli.py",
+    "tests/test_backend_contract.py",
+    "tests/test_conditions.py",
+    "tests/reliability/test_crash_resume.py",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist's loadfile would otherwise hand out files by their number of tests, most first, undoing
+    # both LONGEST_FIRST and --test-order (the same as passing --no-loadscope-reorder)
+    config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
