@@ -47,8 +47,9 @@ study: $(VENV)/.runtime
 	$(BIN)/python -m pip install --quiet -e '.[pocketsphinx]'
 	$(BIN)/asrfair study configs/study-demo.yaml
 
+# two workers, a whole test file each at a time (module fixtures built once); README's test section says why
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # 10,000 broken inputs through every command: 0 segfaults, internal errors or hangs (docs/RELIABILITY.md)
 fuzz: $(VENV)/.dev

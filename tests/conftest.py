@@ -12,7 +12,10 @@ How to write a test here (the suite must pass on a loaded 2-core CI machine, in 
   (query, body, job lifecycle) in test_backend_<name>.py, using the ``corpus`` and ``oracle`` fixtures.
 - Time: never assert on how long something took. Wait for an event (a file, a log line, a request
   count) with a generous deadline (60-120 s) that only fails when the event never comes.
-- Isolation: write under ``tmp_path``; bind servers to port 0 (``LoopbackServer``, ``free_port``); no
+- Isolation: ``make test`` runs two pytest-xdist workers side by side (``-n 2 --dist loadfile``: a
+  file's tests stay together in one worker). Write under ``tmp_path``, never into the repo or a fixed
+  /tmp path; bind servers to port 0 (``LoopbackServer``; ``free_port`` only for a command that needs a
+  number, retrying if the port was taken meanwhile); signal only the processes the test started; no
   module-level state that one test sets and another reads.
 - Cost: mark a test that runs a real model or takes more than ~10 s on an idle machine with
   ``@pytest.mark.slow``; ``pytest -m "not slow"`` is the quick subset, ``make test`` runs everything.
@@ -172,9 +175,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--test-order-seed", type=int, default=0, help="the seed of --test-order shuffle")
 
 
+# The files that take longest (sum of their tests' --durations in a full `make test`, docs/PERFORMANCE.md),
+# longest first. Under xdist (`--dist loadfile` hands out whole files in collection order) they start
+# first, so the run does not end with one worker alone on a long file. Only balance depends on this.
+LONGEST_FIRST = (
+    "tests/test_calibration.py",
+    "tests/reliability/test_fuzz_inputs.py",
+    "tests/test_study.py",
+    "tests/test_ray_executor.py",
+    "tests/test_gate.py",
+    "tests/test_normalization.py",
+    "tests/test_power.py",
+    "tests/test_discover.py",
+    "tests/test_degradation_stats.py",
+    "tests/test_cli.py",
+    "tests/test_backend_contract.py",
+    "tests/test_conditions.py",
+    "tests/reliability/test_crash_resume.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist's loadfile would otherwise hand out files by their number of tests, most first, undoing
+    # both LONGEST_FIRST and --test-order (the same as passing --no-loadscope-reorder)
+    config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Reorder whole modules (xdist's workers each run this on their own identical collection, so the
+    seeded shuffle agrees across them). File order on a parallel run puts LONGEST_FIRST ahead."""
     order = config.getoption("--test-order")
-    if order == "file":
+    parallel = hasattr(config, "workerinput")  # this process is a pytest-xdist worker
+    if order == "file" and not parallel:
         return
     import random
 
@@ -182,7 +214,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
     groups = list(modules.values())
-    if order == "reverse":
+    if order == "file":
+        rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+        groups.sort(key=lambda group: rank.get(group[0].nodeid.split("::")[0], len(rank)))  # stable
+    elif order == "reverse":
         groups = [group[::-1] for group in groups[::-1]]
     else:
         rng = random.Random(config.getoption("--test-order-seed"))

@@ -353,11 +353,11 @@ def test_language_codes_and_error_classes():
 def test_an_unreachable_transcribe_endpoint_fails_each_utterance_and_cleans_up(
     tmp_path, corpus, moto_s3, bucket, caplog
 ):
-    with socket.socket() as probe:  # a port nobody listens on
+    with socket.socket() as probe:  # bound and never listening: refused, and no other test can take the port
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    config = aws_config(tmp_path, corpus, moto_s3, closed, bucket, max_attempts=2, failures=1.0)
-    outcome = run(prepare(config))
+        config = aws_config(tmp_path, corpus, moto_s3, closed, bucket, max_attempts=2, failures=1.0)
+        outcome = run(prepare(config))
     failures = outcome.metrics["failures"]
     assert failures["count"] == N
     error = failures["examples"][0]["error"]

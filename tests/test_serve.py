@@ -113,21 +113,11 @@ def test_served_whisper_gives_the_same_transcripts_as_whisper_directly(tmp_path)
     """`asrfair serve` (the real command) with faster-whisper, read by openai-compatible."""
     manifest = write_jsonl(tmp_path / "manifest.jsonl", demo_records(per_dialect=1, into=tmp_path))
     serve_config = write_config(tmp_path / "serve.yaml", manifest, WHISPER)
-    port = free_port()
-    server = start("serve", "--backend", str(serve_config), "--port", str(port), stdout=None)
+    server, url = start_serve(["--backend", str(serve_config)])
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"serve did not start: {server.stderr.read() if server.stderr else ''}")
-                time.sleep(0.2)
         remote = {
             "name": "openai-compatible",
-            "base_url": f"http://127.0.0.1:{port}/v1",
+            "base_url": url,
             "model": "faster-whisper",
             "api_key_env": None,
             "concurrency": 4,
@@ -491,21 +481,29 @@ class LanguageEcho(Backend):
 '''
 
 
-def start_serve(arguments: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    """The real ``asrfair serve`` on a free port; returns the process and its /v1 URL once it answers."""
-    port = free_port()
-    server = start("serve", *arguments, "--port", str(port), env=env, inherit=False, stdout=None)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            httpx.get(f"{url}/models", timeout=1).raise_for_status()
-            return server, url
-        except httpx.HTTPError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"serve did not start: {server.communicate()[1]}")
-            time.sleep(0.2)
+def start_serve(arguments: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """The real ``asrfair serve`` on a free port; returns the process and its /v1 URL once it answers.
+    ``env`` replaces this process's environment. serve takes no port 0, and a port found free can be
+    taken (by a test in another xdist worker) before serve binds it: serve then exits 2 "cannot
+    listen there" at once, and another free port is tried."""
+    for _ in range(5):
+        port = free_port()
+        server = start("serve", *arguments, "--port", str(port), env=env, inherit=env is None, stdout=None)
+        url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"{url}/models", timeout=1).raise_for_status()
+                return server, url
+            except httpx.HTTPError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    server.kill()
+                    stderr = server.communicate()[1]
+                    if server.returncode == 2 and "cannot listen there" in stderr:
+                        break
+                    pytest.fail(f"serve did not start: {stderr}")
+                time.sleep(0.2)
+    pytest.fail(f"serve found no free port in 5 tries: {stderr}")
 
 
 @pytest.fixture(scope="module")
