@@ -192,6 +192,7 @@ LONGEST_FIRST = (
     "tests/test_backend_contract.py",
     "tests/test_conditions.py",
     "tests/reliability/test_crash_resume.py",
+    "tests/test_results.py",
 )
 
 
