@@ -3,6 +3,8 @@ the stub backend (planted per-slice error rates), its cache, the CLI, and study.
 
 from __future__ import annotations
 
+import re
+
 import json
 
 import jsonschema
@@ -187,6 +189,9 @@ def test_study_html_in_headless_chromium(tmp_path, manifest):
         assert pareto.first.bounding_box()["height"] > 100
         claims = page.locator("ul.claims li").all_inner_texts()
         assert any("narrows the accent=scottish gap" in c for c in claims)
+        # each pair's dimension heading carries the change between A's own worst and best slices, with its CI
+        headings = page.eval_on_selector_all("h4", "hs => hs.map(h => h.textContent)")  # inside closed <details>
+        assert any(re.search(r"A's worst − best scottish − \w+: [+-]\d+\.\d pp \[", h) for h in headings), headings
         browser.close()
 
 

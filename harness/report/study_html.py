@@ -82,6 +82,8 @@ def _dataset(d: DatasetResult, result: StudyResult) -> dict:
                 "name": dim.name,
                 "gap": "–" if dim.gap_a is None else f"{100 * dim.gap_a:.1f} → {100 * (dim.gap_b or 0):.1f} pp",
                 "gap_change": paired_text(dim.gap_change),
+                "pair": "–" if dim.worst_a is None or dim.best_a is None
+                else f"{dim.worst_a} − {dim.best_a}: {paired_text(dim.pair_change)}",
                 "fairer": dim.fairer or "–",
                 "note": dim.note,
                 "slices": [
