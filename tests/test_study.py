@@ -3,9 +3,8 @@ the stub backend (planted per-slice error rates), its cache, the CLI, and study.
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 
 import jsonschema
 import pytest
