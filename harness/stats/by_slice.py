@@ -34,6 +34,7 @@ from scipy import stats as scipy_stats
 from harness.scoring.table import COUNT_COLUMNS
 from harness.stats.arrays import ratio_or_nan, unique_inverse
 from harness.stats.inference import (
+    NULL_FLOOR_BELOW,
     Contrasts,
     Ratios,
     contrasts,
@@ -391,14 +392,6 @@ def _between_columns(r: Ratios) -> np.ndarray:
     return np.flatnonzero(foreign == 0).astype(np.int64)
 
 
-# Below this many speakers in a between-speaker slice, the dimension's vs-overall and vs-reference
-# differences take the larger of the Wald and the null-centred variance. Measured (docs/statistics.md):
-# with 6 heavy-tailed speakers against 60 the Wald intervals covered 0.875–0.896, the larger 0.950–0.975;
-# with 10–20 speakers in every slice the Wald ones covered 0.956–0.978 and the larger over-covered
-# (0.986–0.992 with equal WERs).
-NULL_FLOOR_BELOW = 10
-
-
 def _small_between(r: Ratios) -> bool:
     """Whether the dimension has a between-speaker slice of 2 to ``NULL_FLOOR_BELOW`` − 1 speakers."""
     speakers = np.asarray(r.pattern.sum(axis=0)).ravel()[_between_columns(r)]
@@ -589,8 +582,9 @@ TOO_FEW_TO_DETECT = f"too few speakers to state a detectable gap (fewer than {MI
 
 
 def _stated_gap(gap: float | None, speakers: int) -> tuple[float | None, str | None]:
-    """The detectable gap a slice of ``speakers`` may print, and why not."""
-    if gap is not None and speakers < MIN_SPEAKERS_DETECTABLE:
+    """The detectable gap a slice of ``speakers`` may print, and why not: below the floor the reason is
+    the speakers, whether or not a gap could be computed (the same words on every such slice)."""
+    if speakers < MIN_SPEAKERS_DETECTABLE:
         return None, TOO_FEW_TO_DETECT
     return gap, None
 
