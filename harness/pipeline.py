@@ -14,14 +14,13 @@ import platform
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from pydantic import ValidationError
 
 from harness import __version__, redaction
@@ -43,19 +42,22 @@ from harness.files import (
     open_run_dir,
     write_json,
     write_parquet,
+    write_table,
     write_text,
     write_yaml,
 )
-from harness.reuse import ScoreStore, frame_rows, new_token, score_key, stamp
+from harness.reuse import ScoreStore, SliceChecks, frame_rows, new_token, score_key, stamp
 from harness.scoring.align import JIWER_VERSION, SCORER_VERSION
 from harness.scoring.normalisers import Normalizer, get_normalizer
 from harness.stats.slices import SliceSpec, check_slices, default_slices, drop_duplicate_dimensions
 from harness.transcribe.cache import TranscriptCache
 from harness.transcribe.local import BatchCallback, StopRequested, TranscribeResult, transcribe_all
-from harness.transcribe.throughput import Throughput, is_remote, throughput
+from harness.transcribe.throughput import Throughput, clip_seconds_by_id, is_remote, throughput
 from harness.yamlfile import read_yaml
 
 if TYPE_CHECKING:
+    import pandas as pd  # imported where a run is scored or read back: a warm rerun does without it
+
     from harness.decide.findings import Verdict
     from harness.results import RunResult
     from harness.stats.discover import Discovery
@@ -118,16 +120,7 @@ def prepare(config: RunConfig, registry: Registry | None = None) -> Prepared:
             f"{manifest.path}: tag '{CONDITION_TAG}' clashes with the run's simulated conditions; rename the tag "
             "in the manifest (for example to recording_condition)"
         )
-    tags = [*manifest.tag_names, "language"]
-    slices = config.slice_specs() or default_slices(manifest.tag_names)
-    rows = pd.DataFrame([{**u.tags, "language": u.language} for u in manifest.utterances])
-    if config.conditions:
-        slices = with_condition_dimension(slices, config.conditions[0].name)
-        tags.append(CONDITION_TAG)
-        rows = pd.concat([rows.assign(**{CONDITION_TAG: c.name}) for c in config.conditions], ignore_index=True)
-    source = str(config.slices) if isinstance(config.slices, Path) else config.key("slices")
-    check_slices(slices, rows, tags, source)
-    slices = _without_duplicates(slices, rows)
+    slices = _checked_slices(config, manifest)
     normalizers = resolve_normalizers(configured_normalizers(config))
     try:
         backend = (registry or Registry.default()).create(config.backend.name, config.backend.options)
@@ -253,10 +246,8 @@ def _run_into(
         for rendering, utterances in _passes(prepared):
             result = transcribe(utterances, backend, cache, rendering=rendering, on_batch=on_batch, stop=stop)
             rows.append(frame_rows(utterances, result.transcripts, prepared.manifest.file_seconds))
-            table = _transcript_table(result.transcripts.values(), backend, result.from_cache)
-            if rendering is not None:
-                table.insert(1, CONDITION_TAG, rendering.condition.name)
-            tables.append(table)
+            condition = None if rendering is None else rendering.condition.name
+            tables.append(_transcript_columns(result.transcripts.values(), backend, result.from_cache, condition))
             transcribed += len(result.transcripts) - len(result.from_cache)
             cached += len(result.from_cache)
     finally:
@@ -264,8 +255,8 @@ def _run_into(
             pool.close()
         cache.close()
         backend.close()
-    transcripts = pd.concat(tables, ignore_index=True)
-    write_parquet(paths.transcripts, transcripts)
+    transcripts = {name: [value for table in tables for value in table[name]] for name in tables[0]}
+    write_table(paths.transcripts, transcripts, _transcript_types(CONDITION_TAG in tables[0]))
     provenance = _provenance(config, prepared.manifest, backend)
     provenance["conditions_skipped"] = prepared.skipped
     metrics = _scores(paths, rows, prepared, provenance, transcripts)
@@ -278,7 +269,7 @@ def _scores(
     rows: list[list[dict[str, Any]]],
     prepared: Prepared,
     provenance: dict[str, Any],
-    transcripts: pd.DataFrame,
+    transcripts: Mapping[str, list[Any]],
 ) -> dict[str, Any]:
     """Score the run into its directory, or reuse a stored scoring whose inputs are all the same
     (:mod:`harness.reuse`); either way the files come from the stored scoring, stamped alike."""
@@ -306,6 +297,8 @@ def _score_fresh(
 ) -> dict[str, Any]:
     config = prepared.config
     created = provenance["created_utc"]
+    import pandas as pd
+
     token = new_token()
     frame = pd.concat([pd.DataFrame(pass_rows) for pass_rows in rows], ignore_index=True)
     placeheld = {**provenance, "created_utc": token}
@@ -317,13 +310,15 @@ def _score_fresh(
 
 
 def _with_throughput(
-    paths: RunPaths, rows: list[list[dict[str, Any]]], metrics: dict[str, Any], transcripts: pd.DataFrame
+    paths: RunPaths, rows: list[list[dict[str, Any]]], metrics: dict[str, Any], transcripts: Mapping[str, list[Any]]
 ) -> dict[str, Any]:
     """This run's own RTFx (what it transcribed, not what the cache served) in metrics.json. It is
     added after the stored scoring is restored, because it is the one figure a rerun does not share.
-    ``transcripts``: the table just written to transcripts.parquet (not read back)."""
-    frame = pd.concat([pd.DataFrame(pass_rows) for pass_rows in rows], ignore_index=True)
-    measured = _throughput(paths, frame, metrics["provenance"], transcripts)
+    ``transcripts``: the columns just written to transcripts.parquet (not read back)."""
+    every = [row for pass_rows in rows for row in pass_rows]
+    seconds = clip_seconds_by_id((row["id"] for row in every), (row["audio_s"] for row in every))
+    remote = bool(metrics["provenance"].get("backend", {}).get("remote"))
+    measured = throughput(transcripts, seconds, remote=remote)
     found = asdict(measured) if measured is not None else None
     if found is None or metrics.get("throughput") == found:
         return metrics
@@ -666,6 +661,39 @@ def _without_duplicates(specs: list[SliceSpec], rows: pd.DataFrame) -> list[Slic
     return kept
 
 
+def _checked_slices(config: RunConfig, manifest: Manifest) -> list[SliceSpec]:
+    """The run's slice dimensions, checked against the manifest's tags (:func:`check_slices`), less
+    those that group the same utterances as another (the run says which). A rerun whose slices and
+    tags passed before takes the outcome from :class:`SliceChecks`."""
+    tags = [*manifest.tag_names, "language"]
+    slices = config.slice_specs() or default_slices(manifest.tag_names)
+    rows = [{**u.tags, "language": u.language} for u in manifest.utterances]
+    conditions = [c.name for c in config.conditions]
+    if conditions:
+        slices = with_condition_dimension(slices, conditions[0])
+        tags.append(CONDITION_TAG)
+    checks = SliceChecks(config.cache_path)
+    key = checks.key([*(s.model_dump(mode="json") for s in slices), {"conditions": conditions}], tags, rows)
+    dropped = checks.passed(key)
+    if dropped is None or any(index >= len(slices) for index, _ in dropped):
+        import pandas as pd
+
+        frame = pd.DataFrame(rows)
+        if conditions:
+            frame = pd.concat([frame.assign(**{CONDITION_TAG: name}) for name in conditions], ignore_index=True)
+        source = str(config.slices) if isinstance(config.slices, Path) else config.key("slices")
+        check_slices(slices, frame, tags, source)
+        kept, left_out = drop_duplicate_dimensions(slices, frame)
+        kept_ids = {id(spec) for spec in kept}
+        indices = [i for i, spec in enumerate(slices) if id(spec) not in kept_ids]
+        dropped = [(i, item.describe()) for i, item in zip(indices, left_out, strict=True)]
+        checks.keep(key, dropped)
+    for _, warning in dropped:
+        log.warning("%s", warning)
+    left = {index for index, _ in dropped}
+    return [spec for i, spec in enumerate(slices) if i not in left]
+
+
 def _open_finished(run_dir: Path) -> tuple[RunPaths, RunConfig, pd.DataFrame]:
     paths = open_run_dir(run_dir)
     check_sealed(paths.root)
@@ -675,6 +703,8 @@ def _open_finished(run_dir: Path) -> tuple[RunPaths, RunConfig, pd.DataFrame]:
         config = RunConfig.model_validate(read_yaml(paths.config, "run config"))
     except ValidationError as exc:
         raise InputError(f"{paths.config}: {format_validation_error(exc, model=RunConfig)}") from None
+    import pandas as pd
+
     try:
         frame = pd.read_parquet(paths.utterances)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
@@ -829,40 +859,50 @@ def report(run_dir: Path, *, out: Path | None = None, compare: Path | None = Non
     return target
 
 
-def _throughput(
-    paths: RunPaths, frame: pd.DataFrame, provenance: dict[str, Any], transcripts: pd.DataFrame | None = None
-) -> Throughput | None:
-    """RTFx of what this run transcribed (docs/metrics.md), from ``transcripts`` or else the run's
-    transcripts.parquet; None where that is gone."""
-    if transcripts is None:
-        try:
-            transcripts = pd.read_parquet(paths.transcripts, columns=["id", "status", "latency_s", "cached"])
-        except (OSError, ValueError):
-            return None
+def _throughput(paths: RunPaths, frame: pd.DataFrame, provenance: dict[str, Any]) -> Throughput | None:
+    """RTFx of what a finished run transcribed (docs/metrics.md), from its transcripts.parquet;
+    None where that is gone."""
+    import pandas as pd
+
+    try:
+        transcripts = pd.read_parquet(paths.transcripts, columns=["id", "status", "latency_s", "cached"])
+    except (OSError, ValueError):
+        return None
     if "audio_s" not in frame:  # scored before clip lengths were kept
         return None
     remote = bool(provenance.get("backend", {}).get("remote"))
-    return throughput(transcripts, frame.set_index("id")["audio_s"], remote=remote)
+    return throughput(transcripts, clip_seconds_by_id(frame["id"], frame["audio_s"]), remote=remote)
 
 
-def _transcript_table(transcripts: Iterable[Transcript], backend: Backend, from_cache: frozenset[str]) -> pd.DataFrame:
+_TRANSCRIPT_COLUMNS = ("id", "backend", "backend_id", "status", "text", "error", "latency_s", "cached")
+
+
+def _transcript_columns(
+    transcripts: Iterable[Transcript], backend: Backend, from_cache: frozenset[str], condition: str | None
+) -> dict[str, list[Any]]:
+    """One pass's transcripts.parquet columns (``condition`` second, with simulated conditions)."""
     fingerprint = backend.fingerprint_id()
-    return pd.DataFrame(
-        [
-            {
-                "id": t.id,
-                "backend": backend.name,
-                "backend_id": fingerprint,
-                "status": t.status,
-                "text": t.text,
-                "error": t.error,
-                "latency_s": t.latency_s,
-                "cached": t.id in from_cache,
-            }
-            for t in transcripts
-        ],
-        columns=["id", "backend", "backend_id", "status", "text", "error", "latency_s", "cached"],
-    )
+    listed = list(transcripts)
+    columns: dict[str, list[Any]] = {"id": [t.id for t in listed]}
+    if condition is not None:
+        columns[CONDITION_TAG] = [condition] * len(listed)
+    columns |= {
+        "backend": [backend.name] * len(listed),
+        "backend_id": [fingerprint] * len(listed),
+        "status": [t.status for t in listed],
+        "text": [t.text for t in listed],
+        "error": [t.error for t in listed],
+        "latency_s": [t.latency_s for t in listed],
+        "cached": [t.id in from_cache for t in listed],
+    }
+    return columns
+
+
+def _transcript_types(with_condition: bool) -> dict[str, str]:
+    """transcripts.parquet's columns and their types (text unless said)."""
+    typed = {"latency_s": "DOUBLE", "cached": "BOOLEAN"}
+    names = [*_TRANSCRIPT_COLUMNS[:1], *([CONDITION_TAG] if with_condition else []), *_TRANSCRIPT_COLUMNS[1:]]
+    return {name: typed.get(name, "VARCHAR") for name in names}
 
 
 def _sensitivity(

@@ -181,6 +181,55 @@ def stamp(run_dir: Path, files: Mapping[str, bytes], token: str, created_utc: st
     return json.loads(files["metrics.json"].replace(marker, when))
 
 
+class SliceChecks:
+    """Slice checks that passed (``prepare``: every tag and value a slice names exists, and the
+    dimensions that duplicate another), kept in ``slice-checks.json`` beside the transcript cache
+    under the SHA-256 of everything they read: the slices, the tag rows, the harness's files and
+    the libraries. A rerun with the same key skips them, and with them the pandas import that is
+    most of their cost; a check that failed is never kept, so its error is raised afresh."""
+
+    def __init__(self, cache_path: Path) -> None:
+        self.path = cache_path.parent / "slice-checks.json"
+
+    @staticmethod
+    def key(slices: Sequence[Mapping[str, Any]], tags: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+        header = {"slices": slices, "tags": list(tags), "harness": _harness_digest(), "libraries": _library_versions()}
+        digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode())
+        digest.update(b"\x00" + json.dumps(rows, default=str).encode())
+        return digest.hexdigest()
+
+    def passed(self, key: str) -> list[tuple[int, str]] | None:
+        """(index, warning) of each dimension left out when ``key`` last passed; None: never passed."""
+        entry = self._read().get(key)
+        if not (isinstance(entry, list) and all(_is_drop(item) for item in entry)):
+            return None
+        return [(index, warning) for index, warning in entry]
+
+    def keep(self, key: str, dropped: Sequence[tuple[int, str]]) -> None:
+        """Record a passed check, the newest :data:`KEEP` × 4 kept (a failed write only costs a rerun the check)."""
+        entries = {k: v for k, v in self._read().items() if k != key}
+        entries[key] = [list(item) for item in dropped]
+        kept = dict(list(entries.items())[-KEEP * 4 :])
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(kept), encoding="utf-8")
+            os.replace(temporary, self.path)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            found = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+
+def _is_drop(item: object) -> bool:
+    return (
+        isinstance(item, list) and len(item) == 2 and type(item[0]) is int and item[0] >= 0 and isinstance(item[1], str)
+    )
+
+
 def _harness_digest() -> str:
     """SHA-256 over the harness package's files (code, templates, data), by relative path."""
     digest = hashlib.sha256()

@@ -207,7 +207,7 @@ def test_rtfx_counts_only_what_was_transcribed_and_latency_only_for_remote_backe
             "cached": [False, False, True, False],
         }
     )
-    seconds = pd.Series({"a": 10.0, "b": 20.0, "c": 30.0, "d": 5.0})
+    seconds = {"a": 10.0, "b": 20.0, "c": 30.0, "d": 5.0}
     local = throughput(transcripts, seconds, remote=False)
     assert (local.transcripts, local.audio_s, local.processing_s, local.rtfx) == (2, 30.0, 4.0, 7.5)
     assert local.latency_s is None and local.counted == "transcribed"

@@ -8,6 +8,8 @@ import logging
 import os
 import re
 import shutil
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from conftest import write_config
 from harness import reuse
 from harness.config import load_config
 from harness.decide.integrity import check_sealed
+from harness.errors import InputError
 from harness.pipeline import prepare, run
 
 SCORED = ("metrics.json", "provenance.json", "report.md", "report.html", "utterances.parquet")
@@ -159,3 +162,57 @@ def test_output_elsewhere_says_the_cache_is_new_and_how_to_reuse_the_old(tmp_pat
     assert "(60 transcribed, 0 from cache)" in moved
     reused = asrfair_run("-o", str(tmp_path / "third"), "--cache", str(old))
     assert "(0 transcribed, 60 from cache)" in reused and "is new" not in reused
+
+
+def test_a_warm_rerun_needs_neither_pandas_nor_pyarrow(tmp_path, manifest):
+    """The rerun path (slice checks reused, transcripts.parquet and the history written through
+    DuckDB) imports no pandas, pyarrow or scipy: most of what a warm rerun's time was."""
+    config = tmp_path / "run.yaml"
+    write_config(config, manifest, {"name": "stub", "error_rates": {"accent": {"scottish": 0.2}}})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
+    assert asrfair("run", str(config), env=env).returncode == 0
+    probe = (
+        "import sys\n"
+        "from harness.cli import main\n"
+        f"sys.argv = ['asrfair', 'run', {str(config)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print('LOADED', sorted(m for m in ('pandas', 'pyarrow', 'scipy', 'statsmodels') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout
+    assert "(0 transcribed, 60 from cache)" in done.stderr
+    import pandas as pd
+
+    runs = sorted(p for p in (tmp_path / "runs").iterdir() if p.name.startswith("test-"))
+    cold, warm = (pd.read_parquet(r / "transcripts.parquet") for r in runs)
+    assert list(warm.columns) == ["id", "backend", "backend_id", "status", "text", "error", "latency_s", "cached"]
+    assert not cold["cached"].any() and warm["cached"].all()
+    assert warm.drop(columns="cached").equals(cold.drop(columns="cached"))
+    assert warm["error"].isna().all() and warm["latency_s"].notna().all()
+
+
+def test_slice_checks_are_reused_only_for_the_same_slices_and_tags(tmp_path, manifest, caplog):
+    """A rerun takes the slice checks' outcome from slice-checks.json (the dimension left out is
+    still said); changed slices are checked again, so their error is never skipped; a damaged
+    record is checked afresh."""
+    slices = [{"by": "accent"}, {"by": ["accent", "language"]}]  # language has one value: a duplicate
+    config = config_at(tmp_path, manifest, slices=slices)
+    checks = tmp_path / "runs" / ".cache" / "slice-checks.json"
+    left_out = "slice dimension 'accent × language' left out: the same groups of utterances as 'accent'"
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="harness"):
+            prepared = prepare(config)
+        assert [s.label for s in prepared.slices] == ["accent"]
+        assert any(left_out in r.getMessage() for r in caplog.records)
+        assert checks.is_file()
+    (entry,) = json.loads(checks.read_text()).values()
+    assert entry == [[1, f"{left_out} (language has one value)"]]
+    typo = config_at(tmp_path, manifest, slices=[{"by": "accent", "where": {"accent": ["scotish"]}}])
+    for _ in range(2):  # a failed check is never kept
+        with pytest.raises(InputError, match="did you mean 'scottish'"):
+            prepare(typo)
+    for damaged in ("not json", json.dumps({k: [[7, "out of range"]] for k in json.loads(checks.read_text())})):
+        checks.write_text(damaged)
+        assert [s.label for s in prepare(config).slices] == ["accent"]

@@ -21,13 +21,17 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_before_delay, wait_random_exponential
 
 from harness.errors import InputError
+from harness.files import NO_DUCKDB_EXTENSIONS, duckdb_columns
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd  # for reading the history back; a run records its rows without it
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +124,7 @@ def record_run(db_path: Path, run_dir: Path, metrics: dict[str, Any], *, lock_wa
     return True
 
 
-def run_rows(run_dir: Path, metrics: dict[str, Any]) -> dict[str, pd.DataFrame]:
+def run_rows(run_dir: Path, metrics: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
     """The rows of each history table for one run, typed as its columns."""
     run_id = run_dir.name
     dimensions = metrics.get("dimensions") or []
@@ -214,11 +218,12 @@ def _utc(text: str | None) -> datetime | None:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=list(columns))
+def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> dict[str, np.ndarray]:
+    """The rows as the NumPy columns DuckDB inserts from (no pandas: a run records itself without it)."""
+    return duckdb_columns({name: [row.get(name) for row in rows] for name in columns}, columns)
 
 
-def _replace_run(db_path: Path, run_id: str, rows: dict[str, pd.DataFrame]) -> None:
+def _replace_run(db_path: Path, run_id: str, rows: dict[str, dict[str, np.ndarray]]) -> None:
     """One short transaction: the connection (and so the file lock) is held only for it. If
     anything fails before the commit, closing the connection discards the whole transaction."""
     with connect(db_path) as con:
@@ -227,7 +232,7 @@ def _replace_run(db_path: Path, run_id: str, rows: dict[str, pd.DataFrame]) -> N
         con.commit()
 
 
-def write_rows(con: duckdb.DuckDBPyConnection, run_id: str, rows: dict[str, pd.DataFrame]) -> None:
+def write_rows(con: duckdb.DuckDBPyConnection, run_id: str, rows: dict[str, dict[str, np.ndarray]]) -> None:
     """Create or extend the schema, drop the run's old rows and insert the new ones (no commit)."""
     ensure_schema(con)
     for table, frame in rows.items():
@@ -249,10 +254,6 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
-# DuckDB would install and load an extension to read a SQLite (or other foreign) file: never here.
-_NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-
-
 def connect(db_path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection to the history database, refusing a file that is not DuckDB's by its header."""
     if db_path.exists() and not db_path.is_file():  # opening a FIFO would block
@@ -269,7 +270,7 @@ def connect(db_path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnect
     if header and header[8:12] != b"DUCK":
         kind = "a SQLite database" if header.startswith(b"SQLite format 3") else "not a DuckDB database"
         raise InputError(f"{db_path}: {kind}; set 'history:' to a .duckdb file (a new path starts a new history)")
-    return duckdb.connect(str(db_path), read_only=read_only, config=_NO_EXTENSIONS)
+    return duckdb.connect(str(db_path), read_only=read_only, config=NO_DUCKDB_EXTENSIONS)
 
 
 def _retrying(wait_s: float) -> Retrying:
@@ -335,6 +336,8 @@ SELECT * FROM (
 
 def parse_slices(specs: list[str], slices: pd.DataFrame, runs: int) -> pd.DataFrame:
     """``dimension=label`` strings as (dimension, label) rows; each must occur in the runs shown."""
+    import pandas as pd
+
     wanted = pd.DataFrame([_split(spec) for spec in specs], columns=["dimension", "label"]).drop_duplicates()
     known = slices[["dimension", "label"]].drop_duplicates().sort_values(["dimension", "label"])
     available = [f"{dimension}={label}" for dimension, label in known.itertuples(index=False)]
@@ -363,6 +366,8 @@ def _split(spec: str) -> tuple[str, str]:
 
 def trend_frame(history: History, wanted: pd.DataFrame) -> pd.DataFrame:
     """Long form, one row per run and series: ``overall`` and each wanted ``dimension=label``."""
+    import pandas as pd
+
     keep = ["run_id", "wer", "wer_ci_low", "wer_ci_high", "words", "speakers", "utterances"]
     overall = history.runs[[*keep, "failures"]].rename(columns={"failures": "failed"}).assign(series="overall")
     picked = wanted.merge(history.slices, on=["dimension", "label"])  # in the order asked for

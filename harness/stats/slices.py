@@ -19,15 +19,18 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import InputError, format_validation_error
 from harness.stats.arrays import unique_inverse
 from harness.stats.where import evaluate, parse_where, referenced
 from harness.yamlfile import read_yaml
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported by the functions that slice rows: a config names slices without it
 
 MISSING = "(missing)"
 OUTSIDE = "(outside bins)"
@@ -91,6 +94,8 @@ class SliceSpec(BaseModel):
     def where_mask(self, frame: pd.DataFrame) -> pd.Series:
         if isinstance(self.where, str):
             return evaluate(parse_where(self.where), frame)
+        import pandas as pd
+
         keep = pd.Series(True, index=frame.index)
         for tag, allowed in self.where.items():
             keep &= frame[tag].isin(allowed) if tag in frame else False
@@ -143,6 +148,8 @@ def drop_duplicate_dimensions(
     (``accent × noise`` when ``noise`` has one value duplicates ``accent``): every table, check and
     Holm family would count it twice. The dimension with fewer tags is kept. Dimensions of a single
     slice are kept (they duplicate only the overall figure, and are reported as such)."""
+    import pandas as pd
+
     coder = TagCodes(rows)
     seen: dict[tuple[bytes, bytes], SliceSpec] = {}
     dropped: dict[int, DroppedSlice] = {}
@@ -165,6 +172,8 @@ def check_slices(specs: Sequence[SliceSpec], rows: pd.DataFrame, tags: Sequence[
     """Fail early, with a suggestion, on what would otherwise silently match nothing: a tag no
     utterance carries, a ``where``/``groups`` value no utterance has, ``bins`` on a tag that is
     not numeric, or a ``reference`` that is not one of the dimension's slices."""
+    import pandas as pd
+
     values = tag_values(rows, tags)
     for spec in specs:
         where_pairs = (
@@ -236,6 +245,8 @@ class TagCodes:
     def __call__(self, tag: str) -> tuple[np.ndarray, list[str]]:
         """Codes (-1 where the tag is missing) and the distinct values."""
         if tag not in self._cache:
+            import pandas as pd
+
             if tag in self._tags:
                 codes, uniques = pd.factorize(self._tags[tag].astype("object"), use_na_sentinel=True)
                 self._cache[tag] = (np.asarray(codes, dtype=np.int64), [str(u) for u in uniques])
@@ -273,6 +284,8 @@ def slice_codes(tags: pd.DataFrame, spec: SliceSpec, coder: TagCodes | None = No
 
 
 def _display_values(uniques: list[str], edges: Sequence[float] | None, groups: dict[str, tuple[str, ...]]) -> list[str]:
+    import pandas as pd
+
     shown = _bin(pd.Series(uniques, dtype="object"), edges).tolist() if edges else list(uniques)
     mapping = {value: group for group, members in groups.items() for value in members}
     return [mapping.get(v, v) for v in shown]
@@ -289,6 +302,8 @@ def _unravel(code: int, sizes: list[int]) -> list[int]:
 def slice_frame(tags: pd.DataFrame, spec: SliceSpec) -> pd.DataFrame:
     """Per utterance (index aligned with ``tags``): one column per ``by`` tag holding the
     (binned, grouped) value, and ``LABEL`` joining them; it is NA where ``where`` excludes it."""
+    import pandas as pd
+
     coded = slice_codes(tags, spec)
     frame = pd.DataFrame(index=tags.index)
     inside = coded.codes >= 0
@@ -305,6 +320,8 @@ def slice_frame(tags: pd.DataFrame, spec: SliceSpec) -> pd.DataFrame:
 
 def _bin(column: pd.Series, edges: Sequence[float]) -> pd.Series:
     """``[lo, hi)`` labels; the last bin is closed. Values outside every bin get OUTSIDE."""
+    import pandas as pd
+
     numbers = pd.to_numeric(column, errors="coerce")
     labels = [f"[{lo:g}, {hi:g})" for lo, hi in itertools.pairwise(edges)]
     labels[-1] = labels[-1][:-1] + "]"

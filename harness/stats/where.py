@@ -15,9 +15,10 @@ from __future__ import annotations
 import ast
 import operator
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a mask is evaluated: parsing and checking need no pandas
 
 _COMPARE = {
     ast.Eq: operator.eq,
@@ -103,6 +104,8 @@ def evaluate(tree: ast.Expression, frame: pd.DataFrame) -> pd.Series:
 
 
 def _eval(node: ast.AST, frame: pd.DataFrame) -> pd.Series:
+    import pandas as pd
+
     if isinstance(node, ast.BoolOp):
         masks = [_eval(v, frame) for v in node.values]
         result = masks[0]

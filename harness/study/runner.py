@@ -23,7 +23,7 @@ from harness.pipeline import Prepared, prepare, run
 from harness.stats.slices import SliceSpec
 from harness.study.spec import DatasetSpec, StudySpec, SystemSpec
 from harness.transcribe.local import BatchCallback
-from harness.transcribe.throughput import Throughput, throughput
+from harness.transcribe.throughput import Throughput, clip_seconds_by_id, throughput
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ def _run_one(
     table = pd.read_parquet(outcome.paths.utterances)
     transcripts = pd.read_parquet(outcome.paths.transcripts)
     remote = bool(outcome.metrics["provenance"]["backend"].get("remote"))
+    seconds = clip_seconds_by_id(table["id"], table["audio_s"])
     log.info("%s on %s: %d transcribed, %d from cache", system.label, dataset.name, outcome.transcribed,
              outcome.from_cache)
     return SystemRun(
@@ -129,7 +130,7 @@ def _run_one(
         slices=prepared.slices,
         transcribed=outcome.transcribed,
         from_cache=outcome.from_cache,
-        throughput=throughput(transcripts, table.set_index("id")["audio_s"], remote=remote, include_cached=True),
+        throughput=throughput(transcripts, seconds, remote=remote, include_cached=True),
         failure=failure,
     )
 

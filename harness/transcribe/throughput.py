@@ -11,11 +11,9 @@ from the cache reports the throughput measured when the transcripts were made.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import pandas as pd
+from typing import Any
 
 PERCENTILES = (50, 90, 99)
 
@@ -31,16 +29,18 @@ class Throughput:
 
 
 def throughput(
-    transcripts: pd.DataFrame, audio_s: pd.Series, *, remote: bool, include_cached: bool = False
+    transcripts: Mapping[str, Any], audio_s: Mapping[str, float | None], *, remote: bool, include_cached: bool = False
 ) -> Throughput:
-    """From a run's transcripts.parquet rows and each utterance id's clip seconds."""
+    """From a run's transcripts.parquet columns (``id``, ``status``, ``latency_s``, ``cached``: a
+    DataFrame or a mapping of sequences) and each utterance id's clip seconds."""
     import numpy as np  # here: a saved run's report reads Throughput without numpy
 
-    rows = transcripts[transcripts["status"] == "ok"]
-    if not include_cached and "cached" in rows:
-        rows = rows[~rows["cached"].astype(bool)]
-    seconds = rows["id"].map(audio_s.groupby(level=0).first()).to_numpy(dtype=np.float64, na_value=np.nan)
-    latency = rows["latency_s"].to_numpy(dtype=np.float64, na_value=np.nan)
+    keep = np.asarray(transcripts["status"], dtype=object) == "ok"
+    if not include_cached and "cached" in transcripts:
+        keep &= ~np.asarray(transcripts["cached"], dtype=bool)
+    ids = np.asarray(transcripts["id"], dtype=object)[keep]
+    seconds = np.array([audio_s.get(i) for i in ids], dtype=np.float64)  # None (unknown) reads as NaN
+    latency = np.asarray(transcripts["latency_s"], dtype=np.float64)[keep]
     known = np.isfinite(seconds) & np.isfinite(latency)
     audio, spent = float(seconds[known].sum()), float(latency[known].sum())
     percentiles = None
@@ -55,6 +55,14 @@ def throughput(
         latency_s=percentiles,
         counted="recorded" if include_cached else "transcribed",
     )
+
+
+def clip_seconds_by_id(ids: Iterable[str], seconds: Iterable[float | None]) -> dict[str, float | None]:
+    """Each utterance id's clip seconds, its first row's (a run with conditions has one row per condition)."""
+    found: dict[str, float | None] = {}
+    for utterance, value in zip(ids, seconds, strict=True):
+        found.setdefault(utterance, value)
+    return found
 
 
 def is_remote(backend: object) -> bool:
