@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -143,10 +144,13 @@ def write_table(path: Path, columns: Mapping[str, Sequence[Any]], types: Mapping
     select = ", ".join(f'CAST("{name}" AS {kind}) AS "{name}"' for name, kind in types.items())
 
     def write(tmp: Path) -> None:
-        with duckdb.connect(config=NO_DUCKDB_EXTENSIONS) as con:
-            con.register("incoming", arrays)
-            target = str(tmp).replace("'", "''")
-            con.execute(f"COPY (SELECT {select} FROM incoming) TO '{target}' (FORMAT parquet)")
+        target = os.path.abspath(tmp).replace("'", "''")  # absolute: DuckDB would expand a leading ~
+        try:
+            with duckdb.connect(config=NO_DUCKDB_EXTENSIONS) as con:
+                con.register("incoming", arrays)
+                con.execute(f"COPY (SELECT {select} FROM incoming) TO '{target}' (FORMAT parquet)")
+        except duckdb.Error as exc:  # a full disk, a missing folder: write_atomic's one-line error
+            raise OSError(errno.EIO, str(exc).splitlines()[0]) from None
 
     write_atomic(path, write)
 
@@ -164,13 +168,28 @@ def duckdb_columns(columns: Mapping[str, Sequence[Any]], types: Mapping[str, str
     arrays = {}
     for name, kind in types.items():
         values = list(columns[name])
-        if kind == "BIGINT" and None not in values:
+        if kind == "BIGINT" and all(type(v) is int for v in values):
             arrays[name] = np.array(values, dtype=np.int64)
         elif kind == "BOOLEAN" and None not in values:
             arrays[name] = np.array(values, dtype=bool)
         else:
             arrays[name] = np.array(values, dtype=typed.get(kind, object))
     return arrays
+
+
+def replace_quietly(path: Path, text: str) -> None:
+    """Write a cache file's ``text`` whole or not at all, from a temporary file of this writer's own
+    (concurrent writers never share one); failing only costs a later run the work the file saves."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.replace(name, path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:

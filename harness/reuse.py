@@ -31,6 +31,7 @@ from harness.data.audio import clip_seconds
 from harness.data.manifest import Utterance
 from harness.decide.integrity import SEAL, seal, unseal
 from harness.errors import InputError
+from harness.files import replace_quietly, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +170,6 @@ class ScoreStore:
 def stamp(run_dir: Path, files: Mapping[str, bytes], token: str, created_utc: str) -> dict[str, Any]:
     """Write ``files`` into ``run_dir`` with ``token`` replaced by ``created_utc``, metrics.json
     last (a directory without it reads as interrupted), then seal; the metrics written."""
-    from harness.files import write_atomic
-
     marker, when = token.encode(), created_utc.encode()
     unseal(run_dir)
     (run_dir / "metrics.json").unlink(missing_ok=True)  # a cold run's, still holding the placeholder
@@ -209,12 +208,7 @@ class SliceChecks:
         """Record a passed check, the newest :data:`KEEP` × 4 kept (a failed write only costs a rerun the check)."""
         entries = {k: v for k, v in self._read().items() if k != key}
         entries[key] = [list(item) for item in dropped]
-        kept = dict(list(entries.items())[-KEEP * 4 :])
-        with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            temporary.write_text(json.dumps(kept), encoding="utf-8")
-            os.replace(temporary, self.path)
+        replace_quietly(self.path, json.dumps(dict(list(entries.items())[-KEEP * 4 :])))
 
     def _read(self) -> dict[str, Any]:
         try:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import soundfile as sf
 
 from harness.errors import InputError, one_line
+from harness.files import replace_quietly
 from harness.yamlfile import read_yaml
 
 RESERVED_FIELDS = ("id", "audio", "text", "speaker", "language", "offset", "duration")
@@ -219,11 +220,7 @@ class AudioProbes:
         """Write what this manifest's files are now (when it changed; a failed write only costs a rerun the probe)."""
         if self.path is None or all(self._read.get(name) == entry for name, entry in self._found.items()):
             return
-        with contextlib.suppress(OSError):  # other manifests' files in the same cache folder stay
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            temporary.write_text(json.dumps({**self._read, **self._found}), encoding="utf-8")
-            os.replace(temporary, self.path)
+        replace_quietly(self.path, json.dumps({**self._read, **self._found}))  # other manifests' files stay
 
 
 def _file_duration(audio: Path, known: AudioProbes) -> float | str:

@@ -13,6 +13,7 @@ import stat
 import threading
 from pathlib import Path
 
+import duckdb
 import pytest
 from conftest import write_config
 from typer.testing import CliRunner
@@ -20,7 +21,7 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.config import load_config
 from harness.errors import InputError
-from harness.files import write_atomic
+from harness.files import replace_quietly, write_atomic, write_table
 from harness.pipeline import prepare, run
 
 
@@ -456,3 +457,26 @@ def test_a_truncated_flac_fails_validate(tmp_path):
     result = cli("validate", str(manifest))
     assert result.returncode == 2 and "1 errors" in result.stdout, result.stdout + result.stderr
     assert ":1: field 'audio' error" in result.stderr and "cut.flac is truncated" in result.stderr
+
+
+def test_write_table_failures_are_one_line_write_errors_and_odd_paths_are_literal(tmp_path):
+    """transcripts.parquet is written by DuckDB: its IO errors are write_atomic's one-line error
+    (exit 2), not an internal error; a quote or a leading ~ in the path is taken literally."""
+    with pytest.raises(InputError, match=r"t\.parquet: cannot write \(.+\); free disk space or write elsewhere"):
+        write_table(tmp_path / "missing" / "t.parquet", {"a": [1]}, {"a": "BIGINT"})
+    odd = tmp_path / "it's ~" / "t.parquet"
+    odd.parent.mkdir()
+    write_table(odd, {"n": [1, None, float("nan")], "s": ["x", None, "z"]}, {"n": "BIGINT", "s": "VARCHAR"})
+    with duckdb.connect() as con:
+        rows = con.execute("SELECT n, s FROM read_parquet(?)", [str(odd)]).fetchall()
+    assert rows == [(1, "x"), (None, None), (None, "z")]  # None and NaN counts are NULL, as pandas wrote them
+
+
+def test_cache_side_files_are_replaced_whole_or_left_alone(tmp_path):
+    target = tmp_path / "slice-checks.json"
+    replace_quietly(target, '{"a": 1}')
+    assert json.loads(target.read_text()) == {"a": 1}
+    blocked = tmp_path / "blocked.json"
+    blocked.mkdir()  # a folder in the way: nothing raised, nothing left behind
+    replace_quietly(blocked, "{}")
+    assert blocked.is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["blocked.json", "slice-checks.json"]
