@@ -11,6 +11,7 @@ should be.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import random
 import threading
@@ -157,16 +158,27 @@ async def _drop(receive: Receive, send: Send) -> None:
 
 
 class InFlight:
-    """Wraps an app, each request delayed by ``latency``; ``max`` is the most requests it held at once."""
+    """Wraps an app, each request delayed by ``latency``; ``max`` is the most requests it held at once.
 
-    def __init__(self, app: ASGIApp, latency: float) -> None:
+    With ``hold_until`` every request also waits until that many are in flight together (or
+    ``hold_s`` passed): a test that needs concurrent clients proves they overlap by an event, not by
+    hoping their timing does on a loaded machine."""
+
+    def __init__(self, app: ASGIApp, latency: float, hold_until: int | None = None, hold_s: float = 120.0) -> None:
         self._app = Faults(latency=latency).wrap(app)
         self.now = self.max = 0
+        self._hold_until, self._hold_s = hold_until, hold_s
+        self._reached = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.now += 1
         self.max = max(self.max, self.now)
         try:
+            if self._hold_until is not None:
+                if self.now >= self._hold_until:
+                    self._reached.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._reached.wait(), self._hold_s)
             await self._app(scope, receive, send)
         finally:
             self.now -= 1

@@ -141,3 +141,46 @@ def test_no_detectable_gap_is_stated_at_10_speakers_per_slice():
     (row,) = res.table()
     assert (row["n"], row["missing"]) == (0, 8), row
     assert "too few speakers" in row["note"], row
+
+
+def test_speaker_mean_differences_with_a_small_between_speaker_slice_are_mover_intervals():
+    """Six heavy-tailed speakers against 60 (``volume+spread``): the speaker-mean's t intervals for the
+    differences covered 0.85–0.86 (600 datasets), so there they combine each side's own log-scale
+    limits (MOVER). With two slices the rest of a slice is the other one, so vs-overall, vs-reference
+    and the gap all state one interval of μ₀ − μ₁, scaled; it reaches further up than down for the
+    small slice (a slice that reads low may hold heavy speakers it did not draw). The pooled
+    aggregate keeps its null-floored t intervals (symmetric); with 10 speakers a slice, so does the
+    speaker-mean."""
+    from harness.stats.by_slice import log_limits, mover_bounds
+    from harness.stats.slices import SliceSpec
+
+    table = cal.generate(cal.scenarios()["volume+spread"], np.random.default_rng(11))
+    spec = SliceSpec(by=("accent",), reference="a1")
+    agg = summarise_aggregates(table, [spec], StatsOptions(min_speakers=2, min_words=1))
+    dim = agg.blocks["speaker-mean"].dimensions[0]
+    (small, large) = dim.slices
+    speakers = np.array([small.speakers, large.speakers], dtype=float)
+    share = speakers / speakers.sum()
+    low, high = small.vs_reference.difference_ci
+    assert np.allclose(small.vs_overall.difference_ci, [share[1] * low, share[1] * high])
+    assert np.allclose(large.vs_overall.difference_ci, [-share[0] * high, -share[0] * low])
+    gap = small.wer - large.wer
+    assert low < gap < high and high - gap > gap - low  # asymmetric, upward
+    assert np.isclose(dim.disparity.gap_ci[1], max(abs(low), abs(high)))
+    # the same from the slices' own log-scale limits, by hand
+    from harness.stats.by_slice import _linearise, _Pairs, _SliceRows, slice_codes
+
+    rows = _SliceRows.of(table)
+    codes = slice_codes(table, spec)
+    r = _linearise(_Pairs.of(rows, codes.codes, 2), _Pairs.of(rows, np.where(codes.codes >= 0, 0, -1), 1),
+                   "speaker-mean", 0.3, rows.n_clusters)  # fmt: skip
+    lo, hi = log_limits(r, [0, 1], 0.95)
+    expected = mover_bounds((r.values[0], lo[0], hi[0]), (r.values[1], lo[1], hi[1]))
+    assert np.allclose([low, high], expected)
+    pooled = agg.blocks["pooled"].dimensions[0].slices[0].vs_reference
+    assert np.isclose(np.mean(pooled.difference_ci), pooled.difference)  # symmetric t interval
+    ten = cal.generate(cal.scenarios()["equal"].with_speakers(10), np.random.default_rng(12))
+    wide = summarise_aggregates(ten, [SliceSpec(by=("accent",), reference="a1")], StatsOptions())
+    for s in wide.blocks["speaker-mean"].dimensions[0].slices:
+        if s.label != "a1":
+            assert np.isclose(np.mean(s.vs_reference.difference_ci), s.vs_reference.difference)

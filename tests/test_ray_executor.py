@@ -219,13 +219,15 @@ def test_ray_is_imported_only_by_runs_that_use_it(demo_config, tmp_path):
 
 @pytest.mark.slow  # a Ray cluster
 def test_a_remote_api_keeps_its_global_concurrency_across_actors(tmp_path, monkeypatch):
-    """Two actors share the config's concurrency of 4 (2 each): the server never sees more than 4."""
+    """Two actors share the config's concurrency of 4 (2 each): the server never sees more than 4. The
+    server holds the first requests until a third arrives (one actor alone sends 2), so the actors
+    overlap however late the second starts on a loaded machine."""
     monkeypatch.setenv("ASRFAIR_TEST_KEY", REMOTE_KEY)  # before Ray starts: its workers inherit it
     corpus = tone_corpus(tmp_path / "corpus", 24)
-    counting = InFlight(openai_app(Oracle.for_manifest(corpus), api_key=REMOTE_KEY), latency=0.05)
+    counting = InFlight(openai_app(Oracle.for_manifest(corpus), api_key=REMOTE_KEY), latency=0.05, hold_until=3)
     with LoopbackServer(counting) as server:
         backend = {"name": "openai-compatible", "base_url": f"{server.url}/v1", "api_key_env": "ASRFAIR_TEST_KEY",
-                   "concurrency": 4}  # fmt: skip
+                   "concurrency": 4, "timeout": 300}  # fmt: skip  (a held request outlives the default 60 s)
         config = write_config(tmp_path / "run.yaml", corpus, backend, stats=STATS)
         on_ray, stderr = run_json(config, "-o", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2")
         assert 2 < counting.max <= 4  # both actors at work, neither above its share
