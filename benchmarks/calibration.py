@@ -353,6 +353,8 @@ def coverage_target(speakers: int) -> Target:
 FPR = Target(0.0, ALPHA + 0.01, f"≤{ALPHA + 0.01:.2f}")
 DISPARITY = Target(0.93, 1.0, "≥0.93")
 POWER = Target(0.75, 0.85, "0.75–0.85")
+# `plan` says it is conservative (harness.report.coverage): the ★ must come with the stated power or more.
+CONSERVATIVE_POWER = Target(0.80, 1.0, "≥0.80")
 # Power at a smaller gap than printed: a lower bound on the power at the printed one, no target.
 LOWER_BOUND = Target(0.0, 1.0, "(bound)")
 
@@ -803,7 +805,7 @@ def measure_plan(
             need = getattr(target, "need", None)
             need_both = getattr(target, "need_both", None)
             if need is None and need_both is None:
-                res.add(*key, POWER, None)
+                res.add(*key, CONSERVATIVE_POWER, None)
                 continue
             if need is not None:
                 needs.append(need)
@@ -816,7 +818,7 @@ def measure_plan(
                 warnings.simplefilter("ignore")
                 agg = summarise_aggregates(generate(grown, rng), [SliceSpec(by=("accent",))], options(args, seed=rep))
             s = _accent_slices(agg.blocks["pooled"].dimensions[0], 3)[0]
-            res.add(*which, POWER, bool(s is not None and getattr(s, "significantly_worse", False)))
+            res.add(*which, CONSERVATIVE_POWER, bool(s is not None and getattr(s, "significantly_worse", False)))
         for k, values, what in ((key, needs, "need"), (both_key, boths, "need if both grow")):
             if values:
                 q1, q2, q3 = np.percentile(values, [25, 50, 75])
