@@ -343,7 +343,7 @@ def _with_intervals(
         vr_test = contrasts(r, unit_contrasts(k, index, [ref_index] * k), conservative=True)
         ref_cis, ref_notes = t_intervals(ref_diff, vr.se, vr, confidence, enabled)
         if mover and enabled:
-            ref_cis = _mover_vs_reference(r, ref_index, confidence, ref_cis)
+            ref_cis = _mover_vs_reference(r, ref_index, _as_limits(wer_cis), ref_cis)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_ratio = np.log(r.values[:k] / r.values[ref_index])
         vl = contrasts(r, unit_contrasts(k, index, [ref_index] * k, scale=r.values))
@@ -406,11 +406,17 @@ def log_limits(r: Ratios, columns: Sequence[int], level: float) -> tuple[np.ndar
 
 
 def _log_scale(values: np.ndarray, c: Contrasts, level: float) -> tuple[np.ndarray, np.ndarray]:
-    q = t_quantile(1 - (1 - level) / 2, c.df)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        half = q * c.se / values
-        ok = (values > 0) & (c.se > 0) & np.isfinite(half) & (c.clusters >= 2)
-        return np.where(ok, values * np.exp(-half), np.nan), np.where(ok, values * np.exp(half), np.nan)
+    """:func:`t_intervals` on the log scale at ``level``, as arrays."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cis, _ = t_intervals(np.log(np.where(values > 0, values, np.nan)), c.se / values, c, level, log=True)
+    return _as_limits(cis)
+
+
+def _as_limits(cis: Sequence[Interval | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Intervals as (low, high) arrays, NaN where there is none."""
+    low = np.array([ci[0] if ci else np.nan for ci in cis], dtype=float)
+    high = np.array([ci[1] if ci else np.nan for ci in cis], dtype=float)
+    return low, high
 
 
 def mover_bounds(
@@ -426,13 +432,14 @@ def mover_bounds(
 
 
 def _mover_vs_reference(
-    r: Ratios, ref: int, level: float, cis: list[Interval | None]
+    r: Ratios, ref: int, limits: tuple[np.ndarray, np.ndarray], cis: list[Interval | None]
 ) -> list[Interval | None]:
-    """:func:`mover_bounds` of each between-speaker slice against a between-speaker reference."""
+    """:func:`mover_bounds` of each between-speaker slice against a between-speaker reference, from
+    the slices' log-scale ``limits`` (their intervals at the comparison's level)."""
     between = _between_columns(r)
     if ref not in between:
         return cis
-    low, high = log_limits(r, range(r.k), level)
+    low, high = limits
     values = r.values[: r.k]
     out = list(cis)
     for i in between:
@@ -463,7 +470,7 @@ def _mover_vs_overall(
     values = np.nan_to_num(r.values[:k])
     variance = np.where(np.isfinite(own.se), own.se**2, 0.0)
     df = np.where(np.isfinite(own.df), own.df, np.maximum(own.clusters - 1, 1))
-    low, high = log_limits(r, range(k), level)
+    low, high = _log_scale(r.values[:k], own, level)  # the slices' own limits, as log_limits gives them
     total = weight.sum()
     out = list(cis)
     for n, i in enumerate(columns):
