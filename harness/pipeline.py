@@ -49,7 +49,13 @@ from harness.files import (
 from harness.reuse import ScoreStore, SliceChecks, frame_rows, new_token, score_key, stamp
 from harness.scoring.align import JIWER_VERSION, SCORER_VERSION
 from harness.scoring.normalisers import Normalizer, get_normalizer
-from harness.stats.slices import SliceSpec, check_slices, default_slices, drop_duplicate_dimensions
+from harness.stats.slices import (
+    SliceSpec,
+    check_slices,
+    default_slices,
+    drop_duplicate_dimensions,
+    duplicate_dimensions,
+)
 from harness.transcribe.cache import TranscriptCache
 from harness.transcribe.local import BatchCallback, StopRequested, TranscribeResult, transcribe_all
 from harness.transcribe.throughput import Throughput, clip_seconds_by_id, is_remote, throughput
@@ -683,10 +689,7 @@ def _checked_slices(config: RunConfig, manifest: Manifest) -> list[SliceSpec]:
             frame = pd.concat([frame.assign(**{CONDITION_TAG: name}) for name in conditions], ignore_index=True)
         source = str(config.slices) if isinstance(config.slices, Path) else config.key("slices")
         check_slices(slices, frame, tags, source)
-        kept, left_out = drop_duplicate_dimensions(slices, frame)
-        kept_ids = {id(spec) for spec in kept}
-        indices = [i for i, spec in enumerate(slices) if id(spec) not in kept_ids]
-        dropped = [(i, item.describe()) for i, item in zip(indices, left_out, strict=True)]
+        dropped = [(i, item.describe()) for i, item in duplicate_dimensions(slices, frame).items()]
         checks.keep(key, dropped)
     for _, warning in dropped:
         log.warning("%s", warning)

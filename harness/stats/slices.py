@@ -148,6 +148,13 @@ def drop_duplicate_dimensions(
     (``accent × noise`` when ``noise`` has one value duplicates ``accent``): every table, check and
     Holm family would count it twice. The dimension with fewer tags is kept. Dimensions of a single
     slice are kept (they duplicate only the overall figure, and are reported as such)."""
+    dropped = duplicate_dimensions(specs, rows)
+    return [spec for i, spec in enumerate(specs) if i not in dropped], list(dropped.values())
+
+
+def duplicate_dimensions(specs: Sequence[SliceSpec], rows: pd.DataFrame) -> dict[int, DroppedSlice]:
+    """:func:`drop_duplicate_dimensions`' verdict: each left-out dimension by its index in ``specs``,
+    in index order."""
     import pandas as pd
 
     coder = TagCodes(rows)
@@ -164,8 +171,7 @@ def drop_duplicate_dimensions(
         if kept is not spec:
             single = tuple(tag for tag in spec.by if tag not in kept.by and len(set(coder(tag)[1])) <= 1)
             dropped[index] = DroppedSlice(spec.label, kept.label, single)
-    kept_specs = [spec for i, spec in enumerate(specs) if i not in dropped]
-    return kept_specs, [dropped[i] for i in sorted(dropped)]
+    return {i: dropped[i] for i in sorted(dropped)}
 
 
 def check_slices(specs: Sequence[SliceSpec], rows: pd.DataFrame, tags: Sequence[str], source: str) -> None:
